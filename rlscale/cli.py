@@ -1,0 +1,73 @@
+"""`rlscale` command line: one subcommand per stage of the loop.
+
+Each subcommand lives in its stage's module, which exposes `configure(parser)` (flags only, no
+heavy imports) and `run(args) -> int`. This file only dispatches and turns bad input (UserError,
+bad flags) into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rlscale import __version__
+from rlscale.errors import UserError
+
+# name -> (module exposing configure/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "study": ("rlscale.study", "run the embedded micro-ladder scaling study end to end"),
+    "eval": ("rlscale.evaluate", "k-shot accuracy, pass@k and test loss of a model on a task"),
+    "train": ("rlscale.grpo.cli", "GRPO post-training with compute accounting (resumable)"),
+    "pretrain": ("rlscale.pretrain", "build and pre-train a micro-ladder rung"),
+    "fit": ("rlscale.scaling.cli", "fit a scaling law, with intervals and prediction protocols"),
+    "sweep": ("rlscale.sweep", "run a grid of training runs as Ray tasks"),
+    "runs": ("rlscale.store", "list / show / export the runs of a results database"),
+    "export-verl": ("rlscale.verl", "write the verl launch command and reward module for a run"),
+    "import": ("rlscale.importers", "import verl logs or TRL runs into a results database"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (not usage + error) and exits 2."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="rlscale", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rlscale {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("rlscale"):
+                continue  # stage not built yet in this checkout
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        sys.stderr.write(f"rlscale {args.command}: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"rlscale {args.command}: interrupted; rerun the same command to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
