@@ -1,0 +1,326 @@
+"""Evaluation: k-shot accuracy per answer check, pass@k, test loss = 1 - pass@1, clipped share.
+
+`rlscale eval` writes one JSONL line per (shots, problem) as it goes (prompt, completions,
+scores per check, clipped flags), so an interrupted eval resumes where it stopped and any metric
+can be recomputed: summary.json is exactly `summarize(read_jsonl(completions.jsonl))` plus the
+run's settings. `heldout_test_loss` is the same measurement, in memory and zero-shot, for the
+GRPO trainer's periodic held-out eval.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rlscale.errors import UserError
+
+GSM_CHECKS = ("strict", "flexible", "custom_flexible")
+MAX_SHOTS = 5
+# settings that must match to resume into an existing --out directory
+PINNED = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of n samples with c correct: 1 - C(n-c, k) / C(n, k), computed stably as
+    1 - prod_{i=n-c+1..n} (1 - k / i) (never 1 - (1 - c/n)^k, which is biased)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def score(completions: list[str], answer: str, checks) -> dict[str, list[float]]:
+    from rlscale.rewards import REWARDS
+
+    return {c: [REWARDS[c](t, answer) for t in completions] for c in checks}
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def primary_check(checks) -> str:
+    """The check test loss is reported for: custom_flexible (the seed study's), else boxed."""
+    for c in ("custom_flexible", "boxed"):
+        if c in checks:
+            return c
+    return list(checks)[0]
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per shot count and check: accuracy (= pass@1) with its standard error over problems,
+    pass@k for every k <= samples, test loss = 1 - pass@1; and the clipped share."""
+    by_shots: dict[int, list[dict]] = {}
+    for r in records:
+        by_shots.setdefault(int(r["shots"]), []).append(r)
+    results, all_checks = {}, []
+    for shots in sorted(by_shots):
+        rows = by_shots[shots]
+        n = min(len(r["completions"]) for r in rows)
+        checks = [c for c in rows[0]["scores"] if all(c in r["scores"] for r in rows)]
+        all_checks = all_checks or checks
+        clipped = [bool(x) for r in rows for x in r["clipped"]]
+        out = {"n_problems": len(rows), "n_samples": n,
+               "clipped_share": sum(clipped) / max(1, len(clipped)), "checks": {}}
+        for check in checks:
+            correct = [sum(1 for s in r["scores"][check][:n] if s > 0) for r in rows]
+            acc, se = _mean_se([c / n for c in correct])
+            out["checks"][check] = {
+                "accuracy": acc, "se": se, "test_loss": 1.0 - acc,
+                "pass_at_k": {str(k): sum(pass_at_k(n, c, k) for c in correct) / len(rows)
+                              for k in range(1, n + 1)},
+            }
+        results[str(shots)] = out
+    return {"primary_check": primary_check(all_checks) if all_checks else None,
+            "results": results}
+
+
+def format_table(summary: dict) -> str:
+    lines = []
+    for shots, res in summary["results"].items():
+        ks = list(next(iter(res["checks"].values()))["pass_at_k"]) if res["checks"] else []
+        shown = ks if len(ks) <= 6 else ks[:3] + ks[-2:]
+        head = f"{'shots':>5} {'check':<16}{'acc':>7}{'±se':>7}{'loss':>7}" + "".join(
+            f"{'pass@' + k:>9}" for k in shown) + f"{'clipped':>9}{'problems':>9}"
+        if not lines:
+            lines.append(head)
+        for check, m in res["checks"].items():
+            lines.append(f"{shots:>5} {check:<16}{m['accuracy']:7.3f}{m['se']:7.3f}"
+                         f"{m['test_loss']:7.3f}" + "".join(f"{m['pass_at_k'][k]:9.3f}"
+                                                            for k in shown)
+                         + f"{res['clipped_share']:9.3f}{res['n_problems']:9d}")
+    return "\n".join(lines)
+
+
+def _sample(model, tokenizer, prompts, samples, params, seed, batch_size):
+    """(texts per prompt, clipped flags per prompt): `samples` completions of each prompt."""
+    from rlscale.rollout import generate
+
+    flat = [p for p in prompts for _ in range(samples)]
+    gen = generate(model, tokenizer, flat, params, seed=seed, batch_size=batch_size)
+    texts = [gen.texts[i * samples:(i + 1) * samples] for i in range(len(prompts))]
+    clipped = [gen.clipped[i * samples:(i + 1) * samples] for i in range(len(prompts))]
+    return texts, clipped
+
+
+def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature: float = 0.7,
+                      max_new_tokens: int = 256, reward: str = "custom_flexible", seed: int = 0,
+                      batch_size: int | None = 64) -> dict:
+    """Zero-shot held-out test loss 1 - pass@1 under `reward` (the paper: one sample at
+    temperature 0.7), with its standard error over problems, accuracy per check and the
+    clipped share. The model's train/eval mode is restored afterwards."""
+    import torch
+
+    from rlscale.rollout import SamplingParams
+    from rlscale.tasks import STOP_STRINGS, format_prompt
+
+    if not problems:
+        raise ValueError("heldout_test_loss needs at least one problem")
+    checks = ("boxed",) if reward == "boxed" else tuple(dict.fromkeys(GSM_CHECKS + (reward,)))
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                            stop_strings=STOP_STRINGS)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            texts, clipped = _sample(model, tokenizer, [format_prompt(p) for p in problems],
+                                     samples, params, seed, batch_size)
+    finally:
+        model.train(was_training)
+    per_check = {c: [] for c in checks}
+    for p, t in zip(problems, texts):
+        for c, s in score(t, p.answer, checks).items():
+            per_check[c].append(sum(s) / samples)
+    pass1, se = _mean_se(per_check[reward])
+    flags = [x for row in clipped for x in row]
+    return {"test_loss": 1.0 - pass1, "pass1": pass1, "se": se, "n_problems": len(problems),
+            "n_samples": samples, "clipped_share": sum(flags) / len(flags),
+            "accuracy": {c: sum(v) / len(v) for c, v in per_check.items()}}
+
+
+# ---------------------------------------------------------------- the `rlscale eval` run
+@dataclass
+class EvalConfig:
+    model: str
+    task: str
+    out: str
+    shots: tuple[int, ...] = (0,)
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    n_problems: int | None = None
+    checks: tuple[str, ...] | None = None  # None: the task's (GSM: strict, flexible, custom)
+    seed: int = 0
+    batch_size: int = 64
+    device: str = "auto"
+    dtype: str | None = None
+    progress: bool = False
+
+
+def _validate(cfg: EvalConfig) -> None:
+    from rlscale.rewards import REWARDS
+
+    if not cfg.shots or any(not 0 <= k <= MAX_SHOTS for k in cfg.shots):
+        raise UserError(f"--shots: each shot count must be in 0..5, got {list(cfg.shots)}")
+    for flag, value, ok in (("--samples", cfg.samples, cfg.samples >= 1),
+                            ("--temperature", cfg.temperature, cfg.temperature >= 0),
+                            ("--top-p", cfg.top_p, 0 < cfg.top_p <= 1),
+                            ("--max-new-tokens", cfg.max_new_tokens, cfg.max_new_tokens >= 1),
+                            ("--batch-size", cfg.batch_size, cfg.batch_size >= 1),
+                            ("--n-problems", cfg.n_problems,
+                             cfg.n_problems is None or cfg.n_problems >= 1)):
+        if not ok:
+            raise UserError(f"{flag}: invalid value {value!r}")
+    for c in cfg.checks or ():
+        if c not in REWARDS:
+            raise UserError(f"--checks: unknown check {c!r}; choose from {', '.join(REWARDS)}")
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+
+
+def _load_done(out: Path, cfg: EvalConfig, checks, task) -> list[dict]:
+    """Records of an earlier run of the same eval in `out` (torn tail tolerated), rescored
+    when checks were added; UserError if `out` holds an eval with other settings."""
+    from rlscale.files import atomic_write_text, dumps, read_json, read_jsonl
+
+    if (out / "config.json").is_file():
+        old = read_json(out / "config.json")
+        diff = [k for k in PINNED if old.get(k) != asdict(cfg)[k]]
+        if diff:
+            raise UserError(f"--out {out}: holds an eval with other settings ({', '.join(diff)});"
+                            f" rerun with the same settings to resume, or use another --out")
+    path = out / "completions.jsonl"
+    if not path.is_file():
+        return []
+    records = read_jsonl(path, tolerate_torn_tail=True)
+    rescored = False
+    for r in records:
+        i = int(r["index"])
+        if i < len(task.test) and r["question"] != task.test[i].question:
+            raise UserError(f"{path}: problem {i} differs from the task's; use another --out")
+        missing = [c for c in checks if c not in r["scores"]]
+        if missing:
+            r["scores"].update(score(r["completions"], r["answer"], missing))
+            rescored = True
+    if rescored:  # keep the file the single source of the summary
+        atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+    return records
+
+
+def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
+    """Run (or resume) an eval into cfg.out; returns the summary written to summary.json."""
+    from tqdm.auto import tqdm
+
+    from rlscale.files import JsonlWriter, atomic_write_json
+    from rlscale.rollout import SamplingParams
+    from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
+
+    _validate(cfg)
+    task = load_task(cfg.task, seed=cfg.seed, n_test=cfg.n_problems)
+    problems = task.test[: cfg.n_problems] if cfg.n_problems else task.test
+    if max(cfg.shots) > len(task.train):
+        raise UserError(f"--shots: {max(cfg.shots)} exemplars but the train split has "
+                        f"{len(task.train)} problems")
+    checks = tuple(cfg.checks or (("boxed",) if task.answer_format == "boxed" else GSM_CHECKS))
+    if model is None:
+        import torch
+
+        from rlscale.models import load_model
+
+        device = cfg.device if cfg.device != "auto" else (
+            "cuda" if torch.cuda.is_available() else "cpu")
+        model, tokenizer = load_model(cfg.model, device=device, dtype=cfg.dtype, seed=cfg.seed)
+    out = Path(cfg.out)  # every input is valid: only now may the directory appear
+    records = _load_done(out, cfg, checks, task) if out.is_dir() else []
+    atomic_write_json(out / "config.json", asdict(cfg))
+    done = {(int(r["shots"]), int(r["index"])) for r in records}
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                            top_p=cfg.top_p, stop_strings=STOP_STRINGS)
+    per_chunk = max(1, cfg.batch_size // cfg.samples)  # problems per generate() call
+    todo = sum(1 for k in cfg.shots for i in range(len(problems)) if (k, i) not in done)
+    bar = tqdm(total=todo, desc="eval", unit="problem", file=sys.stderr,
+               disable=not (cfg.progress or sys.stderr.isatty()))
+    t0 = time.time()
+    with JsonlWriter(out / "completions.jsonl") as log:
+        for shots in cfg.shots:
+            # fixed chunks and seeds: a resumed run draws what an uninterrupted one would
+            for c0 in range(0, len(problems), per_chunk):
+                idx = [i for i in range(c0, min(c0 + per_chunk, len(problems)))
+                       if (shots, i) not in done]
+                if not idx:
+                    continue
+                # nested exemplars, whatever --shots lists: k-shot uses the first k of 5-shot's
+                prompts = [format_prompt(problems[i], fewshot_exemplars(
+                    task.train, min(MAX_SHOTS, len(task.train)),
+                    seed=cfg.seed * 1_000_003 + i)[:shots]) for i in idx]
+                seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
+                texts, clipped = _sample(model, tokenizer, prompts, cfg.samples, params, seed,
+                                         cfg.batch_size)
+                new = [{"shots": shots, "index": i, "question": problems[i].question,
+                        "answer": problems[i].answer, "prompt": p, "completions": t,
+                        "scores": score(t, problems[i].answer, checks), "clipped": cl}
+                       for i, p, t, cl in zip(idx, prompts, texts, clipped)]
+                log.write_many(new)
+                records.extend(new)
+                bar.update(len(new))
+    bar.close()
+    summary = {"meta": {"config": asdict(cfg), "task_name": task.name,
+                        "answer_format": task.answer_format, "checks": list(checks),
+                        "seconds_this_run": round(time.time() - t0, 3)},
+               **summarize(records)}
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+# ---------------------------------------------------------------- CLI
+def _int_list(s: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}")
+
+
+def configure(p) -> None:
+    p.add_argument("--model", required=True, help="model directory, hub name or micro:<rung>")
+    p.add_argument("--task", required=True,
+                   help="gsm8k | math | gsm_symbolic | arith[:easy|medium|hard] | data file")
+    p.add_argument("--shots", type=_int_list, default=(0,), help="e.g. 0,1,2,3,4,5")
+    p.add_argument("--samples", type=int, default=1, help="completions per problem (pass@k)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--n-problems", type=int, default=None, help="held-out problems (default all)")
+    p.add_argument("--checks", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()),
+                   default=None, help="answer checks, e.g. strict,flexible,custom_flexible")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per generation batch")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU)")
+    p.add_argument("--progress", action="store_true", help="progress bar even when not a TTY")
+    p.add_argument("--out", required=True, help="output directory (resumes if it exists)")
+
+
+def run(args) -> int:
+    cfg = EvalConfig(model=args.model, task=args.task, out=args.out, shots=tuple(args.shots),
+                     samples=args.samples, temperature=args.temperature, top_p=args.top_p,
+                     max_new_tokens=args.max_new_tokens, n_problems=args.n_problems,
+                     checks=args.checks, seed=args.seed, batch_size=args.batch_size,
+                     device=args.device, dtype=args.dtype, progress=args.progress)
+    summary = evaluate(cfg)
+    print(format_table(summary))
+    print(f"primary check: {summary['primary_check']}; test loss = 1 - pass@1; "
+          f"completions and summary in {cfg.out}")
+    return 0

@@ -1,0 +1,134 @@
+"""Checkpoints of a run: RUN_DIR/checkpoints/step_<N>/ with
+
+    model.safetensors      weights (tied tensors stored once)
+    optimizer.safetensors  optimizer tensors (Adam moments, step counts), no pickle
+    state.json             optimizer hyper-parameters, RNG states, data cursor, counters
+
+A checkpoint is written into a hidden temporary directory and renamed into place, so a
+killed process leaves either the previous checkpoint or the new one, never half of one; the
+rename is the commit. Older checkpoints are deleted after the new one is in place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from rlscale.errors import UserError
+from rlscale.files import atomic_write_json, read_json
+
+CKPT_DIR = "checkpoints"
+_NAME = re.compile(r"^step_(\d+)$")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def optimizer_to_flat(optimizer) -> tuple[dict, dict]:
+    """(tensors, json) of an optimizer's state_dict: tensors by 'state.<param>.<key>'."""
+    import torch
+
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for key, val in st.items():
+            if isinstance(val, torch.Tensor):
+                tensors[f"state.{pid}.{key}"] = val.detach().contiguous().cpu()
+            else:
+                scalars[f"state.{pid}.{key}"] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(tensors: dict, meta: dict) -> dict:
+    """The inverse of optimizer_to_flat: a state_dict for optimizer.load_state_dict."""
+    state: dict[int, dict] = {}
+    for name, val in list(tensors.items()) + list(meta.get("scalars", {}).items()):
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = val
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_state() -> dict:
+    import torch
+
+    out = {"torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():
+        out["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return out
+
+
+def set_rng_state(state: dict) -> None:
+    import torch
+
+    if "torch" in state:
+        torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def save_checkpoint(run_dir, step: int, model, optimizer, state: dict, keep: int = 1) -> Path:
+    """Write checkpoint `step` atomically and keep only the newest `keep` checkpoints."""
+    from safetensors.torch import save_file, save_model
+
+    root = Path(run_dir) / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    tmp = root / f".step_{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed save
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    tensors, meta = optimizer_to_flat(optimizer)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    atomic_write_json(tmp / "state.json", {**state, "step": step, "optimizer": meta,
+                                           "rng": rng_state()})
+    for f in tmp.iterdir():  # weights reach the disk before the rename commits them
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():  # re-saving the same step (e.g. at exit right after a periodic save)
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    for old in checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def checkpoints(run_dir) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CKPT_DIR
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _NAME.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir) -> Path | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path, model, optimizer=None) -> dict:
+    """Load weights (and optimizer state) in place; returns state.json (RNG restored too)."""
+    from safetensors.torch import load_file, load_model
+
+    path = Path(path)
+    state = read_json(path / "state.json")
+    try:
+        load_model(model, str(path / "model.safetensors"), strict=True,
+                   device=str(next(model.parameters()).device))
+    except (RuntimeError, KeyError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}/model.safetensors: does not fit the model ({first[:200]})") from None
+    if optimizer is not None:
+        tensors = load_file(str(path / "optimizer.safetensors"))
+        optimizer.load_state_dict(optimizer_from_flat(tensors, state["optimizer"]))
+    set_rng_state(state.get("rng", {}))
+    return state

@@ -1,0 +1,90 @@
+"""`rlscale train`: GRPO post-training of a model on a task, resumable.
+
+Every TrainConfig field is a flag (`batch_size` -> `--batch-size`). Settings resolve as
+defaults <- --preset <- explicit flags; with --resume the run's saved config.json is the base
+and explicit flags may change only what resuming allows (see trainer.RESUMABLE_CHANGES).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+HELP = {
+    "model": "model: a local HF directory (safetensors), a hub name, or micro:<rung>",
+    "task": "task spec: arith[:easy|medium|hard], gsm_symbolic, gsm8k, math, or a file",
+    "lr": "learning rate (constant)",
+    "batch_size": "prompts per step (B)",
+    "group_size": "completions per prompt (G >= 2)",
+    "mini_batch_size": "prompts per optimizer update (divides --batch-size)",
+    "micro_batch_size": "rows per forward/backward chunk, memory only (0: whole mini-batch)",
+    "kl_coef": "beta of the low_var_kl penalty (0: no reference model)",
+    "clip_low": "PPO clip below: ratio >= 1 - clip_low",
+    "clip_high": "PPO clip above: ratio <= 1 + clip_high",
+    "loss_agg": "token-mean | seq-mean-token-mean",
+    "adv": "grpo (divide by the group std) | drgrpo (do not)",
+    "reward": "strict | flexible | custom_flexible | boxed",
+    "fewshot": "exemplars from the train split in each prompt",
+    "max_new_tokens": "completion length limit",
+    "temperature": "rollout temperature",
+    "steps": "training steps",
+    "reuse": "data reuse tau: steps x B / tau unique prompts, each seen tau times",
+    "eval_every": "evaluate every K steps (and at steps 0 and the last; 0: only those)",
+    "heldout": "held-out problems for the test loss",
+    "eval_samples": "samples per held-out problem",
+    "eval_temperature": "evaluation temperature (0: greedy)",
+    "checkpoint_every": "checkpoint every K steps (and at exit)",
+    "device": "cuda | cpu (default: cuda if available)",
+}
+SKIP = ("preset",)
+
+
+def configure(p) -> None:
+    from rlscale.grpo.config import PRESETS, TrainConfig
+
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="paper (arXiv 2509.25300) or seed (the seed study); flags override it")
+    types = {"int": int, "float": float, "str": str, "str | None": str}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SKIP:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        p.add_argument(flag, type=types[str(f.type)], default=None, metavar=f.name.upper(),
+                       help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default!r})")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    p.add_argument("--progress", action=argparse_bool(), default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+def config_from_args(args):
+    """The TrainConfig these flags ask for (with --resume: the saved one, changed by flags)."""
+    from pathlib import Path
+
+    from rlscale.files import read_json
+    from rlscale.grpo.config import TrainConfig, resolve
+
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in SKIP]
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    saved_path = Path(args.out) / "config.json"
+    if args.resume and saved_path.exists():
+        saved = read_json(saved_path)
+        known = {k: saved[k] for k in names + ["preset"] if k in saved}
+        return TrainConfig.from_dict({**known, **given})
+    return resolve(args.preset, given)
+
+
+def run(args) -> int:
+    from rlscale.files import dumps
+    from rlscale.grpo.trainer import train
+
+    cfg = config_from_args(args)
+    result = train(cfg, args.out, resume=args.resume, progress=args.progress)
+    keep = ("steps", "D", "reward_mean", "test_loss", "C_paper", "C_itemized")
+    print(dumps({"run_dir": result["run_dir"], **{k: result[k] for k in keep if k in result}}))
+    return 0

@@ -1,0 +1,33 @@
+"""Models: HF causal LMs from a directory / the hub, and the micro ladder (Qwen3 rungs + BPE).
+
+Spec strings accepted everywhere: a local directory (safetensors), a hub name, or
+`micro:<rung>` (see `LADDER`; `micro:tiny` is the smallest rung).
+"""
+
+from rlscale.models.ladder import (
+    ALIASES,
+    CPU_RUNGS,
+    GPU_RUNGS,
+    LADDER,
+    MicroRung,
+    build_micro,
+    non_embedding_params,
+    rung_name,
+)
+from rlscale.models.loading import check_model_dir, load_model, save_model
+from rlscale.models.tokenizer import micro_tokenizer
+
+__all__ = [
+    "ALIASES",
+    "CPU_RUNGS",
+    "GPU_RUNGS",
+    "LADDER",
+    "MicroRung",
+    "build_micro",
+    "check_model_dir",
+    "load_model",
+    "micro_tokenizer",
+    "non_embedding_params",
+    "rung_name",
+    "save_model",
+]

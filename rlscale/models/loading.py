@@ -1,0 +1,123 @@
+"""Model specs: a local HF directory, a hub name, or `micro:<rung>`; and saving in HF format.
+
+Safetensors only: a directory holding only pickle weights (pytorch_model.bin, *.pt) is refused,
+never unpickled. trust_remote_code stays off unless the caller asks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rlscale.errors import UserError
+
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.bin")
+
+
+def _resolve_dtype(dtype, device: str):
+    import torch
+
+    if dtype is None:  # CPU matmuls in bf16 are ~500x slower here than fp32 (DESIGN.md)
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if isinstance(dtype, str):
+        names = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16",
+                 "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
+        if dtype not in names:
+            raise UserError(f"--dtype: unknown dtype {dtype!r}; choose fp32, bf16 or fp16")
+        return getattr(torch, names[dtype])
+    return dtype
+
+
+def check_model_dir(path: Path) -> None:
+    """UserError naming the directory and what is missing or refused."""
+    if not path.exists():
+        raise UserError(f"{path}: no such model directory")
+    if not path.is_dir():
+        raise UserError(f"{path}: not a directory (a model is a directory with config.json)")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a model directory: no config.json")
+    if not any((path / f).is_file() for f in SAFE_WEIGHTS):
+        pickles = [f for f in PICKLE_WEIGHTS if (path / f).is_file()]
+        if pickles:
+            raise UserError(
+                f"{path}: weights only in pickle format ({pickles[0]}); rlscale loads "
+                f"safetensors only (convert with save_pretrained(safe_serialization=True))"
+            )
+        raise UserError(f"{path}: no weights (expected model.safetensors)")
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
+                                              "tokenizer.model", "vocab.json")):
+        raise UserError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json)")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", "./", "../", "~")) or os.sep * 2 in spec or spec.count("/") > 1
+
+
+def load_model(spec: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False,
+               seed: int = 0):
+    """(model, tokenizer) for a spec: a local directory, a hub name or `micro:<rung>`.
+
+    The model is in eval mode on `device`, dtype fp32 on CPU and bf16 on CUDA unless given.
+    `micro:<rung>` is a fresh random-init rung (seeded by `seed`) with the micro tokenizer.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = _resolve_dtype(dtype, device)
+    spec = str(spec)
+    if spec.startswith("micro:"):
+        from rlscale.models.ladder import build_micro, rung_name
+        from rlscale.models.tokenizer import micro_tokenizer
+
+        name = rung_name(spec)
+        tok = micro_tokenizer()
+        model = build_micro(name, tok, seed=seed)
+        return model.to(device=device, dtype=torch_dtype).eval(), tok
+
+    path = Path(spec).expanduser()
+    if path.exists() or _looks_like_path(spec):
+        check_model_dir(path)
+        source, where = str(path), str(path)
+    else:
+        source, where = spec, f"hub model {spec!r}"
+    try:
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except UserError:
+        raise
+    except Exception as e:  # no network, no such repo, gated, bad config, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{where}: cannot load ({type(e).__name__}: {first[:300]})") from None
+    if tok.pad_token_id is None and tok.eos_token_id is not None:
+        tok.pad_token = tok.eos_token  # batched generation needs a pad id
+    tok.padding_side = "left"
+    return model.to(device).eval(), tok
+
+
+def save_model(model, tokenizer, directory) -> Path:
+    """Save weights (safetensors), config and tokenizer so that
+    `AutoModelForCausalLM.from_pretrained(dir)` and `AutoTokenizer.from_pretrained(dir)` load them.
+    Written to a temporary sibling and renamed, so a killed save leaves no half model."""
+    import shutil
+    import tempfile
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory

@@ -1,0 +1,103 @@
+"""The micro ladder's tokenizer: a byte-level BPE trained locally on the task corpus.
+
+Byte-level, so any text (GSM8K, MATH, model output) encodes without unknown tokens; digits are
+split into single tokens before BPE so that every number is a sequence of digit tokens (micro
+models learn arithmetic much more easily when "123" is always 1, 2, 3). Training is
+deterministic; the result is cached on disk under a key that hashes every setting (and the
+corpus itself), so repeated use is a file read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+from rlscale.files import atomic_write_text
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+# bump when the training recipe changes, so old cache entries are never reused
+TOKENIZER_VERSION = 1
+DEFAULT_VOCAB_SIZE = 512
+DEFAULT_CORPUS_DOCS = 4000
+
+
+def cache_dir() -> Path:
+    """$RLSCALE_CACHE, else ~/.cache/rlscale."""
+    env = os.environ.get("RLSCALE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "rlscale"
+
+
+def _default_corpus(n_docs: int, seed: int, task_spec: str) -> list[str]:
+    from rlscale.tasks import corpus_texts  # late import: tasks pulls in reasoning_gym
+
+    return list(corpus_texts(n_docs, seed, task_spec=task_spec))
+
+
+def train_bpe_json(texts: Iterable[str], vocab_size: int) -> str:
+    """Train the byte-level BPE on texts; returns the `tokenizers` JSON (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing unknown
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    return tok.to_str()
+
+
+def _wrap(tokenizer_json_path: Path):
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(tokenizer_json_path), eos_token=EOS_TOKEN, pad_token=PAD_TOKEN
+    )
+    tok.padding_side = "left"  # decoder-only generation pads on the left
+    return tok
+
+
+def micro_tokenizer(
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    corpus: Iterable[str] | None = None,
+    n_docs: int = DEFAULT_CORPUS_DOCS,
+    seed: int = 0,
+    task_spec: str = "arith",
+    cache: Path | str | None = None,
+):
+    """The micro tokenizer as a `PreTrainedTokenizerFast` (eos `<|endoftext|>`, pad `<|pad|>`).
+
+    corpus: training texts; default `rlscale.tasks.corpus_texts(n_docs, seed, task_spec)`.
+    The trained tokenizer is cached under `cache` (default `cache_dir()`), written atomically,
+    keyed by a hash of the settings (and of the corpus text when one is given; of the rlscale
+    version for the default corpus), so a second call is a file read.
+    """
+    h = hashlib.sha256(f"v{TOKENIZER_VERSION}|{vocab_size}|".encode())
+    if corpus is None:  # keyed by the settings: a cached tokenizer needs no corpus at all
+        from rlscale import __version__
+
+        h.update(f"default|{n_docs}|{seed}|{task_spec}|{__version__}".encode())
+        texts = None
+    else:
+        texts = list(corpus)
+        for t in texts:
+            h.update(t.encode("utf-8"))
+            h.update(b"\x00")
+    path = Path(cache or cache_dir()) / "tokenizers" / f"bpe-{h.hexdigest()[:16]}.json"
+    if not path.is_file():
+        if texts is None:
+            texts = _default_corpus(n_docs, seed, task_spec)
+        atomic_write_text(path, train_bpe_json(texts, vocab_size))
+    return _wrap(path)

@@ -1,0 +1,449 @@
+"""Tasks: math problems (question, answer, optional chain of thought) and their prompts.
+
+Sources: GSM8K-format and MATH-format files (JSONL / JSON / Parquet), HF `datasets` names when
+online, reasoning-gym's `gsm_symbolic`, and an own arithmetic word-problem generator sized for
+micro models. The held-out split never overlaps training: questions are compared after
+`normalize_question`, and for procedural sources a question belongs to the test side iff a
+stable hash of its normalised text says so, so no seed or size of any train stream (GRPO prompts,
+pre-training corpus) can ever produce a test question. The test split depends on the spec and
+n_test only (a fixed held-out set, as DESIGN.md asks); `seed` draws and orders the train split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Iterable, Literal
+
+from rlscale.errors import UserError
+
+STOP_STRINGS = ("\n\nQuestion:", "Question:")  # a base model would go on with a new question
+TEST_BUCKETS = 8  # procedural tasks: 1/8 of the question space is reserved for the test side
+DEFAULT_N_TEST = 500
+DEFAULT_N_TRAIN = {"arith": 20000, "gsm_symbolic": 5000}
+PROCEDURAL_BLOCK = 2048
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    answer: str  # canonical number (GSM8K) or LaTeX expression (MATH)
+    solution: str | None = None  # chain of thought ending in "#### N" or a \boxed{} answer
+
+
+@dataclass
+class Task:
+    name: str
+    train: list[Problem]
+    test: list[Problem]
+    answer_format: Literal["gsm", "boxed"] = "gsm"
+
+
+# ---------------------------------------------------------------- normalisation and splitting
+def normalize_question(q: str) -> str:
+    """Lowercase, punctuation removed, whitespace collapsed: the key for deduplication."""
+    return " ".join(re.sub(r"[^\w\s]", " ", q.lower()).split())
+
+
+def _qhash(q: str) -> int:
+    # stable across processes (Python's hash() is salted)
+    return int.from_bytes(hashlib.blake2b(normalize_question(q).encode(), digest_size=8).digest(),
+                          "big")
+
+
+def _is_test_side(q: str) -> bool:
+    return _qhash(q) % TEST_BUCKETS == 0
+
+
+def _dedupe(problems: Iterable[Problem], exclude: set[str] = frozenset()) -> list[Problem]:
+    seen, out = set(exclude), []
+    for p in problems:
+        key = normalize_question(p.question)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def split_train_test(problems: list[Problem], n_test: int | None, seed: int = 0,
+                     test: list[Problem] | None = None) -> tuple[list[Problem], list[Problem]]:
+    """(train, test) with no normalised question in both.
+
+    Without a given test list, the test split is the first n_test distinct problems in stable
+    hash order: independent of seed and of the file's order, and a prefix of any larger split.
+    Train is every other distinct problem, shuffled by seed.
+    """
+    if test is None:
+        pool = sorted(_dedupe(problems), key=lambda p: _qhash(p.question))
+        n = min(1000, max(1, len(pool) // 5)) if n_test is None else n_test
+        test = pool[:n]
+    else:
+        test = _dedupe(test)
+        if n_test is not None:
+            test = sorted(test, key=lambda p: _qhash(p.question))[:n_test]
+    train = _dedupe(problems, exclude={normalize_question(p.question) for p in test})
+    random.Random(seed).shuffle(train)
+    return train, test
+
+
+# ---------------------------------------------------------------- arithmetic word problems
+@dataclass(frozen=True)
+class ArithConfig:
+    """Chains of small-integer steps; every operand and intermediate stays in [0, max_value]."""
+
+    min_terms: int = 2  # numbers in the chain; steps = terms - 1
+    max_terms: int = 3
+    max_value: int = 50
+    ops: str = "+-"  # any of "+-*"
+    max_factor: int = 3  # multipliers for "*" are 2..max_factor
+    style: str = "words"  # "words": a short story; "expr": "What is 3 + 4 - 2?"
+
+    def validate(self) -> "ArithConfig":
+        if not 2 <= self.min_terms <= self.max_terms <= 20:
+            raise UserError(f"arith: need 2 <= min_terms <= max_terms <= 20, got {self}")
+        if not 2 <= self.max_value <= 10**6:
+            raise UserError(f"arith: max_value must be in 2..1000000, got {self.max_value}")
+        if not self.ops or set(self.ops) - set("+-*"):
+            raise UserError(f"arith: ops must be a non-empty subset of '+-*', got {self.ops!r}")
+        if self.max_factor < 2:
+            raise UserError(f"arith: max_factor must be >= 2, got {self.max_factor}")
+        if self.style not in ("words", "expr"):
+            raise UserError(f"arith: style must be 'words' or 'expr', got {self.style!r}")
+        return self
+
+
+ARITH_PRESETS = {
+    "easy": ArithConfig(min_terms=2, max_terms=2, max_value=20, ops="+-"),
+    "medium": ArithConfig(min_terms=2, max_terms=3, max_value=50, ops="+-"),
+    "hard": ArithConfig(min_terms=3, max_terms=4, max_value=100, ops="+-*", max_factor=5),
+}
+_NAMES = (("Tom", "He"), ("Ann", "She"), ("Sam", "He"), ("Mia", "She"), ("Ben", "He"),
+          ("Eva", "She"), ("Max", "He"), ("Zoe", "She"))
+_OBJECTS = ("apples", "pens", "books", "coins", "cards", "eggs", "shells", "stamps")
+_PHRASES = {
+    "+": ("{P} gets {b} more.", "{P} finds {b} more.", "{P} buys {b} more."),
+    "-": ("{P} gives away {b}.", "{P} loses {b}.", "{P} sells {b}."),
+    "*": ("Now {p} has {b} times as many.",),
+}
+
+
+def _chain(rng: random.Random, cfg: ArithConfig) -> tuple[int, list[tuple[str, int, int]]]:
+    """A start value and steps (op, operand, result), all numbers within [0, max_value]."""
+    while True:
+        start = cur = rng.randint(2, cfg.max_value)  # 2+: "1 apples" reads badly
+        steps = []
+        for _ in range(rng.randint(cfg.min_terms, cfg.max_terms) - 1):
+            ok = [op for op in cfg.ops if (op == "+" and cur < cfg.max_value) or
+                  (op == "-" and cur > 0) or (op == "*" and 1 <= cur and 2 * cur <= cfg.max_value)]
+            if not ok:
+                break
+            op = rng.choice(ok)
+            if op == "+":
+                b = rng.randint(1, cfg.max_value - cur)
+                res = cur + b
+            elif op == "-":
+                b = rng.randint(1, cur)
+                res = cur - b
+            else:
+                b = rng.randint(2, min(cfg.max_factor, cfg.max_value // cur))
+                res = cur * b
+            steps.append((op, b, res))
+            cur = res
+        else:
+            return start, steps  # a chain that ran out of feasible ops is drawn again
+
+
+def _arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
+    start, steps = _chain(rng, cfg)
+    lines, prev = [], start
+    for op, b, res in steps:
+        lines.append(f"{prev} {op} {b} = {res}")
+        prev = res
+    solution = "\n".join(lines + [f"#### {prev}"])
+    if cfg.style == "expr":
+        expr = str(start)
+        for i, (op, b, _) in enumerate(steps):
+            if op == "*" and i > 0 and any(o != "*" for o, _, _ in steps[:i]):
+                expr = f"({expr})"  # the chain is evaluated left to right
+            expr = f"{expr} {op} {b}"
+        question = f"What is {expr}?"
+    else:
+        name, pronoun = rng.choice(_NAMES)
+        obj = rng.choice(_OBJECTS)
+        parts = [f"{name} has {start} {obj}."]
+        for op, b, _ in steps:
+            parts.append(rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=b))
+        parts.append(f"How many {obj} does {name} have now?")
+        question = " ".join(parts)
+    return Problem(question, str(prev), solution)
+
+
+def arith_problems(n: int, seed: int, cfg: ArithConfig = ArithConfig()) -> list[Problem]:
+    """n seeded arithmetic word problems (duplicates possible; load_task dedupes)."""
+    cfg.validate()
+    rng = random.Random(seed)
+    return [_arith_problem(rng, cfg) for _ in range(n)]
+
+
+def parse_arith_spec(spec: str) -> ArithConfig:
+    """'arith' | 'arith:<preset>' | 'arith:<preset>,key=value,...' | 'arith:key=value,...'."""
+    cfg = ARITH_PRESETS["medium"]
+    rest = spec.split(":", 1)[1] if ":" in spec else ""
+    types = {f.name: f.type for f in fields(ArithConfig)}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        if "=" not in item:
+            if item not in ARITH_PRESETS:
+                raise UserError(f"task {spec!r}: unknown arith preset {item!r}; choose one of "
+                                f"{', '.join(ARITH_PRESETS)} or key=value")
+            cfg = ARITH_PRESETS[item]
+            continue
+        key, value = (s.strip() for s in item.split("=", 1))
+        if key not in types:
+            raise UserError(f"task {spec!r}: unknown arith setting {key!r}; choose from "
+                            f"{', '.join(types)}")
+        if types[key] in ("int", int):
+            try:
+                value = int(value)
+            except ValueError:
+                raise UserError(f"task {spec!r}: {key} must be an integer, got {value!r}") from None
+        cfg = replace(cfg, **{key: value})
+    return cfg.validate()
+
+
+# ---------------------------------------------------------------- reasoning-gym gsm_symbolic
+_RG_SUFFIX = " Give the result as your final answer. Do not include units."
+
+
+def gsm_symbolic_problems(n: int, seed: int) -> list[Problem]:
+    """n reasoning-gym gsm_symbolic problems with their "#### N" chains of thought."""
+    import reasoning_gym
+
+    out = []
+    for item in reasoning_gym.create_dataset("gsm_symbolic", size=n, seed=seed):
+        question = item["question"].removesuffix(_RG_SUFFIX).strip()
+        answer = str(item["answer"]).strip()
+        cot = (item.get("metadata") or {}).get("answer_cot")
+        solution = None
+        if cot:
+            # a few templates end in "#### 36.0" for answer 36: one canonical final line
+            body = re.sub(r"\n?####[^\n]*\s*$", "", cot.strip())
+            solution = f"{body}\n#### {answer}"
+        out.append(Problem(question, answer, solution))
+    return out
+
+
+def _procedural(gen, n_train: int, n_test: int, seed: int, name: str) -> tuple[list, list]:
+    """Fill the test side from a fixed stream and the train side from the seeded stream.
+
+    A stream is fixed-size blocks drawn with seeds (stream, block index), so a split of size n
+    is a prefix of any larger one (growing --n-problems keeps the first problems)."""
+
+    def fill(stream_seed: int, want: int, test_side: bool) -> list[Problem]:
+        out, seen, block, stalls = [], set(), 0, 0
+        while len(out) < want:
+            before = len(out)
+            for p in gen(PROCEDURAL_BLOCK, stream_seed * 100003 + block):
+                key = normalize_question(p.question)
+                if key not in seen and _is_test_side(p.question) == test_side:
+                    seen.add(key)
+                    out.append(p)
+                    if len(out) == want:
+                        break
+            block += 1
+            stalls = stalls + 1 if len(out) - before < PROCEDURAL_BLOCK // 1000 else 0
+            if stalls >= 3 and len(out) < want:
+                raise UserError(f"task {name!r}: cannot draw {want} distinct problems; the "
+                                f"problem space is too small (raise max_value or the terms)")
+        return out
+
+    test = fill(10**6 + 7, n_test, True)  # fixed: the held-out set does not depend on seed
+    return fill(seed, n_train, False), test
+
+
+# ---------------------------------------------------------------- files and HF datasets
+def _last_boxed(text: str) -> str | None:
+    from rlscale.rewards import last_boxed
+
+    return last_boxed(text)
+
+
+def _record_to_problem(rec, where: str) -> tuple[Problem, str]:
+    """(Problem, "gsm"|"boxed") from one record; UserError naming `where` if malformed."""
+    if not isinstance(rec, dict):
+        raise UserError(f"{where}: expected an object, got {type(rec).__name__}")
+
+    def text(key: str) -> str:
+        v = rec.get(key)
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)) or not str(v).strip():
+            raise UserError(f"{where}: field {key!r} must be a non-empty string")
+        return str(v).strip()
+
+    if "question" in rec:
+        q, a = text("question"), text("answer")
+        if "####" in a:  # GSM8K: chain of thought with a final "#### N" line
+            final = a.rsplit("####", 1)[1].strip()
+            if not final:
+                raise UserError(f"{where}: field 'answer' has nothing after '####'")
+            return Problem(q, final.replace(",", ""), a), "gsm"
+        sol = rec.get("solution")
+        return Problem(q, a, str(sol) if sol else None), "gsm"
+    if "problem" in rec:
+        q, sol = text("problem"), text("solution")
+        a = str(rec["answer"]).strip() if rec.get("answer") not in (None, "") else None
+        a = a or _last_boxed(sol)
+        if not a:
+            raise UserError(f"{where}: field 'solution' has no \\boxed{{...}} answer")
+        return Problem(q, a, sol), "boxed"
+    raise UserError(f"{where}: expected fields question/answer (GSM8K) or problem/solution "
+                    f"(MATH), got {sorted(rec)[:6]}")
+
+
+def read_problems(path: str | Path) -> tuple[list[Problem], str]:
+    """Problems of a .jsonl / .json / .parquet file and its answer format."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path).to_pylist()
+        except Exception as e:  # pyarrow raises many types for a bad file
+            raise UserError(f"{path}: not a readable Parquet file ({type(e).__name__})") from None
+        items = [(f"{path}:row {i + 1}", r) for i, r in enumerate(rows)]
+    elif suffix in (".jsonl", ".json"):
+        raw = path.read_text(encoding="utf-8", errors="replace")
+        if suffix == ".json" and raw.lstrip().startswith("["):
+            try:
+                rows = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+            items = [(f"{path}:item {i + 1}", r) for i, r in enumerate(rows)]
+        else:
+            items = []
+            for i, line in enumerate(raw.split("\n")):
+                if line.strip():
+                    try:
+                        items.append((f"{path}:{i + 1}", json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise UserError(f"{path}:{i + 1}:{e.colno}: not valid JSON "
+                                        f"({e.msg})") from None
+    else:
+        raise UserError(f"{path}: unknown data file type {suffix!r}; use .jsonl, .json or "
+                        f".parquet")
+    if not items:
+        raise UserError(f"{path}: no problems in file")
+    problems, formats = [], set()
+    for where, rec in items:
+        p, fmt = _record_to_problem(rec, where)
+        if formats and fmt not in formats:
+            raise UserError(f"{where}: mixes MATH and GSM8K records in one file")
+        formats.add(fmt)
+        problems.append(p)
+    return problems, formats.pop()
+
+
+def _hf_task(name: str, seed: int, n_test: int | None) -> Task:
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(f"task {name!r}: the HF `datasets` package is not installed; install it "
+                        f"(pip install datasets) or pass a local .jsonl/.parquet file") from None
+    repo, config = {"gsm8k": ("openai/gsm8k", "main"),
+                    "math": ("DigitalLearningGmbH/MATH-lighteval", "default")}[name]
+    try:
+        ds = datasets.load_dataset(repo, config)
+    except Exception as e:  # offline, gated, renamed, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"task {name!r}: cannot load {repo} ({first}); pass a local file "
+                        f"instead") from None
+    splits, fmt = {}, "gsm"
+    for split in ("train", "test"):
+        splits[split] = []
+        for i, rec in enumerate(ds[split]):
+            p, fmt = _record_to_problem(dict(rec), f"{repo}:{split}:row {i + 1}")
+            splits[split].append(p)
+    train, test = split_train_test(splits["train"], n_test, seed, test=splits["test"])
+    return Task(name, train, test, fmt)
+
+
+def load_task(spec: str, seed: int = 0, n_test: int | None = None,
+              n_train: int | None = None) -> Task:
+    """A Task from a spec: gsm8k | math | gsm_symbolic | arith[:preset,key=value] | a file
+    (.jsonl/.json/.parquet) | a directory holding train.* and test.* files.
+
+    n_test: held-out size (procedural default 500; a single file: 20%, at most 1000; official
+    test splits: all). n_train: procedural train size (arith 20000, gsm_symbolic 5000).
+    """
+    spec = str(spec).strip()
+    if n_test is not None and n_test < 1:
+        raise UserError(f"n_test must be >= 1, got {n_test}")
+    head = spec.split(":", 1)[0]
+    if head in ("arith", "gsm_symbolic") and not Path(spec).exists():
+        if head == "arith":
+            cfg = parse_arith_spec(spec)
+            gen = lambda n, s: arith_problems(n, s, cfg)  # noqa: E731
+        else:
+            if spec != "gsm_symbolic":
+                raise UserError(f"task {spec!r}: gsm_symbolic takes no options")
+            gen = gsm_symbolic_problems
+        n_tr = DEFAULT_N_TRAIN[head] if n_train is None else n_train
+        train, test = _procedural(gen, n_tr, n_test or DEFAULT_N_TEST, seed, spec)
+        return Task(spec, train, test, "gsm")
+    if spec in ("gsm8k", "math") and not Path(spec).exists():
+        return _hf_task(spec, seed, n_test)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = {}
+        for split in ("train", "test"):
+            cands = [path / f"{split}{ext}" for ext in (".jsonl", ".json", ".parquet")]
+            hits = [c for c in cands if c.is_file()]
+            if not hits:
+                raise UserError(f"{path}: task directory needs {split}.jsonl, {split}.json or "
+                                f"{split}.parquet")
+            found[split] = read_problems(hits[0])
+        if found["train"][1] != found["test"][1]:
+            raise UserError(f"{path}: train and test files use different formats")
+        train, test = split_train_test(found["train"][0], n_test, seed, test=found["test"][0])
+        return Task(path.name, train, test, found["train"][1])
+    if path.suffix.lower() in (".jsonl", ".json", ".parquet") or path.exists():
+        problems, fmt = read_problems(path)
+        train, test = split_train_test(problems, n_test, seed)
+        if not train:
+            raise UserError(f"{path}: too few distinct problems for a train and a test split")
+        return Task(path.stem, train, test, fmt)
+    raise UserError(f"unknown task {spec!r}; use gsm8k, math, gsm_symbolic, arith, "
+                    f"arith:<easy|medium|hard>, or a .jsonl/.json/.parquet file")
+
+
+# ---------------------------------------------------------------- prompts
+def format_solution(problem: Problem) -> str:
+    """The target continuation of a prompt: " <chain of thought ending in #### N>"."""
+    return " " + (problem.solution.strip() if problem.solution else f"#### {problem.answer}")
+
+
+def format_prompt(problem: Problem, exemplars: Iterable[Problem] = ()) -> str:
+    """lm-eval GSM8K style: exemplars "Question: q\\nAnswer: solution\\n\\n", then the question."""
+    shots = "".join(f"Question: {e.question}\nAnswer:{format_solution(e)}\n\n" for e in exemplars)
+    return f"{shots}Question: {problem.question}\nAnswer:"
+
+
+def fewshot_exemplars(train: list[Problem], k: int, seed: int) -> list[Problem]:
+    """k exemplars drawn (seeded) from the train split; never pass the test split here."""
+    if k < 0 or k > len(train):
+        raise UserError(f"shots must be in 0..{len(train)} (train size), got {k}")
+    return random.Random(seed).sample(train, k)
+
+
+def corpus_texts(n: int, seed: int = 0, task_spec: str = "arith") -> list[str]:
+    """n documents "Question: q\\nAnswer: solution" from the task's train side (never test),
+    for tokenizer training and pre-training; a small file's train split is cycled."""
+    task = load_task(task_spec, seed=seed, n_train=n)
+    train = task.train
+    return [format_prompt(train[i % len(train)]) + format_solution(train[i % len(train)])
+            for i in range(n)]

@@ -1,0 +1,250 @@
+"""Hand a run to verl: its launch command, Hydra overrides and a reward module.
+
+Training a model larger than one GPU is verl's job; rlscale writes the same run for it:
+    OUT/run_verl.sh          python3 -m verl.trainer.main_ppo with Hydra overrides
+    OUT/verl_overrides.json  the overrides as a JSON object (key -> value)
+    OUT/rlscale_reward.py    compute_score(data_source, solution_str, ground_truth, extra_info)
+                             calling rlscale's answer check (the run's `reward`)
+    OUT/rlscale_config.json  the resolved TrainConfig, so `rlscale import verl LOG --config` can
+                             bring the run back with its batch size and group size
+verl key names follow verl's ppo_trainer.yaml (actor_rollout_ref.actor.*, .rollout.*, data.*,
+algorithm.*, custom_reward_function.*, trainer.*). verl counts ppo_mini_batch_size in prompts,
+like rlscale's mini_batch_size.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+from rlscale.errors import UserError
+from rlscale.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+
+REWARD_FILE = "rlscale_reward.py"
+METRICS_FILE = "verl_metrics.jsonl"
+
+
+def load_train_config(spec: str):
+    """A preset name (`paper`, `seed`) or a JSON file (a run's config.json or a TrainConfig)."""
+    from rlscale.grpo.config import PRESETS, TrainConfig, resolve
+    from rlscale.store import train_fields
+
+    if spec in PRESETS:
+        return resolve(spec).validate()
+    if not spec.endswith(".json") and not Path(spec).is_file():
+        raise UserError(f"--config: {spec!r} is neither a preset ({', '.join(PRESETS)}) "
+                        "nor a JSON file")
+    d = read_json(spec)
+    if not isinstance(d, dict):
+        raise UserError(f"{spec}: expected a JSON object of train settings")
+    if "N" in d:  # a run's config.json: the trainer adds model facts beside the settings
+        d = train_fields(d)
+    try:
+        return TrainConfig.from_dict(d).validate()
+    except UserError as e:
+        raise UserError(f"{spec}: {e}") from None
+
+
+def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
+                   max_prompt_length: int = 512, n_gpus_per_node: int = 8, nnodes: int = 1,
+                   train_files: str = "$TRAIN_FILES", val_files: str = "$VAL_FILES",
+                   rollout_engine: str = "vllm") -> dict:
+    """Hydra overrides (dotted key -> value) running `cfg` as verl GRPO."""
+    model = model_path or cfg.model
+    if model.startswith("micro:"):
+        model = "$MODEL_PATH"  # a micro rung must be saved to a directory first
+    actor = "actor_rollout_ref.actor"
+    rollout = "actor_rollout_ref.rollout"
+    eval_every = cfg.eval_every if cfg.eval_every > 0 else cfg.steps
+    o = {
+        "algorithm.adv_estimator": "grpo",
+        "algorithm.norm_adv_by_std_in_grpo": cfg.adv != "drgrpo",  # Dr. GRPO: no std division
+        "algorithm.use_kl_in_reward": False,  # GRPO puts KL in the loss, not in the reward
+        "data.train_files": train_files,
+        "data.val_files": val_files,
+        "data.train_batch_size": cfg.batch_size,
+        "data.max_prompt_length": max_prompt_length,
+        "data.max_response_length": cfg.max_new_tokens,
+        "data.filter_overlong_prompts": True,
+        "data.truncation": "error",
+        "actor_rollout_ref.model.path": model,
+        "actor_rollout_ref.model.trust_remote_code": False,
+        f"{actor}.optim.lr": cfg.lr,
+        f"{actor}.optim.lr_warmup_steps_ratio": 0.0,
+        f"{actor}.optim.weight_decay": cfg.weight_decay,
+        f"{actor}.grad_clip": cfg.grad_clip if cfg.grad_clip > 0 else 1e9,
+        f"{actor}.ppo_mini_batch_size": cfg.mini_batch_size,
+        f"{actor}.ppo_epochs": 1,
+        f"{actor}.use_kl_loss": cfg.kl_coef > 0,
+        f"{actor}.kl_loss_type": "low_var_kl",
+        f"{actor}.kl_loss_coef": cfg.kl_coef,
+        f"{actor}.clip_ratio_low": cfg.clip_low,
+        f"{actor}.clip_ratio_high": cfg.clip_high,
+        f"{actor}.loss_agg_mode": cfg.loss_agg,
+        f"{actor}.entropy_coeff": 0,
+        f"{rollout}.name": rollout_engine,
+        f"{rollout}.n": cfg.group_size,
+        f"{rollout}.temperature": cfg.temperature,
+        f"{rollout}.top_p": cfg.top_p,
+        f"{rollout}.val_kwargs.n": cfg.eval_samples,
+        f"{rollout}.val_kwargs.temperature": cfg.eval_temperature,
+        f"{rollout}.val_kwargs.do_sample": cfg.eval_temperature > 0,
+        "custom_reward_function.path": reward_path,
+        "custom_reward_function.name": "compute_score",
+        "trainer.total_training_steps": cfg.steps,
+        "trainer.test_freq": eval_every,
+        "trainer.val_before_train": True,
+        "trainer.save_freq": cfg.checkpoint_every,
+        "trainer.logger": ["console", "file"],  # file: JSONL for `rlscale import verl`
+        "trainer.n_gpus_per_node": n_gpus_per_node,
+        "trainer.nnodes": nnodes,
+        "trainer.project_name": "rlscale",
+        "trainer.experiment_name": re.sub(r"[^A-Za-z0-9_.-]+", "_",
+                                          f"{cfg.task}-{Path(cfg.model).name}-seed{cfg.seed}"),
+    }
+    return o
+
+
+def write_verl_data(cfg, out: str | Path) -> tuple[Path, Path]:
+    """The run's prompts as verl RLHF parquet files (train: the U problems the run cycles).
+
+    Same task split, held-out set and few-shot exemplars as `rlscale train`; verl rows are
+    {data_source, prompt: [{role: user, content}], ability, reward_model: {style, ground_truth},
+    extra_info: {split, index}}.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rlscale.tasks import DEFAULT_N_TRAIN, fewshot_exemplars, format_prompt, load_task
+
+    unique = cfg.unique_prompts()
+    head = cfg.task.split(":", 1)[0]
+    n_train = unique if unique > DEFAULT_N_TRAIN.get(head, unique) else None
+    task = load_task(cfg.task, seed=cfg.data_seed, n_test=cfg.heldout, n_train=n_train)
+    if len(task.train) < unique:
+        raise UserError(f"--config: task {cfg.task} has {len(task.train)} training problems, "
+                        f"the run needs {unique} (steps x batch_size / reuse)")
+    shots = fewshot_exemplars(task.train, cfg.fewshot, cfg.data_seed)
+    paths = []
+    for split, problems in (("train", task.train[:unique]), ("test", task.test)):
+        rows = [{"data_source": f"rlscale/{task.name}",
+                 "prompt": [{"role": "user", "content": format_prompt(p, shots)}],
+                 "ability": "math",
+                 "reward_model": {"style": "rule", "ground_truth": str(p.answer)},
+                 "extra_info": {"split": split, "index": i}} for i, p in enumerate(problems)]
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows), sink)
+        path = Path(out) / f"{split}.parquet"
+        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def _hydra_value(v) -> str:
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, list):
+        return "[" + ",".join(json.dumps(x) for x in v) + "]"
+    return str(v)
+
+
+def _shell_arg(key: str, v) -> str:
+    text = f"{key}={_hydra_value(v)}"
+    if "$" in text:  # leave shell variables to the shell: double quotes, nothing else special
+        return '"' + text.replace('"', '\\"') + '"'
+    return shlex.quote(text)
+
+
+def reward_module_source(reward: str) -> str:
+    return f'''"""verl reward module written by `rlscale export-verl`: rlscale's `{reward}` check.
+
+verl calls compute_score(data_source, solution_str, ground_truth, extra_info) once per rollout;
+the score is rlscale's answer check ({reward!r}), 1.0 for a correct answer, else 0.0. Needs
+rlscale importable in verl's workers (pip install rlscale, or PYTHONPATH).
+"""
+
+from rlscale.rewards import REWARDS
+
+REWARD = {reward!r}
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    return float(REWARDS[REWARD](str(solution_str), str(ground_truth)))
+'''
+
+
+def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data: bool = False,
+                **kw) -> dict:
+    """Write the launch script, overrides JSON, reward module and config into out."""
+    from rlscale.rewards import REWARDS
+
+    if cfg.reward not in REWARDS:
+        raise UserError(f"--config: reward {cfg.reward!r} is not one of {', '.join(REWARDS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reward_path = (out / REWARD_FILE).resolve()
+    if write_data:
+        train, test = write_verl_data(cfg, out)
+        kw.update(train_files=str(train.resolve()), val_files=str(test.resolve()))
+    o = verl_overrides(cfg, str(reward_path), model_path, **kw)
+    if write_data:
+        o["trainer.total_epochs"] = cfg.reuse  # the train file holds U = D / tau problems
+    atomic_write_text(reward_path, reward_module_source(cfg.reward))
+    atomic_write_json(out / "verl_overrides.json", o)
+    atomic_write_json(out / "rlscale_config.json", cfg.to_dict())
+    needs_model = o["actor_rollout_ref.model.path"] == "$MODEL_PATH"
+    lines = [
+        "#!/usr/bin/env bash",
+        "# verl GRPO launch for an rlscale run (written by `rlscale export-verl`).",
+        "# Needs: " + ", ".join(
+            [v for v, need in (("TRAIN_FILES / VAL_FILES (verl parquet)", not write_data),
+                               ("MODEL_PATH (the saved micro rung)", needs_model)) if need]
+            or ["nothing else"]) + ".",
+        "# Extra Hydra overrides may follow on the command line. Afterwards:",
+        f"#   rlscale import verl $OUT/{METRICS_FILE} --config $OUT/rlscale_config.json "
+        "--n-params N --db results.sqlite",
+        "set -euo pipefail",
+        'OUT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+        f'export VERL_FILE_LOGGER_PATH="${{VERL_FILE_LOGGER_PATH:-$OUT/{METRICS_FILE}}}"',
+        "python3 -m verl.trainer.main_ppo \\",
+    ]
+    for k, v in o.items():
+        if k == "custom_reward_function.path":
+            lines.append(f'    "{k}=$OUT/{REWARD_FILE}" \\')
+        else:
+            lines.append(f"    {_shell_arg(k, v)} \\")
+    lines.append('    "$@"')
+    script = out / "run_verl.sh"
+    atomic_write_text(script, "\n".join(lines) + "\n")
+    script.chmod(0o755)
+    return o
+
+
+def configure(parser) -> None:
+    parser.add_argument("--config", required=True,
+                        help="a preset name (paper, seed) or a run's config.json")
+    parser.add_argument("--out", default="verl_run", help="output directory (default verl_run)")
+    parser.add_argument("--model-path", help="model dir or hub name for verl (default: the "
+                        "config's model; micro rungs become $MODEL_PATH)")
+    parser.add_argument("--max-prompt-length", type=int, default=512)
+    parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument("--nnodes", type=int, default=1)
+    parser.add_argument("--write-data", action="store_true",
+                        help="also write the run's prompts as OUT/train.parquet, test.parquet")
+    parser.add_argument("--rollout-engine", default="vllm", choices=("vllm", "sglang", "hf"))
+
+
+def run(args) -> int:
+    for flag in ("max_prompt_length", "gpus_per_node", "nnodes"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')}: must be >= 1")
+    cfg = load_train_config(args.config)
+    export_verl(cfg, args.out, args.model_path, args.write_data,
+                max_prompt_length=args.max_prompt_length,
+                n_gpus_per_node=args.gpus_per_node, nnodes=args.nnodes,
+                rollout_engine=args.rollout_engine)
+    print(f"wrote {args.out}/run_verl.sh, verl_overrides.json, {REWARD_FILE}, "
+          "rlscale_config.json")
+    return 0

@@ -1,0 +1,243 @@
+"""Evaluation: pass@k, summaries recomputable from the JSONL, resume, CLI errors, held-out loss."""
+
+import json
+import os
+import random
+import time
+from fractions import Fraction
+from math import comb
+
+import pytest
+
+import rlscale.evaluate as ev
+from rlscale.cli import main
+from rlscale.evaluate import EvalConfig, evaluate, heldout_test_loss, pass_at_k, summarize
+from rlscale.files import read_jsonl
+from rlscale.tasks import load_task
+
+
+# ------------------------------------------------ pass@k
+def test_pass_at_k_matches_exact_binomials():
+    rng = random.Random(0)
+    for _ in range(3000):
+        n = rng.randint(1, 200)
+        c, k = rng.randint(0, n), rng.randint(1, n)
+        exact = 1 - Fraction(comb(n - c, k), comb(n, k))
+        assert abs(pass_at_k(n, c, k) - float(exact)) < 1e-12, (n, c, k)
+
+
+def test_pass_at_k_edges():
+    assert pass_at_k(10, 0, 3) == 0.0 and pass_at_k(10, 10, 1) == 1.0
+    assert pass_at_k(5, 3, 3) == 1.0  # fewer than k wrong samples: always a hit
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    for bad in [(3, 4, 1), (3, 1, 4), (3, 1, 0)]:
+        with pytest.raises(ValueError):
+            pass_at_k(*bad)
+
+
+# ------------------------------------------------ summarize
+def test_summarize_known_values():
+    recs = [
+        {"shots": 0, "index": 0, "completions": ["a", "b"], "clipped": [True, False],
+         "scores": {"strict": [1.0, 0.0], "flexible": [1.0, 1.0]}},
+        {"shots": 0, "index": 1, "completions": ["c", "d"], "clipped": [False, False],
+         "scores": {"strict": [0.0, 0.0], "flexible": [1.0, 0.0]}},
+        {"shots": 2, "index": 0, "completions": ["e", "f"], "clipped": [False, False],
+         "scores": {"strict": [1.0, 1.0], "flexible": [1.0, 1.0]}},
+    ]
+    s = summarize(recs)
+    r0 = s["results"]["0"]
+    assert r0["n_problems"] == 2 and r0["n_samples"] == 2 and r0["clipped_share"] == 0.25
+    assert r0["checks"]["strict"]["accuracy"] == 0.25
+    assert r0["checks"]["strict"]["test_loss"] == 0.75
+    assert r0["checks"]["strict"]["pass_at_k"] == {"1": 0.25, "2": 0.5}
+    assert r0["checks"]["flexible"]["pass_at_k"]["2"] == 1.0
+    assert r0["checks"]["strict"]["se"] == pytest.approx(0.25)  # std of [0.5, 0] / sqrt(2)
+    assert s["results"]["2"]["checks"]["strict"]["accuracy"] == 1.0
+    assert s["primary_check"] == "strict"
+
+
+# ------------------------------------------------ the eval run, with an oracle sampler
+def oracle_sampler(task, right_every=2):
+    """Answers problem i correctly iff i % right_every == 0 (clipped otherwise)."""
+    answers = {p.question: (i, p) for i, p in enumerate(task.test)}
+
+    def sample(model, tokenizer, prompts, samples, params, seed, batch_size):
+        texts, clipped = [], []
+        for prompt in prompts:
+            q = prompt.rsplit("Question: ", 1)[1].removesuffix("\nAnswer:")
+            i, p = answers[q]
+            good = i % right_every == 0
+            texts.append([f" so #### {p.answer if good else 'x'}"] * samples)
+            clipped.append([not good] * samples)
+        return texts, clipped
+
+    return sample
+
+
+def test_eval_with_oracle_exact_numbers(tmp_path, monkeypatch):
+    task = load_task("arith:easy", n_test=10)
+    monkeypatch.setattr(ev, "_sample", oracle_sampler(task))
+    cfg = EvalConfig(model="unused", task="arith:easy", out=str(tmp_path / "o"), shots=(0, 3),
+                     samples=3, n_problems=10, batch_size=6)
+    s = evaluate(cfg, model=object(), tokenizer=object())
+    for shots in ("0", "3"):
+        r = s["results"][shots]
+        assert r["checks"]["strict"]["accuracy"] == 0.5 and r["clipped_share"] == 0.5
+        assert r["checks"]["custom_flexible"]["pass_at_k"] == {"1": 0.5, "2": 0.5, "3": 0.5}
+    recs = read_jsonl(tmp_path / "o" / "completions.jsonl")
+    assert len(recs) == 20
+    three = [r for r in recs if r["shots"] == 3][0]
+    assert three["prompt"].count("Question:") == 4 and three["prompt"].endswith("\nAnswer:")
+    zero = [r for r in recs if r["shots"] == 0 and r["index"] == three["index"]][0]
+    assert three["prompt"].endswith(zero["prompt"])
+
+
+def strip_meta(summary):
+    return {k: v for k, v in summary.items() if k != "meta"}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import torch
+
+    from rlscale.models import load_model
+
+    torch.set_num_threads(1)
+    return load_model("micro:tiny", seed=0)
+
+
+def tiny_cfg(out, **kw):
+    base = dict(model="micro:tiny", task="arith", out=str(out), shots=(0, 2), samples=2,
+                temperature=1.0, max_new_tokens=6, n_problems=6, batch_size=4)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def test_eval_micro_summary_recomputes_and_resume_is_exact(tmp_path, tiny):
+    model, tok = tiny
+    full = evaluate(tiny_cfg(tmp_path / "a"), model, tok)
+    path = tmp_path / "a" / "completions.jsonl"
+    on_disk = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert strip_meta(on_disk) == summarize(read_jsonl(path)) == strip_meta(full)
+    lines = path.read_text().splitlines(keepends=True)
+    assert len(lines) == 12 and {r["shots"] for r in read_jsonl(path)} == {0, 2}
+
+    # interrupted after 2 of 6 chunks (2 problems each), with a torn half line behind them
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "config.json").rename(tmp_path / "b" / "config.json")
+    (tmp_path / "b" / "completions.jsonl").write_text("".join(lines[:4]) + lines[4][:25])
+    resumed = evaluate(tiny_cfg(tmp_path / "b"), model, tok)
+    key = lambda r: (r["shots"], r["index"])  # noqa: E731
+    got = sorted(read_jsonl(tmp_path / "b" / "completions.jsonl"), key=key)
+    assert got == sorted(read_jsonl(path), key=key)  # the resumed run drew the same samples
+    assert strip_meta(resumed) == strip_meta(full)
+
+    # a rerun with everything done generates nothing; other settings are refused
+    evaluate(tiny_cfg(tmp_path / "b"), model, tok)
+    assert len(read_jsonl(tmp_path / "b" / "completions.jsonl")) == 12
+    from rlscale.errors import UserError
+
+    with pytest.raises(UserError, match="other settings.*temperature"):
+        evaluate(tiny_cfg(tmp_path / "b", temperature=0.5), model, tok)
+
+
+def test_added_check_rescored_from_completions(tmp_path, tiny):
+    model, tok = tiny
+    evaluate(tiny_cfg(tmp_path, checks=("strict",), shots=(0,)), model, tok)
+    s = evaluate(tiny_cfg(tmp_path, checks=("strict", "flexible"), shots=(0,)), model, tok)
+    recs = read_jsonl(tmp_path / "completions.jsonl")
+    assert all(set(r["scores"]) == {"strict", "flexible"} for r in recs) and len(recs) == 6
+    assert strip_meta(s) == summarize(recs)
+
+
+def test_heldout_test_loss(tiny):
+    model, tok = tiny
+    probs = load_task("arith").test[:5]
+    model.train()
+    a = heldout_test_loss(model, tok, probs, samples=2, max_new_tokens=6, seed=3, batch_size=4)
+    assert model.training  # mode restored for the trainer
+    b = heldout_test_loss(model, tok, probs, samples=2, max_new_tokens=6, seed=3, batch_size=4)
+    model.eval()
+    assert a == b
+    assert a["n_problems"] == 5 and a["n_samples"] == 2
+    assert a["test_loss"] == pytest.approx(1 - a["pass1"]) and 0 <= a["pass1"] <= 1
+    assert a["pass1"] == a["accuracy"]["custom_flexible"]
+    assert set(a["accuracy"]) == {"strict", "flexible", "custom_flexible"}
+    assert 0 <= a["clipped_share"] <= 1 and a["se"] >= 0
+
+
+# ------------------------------------------------ CLI errors: one line, exit 2, no output
+def run_cli(capsys, *argv):
+    rc = main(["eval", *argv])
+    err = capsys.readouterr().err
+    return rc, err
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--shots", "0,7"], "--shots"),
+    (["--shots", "a"], "--shots"),
+    (["--samples", "0"], "--samples"),
+    (["--checks", "strict,nope"], "--checks"),
+    (["--temperature", "-1"], "--temperature"),
+    (["--bogus"], "--bogus"),
+])
+def test_cli_bad_flag(tmp_path, capsys, extra, needle):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) if extra in (["--shots", "a"], ["--bogus"]) else _noop():
+        rc, err = run_cli(capsys, "--model", "micro:tiny", "--task", "arith", "--out", str(out),
+                          *extra)
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+    if extra in (["--shots", "a"], ["--bogus"]):
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+class _noop:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_cli_malformed_data_file(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "#### 1"}\n{"question": \n')
+    out = tmp_path / "out"
+    rc, err = run_cli(capsys, "--model", "micro:tiny", "--task", str(bad), "--out", str(out))
+    assert rc == 2 and f"{bad}:2:" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_cli_missing_model_dir(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, err = run_cli(capsys, "--model", str(tmp_path / "nomodel"), "--task", "arith",
+                      "--out", str(out))
+    assert rc == 2 and "nomodel" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["eval", "--model", "micro:tiny", "--task", "arith:easy", "--shots", "0,1",
+               "--samples", "2", "--temperature", "0.7", "--max-new-tokens", "4",
+               "--n-problems", "3", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "custom_flexible" in text and "pass@2" in text
+    assert {p.name for p in out.iterdir()} == {"completions.jsonl", "summary.json",
+                                               "config.json"}
+
+
+@pytest.mark.slow
+def test_eval_200_problems_shots_0_to_5(tmp_path, tiny):
+    """Acceptance: a micro model over 200 problems and shots 0..5 runs to the end."""
+    model, tok = tiny
+    t = time.time()
+    s = evaluate(EvalConfig(model="micro:tiny", task="arith", out=str(tmp_path), n_problems=200,
+                            shots=(0, 1, 2, 3, 4, 5), max_new_tokens=int(os.environ.get(
+                                "RLSCALE_EVAL_TOKENS", 16)), batch_size=64), model, tok)
+    print(f"\n200 problems x shots 0..5 on micro:tiny: {time.time() - t:.1f} s")
+    assert [s["results"][str(k)]["n_problems"] for k in range(6)] == [200] * 6
+    assert strip_meta(s) == summarize(read_jsonl(tmp_path / "completions.jsonl"))

@@ -1,0 +1,58 @@
+"""TrainConfig: presets, overrides, dict round trip, and one-line errors naming the field."""
+
+import pytest
+
+from rlscale.errors import UserError
+from rlscale.grpo.config import PRESETS, TrainConfig, resolve
+
+
+def test_resolve_layers_defaults_preset_overrides():
+    cfg = resolve("paper", {"lr": 3e-6, "steps": 5, "group_size": None})
+    assert cfg.lr == 3e-6 and cfg.steps == 5  # explicit flags win
+    assert cfg.group_size == 8 and cfg.batch_size == 512 and cfg.kl_coef == 0.001  # preset
+    assert cfg.mini_batch_size == 128 and cfg.eval_temperature == 0.7 and cfg.weight_decay == 0.1
+    assert cfg.preset == "paper" and cfg.updates_per_step() == 4
+    seed = resolve("seed")
+    assert (seed.group_size, seed.max_new_tokens, seed.reward) == (3, 512, "custom_flexible")
+    assert resolve(None).preset is None
+    for name in PRESETS:
+        resolve(name).validate()
+
+
+def test_from_dict_round_trip_and_unknown_keys():
+    cfg = resolve("seed", {"model": "micro:1m"})
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(UserError, match="unknown train config key.*bogus"):
+        TrainConfig.from_dict({"lr": 1e-5, "bogus": 1})
+    with pytest.raises(UserError, match="batch_size"):
+        TrainConfig.from_dict({"batch_size": "eight"})
+    assert TrainConfig.from_dict({"lr": 1}).lr == 1.0  # an int is a fine float
+
+
+@pytest.mark.parametrize("change, flag", [
+    ({"group_size": 1}, "--group-size"),
+    ({"batch_size": 10, "mini_batch_size": 4}, "--mini-batch-size"),
+    ({"reward": "exact"}, "--reward"),
+    ({"loss_agg": "sum"}, "--loss-agg"),
+    ({"adv": "ppo"}, "--adv"),
+    ({"lr": float("nan")}, "--lr"),
+    ({"clip_low": 1.5}, "--clip-low"),
+    ({"steps": -1}, "--steps"),
+    ({"reuse": 0}, "--reuse"),
+])
+def test_validate_names_the_flag(change, flag):
+    with pytest.raises(UserError) as e:
+        TrainConfig.from_dict(change).validate()
+    msg = str(e.value)
+    assert msg.startswith(flag) and "\n" not in msg
+
+
+def test_unique_prompts_with_reuse():
+    cfg = TrainConfig(steps=10, batch_size=8, reuse=4)
+    assert cfg.unique_prompts() == 20
+    assert TrainConfig(steps=3, batch_size=5, reuse=2).unique_prompts() == 8  # ceil(15 / 2)
+
+
+def test_unknown_preset():
+    with pytest.raises(UserError, match="preset"):
+        resolve("verl")

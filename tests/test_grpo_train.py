@@ -1,0 +1,115 @@
+"""`rlscale train` end to end on a tiny random-init model: metrics, config, resume, bad configs."""
+
+import json
+
+import pytest
+
+from rlscale.cli import main
+from rlscale.files import read_jsonl
+from rlscale.grpo.config import TrainConfig
+from rlscale.grpo.trainer import train
+
+TINY = dict(model="micro:tiny", task="arith:easy", batch_size=4, group_size=4, mini_batch_size=2,
+            max_new_tokens=8, heldout=8, eval_every=2, checkpoint_every=2, steps=4, lr=1e-3)
+VOLATILE = ("time_", "tokens_per_s", "mfu")
+
+
+def _flags(d):
+    return [x for k, v in d.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def _stable(rows):
+    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in rows]
+
+
+def test_metrics_config_and_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *_flags({**TINY, "steps": 3, "kl_coef": 0.01}), "--out", str(out)]) == 0
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert "test_loss" in rows[0] and "test_loss" in rows[2] and "test_loss" in rows[3]
+    assert "test_loss" not in rows[1]
+    need = ["D", "unique_prompts", "prompt_tokens", "completion_tokens", "C_paper", "C_itemized",
+            "reward_mean", "acc_strict", "acc_flexible", "acc_custom_flexible", "frac_zero_std",
+            "completion_len_mean", "clipped_share", "clip_frac", "kl", "entropy", "grad_norm", "lr",
+            "time_rollout", "time_logprobs", "time_update", "tokens_per_s", "mfu"]
+    for r in rows[1:]:
+        assert all(k in r for k in need), [k for k in need if k not in r]
+    assert rows[2]["test_samples"] == 1 and rows[2]["eval_temperature"] == 0.7
+    assert [r["D"] for r in rows] == [0, 4, 8, 12]
+    assert rows[3]["C_paper"] > rows[2]["C_paper"] > 0
+    # two updates per step and a reference model: two extra forwards priced in C_itemized
+    r = rows[1]
+    tokens = r["step_prompt_tokens"] + r["step_completion_tokens"]
+    assert r["C_itemized"] > r["C_paper"] * 12 / 6 - 1e-6  # (2 gen + 2 x 2 fwd + 6 train) / 6
+    assert r["kl"] is not None and r["updates"] == 2 and r["C_paper"] == 6 * json.loads(
+        (out / "config.json").read_text())["N"] * tokens
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "micro:tiny" and cfg["N"] > 0 and cfg["kl_coef"] == 0.01
+    assert (out / "checkpoints" / "step_0000003" / "model.safetensors").is_file()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 3
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train(TrainConfig.from_dict(TINY), straight)
+
+    from rlscale.grpo import trainer as tr
+
+    cut = tmp_path / "cut"
+    real_step = tr._Trainer.step
+
+    def step_then_stop(self):
+        if self.state["step"] == 3:  # stop in the middle of the run (like Ctrl-C)
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(tr._Trainer, "step", step_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig.from_dict(TINY), cut)
+    monkeypatch.setattr(tr._Trainer, "step", real_step)
+    assert [r["step"] for r in read_jsonl(cut / "metrics.jsonl")] == [0, 1, 2, 3]
+    # the at-exit checkpoint holds step 3; a stale row beyond it must not survive a resume
+    with open(cut / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 4, "stale": True}) + "\n")
+    train(TrainConfig.from_dict(TINY), cut, resume=True)
+    a = _stable(read_jsonl(straight / "metrics.jsonl"))
+    b = _stable(read_jsonl(cut / "metrics.jsonl"))
+    assert a == b
+
+
+def test_existing_run_needs_resume_and_same_settings(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig.from_dict({**TINY, "steps": 1}), out)
+    assert main(["train", *_flags({**TINY, "steps": 1}), "--out", str(out)]) == 2
+    assert main(["train", *_flags({**TINY, "steps": 1, "group_size": 2}), "--out", str(out),
+                 "--resume"]) == 2
+    # more steps is allowed: the run goes on from its checkpoint
+    assert main(["train", "--out", str(out), "--resume", "--steps", "2"]) == 0
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"group_size": 1}, "--group-size"),
+    ({"mini_batch_size": 3}, "not divisible"),
+    ({"reward": "exact"}, "unknown reward"),
+])
+def test_bad_config_one_line_exit_2(tmp_path, capsys, change, words):
+    out = tmp_path / "run"
+    assert main(["train", *_flags({**TINY, **change}), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
+    assert not (out / "metrics.jsonl").exists()  # nothing written: a later run starts clean
+
+
+def test_diverged_loss_stops_and_stays_resumable(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = _flags({**TINY, "mini_batch_size": 4, "checkpoint_every": 1})
+    assert main(["train", *flags, "--lr", "1e3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "diverged" in err and len(err.splitlines()) == 1
+    rows = read_jsonl(out / "metrics.jsonl")
+    steps = [r["step"] for r in rows]
+    assert steps == list(range(len(steps)))  # whole rows, no gap, no duplicate
+    assert main(["train", *flags, "--lr", "1e-3", "--out", str(out), "--resume"]) == 0
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2, 3, 4]

@@ -1,0 +1,230 @@
+"""Sweeps (spec, expansion, local Ray runs, a killed worker) and the optional trackers."""
+
+import json
+import sys
+import time
+import types
+
+import pytest
+
+from rlscale.errors import UserError
+from rlscale.store import Store, import_run_dir
+from rlscale.sweep import TEST_KILL_ENV, expand, load_spec, sweep
+from rlscale.trackers import make_trackers, parse_names
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+# -- spec -----------------------------------------------------------------------------------------
+def test_spec_expands_grid_to_resolved_configs(tmp_path):
+    spec = load_spec(write(tmp_path / "s.toml", """
+[base]
+preset = "paper"
+model = "micro:tiny"
+steps = 3
+[grid]
+lr = [1e-6, 1e-5]
+seed = [0, 1, 2]
+[resources]
+num_cpus = 2
+"""))
+    runs = expand(spec)
+    assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
+    assert spec.resources == {"num_cpus": 2, "num_gpus": 0, "memory": None}
+    r = runs[0]
+    assert r.point == {"lr": 1e-6, "seed": 0}
+    assert r.config["batch_size"] == 512 and r.config["preset"] == "paper"  # preset applied
+    assert r.config["steps"] == 3
+    # the same spec gives the same ids (ids are hashes of the resolved config)
+    assert [x.run_id for x in expand(load_spec(tmp_path / "s.toml"))] == [x.run_id for x in runs]
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[base]\nlr = \n", "not valid TOML"),
+    ("[grid]\nlr = 1e-6\n", "non-empty list"),
+    ("[grid]\nlr = []\n", "non-empty list"),
+    ("[base]\nlr = 1e-6\n[grid]\nlr = [1e-5]\n", "both"),
+    ("[gird]\nlr = [1]\n", "unknown table"),
+    ("[resources]\nnum_tpus = 1\n", "num_tpus"),
+    ("[resources]\nnum_cpus = -1\n", ">= 0"),
+    ("[grid]\nlearning_rate = [1e-6]\n", "learning_rate"),
+    ("[grid]\ngroup_size = [1]\n", "group"),
+])
+def test_bad_spec_is_user_error_naming_file(tmp_path, text, match):
+    p = write(tmp_path / "bad.toml", text)
+    with pytest.raises(UserError, match=match) as e:
+        expand(load_spec(p))
+    assert "bad.toml" in str(e.value)
+
+
+def test_missing_spec(tmp_path):
+    from rlscale import cli
+
+    assert cli.main(["sweep", str(tmp_path / "none.toml")]) == 2
+
+
+# -- trackers -------------------------------------------------------------------------------------
+def test_trackers_off_by_default_and_names_checked():
+    assert make_trackers([], "x", {}) == [] and make_trackers(None, "x", {}) == []
+    assert parse_names("tensorboard, wandb,tensorboard") == ["tensorboard", "wandb"]
+    with pytest.raises(UserError, match="unknown tracker 'tb'"):
+        parse_names("tb")
+
+
+@pytest.mark.parametrize("name,module", [("wandb", "wandb"), ("mlflow", "mlflow"),
+                                         ("tensorboard", "torch.utils.tensorboard")])
+def test_missing_tracker_package_is_one_line_error(monkeypatch, tmp_path, name, module):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(UserError, match=f"pip install {name}"):
+        make_trackers([name], tmp_path, {"lr": 1e-6})
+
+
+def test_trackers_log_scalars_to_backends(monkeypatch, tmp_path):
+    calls = []
+    wandb = types.ModuleType("wandb")
+
+    class WRun:
+        def log(self, m, step):
+            calls.append(("wandb", m, step))
+
+        def finish(self):
+            calls.append(("wandb", "finish"))
+
+    wandb.init = lambda **kw: calls.append(("wandb.init", kw["config"], kw["id"])) or WRun()
+    mlflow = types.ModuleType("mlflow")
+    mlflow.start_run = lambda run_name: calls.append(("mlflow.start", run_name))
+    mlflow.log_params = lambda p: calls.append(("mlflow.params", p))
+    mlflow.log_metrics = lambda m, step: calls.append(("mlflow", m, step))
+    mlflow.end_run = lambda: calls.append(("mlflow", "end"))
+    tb = types.ModuleType("torch.utils.tensorboard")
+
+    class Writer:
+        def __init__(self, log_dir):
+            calls.append(("tb.dir", log_dir))
+
+        def add_text(self, *a):
+            pass
+
+        def add_scalar(self, k, v, step):
+            calls.append(("tb", k, v, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            calls.append(("tb", "close"))
+
+    tb.SummaryWriter = Writer
+    for name, mod in (("wandb", wandb), ("mlflow", mlflow), ("torch.utils.tensorboard", tb)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    run_dir = tmp_path / "run1"
+    ts = make_trackers(["tensorboard,wandb", "mlflow"], run_dir, {"lr": 1e-6})
+    assert len(ts) == 3
+    for t in ts:
+        t.log({"reward_mean": 0.5, "test_loss": None, "note": "x", "done": True,
+               "nan": float("nan"), "step": 3}, 3)
+        t.close()
+    assert ("wandb", {"reward_mean": 0.5, "step": 3.0}, 3) in calls
+    assert ("mlflow", {"reward_mean": 0.5, "step": 3.0}, 3) in calls
+    assert ("tb", "reward_mean", 0.5, 3) in calls and ("tb", "close") in calls
+    assert ("tb.dir", str(run_dir / "tensorboard")) in calls
+    assert ("wandb.init", {"lr": 1e-6}, "run1") in calls and ("mlflow", "end") in calls
+
+
+# -- Ray sweeps -----------------------------------------------------------------------------------
+trainer = pytest.importorskip("rlscale.grpo.trainer", reason="GRPO trainer not built yet")
+
+MICRO = """
+[base]
+model = "micro:tiny"
+task = "arith"
+steps = 2
+batch_size = 2
+mini_batch_size = 2
+group_size = 2
+max_new_tokens = 8
+heldout = 4
+eval_every = 1
+checkpoint_every = 1
+[grid]
+seed = {seeds}
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray for the module: startup costs seconds, so the tests share it."""
+    import ray
+
+    from rlscale.sweep import _init_ray
+
+    t0 = time.time()
+    _init_ray(None, 2)
+    print(f"ray.init: {time.time() - t0:.1f}s")
+    yield ray
+    ray.shutdown()
+
+
+def test_local_sweep_runs_then_skips(tmp_path, ray_local, capsys):
+    spec = write(tmp_path / "micro.toml", MICRO.format(seeds="[0, 1, 2, 3]"))
+    t0 = time.time()
+    result = sweep(spec, workers=2, max_retries=1)
+    first = time.time() - t0
+    assert len(result) == 4 and set(result.values()) == {"done"}, capsys.readouterr().err
+    db = tmp_path / "micro" / "results.sqlite"
+    with Store(db) as s:
+        for rid in result:
+            r = s.run(rid)
+            assert r["attempts"] == 1 and r["N"] and r["N"] > 0
+            steps = [m["step"] for m in s.metrics(rid)]
+            assert steps[-1] == 2 and all(m.get("C_paper") is not None for m in s.metrics(rid))
+            # the id computed from the run's own config.json is the sweep's id
+            assert import_run_dir(s, r["run_dir"]) == rid
+    err = capsys.readouterr().err
+    assert "4 to run" in err and "summary: 0 pending, 0 running, 4 done, 0 failed" in err
+    t1 = time.time()
+    assert sweep(spec, workers=2) == result
+    err = capsys.readouterr().err
+    assert "4 already done, 0 to run" in err
+    with Store(db) as s:
+        assert all(s.run(rid)["attempts"] == 1 for rid in result)  # nothing ran again
+    print(f"4-run sweep: {first:.1f}s; rerun: {time.time() - t1:.1f}s")
+
+
+@pytest.mark.slow
+def test_killed_worker_run_is_retried_from_checkpoint(tmp_path, ray_local, monkeypatch, capsys):
+    spec = write(tmp_path / "kill.toml", MICRO.format(seeds="[10, 11]").replace(
+        "steps = 2", "steps = 3"))
+    victim = expand(load_spec(spec))[0].run_id
+    monkeypatch.setenv(TEST_KILL_ENV, victim)
+    t0 = time.time()
+    result = sweep(spec, workers=2, max_retries=2)
+    assert set(result.values()) == {"done"}, capsys.readouterr().err
+    with Store(tmp_path / "kill" / "results.sqlite") as s:
+        assert s.run(victim)["attempts"] == 2
+        assert [m["step"] for m in s.metrics(victim)][-1] == 3
+        other = next(r for r in result if r != victim)
+        assert s.run(other)["attempts"] == 1
+    log = [json.loads(x) for x in
+           (tmp_path / "kill" / "runs" / victim / "sweep_attempts.jsonl").read_text().splitlines()]
+    starts = [e for e in log if "start" in e]
+    assert [e["attempt"] for e in starts] == [1, 2]
+    assert starts[0]["resumed_from_step"] is None and starts[1]["resumed_from_step"] >= 1
+    assert not any(e.get("outcome") == "done" and e["attempt"] == 1 for e in log)
+    print(f"kill sweep: {time.time() - t0:.1f}s")
+
+
+def test_failing_run_is_retried_then_failed(tmp_path, ray_local, capsys):
+    spec = write(tmp_path / "bad.toml", MICRO.format(seeds="[0]").replace(
+        'task = "arith"', f'task = "{tmp_path / "missing.jsonl"}"'))
+    result = sweep(spec, workers=2, max_retries=1)
+    (rid, status), = result.items()
+    assert status == "failed"
+    with Store(tmp_path / "bad" / "results.sqlite") as s:
+        r = s.run(rid)
+        assert r["attempts"] == 2 and "missing.jsonl" in r["error"]
+    err = capsys.readouterr().err
+    assert "retrying" in err and "summary: 0 pending, 0 running, 0 done, 1 failed" in err

@@ -1,0 +1,266 @@
+"""Tasks: loaders, procedural generators, non-overlapping splits, prompts."""
+
+import json
+import re
+
+import pytest
+
+from rlscale.errors import UserError
+from rlscale.tasks import (
+    ARITH_PRESETS,
+    STOP_STRINGS,
+    ArithConfig,
+    Problem,
+    arith_problems,
+    corpus_texts,
+    fewshot_exemplars,
+    format_prompt,
+    format_solution,
+    gsm_symbolic_problems,
+    load_task,
+    normalize_question,
+    parse_arith_spec,
+    split_train_test,
+)
+
+GSM_ROWS = [
+    {"question": f"Tom has {i} apples and buys 2. How many?",
+     "answer": f"He has {i} + 2 = {i + 2} apples.\n#### {i + 2:,}"} for i in range(40)
+]
+MATH_ROWS = [
+    {"problem": f"Compute $\\frac{{{i}}}{{2}}$.",
+     "solution": f"We get $\\boxed{{\\frac{{{i}}}{{2}}}}$."} for i in range(1, 30)
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def no_overlap(task):
+    train = {normalize_question(p.question) for p in task.train}
+    test = [normalize_question(p.question) for p in task.test]
+    return not train & set(test) and len(test) == len(set(test))
+
+
+def test_normalize_question():
+    assert normalize_question("  Tom has 3 Apples!\n How   many?") == "tom has 3 apples how many"
+    assert normalize_question("Tom has 3 apples. How many?") == normalize_question(
+        "tom HAS 3 apples how many")
+
+
+# ------------------------------------------------ files
+def test_gsm8k_jsonl(tmp_path):
+    task = load_task(str(write_jsonl(tmp_path / "g.jsonl", GSM_ROWS)), n_test=8)
+    assert task.answer_format == "gsm" and len(task.test) == 8 and len(task.train) == 32
+    p = next(p for p in task.train + task.test if p.question.startswith("Tom has 3 "))
+    assert p.answer == "5" and p.solution.endswith("#### 5")
+    big = next(p for p in task.train + task.test if p.question.startswith("Tom has 39 "))
+    assert big.answer == "41"
+    assert no_overlap(task)
+
+
+def test_math_jsonl_and_json_and_parquet_agree(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a = load_task(str(write_jsonl(tmp_path / "m.jsonl", MATH_ROWS)), n_test=5)
+    (tmp_path / "m.json").write_text(json.dumps(MATH_ROWS))
+    b = load_task(str(tmp_path / "m.json"), n_test=5)
+    pq.write_table(pa.Table.from_pylist(MATH_ROWS), tmp_path / "m.parquet")
+    c = load_task(str(tmp_path / "m.parquet"), n_test=5)
+    assert a.answer_format == "boxed" and a.test == b.test == c.test and a.train == c.train
+    p = next(p for p in a.train + a.test if "{3}" in p.question)
+    assert p.answer == r"\frac{3}{2}"
+
+
+def test_task_directory_uses_its_splits(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", GSM_ROWS[:30] + GSM_ROWS[35:36])
+    write_jsonl(tmp_path / "test.jsonl", GSM_ROWS[30:40])
+    task = load_task(str(tmp_path))
+    assert len(task.test) == 10 and len(task.train) == 30  # the leaked row 35 is dropped
+    assert no_overlap(task)
+
+
+def test_file_split_dedupes_near_duplicates(tmp_path):
+    rows = GSM_ROWS + [{"question": r["question"].upper().replace("?", " ? "),
+                        "answer": r["answer"]} for r in GSM_ROWS]
+    task = load_task(str(write_jsonl(tmp_path / "d.jsonl", rows)), n_test=10)
+    assert no_overlap(task) and len(task.train) + len(task.test) == 40
+
+
+def test_file_split_is_fixed_and_seed_shuffles_train(tmp_path):
+    path = str(write_jsonl(tmp_path / "g.jsonl", GSM_ROWS))
+    a, b = load_task(path, seed=0, n_test=8), load_task(path, seed=1, n_test=8)
+    assert a.test == b.test and a.train != b.train and set(a.train) == set(b.train)
+    assert load_task(path, seed=0, n_test=8).train == a.train
+    assert load_task(path, seed=0, n_test=12).test[:8] == a.test  # prefix of a larger split
+
+
+@pytest.mark.parametrize("content, where", [
+    ('{"question": "q", "answer": "#### 1"}\n{"question": "q2", "answer": \n', "b.jsonl:2:"),
+    ('{"question": "q", "answer": "#### 1"}\n{"question": "q2"}\n', "b.jsonl:2: field 'answer'"),
+    ('{"question": "q", "answer": "#### "}\n', "b.jsonl:1: field 'answer'"),
+    ('{"problem": "p", "solution": "no box"}\n', "b.jsonl:1: field 'solution'"),
+    ('{"text": "x"}\n', "b.jsonl:1: expected fields"),
+    ('[1, 2]\n', "b.jsonl:1: expected an object"),
+    ('{"question": "q", "answer": "#### 1"}\n{"problem": "p", "solution": "\\\\boxed{1}"}\n',
+     "b.jsonl:2: mixes"),
+    ("", "b.jsonl: no problems"),
+])
+def test_malformed_file_names_file_and_line(tmp_path, content, where):
+    (tmp_path / "b.jsonl").write_text(content)
+    with pytest.raises(UserError, match=re.escape(where)):
+        load_task(str(tmp_path / "b.jsonl"))
+
+
+def test_malformed_parquet_and_paths(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"question": "q", "answer": "1"},
+                                         {"question": "", "answer": "2"}]), tmp_path / "p.parquet")
+    with pytest.raises(UserError, match=r"p\.parquet:row 2: field 'question'"):
+        load_task(str(tmp_path / "p.parquet"))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UserError, match="junk.parquet: not a readable Parquet"):
+        load_task(str(tmp_path / "junk.parquet"))
+    with pytest.raises(UserError, match="no such file"):
+        load_task(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(UserError, match="unknown task"):
+        load_task("nonsense")
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(UserError, match="unknown data file type"):
+        load_task(str(tmp_path / "x.csv"))
+
+
+def test_hf_names(monkeypatch):
+    """No network in tests: `datasets.load_dataset` is replaced (or absent)."""
+    import sys
+    import types
+
+    fake = types.ModuleType("datasets")
+
+    def offline(repo, config):
+        raise ConnectionError("offline")
+
+    fake.load_dataset = offline
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    with pytest.raises(UserError, match="cannot load openai/gsm8k"):
+        load_task("gsm8k")
+    fake.load_dataset = lambda repo, config: {"train": GSM_ROWS[:30], "test": GSM_ROWS[30:]}
+    task = load_task("gsm8k")
+    assert len(task.test) == 10 and len(task.train) == 30 and task.answer_format == "gsm"
+    fake.load_dataset = lambda repo, config: {"train": MATH_ROWS[:20], "test": MATH_ROWS[20:]}
+    assert load_task("math", n_test=4).answer_format == "boxed"
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    with pytest.raises(UserError, match="datasets"):
+        load_task("gsm8k")
+
+
+# ------------------------------------------------ procedural
+def check_arith(p: Problem, cfg: ArithConfig):
+    lines = p.solution.split("\n")
+    assert lines[-1] == f"#### {p.answer}"
+    steps = lines[:-1]
+    assert cfg.min_terms - 1 <= len(steps) <= cfg.max_terms - 1
+    prev = None
+    for line in steps:
+        a, op, b, eq, c = line.split()
+        a, b, c = int(a), int(b), int(c)
+        assert eq == "=" and op in cfg.ops and prev in (None, a)
+        assert c == {"+": a + b, "-": a - b, "*": a * b}[op]
+        assert 0 <= a <= cfg.max_value and 0 <= c <= cfg.max_value
+        prev = c
+    assert str(prev) == p.answer
+
+
+@pytest.mark.parametrize("preset", list(ARITH_PRESETS))
+def test_arith_presets_are_correct_and_within_knobs(preset):
+    cfg = ARITH_PRESETS[preset]
+    for p in arith_problems(300, seed=1, cfg=cfg):
+        check_arith(p, cfg)
+
+
+def test_arith_expr_style_and_spec_parsing():
+    cfg = parse_arith_spec("arith:hard,style=expr,max_value=30")
+    assert cfg.style == "expr" and cfg.max_value == 30 and cfg.ops == "+-*"
+    for p in arith_problems(200, seed=2, cfg=cfg):
+        check_arith(p, cfg)
+        assert p.question.startswith("What is ")
+    assert parse_arith_spec("arith") == ARITH_PRESETS["medium"]
+    assert parse_arith_spec("arith:easy") == ARITH_PRESETS["easy"]
+    for bad in ["arith:extreme", "arith:foo=1", "arith:max_value=x", "arith:ops=/",
+                "arith:min_terms=1", "arith:style=poem"]:
+        with pytest.raises(UserError, match="arith"):
+            parse_arith_spec(bad)
+
+
+@pytest.mark.parametrize("spec", ["arith", "arith:easy", "arith:hard"])
+def test_procedural_split_never_overlaps_and_is_fixed(spec):
+    a = load_task(spec, seed=0, n_test=300, n_train=3000)
+    b = load_task(spec, seed=1, n_test=100, n_train=3000)
+    assert len(a.test) == 300 and len(a.train) == 3000
+    assert a.test[:100] == b.test  # the held-out set does not move with seed or size
+    assert a.train != b.train
+    assert no_overlap(a) and no_overlap(b)
+    # no seed's train stream can ever hold a test question
+    test = {normalize_question(p.question) for p in a.test}
+    assert not test & {normalize_question(p.question) for p in b.train}
+    assert load_task(spec, seed=0, n_test=300, n_train=3000).train == a.train  # deterministic
+
+
+def test_tiny_problem_space_is_a_clear_error():
+    with pytest.raises(UserError, match="too small"):
+        load_task("arith:max_value=3,max_terms=2", n_test=5000, n_train=10)
+
+
+def test_gsm_symbolic():
+    probs = gsm_symbolic_problems(40, seed=3)
+    assert probs == gsm_symbolic_problems(40, seed=3)
+    for p in probs:
+        assert p.solution.endswith(f"\n#### {p.answer}")
+        assert "Give the result as your final answer" not in p.question
+    task = load_task("gsm_symbolic", n_test=50, n_train=200)
+    assert no_overlap(task) and task.answer_format == "gsm"
+
+
+# ------------------------------------------------ prompts
+def test_prompt_format():
+    ex = [Problem("What is 1 + 1?", "2", "1 + 1 = 2\n#### 2"), Problem("Q2?", "3")]
+    p = Problem("What is 2 + 5?", "7", "2 + 5 = 7\n#### 7")
+    assert format_prompt(p) == "Question: What is 2 + 5?\nAnswer:"
+    assert format_solution(p) == " 2 + 5 = 7\n#### 7"
+    assert format_solution(ex[1]) == " #### 3"  # answer-only problems
+    assert format_prompt(p, ex) == ("Question: What is 1 + 1?\nAnswer: 1 + 1 = 2\n#### 2\n\n"
+                                    "Question: Q2?\nAnswer: #### 3\n\n"
+                                    "Question: What is 2 + 5?\nAnswer:")
+    assert any(s in "\n\nQuestion: next" for s in STOP_STRINGS)
+
+
+def test_fewshot_exemplars_from_train_only():
+    task = load_task("arith", n_test=50, n_train=500)
+    train_set = set(task.train)
+    for k in range(6):
+        ex = fewshot_exemplars(task.train, k, seed=7)
+        assert len(ex) == k and set(ex) <= train_set and len(set(ex)) == k
+        assert ex == fewshot_exemplars(task.train, k, seed=7)
+    assert fewshot_exemplars(task.train, 5, 1) != fewshot_exemplars(task.train, 5, 2)
+    with pytest.raises(UserError):
+        fewshot_exemplars(task.train, -1, 0)
+
+
+def test_corpus_texts():
+    docs = corpus_texts(300, seed=0)
+    assert len(docs) == 300 and docs == corpus_texts(300, seed=0)
+    assert all(d.startswith("Question: ") and "\nAnswer: " in d and "\n#### " in d for d in docs)
+    test = {normalize_question(p.question) for p in load_task("arith").test}
+    qs = {normalize_question(d.split("\nAnswer:")[0].removeprefix("Question: ")) for d in docs}
+    assert not qs & test
+
+
+def test_split_train_test_given_test():
+    probs = [Problem(f"q{i}", str(i)) for i in range(10)]
+    train, test = split_train_test(probs, None, seed=0, test=probs[:3] + [Problem("Q0!", "0")])
+    assert len(test) == 3 and len(train) == 7

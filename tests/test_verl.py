@@ -1,0 +1,155 @@
+import importlib.util
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from rlscale import cli
+from rlscale.errors import UserError
+from rlscale.files import atomic_write_json
+from rlscale.grpo.config import resolve
+from rlscale.verl import load_train_config, verl_overrides
+
+rewards = pytest.importorskip("rlscale.rewards")
+
+# (completion, answer) pairs covering each check's rules (DESIGN.md "Rewards")
+CASES = [
+    ("So she has 12 apples.\n#### 12", "12"),
+    ("#### 12.00", "12"),
+    ("#### $1,234.", "1234"),
+    ("the answer is 12", "12"),
+    ("3 + 4 = 7, then 7 * 2 = 14", "14"),
+    ("#### 5\nQuestion: Tom has 9 pens.\n#### 9", "5"),
+    ("#### 5\nQuestion: Tom has 9 pens.\n#### 9", "9"),
+    ("no number here", "3"),
+    ("####", "0"),
+    ("-3 degrees\n#### -3", "-3"),
+    ("x = \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("first \\boxed{2} then \\boxed{3}", "3"),
+    ("\\boxed{", "1"),
+    ("", "0"),
+]
+
+
+def load_module(path):
+    spec = importlib.util.spec_from_file_location("rlscale_reward_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("reward", sorted(rewards.REWARDS))
+def test_reward_module_scores_equal_rlscale(tmp_path, reward):
+    cfg = resolve(None, {"reward": reward, "model": "Qwen/Qwen2.5-0.5B"})
+    assert cli.main(["export-verl", "--config", str(_write(tmp_path / "c.json", cfg.to_dict())),
+                     "--out", str(tmp_path / "o")]) == 0
+    mod = load_module(tmp_path / "o" / "rlscale_reward.py")
+    scores = []
+    for completion, answer in CASES:
+        got = mod.compute_score("openai/gsm8k", completion, answer, extra_info={"index": 0})
+        assert isinstance(got, float)
+        assert got == float(rewards.REWARDS[reward](completion, answer)), (completion, answer)
+        scores.append(got)
+    assert 0.0 in scores and 1.0 in scores  # the cases separate right from wrong
+    # verl >= 0.4 passes keywords
+    assert mod.compute_score(data_source="x", solution_str="#### 7", ground_truth="7") == \
+        float(rewards.REWARDS[reward]("#### 7", "7"))
+
+
+def test_strict_vs_custom_flexible_differ_through_the_module(tmp_path):
+    mods = {}
+    for name in ("strict", "custom_flexible"):
+        cfg = resolve(None, {"reward": name})
+        _write(tmp_path / f"{name}.json", cfg.to_dict())
+        cli.main(["export-verl", "--config", str(tmp_path / f"{name}.json"),
+                  "--out", str(tmp_path / name)])
+        mods[name] = load_module(tmp_path / name / "rlscale_reward.py")
+    assert mods["strict"].compute_score("gsm8k", "the answer is 12", "12") == 0.0
+    assert mods["custom_flexible"].compute_score("gsm8k", "the answer is 12", "12") == 1.0
+
+
+def _write(path, d):
+    atomic_write_json(path, d)
+    return path
+
+
+def test_paper_preset_export_matches_paper_settings(tmp_path):
+    out = tmp_path / "paper"
+    assert cli.main(["export-verl", "--config", "paper", "--out", str(out),
+                     "--model-path", "Qwen/Qwen2.5-7B"]) == 0
+    o = json.loads((out / "verl_overrides.json").read_text())
+    a, r = "actor_rollout_ref.actor", "actor_rollout_ref.rollout"
+    assert o["algorithm.adv_estimator"] == "grpo"
+    assert o["data.train_batch_size"] == 512
+    assert o[f"{r}.n"] == 8
+    assert o[f"{a}.optim.lr"] == 1e-6
+    assert o[f"{a}.use_kl_loss"] is True
+    assert o[f"{a}.kl_loss_type"] == "low_var_kl" and o[f"{a}.kl_loss_coef"] == 0.001
+    assert o[f"{a}.clip_ratio_low"] == 0.2 and o[f"{a}.clip_ratio_high"] == 0.2
+    assert o[f"{a}.ppo_mini_batch_size"] == 128
+    assert o[f"{a}.optim.weight_decay"] == 0.1 and o[f"{a}.grad_clip"] == 1.0
+    assert o[f"{a}.loss_agg_mode"] == "token-mean"
+    assert o[f"{r}.temperature"] == 1.0 and o[f"{r}.val_kwargs.temperature"] == 0.7
+    assert o[f"{r}.val_kwargs.do_sample"] is True
+    assert o["custom_reward_function.name"] == "compute_score"
+    assert o["actor_rollout_ref.model.path"] == "Qwen/Qwen2.5-7B"
+
+    script = (out / "run_verl.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(out / "run_verl.sh")]).returncode == 0
+    args = shlex.split(script.split("main_ppo", 1)[1].replace("\\\n", " "), comments=True)
+    kv = dict(a.split("=", 1) for a in args if "=" in a)
+    assert kv["data.train_batch_size"] == "512" and kv[f"{r}.n"] == "8"
+    assert float(kv[f"{a}.optim.lr"]) == 1e-6 and kv[f"{a}.kl_loss_type"] == "low_var_kl"
+    assert float(kv[f"{a}.kl_loss_coef"]) == 0.001 and float(kv[f"{a}.clip_ratio_low"]) == 0.2
+    assert kv[f"{a}.use_kl_loss"] == "True" and kv["trainer.logger"] == '["console","file"]'
+    assert kv["custom_reward_function.path"] == "$OUT/rlscale_reward.py"
+    assert json.loads((out / "rlscale_config.json").read_text())["batch_size"] == 512
+
+
+def test_micro_model_and_no_kl_and_drgrpo():
+    cfg = resolve(None, {"model": "micro:tiny", "kl_coef": 0.0, "adv": "drgrpo",
+                         "loss_agg": "seq-mean-token-mean"})
+    o = verl_overrides(cfg, "/r.py")
+    assert o["actor_rollout_ref.model.path"] == "$MODEL_PATH"
+    assert o["actor_rollout_ref.actor.use_kl_loss"] is False
+    assert o["algorithm.norm_adv_by_std_in_grpo"] is False
+    assert o["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-mean"
+
+
+def test_bad_config_is_user_error(tmp_path):
+    with pytest.raises(UserError, match="neither a preset"):
+        load_train_config("nonsense")
+    p = _write(tmp_path / "c.json", {"lr": 1e-6, "bogus": 1})
+    with pytest.raises(UserError, match="c.json.*bogus"):
+        load_train_config(str(p))
+    # a run's config.json carries N and model facts beside the settings: accepted
+    run_cfg = {"lr": 1e-6, "N": 5, "n_layer": 2, "device_used": "cpu"}
+    assert load_train_config(str(_write(tmp_path / "r.json", run_cfg))).lr == 1e-6
+    assert cli.main(["export-verl", "--config", str(tmp_path / "missing.json"),
+                     "--out", str(tmp_path / "o")]) == 2
+
+
+def test_write_data_gives_verl_parquet_of_the_runs_prompts(tmp_path):
+    import pyarrow.parquet as pq
+
+    from rlscale.tasks import format_prompt, load_task
+
+    cfg = resolve(None, {"task": "arith", "steps": 2, "batch_size": 4, "mini_batch_size": 4,
+                         "heldout": 5, "model": "Qwen/Qwen2.5-0.5B"})
+    p = _write(tmp_path / "c.json", cfg.to_dict())
+    out = tmp_path / "o"
+    assert cli.main(["export-verl", "--config", str(p), "--out", str(out), "--write-data"]) == 0
+    train = pq.read_table(out / "train.parquet").to_pylist()
+    test = pq.read_table(out / "test.parquet").to_pylist()
+    assert len(train) == 8 and len(test) == 5
+    task = load_task("arith", seed=cfg.data_seed, n_test=5)
+    assert test[0]["prompt"] == [{"role": "user", "content": format_prompt(task.test[0])}]
+    assert test[0]["reward_model"] == {"style": "rule", "ground_truth": str(task.test[0].answer)}
+    o = json.loads((out / "verl_overrides.json").read_text())
+    assert o["data.train_files"] == str((out / "train.parquet").resolve())
+    assert o["trainer.total_epochs"] == 1
+    mod = load_module(out / "rlscale_reward.py")
+    gt = train[0]["reward_model"]["ground_truth"]
+    assert mod.compute_score(train[0]["data_source"], f"#### {gt}", gt) == 1.0
+    assert "TRAIN_FILES" not in (out / "run_verl.sh").read_text().split("set -euo")[0]
