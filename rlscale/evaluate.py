@@ -85,19 +85,20 @@ def summarize(records: list[dict]) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    lines = []
+    """Accuracy / test loss per shot count and check, then pass@k for every k <= samples."""
+    lines = [f"{'shots':>5}  {'check':<16}{'acc':>7}{'±se':>7}{'loss':>7}{'clipped':>9}"
+             f"{'problems':>9}{'samples':>8}"]
+    passk = []
     for shots, res in summary["results"].items():
-        ks = list(next(iter(res["checks"].values()))["pass_at_k"]) if res["checks"] else []
-        shown = ks if len(ks) <= 6 else ks[:3] + ks[-2:]
-        head = f"{'shots':>5} {'check':<16}{'acc':>7}{'±se':>7}{'loss':>7}" + "".join(
-            f"{'pass@' + k:>9}" for k in shown) + f"{'clipped':>9}{'problems':>9}"
-        if not lines:
-            lines.append(head)
         for check, m in res["checks"].items():
-            lines.append(f"{shots:>5} {check:<16}{m['accuracy']:7.3f}{m['se']:7.3f}"
-                         f"{m['test_loss']:7.3f}" + "".join(f"{m['pass_at_k'][k]:9.3f}"
-                                                            for k in shown)
-                         + f"{res['clipped_share']:9.3f}{res['n_problems']:9d}")
+            lines.append(f"{shots:>5}  {check:<16}{m['accuracy']:7.3f}{m['se']:7.3f}"
+                         f"{m['test_loss']:7.3f}{res['clipped_share']:9.3f}"
+                         f"{res['n_problems']:9d}{res['n_samples']:8d}")
+            if res["n_samples"] > 1:
+                ks = " ".join(f"@{k}={v:.3f}" for k, v in m["pass_at_k"].items())
+                passk.append(f"{shots:>5}  {check:<16}{ks}")
+    if passk:
+        lines += ["", f"{'shots':>5}  {'check':<16}pass@k"] + passk
     return "\n".join(lines)
 
 
@@ -114,17 +115,20 @@ def _sample(model, tokenizer, prompts, samples, params, seed, batch_size):
 
 def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature: float = 0.7,
                       max_new_tokens: int = 256, reward: str = "custom_flexible", seed: int = 0,
-                      batch_size: int | None = 64) -> dict:
-    """Zero-shot held-out test loss 1 - pass@1 under `reward` (the paper: one sample at
-    temperature 0.7), with its standard error over problems, accuracy per check and the
-    clipped share. The model's train/eval mode is restored afterwards."""
+                      batch_size: int | None = 64, exemplars=()) -> dict:
+    """Held-out test loss 1 - pass@1 under `reward` (the paper: one sample at temperature 0.7),
+    with its standard error over problems, accuracy per check and the clipped share. Prompts are
+    zero-shot unless `exemplars` (from the train split) are given, e.g. the ones GRPO trains
+    with. The model's train/eval mode is restored afterwards."""
     import torch
 
     from rlscale.rollout import SamplingParams
     from rlscale.tasks import STOP_STRINGS, format_prompt
 
-    if not problems:
-        raise ValueError("heldout_test_loss needs at least one problem")
+    from rlscale.rewards import REWARDS
+
+    if not problems or reward not in REWARDS:
+        raise ValueError(f"heldout_test_loss needs problems and a reward in {list(REWARDS)}")
     checks = ("boxed",) if reward == "boxed" else tuple(dict.fromkeys(GSM_CHECKS + (reward,)))
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
                             stop_strings=STOP_STRINGS)
@@ -132,7 +136,7 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     model.eval()
     try:
         with torch.no_grad():
-            texts, clipped = _sample(model, tokenizer, [format_prompt(p) for p in problems],
+            texts, clipped = _sample(model, tokenizer, [format_prompt(p, exemplars) for p in problems],
                                      samples, params, seed, batch_size)
     finally:
         model.train(was_training)
@@ -171,7 +175,7 @@ def _validate(cfg: EvalConfig) -> None:
     from rlscale.rewards import REWARDS
 
     if not cfg.shots or any(not 0 <= k <= MAX_SHOTS for k in cfg.shots):
-        raise UserError(f"--shots: each shot count must be in 0..5, got {list(cfg.shots)}")
+        raise UserError(f"--shots: each shot count must be in 0..{MAX_SHOTS}, got {list(cfg.shots)}")
     for flag, value, ok in (("--samples", cfg.samples, cfg.samples >= 1),
                             ("--temperature", cfg.temperature, cfg.temperature >= 0),
                             ("--top-p", cfg.top_p, 0 < cfg.top_p <= 1),
@@ -227,7 +231,8 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
 
     _validate(cfg)
-    task = load_task(cfg.task, seed=cfg.seed, n_test=cfg.n_problems)
+    # procedural train splits only serve as exemplar pools here: 2000 is plenty
+    task = load_task(cfg.task, seed=cfg.seed, n_test=cfg.n_problems, n_train=2000)
     problems = task.test[: cfg.n_problems] if cfg.n_problems else task.test
     if max(cfg.shots) > len(task.train):
         raise UserError(f"--shots: {max(cfg.shots)} exemplars but the train split has "

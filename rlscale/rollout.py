@@ -84,10 +84,11 @@ def sample(logits, params: SamplingParams, generator=None, banned=None):
     """Next tokens [B] from logits [B, V]: greedy (temperature 0), else temperature + top-p."""
     logits = logits.float()
     if banned is not None:
-        logits[:, banned] = float("-inf")
+        logits = logits.index_fill(1, banned, float("-inf"))
     if params.temperature == 0:
         return logits.argmax(-1)
-    logits = logits / params.temperature
+    if params.temperature != 1.0:
+        logits = logits / params.temperature
     if params.top_p < 1:
         sorted_logits, order = logits.sort(-1, descending=True)
         cum = sorted_logits.softmax(-1).cumsum(-1)
@@ -181,6 +182,8 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
     buf = torch.full((B, T), pad, dtype=torch.long, device=device)  # tokens of active rows
     length = torch.full((B,), T, dtype=torch.long, device=device)  # final length once done
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    # with EOS suppressed and no stop strings every row runs to the end: no per-step checks
+    can_finish = bool(params.stop_strings) or (banned is None and bool(eos))
 
     def flush(sel):  # hand the rows `sel` of the active batch over to `out`
         for r, b, n in zip(rows[sel].tolist(), buf[sel].cpu(), length[sel].tolist()):
@@ -191,26 +194,18 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
         if not use_fast:
             tok = tok.masked_fill(done, pad)  # finished rows stop being extended
         buf[:, step] = tok
-        if banned is None and eos:
-            fin = torch.isin(tok, eos_t) & ~done
-        else:
-            fin = torch.zeros_like(done)
-        if stopper.stops:
-            live = (~done).nonzero().squeeze(1).tolist()
-            tails = buf[live, max(0, step + 1 - stopper.window): step + 1].tolist()
-            hit = stopper.hits(tails, live)
-            if hit:
-                fin[hit] = True
-        length.masked_fill_(fin, step + 1)
-        done |= fin
         if progress_bar is not None:
             progress_bar.update(1)
-        if step == T - 1 or bool(done.all()):
+        if step == T - 1:
             break
+        if can_finish:
+            done = _finish_step(tok, done, step, eos_t if banned is None and eos else None,
+                                stopper, buf, length)
+            if bool(done.all()):
+                break
         if use_fast:
-            n_alive = int((~done).sum())
-            if n_alive <= 0.75 * done.shape[0] - 1:  # compact: finished rows leave the compute
-                flush(done)
+            if can_finish and int((~done).sum()) <= 0.75 * done.shape[0] - 1:
+                flush(done)  # compact: finished rows leave the compute
                 keep = (~done).nonzero().squeeze(1)
                 state.keep(keep)
                 tok, next_pos, rows = tok[keep], next_pos[keep], rows[keep]
@@ -224,6 +219,19 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
         next_pos = next_pos + 1
     flush(torch.ones_like(done))
     return out
+
+
+def _finish_step(tok, done, step, eos_t, stopper, buf, length):
+    """Mark rows that just produced EOS or completed a stop string; record their lengths."""
+    fin = torch.isin(tok, eos_t) & ~done if eos_t is not None else torch.zeros_like(done)
+    if stopper.stops:
+        live = (~done).nonzero().squeeze(1).tolist()
+        tails = buf[live, max(0, step + 1 - stopper.window): step + 1].tolist()
+        hit = stopper.hits(tails, live)
+        if hit:
+            fin[hit] = True
+    length.masked_fill_(fin, step + 1)
+    return done | fin
 
 
 def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None = None,
@@ -280,25 +288,47 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
                       temperature: float = 1.0, return_entropy: bool = False):
     """Per-token log-probs of the completion tokens, in one forward pass.
 
-    input_ids [B, P + C]: left-padded prompts followed by right-padded completions;
-    attention_mask / position_ids [B, P + C] (positions as in `left_pad`, continuing through the
-    completion); completion_mask [B, C] (1 on real completion tokens). Returns [B, C] log-probs
+    input_ids [B, P + C]: left-padded prompts followed by right-padded completions (see
+    `batch_for_logprobs`); attention_mask / position_ids [B, P + C] (positions as during
+    generation); completion_mask [B, C] (1 on real completion tokens). Returns [B, C] log-probs
     of each completion token under logits / temperature (0 where masked), and with
     return_entropy also the [B, C] entropies. Gradients flow when enabled by the caller.
+    Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once.
     """
-    C = completion_mask.shape[1]
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=C + 1, use_cache=False)
-    logits = out.logits[:, :-1].float()  # position t predicts token t + 1
+    logits = completion_logits(model, input_ids, attention_mask, position_ids,
+                               completion_mask.shape[1]).float()
     if temperature != 1.0:
         logits = logits / temperature
     logp_all = logits.log_softmax(-1)
-    targets = input_ids[:, -C:]
+    targets = input_ids[:, -completion_mask.shape[1]:]
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1) * completion_mask
     if not return_entropy:
         return logp
     ent = -(logp_all.exp() * logp_all).sum(-1) * completion_mask
     return logp, ent
+
+
+def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
+    """[B, C, V] logits predicting the last C tokens of each row (see `sequence_logprobs`)."""
+    from rlscale.models import fast
+
+    B, P = input_ids.shape[0], input_ids.shape[1] - C
+    if P < 1 or not fast.supports(model) or model.config.attention_dropout:
+        out = model(input_ids=input_ids, attention_mask=attention_mask,
+                    position_ids=position_ids, logits_to_keep=C + 1, use_cache=False)
+        return out.logits[:, :-1]
+    # rows with the same prompt (GRPO's G samples) share one prompt forward
+    key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
+    _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
+    if bool((counts == counts[0]).all()):
+        G, order = int(counts[0]), torch.argsort(inverse, stable=True)
+    else:
+        G, order = 1, torch.arange(B, device=input_ids.device)
+    ids, mask, pos = input_ids[order], attention_mask[order].bool(), position_ids[order]
+    dec = fast.FastDecoder(model, grad=True)
+    logits = dec.completion_logits(ids[::G, :P], mask[::G, :P], pos[::G, :P], ids[:, P:],
+                                   pos[:, P:], G)
+    return logits[torch.argsort(order)]
 
 
 def batch_for_logprobs(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,

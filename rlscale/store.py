@@ -10,7 +10,8 @@ mode with a busy timeout, every write is one short `BEGIN IMMEDIATE` transaction
 transaction that still meets a lock is retried with backoff, so no writer loses a row.
 
 The fitter reads `fit_rows(db)`: one dict per step with N, step, D, C_paper, test_loss, ...
-CLI: `rlscale runs list|show RUN|export --format csv|parquet --out FILE|import RUN_DIR... [--db]`.
+CLI: `rlscale runs list|show RUN|export --format csv|parquet --out FILE [--db DB]`; run
+directories are indexed by `rlscale import run RUN_DIR...` (rlscale.importers).
 """
 
 from __future__ import annotations
@@ -367,8 +368,6 @@ def configure(parser) -> None:
     p = sub.add_parser("export", help="every run's per-step metrics as CSV or Parquet")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.add_argument("--out", required=True)
-    p = sub.add_parser("import", help="index rlscale run directories (config.json + metrics)")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     for p in sub.choices.values():
         p.add_argument("--db", default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
 
@@ -382,17 +381,14 @@ def _fmt(v: Any) -> str:
 
 
 def run(args) -> int:
-    if args.runs_cmd != "import" and not Path(args.db).is_file():
+    if not Path(args.db).is_file():
         raise UserError(f"--db: {args.db}: no such results database")
     if args.runs_cmd == "export":
         n = export(args.db, args.out, args.format)
         print(f"wrote {n} rows to {args.out}")
         return 0
     with Store(args.db) as store:
-        if args.runs_cmd == "import":
-            for d in args.run_dirs:
-                print(f"{import_run_dir(store, d)}  {d}")
-        elif args.runs_cmd == "list":
+        if args.runs_cmd == "list":
             head = ("run_id", "status", "tries", "source", "model", "N", "steps", "test_loss")
             lines = [head]
             for r in store.runs(args.status):

@@ -104,16 +104,23 @@ def expand(spec: Spec) -> list[Run]:
 
 
 # -- the Ray task -------------------------------------------------------------------------------
-def _kill_after_first_checkpoint(run_dir: Path) -> None:
-    """Test hook: SIGKILL this worker once the run has written a checkpoint (as a crash would)."""
+def _kill_after_first_checkpoint(run_dir: Path) -> threading.Event:
+    """Test hook: SIGKILL this worker once the run has written a checkpoint (as a crash would).
+
+    Returns an event that disarms the hook: Ray reuses worker processes, so a hook outliving its
+    task must not kill a later task.
+    """
     from rlscale.grpo.checkpoint import latest_checkpoint
 
+    stop = threading.Event()
+
     def watch():
-        while latest_checkpoint(run_dir) is None:
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGKILL)
+        while not stop.wait(0.01):
+            if latest_checkpoint(run_dir) is not None:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
+    return stop
 
 
 def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: str = "") -> dict:
@@ -134,12 +141,15 @@ def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: s
     log = JsonlWriter(run_dir_p / "sweep_attempts.jsonl")
     log.write({"attempt": attempt, "pid": os.getpid(), "start": time.time(),
                "resumed_from_step": resumed_from})
+    hook = None
     if kill_hook and run_id.startswith(kill_hook) and attempt == 1:
-        _kill_after_first_checkpoint(run_dir_p)
+        hook = _kill_after_first_checkpoint(run_dir_p)
     try:
         with open(run_dir_p / "sweep.log", "a") as out, contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(out):
-            summary = train(TrainConfig.from_dict(config), run_dir_p, resume=ckpt is not None)
+            # resume=True also for a dir without a checkpoint: a worker killed before its first
+            # checkpoint leaves config.json / metrics.jsonl, which a fresh start would refuse
+            summary = train(TrainConfig.from_dict(config), run_dir_p, resume=True)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         log.write({"attempt": attempt, "end": time.time(), "outcome": "error", "error": msg})
@@ -147,6 +157,9 @@ def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: s
         with Store(db_path) as store:
             store.set_status(run_id, "failed", error=msg)
         raise
+    finally:
+        if hook is not None:
+            hook.set()
     with Store(db_path) as store:
         import_run_dir(store, run_dir_p, run_id=run_id, status="done")
     log.write({"attempt": attempt, "end": time.time(), "outcome": "done"})
@@ -245,7 +258,6 @@ def _drive(todo, resources, run_dirs, db, address, max_retries, workers, kill_ho
     # Ray retries a task whose worker died (system failure) on its own; exceptions raised by a
     # run come back to us (retry_exceptions=False) and are retried below.
     task = ray.remote(run_task).options(max_retries=max_retries, retry_exceptions=False, **opts)
-    failures = {r.run_id: 0 for r in todo}
     by_id = {r.run_id: r for r in todo}
     in_flight = {}
 
@@ -265,9 +277,9 @@ def _drive(todo, resources, run_dirs, db, address, max_retries, workers, kill_ho
                     try:
                         ray.get(ref)
                     except Exception as e:  # RayTaskError, WorkerCrashedError, ...
-                        failures[rid] += 1
                         msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:500]
-                        if failures[rid] <= max_retries:
+                        # attempts counts Ray's own retries of dead workers too: K in all
+                        if store.run(rid)["attempts"] <= max_retries:
                             stream.write(f"run {rid}: attempt failed ({msg}); retrying\n")
                             store.set_status(rid, "pending", error=msg)
                             submit(by_id[rid])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from rlscale.errors import UserError
+from rlscale.rewards import last_boxed
 
 STOP_STRINGS = ("\n\nQuestion:", "Question:")  # a base model would go on with a new question
 TEST_BUCKETS = 8  # procedural tasks: 1/8 of the question space is reserved for the test side
@@ -265,12 +266,6 @@ def _procedural(gen, n_train: int, n_test: int, seed: int, name: str) -> tuple[l
 
 
 # ---------------------------------------------------------------- files and HF datasets
-def _last_boxed(text: str) -> str | None:
-    from rlscale.rewards import last_boxed
-
-    return last_boxed(text)
-
-
 def _record_to_problem(rec, where: str) -> tuple[Problem, str]:
     """(Problem, "gsm"|"boxed") from one record; UserError naming `where` if malformed."""
     if not isinstance(rec, dict):
@@ -294,7 +289,7 @@ def _record_to_problem(rec, where: str) -> tuple[Problem, str]:
     if "problem" in rec:
         q, sol = text("problem"), text("solution")
         a = str(rec["answer"]).strip() if rec.get("answer") not in (None, "") else None
-        a = a or _last_boxed(sol)
+        a = a or last_boxed(sol)
         if not a:
             raise UserError(f"{where}: field 'solution' has no \\boxed{{...}} answer")
         return Problem(q, a, sol), "boxed"

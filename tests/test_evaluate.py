@@ -76,7 +76,7 @@ def oracle_sampler(task, right_every=2):
 
 
 def test_eval_with_oracle_exact_numbers(tmp_path, monkeypatch):
-    task = load_task("arith:easy", n_test=10)
+    task = load_task("arith:easy", n_test=10, n_train=100)
     monkeypatch.setattr(ev, "_sample", oracle_sampler(task))
     cfg = EvalConfig(model="unused", task="arith:easy", out=str(tmp_path / "o"), shots=(0, 3),
                      samples=3, n_problems=10, batch_size=6)
@@ -151,7 +151,7 @@ def test_added_check_rescored_from_completions(tmp_path, tiny):
     assert strip_meta(s) == summarize(recs)
 
 
-def test_heldout_test_loss(tiny):
+def test_heldout_test_loss(tiny, monkeypatch):
     model, tok = tiny
     probs = load_task("arith").test[:5]
     model.train()
@@ -165,6 +165,15 @@ def test_heldout_test_loss(tiny):
     assert a["pass1"] == a["accuracy"]["custom_flexible"]
     assert set(a["accuracy"]) == {"strict", "flexible", "custom_flexible"}
     assert 0 <= a["clipped_share"] <= 1 and a["se"] >= 0
+    seen = []
+    real = ev._sample
+    monkeypatch.setattr(ev, "_sample", lambda m, t, prompts, *a: seen.extend(prompts) or real(
+        m, t, prompts, *a))
+    train = load_task("arith", n_train=50).train
+    c = heldout_test_loss(model, tok, probs, max_new_tokens=4, seed=3, exemplars=train[:2])
+    assert c["n_problems"] == 5 and c["n_samples"] == 1
+    assert all(p.count("Question:") == 3 and p.startswith(f"Question: {train[0].question}")
+               for p in seen) and len(seen) == 5
 
 
 # ------------------------------------------------ CLI errors: one line, exit 2, no output
@@ -225,7 +234,7 @@ def test_cli_end_to_end(tmp_path, capsys):
                "--samples", "2", "--temperature", "0.7", "--max-new-tokens", "4",
                "--n-problems", "3", "--out", str(out)])
     text = capsys.readouterr().out
-    assert rc == 0 and "custom_flexible" in text and "pass@2" in text
+    assert rc == 0 and "custom_flexible" in text and "@2=" in text
     assert {p.name for p in out.iterdir()} == {"completions.jsonl", "summary.json",
                                                "config.json"}
 

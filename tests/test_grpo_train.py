@@ -105,7 +105,7 @@ def test_bad_config_one_line_exit_2(tmp_path, capsys, change, words):
 def test_diverged_loss_stops_and_stays_resumable(tmp_path, capsys):
     out = tmp_path / "run"
     flags = _flags({**TINY, "mini_batch_size": 4, "checkpoint_every": 1})
-    assert main(["train", *flags, "--lr", "1e3", "--out", str(out)]) == 2
+    assert main(["train", *flags, "--lr", "1e30", "--weight-decay", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "diverged" in err and len(err.splitlines()) == 1
     rows = read_jsonl(out / "metrics.jsonl")

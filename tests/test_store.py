@@ -104,7 +104,10 @@ def test_runs_cli_list_show_export(tmp_path, capsys):
     assert t["step"] == [1, 2, 3] and t["test_loss"][1] == pytest.approx(0.8)
     assert cli.main(["runs", "list", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert cli.main(["runs", "show", "zzz", "--db", str(db)]) == 2
-    assert cli.main(["runs", "import", str(tmp_path / "nope"), "--db", str(db)]) == 2
+    assert cli.main(["import", "run", str(tmp_path / "nope"), "--db", str(db)]) == 2
+    assert cli.main(["import", "run", str(make_run_dir(tmp_path / "b", lr=0.1)),
+                     "--db", str(db)]) == 0
+    assert len(Store(db).runs()) == 2
 
 
 WRITER = textwrap.dedent("""

@@ -135,7 +135,6 @@ def test_trackers_log_scalars_to_backends(monkeypatch, tmp_path):
 
 
 # -- Ray sweeps -----------------------------------------------------------------------------------
-trainer = pytest.importorskip("rlscale.grpo.trainer", reason="GRPO trainer not built yet")
 
 MICRO = """
 [base]
@@ -228,3 +227,16 @@ def test_failing_run_is_retried_then_failed(tmp_path, ray_local, capsys):
         assert r["attempts"] == 2 and "missing.jsonl" in r["error"]
     err = capsys.readouterr().err
     assert "retrying" in err and "summary: 0 pending, 0 running, 0 done, 1 failed" in err
+
+    # a run whose worker died before its first checkpoint (config + metrics, no checkpoint, a
+    # stale 'running' status) runs again from scratch on the next invocation; the rest is skipped
+    import shutil
+
+    run_dir = tmp_path / "kill" / "runs" / other
+    shutil.rmtree(run_dir / "checkpoints")
+    with Store(tmp_path / "kill" / "results.sqlite") as s:
+        s.set_status(other, "running")
+    assert set(sweep(spec, workers=2, max_retries=0).values()) == {"done"}
+    with Store(tmp_path / "kill" / "results.sqlite") as s:
+        assert s.run(other)["attempts"] == 2 and s.run(victim)["attempts"] == 2
+        assert [m["step"] for m in s.metrics(other)] == [0, 1, 2, 3]

@@ -34,6 +34,7 @@ HELP = {
     "eval_temperature": "evaluation temperature (0: greedy)",
     "checkpoint_every": "checkpoint every K steps (and at exit)",
     "device": "cuda | cpu (default: cuda if available)",
+    "suppress_eos": "never stop early (no EOS, no stop strings): for benchmarks",
 }
 SKIP = ("preset",)
 
@@ -48,6 +49,10 @@ def configure(p) -> None:
         if f.name in SKIP:
             continue
         flag = "--" + f.name.replace("_", "-")
+        if str(f.type) == "bool":
+            p.add_argument(flag, action=argparse_bool(), default=None,
+                           help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default})")
+            continue
         p.add_argument(flag, type=types[str(f.type)], default=None, metavar=f.name.upper(),
                        help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default!r})")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")

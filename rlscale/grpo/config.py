@@ -46,6 +46,7 @@ class TrainConfig:
     max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
+    suppress_eos: bool = False  # benchmarks: no EOS, no stop strings; every row is max_new_tokens
     steps: int = 100
     reuse: int = 1  # tau: D_total / tau unique prompts, each seen tau times
     data_seed: int = 0  # task split and held-out set: fixed across training seeds
@@ -132,9 +133,10 @@ class TrainConfig:
 def _coerce(name: str, value):
     """Accept JSON/CLI values of the right kind (an int for a float field); name bad ones."""
     ftype = {f.name: f.type for f in fields(TrainConfig)}[name]
-    kinds = {"float": (int, float), "int": (int,), "str": (str,), "str | None": (str, type(None))}
+    kinds = {"float": (int, float), "int": (int,), "str": (str,), "str | None": (str, type(None)),
+             "bool": (bool,)}
     ok = kinds.get(str(ftype), (object,))
-    if isinstance(value, bool) or not isinstance(value, ok):
+    if (isinstance(value, bool) and str(ftype) != "bool") or not isinstance(value, ok):
         raise UserError(f"train config {name}: expected {ftype}, got {value!r}")
     return float(value) if str(ftype) == "float" else value
 

@@ -188,10 +188,17 @@ class _Trainer:
         t0 = time.perf_counter()
         problems = [self.task.train[i] for i in self.stream.take(st["D"], B)]
         prompts = [format_prompt(p, self.exemplars) for p in problems for _ in range(G)]
-        params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS)
+        params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                () if cfg.suppress_eos else STOP_STRINGS, cfg.suppress_eos)
         self.model.eval()
-        gen = generate(self.model, self.tok, prompts, params, seed=_seed(cfg, step, 1),
-                       batch_size=cfg.rollout_batch_size or None)
+        try:
+            gen = generate(self.model, self.tok, prompts, params, seed=_seed(cfg, step, 1),
+                           batch_size=cfg.rollout_batch_size or None)
+        except RuntimeError as e:  # sampling from NaN/inf probabilities: the weights blew up
+            if "inf" not in str(e) and "nan" not in str(e):
+                raise
+            raise UserError(f"step {step}: sampling met non-finite probabilities (diverged); "
+                            f"resume with a lower --lr") from None
         t_roll = time.perf_counter()
         answers = [p.answer for p in problems for _ in range(G)]
         acc = {name: [REWARDS[name](t, a) for t, a in zip(gen.texts, answers)] for name in self.checks}

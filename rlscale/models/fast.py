@@ -1,16 +1,19 @@
 """A compact decoder forward for Qwen3 / Qwen2 models, written in plain torch.
 
-Why: at micro scale a decoding step is a few hundred tiny matmuls, and transformers' generic
-forward (mask builders, cache objects, hooks, per-layer dispatch) costs more than the arithmetic.
-This forward reads the HF module's weights (fusing q/k/v and gate/up into one matrix each; the
-fusion is a copy, so build a FastDecoder after every weight update: it takes about a millisecond)
-and runs the same math with a preallocated KV cache and explicit positions: RMSNorm, per-head
-q/k RMSNorm (Qwen3), RoPE, grouped-query attention, SwiGLU. tests/test_rollout.py checks its
-logits against the HF forward to 1e-5.
+Why: at micro scale a decoding step is a few hundred tiny ops, and transformers' generic forward
+(mask builders, cache objects, hooks, per-layer dispatch) costs more than the arithmetic. This
+forward reads the HF module's weights (fusing q/k/v and gate/up into one matrix each, with the
+RMSNorm weights folded in; the fusion is a copy, so build a FastDecoder after every weight
+update: it takes about a millisecond) and runs the same math: RMSNorm, per-head q/k RMSNorm
+(Qwen3), RoPE, grouped-query attention, SwiGLU. tests/test_rollout.py checks its logits and
+gradients against the HF forward to 1e-5.
 
-The cache is static: keys/values of all rows sit at the same column index (left padding), a
-boolean mask marks which columns are real tokens of each row, and position ids are explicit,
-so a padded row computes exactly what it would compute alone.
+- `prefill` + `decode`: sampling with a preallocated KV cache. Rows are left-padded so every row
+  writes the same cache column; a bias marks pad columns; position ids are explicit, so a padded
+  row computes exactly what it would compute alone. The G samples of a prompt (GRPO groups)
+  share one prompt cache: their queries attend to it in one matmul.
+- `completion_logits`: the training forward of prompt + completion, the prompt computed once
+  per group and attended to by its G completions; differentiable.
 """
 
 from __future__ import annotations
@@ -35,10 +38,17 @@ def supports(model) -> bool:
     )
 
 
+def _softmax(s):
+    """Softmax in fp32 whatever the compute dtype (as HF's attention does)."""
+    return s.softmax(-1) if s.dtype == torch.float32 else s.float().softmax(-1).to(s.dtype)
+
+
 class FastDecoder:
     """Weights of an HF Qwen3/Qwen2 causal LM, laid out for a fast batched forward."""
 
-    def __init__(self, model):
+    def __init__(self, model, grad: bool = False):
+        """grad: build the fused weights inside autograd, so that a forward through this
+        decoder back-propagates into the model's parameters (training); else without."""
         cfg = model.config
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
@@ -52,36 +62,44 @@ class FastDecoder:
         self.device = self.embed.device
         self.inv_freq = inner.rotary_emb.inv_freq.float()
         self.rope_scale = float(getattr(inner.rotary_emb, "attention_scaling", 1.0))
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             self.layers = [self._layer(layer) for layer in inner.layers]
 
     def _layer(self, layer) -> dict:
+        """Fused weights of one layer. RMSNorm weights are folded into the next projection
+        (W (w * n) = (W * w) n) and the attention scale 1/sqrt(hd) into q (RoPE is linear):
+        fewer ops per step, same math up to rounding."""
         a, m = layer.self_attn, layer.mlp
-        d = {
-            "ln1": layer.input_layernorm.weight,
-            "ln2": layer.post_attention_layernorm.weight,
-            "wqkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
-            "bqkv": None,
+        nq, scale = self.n_heads * self.head_dim, self.head_dim**-0.5
+        wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
+        bqkv = None
+        if a.q_proj.bias is not None:
+            bqkv = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
+        qk_norm = None
+        if hasattr(a, "q_norm"):  # Qwen3: RMSNorm per head on q and k; one weight row per head
+            qk_norm = torch.cat([(a.q_norm.weight * scale).expand(self.n_heads, -1),
+                                 a.k_norm.weight.expand(self.n_kv, -1)])
+        else:  # Qwen2: scale q's projection rows (and bias)
+            rows = torch.ones(wqkv.shape[0], dtype=wqkv.dtype, device=wqkv.device)
+            rows[:nq] = scale
+            wqkv = wqkv * rows[:, None]
+            bqkv = bqkv * rows if bqkv is not None else None
+        return {
+            "wqkv": wqkv * layer.input_layernorm.weight,
+            "bqkv": bqkv,
+            "qk_norm": qk_norm,
             "wo": a.o_proj.weight,
             "bo": a.o_proj.bias,
-            "wgu": torch.cat([m.gate_proj.weight, m.up_proj.weight]),
+            "wgu": torch.cat([m.gate_proj.weight, m.up_proj.weight])
+            * layer.post_attention_layernorm.weight,
             "wd": m.down_proj.weight,
-            "qk_norm": None,
         }
-        if a.q_proj.bias is not None:
-            d["bqkv"] = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-        if hasattr(a, "q_norm"):  # Qwen3: RMSNorm per head on q and k; one weight row per head
-            d["qk_norm"] = torch.cat(
-                [a.q_norm.weight.expand(self.n_heads, -1), a.k_norm.weight.expand(self.n_kv, -1)]
-            )
-        return d
 
-    def _rms(self, x, w):
-        if x.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), w, self.eps)
-        # like HF: normalise in fp32, cast back, then scale
-        y = F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype)
-        return y if w is None else w * y
+    def _rms(self, x):
+        """RMSNorm without weight (weights are folded into the next matrix), in fp32 as HF."""
+        if x.dtype != torch.float32:
+            return self._rms(x.float()).to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), None, self.eps)
 
     def rope_tables(self, max_pos: int):
         """(cos, signed sin) for positions 0..max_pos-1: rope(x) = x cos + roll(x, hd/2) sin'."""
@@ -96,21 +114,24 @@ class FastDecoder:
     def _qkv(self, L, x, B, S, cos, sin):
         """q [B, S, nh, hd] (scaled by 1/sqrt(hd)), k, v [B, S, nkv, hd] after norms and RoPE."""
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        qkv = F.linear(self._rms(x, L["ln1"]), L["wqkv"], L["bqkv"]).view(B, S, nh + 2 * nkv, hd)
+        qkv = F.linear(self._rms(x), L["wqkv"], L["bqkv"]).view(B, S, nh + 2 * nkv, hd)
         qk, v = qkv[:, :, : nh + nkv], qkv[:, :, nh + nkv :]
         if L["qk_norm"] is not None:
-            qk = self._rms(qk, None) * L["qk_norm"]
-        qk = qk * cos + qk.roll(hd // 2, -1) * sin
-        return qk[:, :, :nh] * hd**-0.5, qk[:, :, nh:], v
+            qk = self._rms(qk) * L["qk_norm"]
+        qk = torch.addcmul(qk * cos, qk.roll(hd // 2, -1), sin)
+        return qk[:, :, :nh], qk[:, :, nh:], v
 
     def _mlp_out(self, L, x, o):
         """Residual stream after the attention output o [T, nh*hd] and the SwiGLU MLP."""
-        x = x + F.linear(o, L["wo"], L["bo"])
-        g, u = F.linear(self._rms(x, L["ln2"]), L["wgu"]).chunk(2, -1)
-        return x + F.linear(F.silu(g) * u, L["wd"])
+        if L["bo"] is None:  # addmm: the residual add rides along with the matmul
+            x = torch.addmm(x, o, L["wo"].t())
+        else:
+            x = x + F.linear(o, L["wo"], L["bo"])
+        g, u = F.linear(self._rms(x), L["wgu"]).chunk(2, -1)
+        return torch.addmm(x, F.silu(g) * u, L["wd"].t())
 
     def _logits(self, x):
-        return F.linear(self._rms(x, self.norm), self.lm_head)
+        return F.linear(self._rms(x) * self.norm, self.lm_head)
 
     def prefill(self, ids, pos, valid, rope, last_only: bool = True):
         """Forward of left-padded prompts ids [U, P] at positions pos, pad mask valid [U, P].
@@ -137,59 +158,136 @@ class FastDecoder:
         x = x.view(U, P, -1)
         return self._logits(x[:, -1] if last_only else x), cache
 
-    def decode(self, tok, pos, state: "DecodeState", rope):
-        """One new token per row: tok, pos [B]; appends to state's completion cache. -> [B, V].
+    def completion_logits(self, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_pos,
+                          group: int):
+        """Logits predicting each completion token, prompts computed once per group.
 
-        Rows come in groups of G that share one prompt (GRPO's G samples of a prompt): the
-        prompt's keys/values are stored once and each group's G queries attend to them in one
-        matmul, instead of G copies of the prompt cache being read every step.
+        prompt_ids/valid/pos [U, P] (left-padded); comp_ids/pos [B = U * group, C], rows in
+        groups of `group` consecutive rows sharing a prompt. Returns [B, C, V]: row b, column j
+        predicts comp_ids[b, j]. Differentiable (build the decoder with grad=True); the
+        prompt's forward is done U times instead of B times, the GRPO training pass's saving.
         """
-        B, U, G, t = tok.shape[0], state.prompt_bias.shape[0], state.group, state.length
+        U, P = prompt_ids.shape
+        B, C = comp_ids.shape
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        r = nh // nkv
-        cos, sin = rope[0][pos].unsqueeze(1), rope[1][pos].unsqueeze(1)  # [B, 1, hd]
+        r, G = nh // nkv, group
+        rope = self.rope_tables(int(max(prompt_pos.max(), comp_pos.max())) + 1)
+        eye = torch.eye(P, dtype=torch.bool, device=self.device)
+        causal = torch.ones(P, P, dtype=torch.bool, device=self.device).tril()
+        pmask = (prompt_valid[:, None, None, :] & causal) | eye
+        pbias = torch.zeros((U, 1, 1, P), dtype=self.dtype, device=self.device)
+        pbias = pbias.masked_fill(~prompt_valid[:, None, None, :], float("-inf"))
+        cbias = torch.full((C, C), float("-inf"), dtype=self.dtype, device=self.device).triu(1)
+        cbias = cbias.repeat(r, 1)  # rows: (kv-group head, query position)
+        pcs = [t[prompt_pos].unsqueeze(2) for t in rope]
+        ccs = [t[comp_pos].unsqueeze(2) for t in rope]
+        xp = F.embedding(prompt_ids, self.embed).reshape(U * P, -1)
+        xc = F.embedding(comp_ids, self.embed).reshape(B * C, -1)
+        for L in self.layers:
+            q, kp, vp = self._qkv(L, xp, U, P, *pcs)
+            kp, vp = kp.transpose(1, 2), vp.transpose(1, 2)  # [U, nkv, P, hd]
+            o = F.scaled_dot_product_attention(
+                q.transpose(1, 2), kp, vp, attn_mask=pmask, scale=1.0, enable_gqa=nh != nkv
+            )
+            xp = self._mlp_out(L, xp, o.transpose(1, 2).reshape(U * P, nh * hd))
+            q, kc, vc = self._qkv(L, xc, B, C, *ccs)
+            q = q.transpose(1, 2).reshape(B, nkv, r * C, hd)
+            kc, vc = kc.transpose(1, 2), vc.transpose(1, 2)  # [B, nkv, C, hd]
+            qg = q.view(U, G, nkv, r * C, hd).transpose(1, 2).reshape(U, nkv, G * r * C, hd)
+            sp = torch.matmul(qg, kp.transpose(-1, -2)) + pbias
+            sp = sp.view(U, nkv, G, r * C, P).transpose(1, 2).reshape(B, nkv, r * C, P)
+            sc = torch.matmul(q, kc.transpose(-1, -2)) + cbias
+            pp, pc = _softmax(torch.cat([sp, sc], -1)).split([P, C], -1)
+            pp = pp.reshape(U, G, nkv, r * C, P).transpose(1, 2).reshape(U, nkv, G * r * C, P)
+            op = torch.matmul(pp, vp).view(U, nkv, G, r * C, hd).transpose(1, 2)
+            o = op.reshape(B, nkv, r * C, hd) + torch.matmul(pc, vc)  # [B, nkv, r*C, hd]
+            o = o.view(B, nh, C, hd).transpose(1, 2).reshape(B * C, nh * hd)
+            xc = self._mlp_out(L, xc, o)
+        first = self._logits(xp.view(U, P, -1)[:, -1]).repeat_interleave(G, 0)[:, None]
+        rest = self._logits(xc.view(B, C, -1)[:, :-1])
+        return torch.cat([first, rest], 1)
+
+    def decode(self, tok, pos, state: "DecodeState", rope):
+        """One new token per row: tok, pos [B] -> logits [B, V]; appends to state's cache."""
+        B = tok.shape[0]
+        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        r, col = nh // nkv, state.col
+        cos, sin = rope[0][pos][:, None, None], rope[1][pos][:, None, None]  # [B, 1, 1, hd]
         x = F.embedding(tok, self.embed)
-        for L, pkv, ckv in zip(self.layers, state.prompt, state.completion):
-            q, k, v = self._qkv(L, x, B, 1, cos.unsqueeze(1), sin.unsqueeze(1))
-            ckv[0, :, :, t] = k[:, 0]
-            ckv[1, :, :, t] = v[:, 0]
-            # scores against the shared prompt: [U, nkv, G*r, P]
-            qg = q.view(U, G, nkv, r, hd).transpose(1, 2).reshape(U, nkv, G * r, hd)
-            sp = torch.matmul(qg, pkv[0].transpose(-1, -2)) + state.prompt_bias
-            sp = sp.view(U, nkv, G, r, -1).transpose(1, 2).reshape(B, nkv, r, -1)
-            # scores against the row's own completion so far: [B, nkv, r, t+1]
-            qc = q.view(B, nkv, r, hd)
-            sc = torch.matmul(qc, ckv[0, :, :, : t + 1].transpose(-1, -2))
-            p = torch.cat([sp, sc], -1).softmax(-1)
-            pp, pc = p.split([sp.shape[-1], t + 1], -1)
-            pp = pp.reshape(U, G, nkv, r, -1).transpose(1, 2).reshape(U, nkv, G * r, -1)
-            op = torch.matmul(pp, pkv[1]).view(U, nkv, G, r, hd).transpose(1, 2)
-            o = op.reshape(B, nkv, r, hd) + torch.matmul(pc, ckv[1, :, :, : t + 1])
+        prompts = state.prompt or [None] * len(self.layers)
+        for L, kv, pkv in zip(self.layers, state.kv, prompts):
+            q, k, v = self._qkv(L, x, B, 1, cos, sin)
+            kv[0, :, :, col] = k[:, 0]
+            kv[1, :, :, col] = v[:, 0]
+            keys, values = kv[0, :, :, : col + 1], kv[1, :, :, : col + 1]
+            if pkv is None:  # one cache per row: [prompt | completion so far]
+                s = torch.matmul(q.view(B, nkv, r, hd), keys.transpose(-1, -2)) + state.bias[..., : col + 1]
+                o = torch.matmul(_softmax(s), values)
+            else:
+                o = self._grouped_attention(q, keys, values, pkv, state)
             x = self._mlp_out(L, x, o.view(B, nh * hd))
-        state.length += 1
+        state.col += 1
         return self._logits(x)
 
+    def _grouped_attention(self, q, keys, values, pkv, state):
+        """Rows come in groups of G sharing one prompt (GRPO's G samples of a prompt): each
+        group's G queries attend to the prompt's keys/values in one matmul, instead of G copies
+        of the prompt cache being read every step; then to the row's own completion."""
+        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        B, U, G, r = q.shape[0], pkv.shape[1], state.group, nh // nkv
+        qg = q.view(U, G, nkv, r, hd).transpose(1, 2).reshape(U, nkv, G * r, hd)
+        sp = torch.matmul(qg, pkv[0].transpose(-1, -2)) + state.bias  # [U, nkv, G*r, P]
+        sp = sp.view(U, nkv, G, r, -1).transpose(1, 2).reshape(B, nkv, r, -1)
+        sc = torch.matmul(q.view(B, nkv, r, hd), keys.transpose(-1, -2))  # [B, nkv, r, t+1]
+        p = _softmax(torch.cat([sp, sc], -1))
+        pp, pc = p.split([sp.shape[-1], sc.shape[-1]], -1)
+        pp = pp.reshape(U, G, nkv, r, -1).transpose(1, 2).reshape(U, nkv, G * r, -1)
+        op = torch.matmul(pp, pkv[1]).view(U, nkv, G, r, hd).transpose(1, 2)
+        return op.reshape(B, nkv, r, hd) + torch.matmul(pc, values)
+
     def start_decode(self, prompt_cache, prompt_valid, group: int, max_new: int) -> "DecodeState":
-        U = prompt_valid.shape[0]
-        B = U * group
-        bias = torch.zeros(prompt_valid.shape, dtype=self.dtype, device=self.device)
-        bias = bias.masked_fill(~prompt_valid, float("-inf"))[:, None, None, :]
-        shape = (2, B, self.n_kv, max_new, self.head_dim)
-        completion = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
-        return DecodeState(prompt_cache, bias, group, completion, 0)
+        """Decoding state after `prefill`: rows are `group` consecutive copies of each prompt.
+
+        The prompt cache stays shared when that pays (groups of G > 1 with long prompts); else
+        every row gets its own contiguous cache, the fastest layout for short prompts."""
+        U, P = prompt_valid.shape
+        bias = torch.zeros((U, 1, 1, P), dtype=self.dtype, device=self.device)
+        bias.masked_fill_(~prompt_valid[:, None, None, :], float("-inf"))
+        shape = (2, U * group, self.n_kv, max_new, self.head_dim)
+        kv = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        state = DecodeState(prompt_cache, bias, group, kv, 0)
+        if group == 1 or P < GROUP_MIN_PROMPT:
+            state.ungroup(torch.arange(U * group, device=self.device))
+        return state
+
+
+# below this prompt length one contiguous cache per row is faster than a shared prompt cache
+# (2-core CPU, 1m rung, 4 prompts x 8, 25-token prompts: grouped 0.53 s vs per-row 0.63 s for
+# 64 tokens; per-row is faster only when the whole cache stays in L2, i.e. tiny prompts)
+GROUP_MIN_PROMPT = 16
 
 
 class DecodeState:
-    """The caches of a batch being decoded: shared prompt part + per-row completion part."""
+    """The caches of a batch being decoded. Grouped: `prompt` (one [2, U, nkv, P, hd] per layer,
+    shared by G consecutive rows), `bias` [U, 1, 1, P] (-inf on pads) and `kv` (completions,
+    [2, B, nkv, T, hd]); ungrouped: prompt None, `kv` [2, B, nkv, P + T, hd] holds both."""
 
-    def __init__(self, prompt, prompt_bias, group, completion, length):
-        self.prompt, self.prompt_bias, self.group = prompt, prompt_bias, group
-        self.completion, self.length = completion, length
+    def __init__(self, prompt, bias, group, kv, col):
+        self.prompt, self.bias, self.group, self.kv, self.col = prompt, bias, group, kv, col
 
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep only `rows` (finished rows leave the compute); prompts become per-row (G=1)."""
-        prompt_rows = torch.div(rows, self.group, rounding_mode="floor")
-        self.prompt = [kv.index_select(1, prompt_rows) for kv in self.prompt]
-        self.prompt_bias = self.prompt_bias.index_select(0, prompt_rows)
-        self.completion = [kv.index_select(1, rows) for kv in self.completion]
-        self.group = 1
+    def ungroup(self, rows: torch.Tensor) -> None:
+        """Per-row contiguous caches for `rows` only (finished rows leave the compute)."""
+        if self.prompt is None:
+            self.kv = [kv.index_select(1, rows) for kv in self.kv]
+            self.bias = self.bias.index_select(0, rows)
+            return
+        owner = torch.div(rows, self.group, rounding_mode="floor")
+        P = self.bias.shape[-1]
+        self.kv = [torch.cat([p.index_select(1, owner), kv.index_select(1, rows)], 3)
+                   for p, kv in zip(self.prompt, self.kv)]
+        tail = torch.zeros((len(rows), 1, 1, self.kv[0].shape[3] - P), dtype=self.bias.dtype,
+                           device=self.bias.device)
+        self.bias = torch.cat([self.bias.index_select(0, owner), tail], -1)
+        self.prompt, self.group, self.col = None, 1, self.col + P
+
+    keep = ungroup

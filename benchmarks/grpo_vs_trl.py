@@ -1,0 +1,117 @@
+"""GRPO step time: rlscale vs TRL's GRPOTrainer, side by side in one process, on the CPU.
+
+Same random-init Qwen3-architecture model (micro rungs 1m and 6m, saved once and loaded by both),
+same prompts (arith word problems), 4 prompts x 8 completions per step, 64 new tokens per
+completion with EOS suppressed in both (so both generate the same number of tokens), KL 0, one
+optimizer update per step, fp32. Prints per size:
+
+    grpo_vs_trl params=<N> rlscale_s_per_step=<x> trl_s_per_step=<y> speedup=<y/x> mfu=<m>
+
+s_per_step is the median over the timed steps after warm-up; rlscale's is its whole step
+(rollout + rewards + log-probs + update), TRL's the time between its optimizer steps. MFU is
+rlscale's C_itemized FLOPs per second over the measured matmul peak (rlscale.flops).
+
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--sizes 1m,6m] [--steps 8] [--warmup 2]
+
+Run it on a quiet machine: both sides share the cores, and any other load skews the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+B, G, NEW_TOKENS = 4, 8, 64
+
+
+def prompts(n: int) -> list[str]:
+    from rlscale.tasks import format_prompt, load_task
+
+    task = load_task("arith:easy", seed=0, n_test=8)
+    return [format_prompt(p) for p in task.train[:n]]
+
+
+def build(rung: str, out: Path) -> int:
+    from rlscale.models import build_micro, micro_tokenizer, non_embedding_params, save_model
+
+    tok = micro_tokenizer()
+    model = build_micro(rung, tok, seed=0)
+    save_model(model, tok, out)
+    return non_embedding_params(model)
+
+
+def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path) -> tuple[float, float]:
+    from rlscale.files import read_jsonl
+    from rlscale.grpo.config import TrainConfig
+    from rlscale.grpo.trainer import train
+
+    cfg = TrainConfig.from_dict(dict(
+        model=str(model_dir), task="arith:easy", batch_size=B, group_size=G, mini_batch_size=B,
+        max_new_tokens=NEW_TOKENS, suppress_eos=True, kl_coef=0.0, steps=warmup + steps,
+        lr=1e-6, reward="flexible", heldout=1, eval_every=0, eval_max_new_tokens=1,
+        checkpoint_every=10**6, device="cpu", seed=0))
+    train(cfg, work, progress=False)
+    rows = [r for r in read_jsonl(work / "metrics.jsonl") if r["step"] > warmup]
+    return (statistics.median(r["time_step"] for r in rows),
+            statistics.mean(r["mfu"] for r in rows))
+
+
+def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> float:
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            stamps.append(time.perf_counter())
+
+    def reward(completions, **kw):
+        return [float(len(c) % 3 == 0) for c in completions]  # any signal; its cost is tiny
+
+    args = GRPOConfig(
+        output_dir=str(work), per_device_train_batch_size=B * G, num_generations=G,
+        max_completion_length=NEW_TOKENS, beta=0.0, learning_rate=1e-6, temperature=1.0,
+        max_steps=warmup + steps + 1, use_cpu=True, bf16=False, report_to=[], save_strategy="no",
+        logging_steps=10**6, num_iterations=1, gradient_accumulation_steps=1,
+        generation_kwargs={"suppress_tokens": [tok.eos_token_id]}, seed=0)
+    data = Dataset.from_dict({"prompt": prompts(B * (warmup + steps + 2))})
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=args,
+                          train_dataset=data, processing_class=tok, callbacks=[Clock()])
+    t0 = time.perf_counter()
+    trainer.train()
+    times = [b - a for a, b in zip([t0] + stamps, stamps)][warmup + 1:]
+    return statistics.median(times)
+
+
+def main() -> int:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1m,6m", help="micro rungs, comma-separated")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per side")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    a = ap.parse_args()
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, cpu", flush=True)
+    for rung in a.sizes.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            n = build(rung, tmp / "model")
+            ours, mfu = time_rlscale(tmp / "model", a.steps, a.warmup, tmp / "rlscale")
+            theirs = time_trl(tmp / "model", a.steps, a.warmup, tmp / "trl")
+            print(f"grpo_vs_trl params={n} rlscale_s_per_step={ours:.3f} "
+                  f"trl_s_per_step={theirs:.3f} speedup={theirs / ours:.2f} mfu={mfu:.3f}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Pre-training a micro-ladder rung on a task's GSM8K-format corpus (`rlscale pretrain`).
+
+A plain, fast fp32 loop (nanoGPT-like): AdamW, linear warm-up then cosine decay to a floor, rows
+of `seq_len` tokens packed from whole "Question: q\\nAnswer: <chain of thought> #### N" documents
+(each followed by EOS), loss on every token or on the answers only. The corpus is the task's
+train side only, so no held-out question is ever seen.
+
+Two corpus knobs make the base model's competence "real but unreliable" in a way RL can fix
+(see docs/study.md): `direct_frac` of the documents give the bare answer "#### N" without the
+chain of thought, and `slip_frac` of the chains make one arithmetic slip in their last step
+(the last result and the final answer are off by 1 or 2), as web-scale corpora hold solutions
+that skip steps or contain errors.
+
+Step s draws its documents from an RNG seeded by (seed, s), so the batches do not depend on
+what ran before and a resumed run reproduces the uninterrupted one. OUT holds
+
+    OUT/model/          the final model (HF format, safetensors): `load_model("OUT/model")`
+    OUT/pretrain.json   config, N (non-embedding), tokens D, FLOPs 6 N D, wall time, loss
+    OUT/loss.jsonl      the loss curve (step, tokens, loss, lr)
+    OUT/checkpoints/    the latest checkpoint while running (rlscale.grpo.checkpoint)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlscale.errors import UserError
+from rlscale.files import JsonlWriter, atomic_write_json, read_json, truncate_jsonl
+
+STATE_FILE = "pretrain.json"
+# settings that may change when resuming: they do not change what the finished steps did
+RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "device")
+
+
+@dataclass
+class PretrainConfig:
+    rung: str = "micro:20k"  # a micro ladder rung (rlscale.models.LADDER)
+    task: str = "arith"  # task spec; documents come from its train split only
+    tokens: int = 2_000_000  # D_pretrain: tokens processed (steps x batch_size x seq_len)
+    lr: float = 3e-3  # peak learning rate
+    min_lr_frac: float = 0.1  # cosine floor, as a fraction of lr
+    warmup_frac: float = 0.05  # share of the steps with a linear warm-up
+    batch_size: int = 32  # rows per step
+    seq_len: int = 128  # tokens per row
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # 0 disables
+    loss_on: str = "all"  # all | answer (answer: only the tokens after "Answer:")
+    direct_frac: float = 0.0  # share of documents answering "#### N" without the steps
+    slip_frac: float = 0.0  # share of documents whose last step is off by 1 or 2
+    n_problems: int = 0  # train problems to draw documents from (0: the task's default)
+    vocab_size: int = 512  # micro tokenizer vocabulary
+    seed: int = 0  # model init and batch order
+    data_seed: int = 0  # the task's train split (as in rlscale train)
+    checkpoint_every: int = 100  # steps
+    log_every: int = 10  # steps
+    device: str = ""  # "" = cuda if available else cpu
+
+    def steps(self) -> int:
+        return max(1, int(self.tokens) // (self.batch_size * self.seq_len))
+
+    def validate(self) -> "PretrainConfig":
+        def bad(name, why):
+            raise UserError(f"--{name.replace('_', '-')}: {getattr(self, name)!r}: {why}")
+
+        for name in ("tokens", "batch_size", "seq_len", "checkpoint_every", "log_every",
+                     "vocab_size"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        if self.n_problems < 0:
+            bad("n_problems", "must be >= 0")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            bad("lr", "must be a positive number")
+        for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac"):
+            if not 0 <= getattr(self, name) <= 1:
+                bad(name, "must be in [0, 1]")
+        if self.direct_frac + self.slip_frac > 1:
+            bad("slip_frac", f"direct_frac + slip_frac must be <= 1")
+        for name in ("weight_decay", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                bad(name, "must be a finite number >= 0")
+        if self.loss_on not in ("all", "answer"):
+            bad("loss_on", "choose all or answer")
+        from rlscale.models import rung_name
+
+        rung_name(self.rung)
+        return self
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warm-up over warmup_frac of the steps, then cosine from lr to min_lr_frac * lr."""
+    total = cfg.steps()
+    warm = max(1, round(cfg.warmup_frac * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+_LAST_EQ = re.compile(r"=\s*(-?\d+)\s*\n####\s*(-?\d+)\s*$")
+
+
+def slipped(solution: str, delta: int) -> str | None:
+    """The solution with its last result and final answer both moved by delta, or None when
+    the solution does not end in "... = r\\n#### r" (nothing to slip consistently)."""
+    m = _LAST_EQ.search(solution.strip())
+    if not m or m.group(1) != m.group(2):
+        return None
+    wrong = int(m.group(1)) + delta
+    return solution.strip()[: m.start()] + f"= {wrong}\n#### {wrong}"
+
+
+class Corpus:
+    """Tokenized documents of the train split, three variants each: the worked solution, the
+    bare answer and (where the chain allows) a slipped chain; `batch(step)` packs rows."""
+
+    def __init__(self, problems, tokenizer, cfg: PretrainConfig):
+        from rlscale.tasks import format_prompt, format_solution
+
+        rng = random.Random(f"slip|{cfg.seed}")
+        prompts = [format_prompt(p) for p in problems]
+        sols = [format_solution(p) for p in problems]
+        direct = [f" #### {p.answer}" for p in problems]
+        slips = [slipped(s, rng.choice((-2, -1, 1, 2))) for s in sols]
+        enc = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+        self.prompt = enc(prompts)
+        self.variants = {"cot": enc(sols), "direct": enc(direct)}
+        self.slip = [None if s is None else ids for s, ids in
+                     zip(slips, enc([s if s is not None else "" for s in slips]))]
+        self.eos = tokenizer.eos_token_id
+        self.cfg = cfg
+
+    def document(self, i: int, rng: random.Random) -> tuple[list[int], list[int]]:
+        """(token ids, loss mask) of document i in a variant drawn by rng."""
+        u, cfg = rng.random(), self.cfg
+        sol = self.variants["cot"][i]
+        if u < cfg.direct_frac:
+            sol = self.variants["direct"][i]
+        elif u < cfg.direct_frac + cfg.slip_frac and self.slip[i] is not None:
+            sol = self.slip[i]
+        ids = self.prompt[i] + sol + [self.eos]
+        on_prompt = 1 if cfg.loss_on == "all" else 0
+        return ids, [on_prompt] * len(self.prompt[i]) + [1] * (len(sol) + 1)
+
+    def batch(self, step: int):
+        """(inputs, targets, mask) [batch_size, seq_len] for a step, seeded by (seed, step)."""
+        import torch
+
+        cfg = self.cfg
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        rows, masks = [], []
+        for _ in range(cfg.batch_size):
+            ids, mask = [], []
+            while len(ids) < cfg.seq_len + 1:  # whole documents from the row's start
+                d, m = self.document(rng.randrange(len(self.prompt)), rng)
+                ids += d
+                mask += m
+            rows.append(ids[: cfg.seq_len + 1])
+            masks.append(mask[1 : cfg.seq_len + 1])
+        x = torch.tensor(rows)
+        return x[:, :-1], x[:, 1:], torch.tensor(masks, dtype=torch.float32)
+
+
+def corpus_tokenizer(problems, vocab_size: int = 512, n_docs: int = 4000):
+    """The micro tokenizer trained on the first n_docs train documents (cached on disk)."""
+    from rlscale.models import micro_tokenizer
+    from rlscale.tasks import format_prompt, format_solution
+
+    docs = [format_prompt(p) + format_solution(p) for p in problems[:n_docs]]
+    return micro_tokenizer(vocab_size, corpus=docs)
+
+
+def _check_resume(saved: dict, cfg: PretrainConfig, path: Path) -> None:
+    now = dataclasses.asdict(cfg)
+    diff = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if diff:
+        k = diff[0]
+        raise UserError(f"{path}: resume with a different {k} ({saved.get(k)!r} -> {now[k]!r}); "
+                        f"use the run's own settings or another --out")
+
+
+def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
+             progress: bool | None = None) -> dict:
+    """Pre-train cfg.rung into out_dir (resumable); returns the summary written to pretrain.json.
+
+    tokenizer: the micro tokenizer to use (default: `micro_tokenizer` trained on cfg.task's
+    corpus). A finished run in out_dir is returned as it is when resume is true.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from rlscale.grpo import checkpoint as ck
+    from rlscale.models import build_micro, non_embedding_params, save_model
+    from rlscale.tasks import load_task
+
+    cfg.validate()
+    out = Path(out_dir)
+    state_path = out / STATE_FILE
+    saved = read_json(state_path) if state_path.is_file() else None
+    started = saved is not None or ck.checkpoints(out)
+    if started and not resume:
+        raise UserError(f"{out}: already holds a pre-training run; pass --resume to continue it "
+                        f"or choose another --out")
+    if saved is not None:
+        _check_resume(saved.get("config", {}), cfg, state_path)
+        if saved.get("done") and (out / "model").is_dir():
+            return saved
+
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # the held-out side is fixed by a hash of the question, whatever n_test: ask for one
+    task = load_task(cfg.task, seed=cfg.data_seed, n_test=1, n_train=cfg.n_problems or None)
+    tok = tokenizer or corpus_tokenizer(task.train, cfg.vocab_size)
+    corpus = Corpus(task.train, tok, cfg)
+    model = build_micro(cfg.rung, tok, seed=cfg.seed).to(device).train()
+    n_params = non_embedding_params(model)
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # no decay on norms
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95), fused=False)
+    st = {"step": 0, "wall_s": 0.0}
+    latest = ck.latest_checkpoint(out) if resume else None
+    if latest is not None:
+        st = {k: v for k, v in ck.load_checkpoint(latest, model, opt).items() if k in st}
+    truncate_jsonl(out / "loss.jsonl", lambda r: r.get("step", 0) <= st["step"])
+    summary = {"config": dataclasses.asdict(cfg), "rung": cfg.rung, "N": n_params,
+               "n_train_problems": len(task.train), "device": device, "done": False}
+    atomic_write_json(state_path, {**summary, **st})
+
+    total = cfg.steps()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else None
+    log = JsonlWriter(out / "loss.jsonl")
+    bar = tqdm(total=total, initial=st["step"], desc=f"pretrain {cfg.rung}", unit="step",
+               disable=_no_bar(progress), dynamic_ncols=True, leave=False)
+    t0, step0, losses = time.perf_counter(), st["step"], []
+    try:
+        for step in range(st["step"], total):
+            x, y, m = (t.to(device) for t in corpus.batch(step))
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            with amp if amp is not None else _null():
+                logits = model(input_ids=x, use_cache=False).logits
+            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+            loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(loss.item())
+            st["step"] = step + 1
+            if st["step"] % cfg.log_every == 0 or st["step"] == total:
+                log.write({"step": st["step"], "tokens": st["step"] * cfg.batch_size * cfg.seq_len,
+                           "loss": sum(losses) / len(losses), "lr": lr_at(step, cfg)})
+                bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
+                losses = []
+            if st["step"] % cfg.checkpoint_every == 0 and st["step"] < total:
+                ck.save_checkpoint(out, st["step"], model, opt,
+                                   {"wall_s": st["wall_s"] + time.perf_counter() - t0})
+            bar.update(1)
+    finally:
+        bar.close()
+        log.close()
+    st["wall_s"] += time.perf_counter() - t0
+    model.eval()
+    save_model(model.float(), tok, out / "model")
+    tokens = total * cfg.batch_size * cfg.seq_len
+    from rlscale.flops import pretrain_flops
+
+    curve = [(r["tokens"], r["loss"]) for r in _read_log(out / "loss.jsonl")]
+    summary.update(done=True, steps=total, tokens=tokens, flops=pretrain_flops(n_params, tokens),
+                   wall_s=st["wall_s"], tokens_per_s=(total - step0) * cfg.batch_size *
+                   cfg.seq_len / max(time.perf_counter() - t0, 1e-9),
+                   final_loss=curve[-1][1] if curve else None, model_dir=str(out / "model"))
+    atomic_write_json(state_path, summary)
+    import shutil
+
+    shutil.rmtree(out / ck.CKPT_DIR, ignore_errors=True)  # the model dir is the result now
+    return summary
+
+
+def _read_log(path: Path) -> list[dict]:
+    from rlscale.files import read_jsonl
+
+    return read_jsonl(path, tolerate_torn_tail=True) if path.exists() else []
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _no_bar(progress: bool | None) -> bool:
+    import sys
+
+    return (not sys.stderr.isatty()) if progress is None else not progress
+
+
+# ---------------------------------------------------------------- CLI
+HELP = {
+    "rung": "micro ladder rung, e.g. micro:200k",
+    "task": "task spec whose train split is the corpus (e.g. arith:easy)",
+    "tokens": "pre-training tokens D (e.g. 2e6)",
+    "loss_on": "all | answer",
+    "direct_frac": "share of documents giving only '#### N' (no chain of thought)",
+    "slip_frac": "share of documents whose last step is off by 1 or 2",
+}
+
+
+def configure(p) -> None:
+    types = {"int": int, "float": float, "str": str}
+    for f in dataclasses.fields(PretrainConfig):
+        kind = types[str(f.type)] if f.name != "tokens" else _count
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
+                       metavar=f.name.upper(),
+                       help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default!r})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in DIR")
+    p.add_argument("--progress", action="store_true", default=None, help="force a progress bar")
+
+
+def _count(s: str) -> int:
+    """'2e6' or '2000000' -> 2000000 (argparse type: ValueError becomes a one-line error)."""
+    v = float(s)
+    if not math.isfinite(v) or v != int(v):
+        raise ValueError(s)
+    return int(v)
+
+
+def run(args) -> int:
+    cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)})
+    res = pretrain(cfg, args.out, resume=args.resume, progress=args.progress)
+    print(f"{res['rung']}: N={res['N']:,} non-embedding parameters, D={res['tokens']:,} tokens, "
+          f"{res['flops']:.3g} FLOPs, final loss {res['final_loss']:.4f}, {res['wall_s']:.1f} s; "
+          f"model in {res['model_dir']}")
+    return 0

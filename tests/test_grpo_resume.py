@@ -1,0 +1,55 @@
+"""A run killed with SIGKILL mid-way resumes from its last checkpoint to the same metrics."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rlscale.cli import main
+from rlscale.files import read_jsonl
+
+FLAGS = ["--model", "micro:tiny", "--task", "arith:easy", "--batch-size", "4", "--group-size",
+         "4", "--mini-batch-size", "2", "--max-new-tokens", "8", "--heldout", "8",
+         "--eval-every", "2", "--checkpoint-every", "1", "--steps", "6", "--lr", "1e-3"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stable(rows):
+    return [{k: v for k, v in r.items() if not k.startswith(("time_", "tokens_per_s", "mfu"))}
+            for r in rows]
+
+
+def _steps(path):
+    try:
+        return [r["step"] for r in read_jsonl(path, tolerate_torn_tail=True)]
+    except Exception:
+        return []
+
+
+def test_sigkill_then_resume(tmp_path):
+    straight = tmp_path / "straight"
+    assert main(["train", *FLAGS, "--out", str(straight)]) == 0
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "train", *FLAGS, "--out",
+                             str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and max(_steps(killed / "metrics.jsonl"), default=-1) < 3:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert max(_steps(killed / "metrics.jsonl")) < 6  # really cut short
+
+    assert main(["train", *FLAGS, "--out", str(killed), "--resume"]) == 0
+    assert _steps(killed / "metrics.jsonl") == list(range(7))  # nothing lost, nothing twice
+    assert _stable(read_jsonl(killed / "metrics.jsonl")) == _stable(read_jsonl(straight / "metrics.jsonl"))

@@ -1,0 +1,164 @@
+"""Pre-training of micro rungs: schedule, corpus variants, packing, outputs, exact resume."""
+
+import json
+import math
+
+import pytest
+
+from rlscale.errors import UserError
+from rlscale.pretrain import Corpus, PretrainConfig, lr_at, pretrain, slipped
+
+TASK = "arith:easy,style=expr"
+
+
+def small_cfg(**kw) -> PretrainConfig:
+    base = dict(rung="micro:20k", task=TASK, tokens=8 * 64 * 12, batch_size=8, seq_len=64,
+                n_problems=200, checkpoint_every=5, log_every=2, lr=3e-3)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def test_lr_schedule_warmup_cosine_floor():
+    cfg = PretrainConfig(tokens=100 * 32 * 128, lr=1e-2, warmup_frac=0.1, min_lr_frac=0.1)
+    assert cfg.steps() == 100
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-3)  # 1/10 of the way up
+    assert lrs[9] == pytest.approx(1e-2)  # the peak at the end of warm-up
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then non-increasing
+    assert lrs[-1] == pytest.approx(1e-3, rel=0.01)  # down to the floor
+    mid = 10 + (100 - 10) // 2
+    assert lr_at(mid, cfg) == pytest.approx(1e-3 + 0.5 * 9e-3, rel=1e-6)
+
+
+def test_slipped_moves_last_result_and_answer_together():
+    sol = "12 + 5 = 17\n17 - 3 = 14\n#### 14"
+    assert slipped(sol, 2) == "12 + 5 = 17\n17 - 3 = 16\n#### 16"
+    assert slipped(sol, -1) == "12 + 5 = 17\n17 - 3 = 13\n#### 13"
+    assert slipped("#### 4", 1) is None  # no step to slip
+    assert slipped("5 + 5 = 10\n#### 11", 1) is None  # inconsistent chain: left alone
+
+
+def _corpus(**kw):
+    from rlscale.models import micro_tokenizer
+    from rlscale.tasks import load_task
+
+    cfg = small_cfg(**kw)
+    task = load_task(cfg.task, n_test=1, n_train=cfg.n_problems)
+    tok = micro_tokenizer(corpus=[p.question + " " + p.solution for p in task.train])
+    return Corpus(task.train, tok, cfg), tok
+
+
+def test_batches_are_seeded_by_step_and_packed_from_document_starts():
+    corpus, tok = _corpus()
+    x1, y1, m1 = corpus.batch(3)
+    x2, y2, _ = corpus.batch(3)
+    x3, _, _ = corpus.batch(4)
+    assert x1.shape == y1.shape == m1.shape == (8, 64)
+    assert x1.equal(x2) and y1.equal(y2)
+    assert not x1.equal(x3)
+    assert (x1[:, 1:] == y1[:, :-1]).all()  # targets are the inputs shifted by one
+    assert all(tok.decode(r[:8]).startswith("Question") for r in x1)  # every row starts at a document
+    assert m1.min() == 1.0  # loss on all tokens by default
+    assert (x1 == tok.eos_token_id).any()  # documents are separated by EOS
+
+
+def test_answer_only_loss_masks_the_prompts():
+    corpus, tok = _corpus(loss_on="answer")
+    x, y, m = corpus.batch(0)
+    text_targets = tok.decode([t for t, k in zip(y[0].tolist(), m[0].tolist()) if k])
+    assert "Question" not in text_targets and "####" in text_targets
+    assert 0 < m.mean() < 1
+
+
+def test_direct_and_slip_variants():
+    corpus, tok = _corpus(direct_frac=1.0)
+    import random
+
+    ids, _ = corpus.document(0, random.Random(0))
+    assert tok.decode(ids).split("Answer:")[1].strip().startswith("####")
+    corpus, tok = _corpus(slip_frac=1.0)
+    from rlscale.tasks import load_task
+
+    train = load_task(TASK, n_test=1, n_train=200).train
+    wrong = 0
+    for i in range(20):
+        ids, _ = corpus.document(i, random.Random(i))
+        final = tok.decode(ids, skip_special_tokens=True).rsplit("####", 1)[1].strip()
+        wrong += final != train[i].answer
+    assert wrong == 20  # every chain slipped: the final answer is off
+
+
+def test_pretrain_outputs_flops_and_loss(tmp_path):
+    cfg = small_cfg()
+    res = pretrain(cfg, tmp_path / "run")
+    assert res["done"] and res["steps"] == 12 and res["tokens"] == 12 * 8 * 64
+    assert res["flops"] == pytest.approx(6 * res["N"] * res["tokens"])
+    assert res["N"] < 30_000  # the 20k rung, non-embedding
+    saved = json.loads((tmp_path / "run" / "pretrain.json").read_text())
+    assert saved["tokens"] == res["tokens"] and saved["wall_s"] > 0
+    curve = [json.loads(line) for line in (tmp_path / "run" / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [2, 4, 6, 8, 10, 12]
+    assert curve[-1]["loss"] < curve[0]["loss"] and all(math.isfinite(r["loss"]) for r in curve)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    from rlscale.models import load_model
+
+    model, tok = load_model(str(tmp_path / "run" / "model"))
+    assert sum(p.numel() for p in model.parameters()) > res["N"]
+    # a finished run is returned as is; a new run in the same place needs resume
+    assert pretrain(cfg, tmp_path / "run", resume=True)["wall_s"] == res["wall_s"]
+    with pytest.raises(UserError, match="already holds"):
+        pretrain(cfg, tmp_path / "run")
+    with pytest.raises(UserError, match="different lr"):
+        pretrain(small_cfg(lr=1e-3), tmp_path / "run", resume=True)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    cfg = small_cfg()
+    pretrain(cfg, tmp_path / "full")
+    real = Corpus.batch
+
+    def dies_at_step_7(self, step):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real(self, step)
+
+    monkeypatch.setattr(Corpus, "batch", dies_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, tmp_path / "cut")
+    assert (tmp_path / "cut" / "checkpoints").is_dir()  # the step-5 checkpoint
+    monkeypatch.setattr(Corpus, "batch", real)
+    pretrain(cfg, tmp_path / "cut", resume=True)
+    a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    loss_steps = [json.loads(x)["step"] for x in
+                  (tmp_path / "cut" / "loss.jsonl").read_text().splitlines()]
+    assert loss_steps == [2, 4, 6, 8, 10, 12]  # nothing duplicated, nothing missing
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(tokens=0), "tokens"), (dict(lr=-1.0), "lr"), (dict(loss_on="prompt"), "loss-on"),
+    (dict(direct_frac=0.7, slip_frac=0.5), "slip-frac"), (dict(rung="micro:3t"), "micro rung"),
+])
+def test_bad_settings_name_the_field(kw, field, tmp_path):
+    with pytest.raises(UserError, match=field):
+        pretrain(small_cfg(**kw), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_pretrain(tmp_path, capsys):
+    from rlscale.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["pretrain", "--rung", "micro:20k", "--task", TASK, "--tokens", "2e3",
+               "--batch-size", "4", "--seq-len", "32", "--n-problems", "100", "--out", str(out)])
+    assert rc == 0 and (out / "model" / "model.safetensors").is_file()
+    assert "N=" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--tokens", "lots", "--out", str(out)])
+    assert e.value.code == 2
+    assert main(["pretrain", "--rung", "micro:20k", "--task", TASK, "--tokens", "2e3",
+                 "--out", str(out)]) == 2  # exists, no --resume: one-line error

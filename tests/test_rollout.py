@@ -1,0 +1,272 @@
+"""Rollout: the compact forward equals HF's, batched = unbatched, EOS / stop / clipping, sampling,
+and sequence log-probs equal to those of the policy that sampled."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from rlscale.models import build_micro, fast, micro_tokenizer
+from rlscale.models.ladder import MicroRung
+from rlscale.rollout import (
+    SamplingParams,
+    batch_for_logprobs,
+    generate,
+    left_pad,
+    sample,
+    sequence_logprobs,
+)
+
+PROMPTS = ["Question: Ann has 3 cards", "Q", "Question: Ann has 12 cards and finds 7 more. How",
+           "Answer: 5 + 7 =", "Question:"]
+
+
+def corpus(n=300, seed=0):
+    r = random.Random(seed)
+    return [f"Question: Ann has {a} cards and finds {b} more. How many cards?\n"
+            f"Answer: {a} + {b} = {a + b}\n#### {a + b}"
+            for a, b in ((r.randint(0, 99), r.randint(0, 99)) for _ in range(n))]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return micro_tokenizer(corpus=corpus(), cache=tmp_path_factory.mktemp("cache"))
+
+
+def perturbed(model, seed=0):
+    """Random norm weights and larger weights, so every term of the forward matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+            if "bias" in n:
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def qwen3(tok, kv_heads=2, seed=0):
+    from transformers import Qwen3ForCausalLM
+
+    cfg = MicroRung(hidden=64, layers=2, heads=4, intermediate=96, kv_heads=kv_heads).config(tok)
+    torch.manual_seed(seed)
+    return perturbed(Qwen3ForCausalLM(cfg), seed)
+
+
+def qwen2(tok, seed=0):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, intermediate_size=96,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    return perturbed(Qwen2ForCausalLM(cfg), seed)
+
+
+def llama(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+@pytest.mark.parametrize("make", [qwen3, qwen2, lambda t: qwen3(t, kv_heads=4)])
+def test_fast_forward_matches_hf_logits(tok, make, grouped, monkeypatch):
+    # grouped: the G rows of a prompt share one prompt cache; else one cache per row
+    monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", 0 if grouped else 10**9)
+    model = make(tok)
+    assert fast.supports(model)
+    seqs = [tok(p)["input_ids"] for p in PROMPTS]
+    ids, valid, pos = left_pad(seqs, tok.pad_token_id)
+    dec = fast.FastDecoder(model)
+    rope = dec.rope_tables(ids.shape[1] + 4)
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=valid.long(), position_ids=pos).logits
+        got, cache = dec.prefill(ids, pos, valid, rope, last_only=False)
+        assert (got - ref)[valid].abs().max() < 1e-5
+        # decode: each prompt shared by G = 2 rows, three steps, against HF's full forward
+        G = 2
+        state = dec.start_decode(cache, valid, G, 4)
+        assert (state.prompt is not None) == grouped
+        new = torch.randint(2, len(tok), (len(seqs) * G, 3), generator=torch.Generator().manual_seed(1))
+        next_pos = (pos[:, -1] + 1).repeat_interleave(G)
+        for t in range(3):
+            if t == 2:  # drop rows (finished sequences leave the batch)
+                keep = torch.tensor([0, 3, 4, 9])
+                state.keep(keep)
+                new, next_pos = new[keep], next_pos[keep]
+                rows = keep
+            else:
+                rows = torch.arange(len(seqs) * G)
+            got = dec.decode(new[:, t], next_pos + t, state, rope)
+            full_ids = torch.cat([ids.repeat_interleave(G, 0)[rows], new[:, : t + 1]], 1)
+            full_mask = torch.cat([valid.repeat_interleave(G, 0)[rows],
+                                   torch.ones(len(rows), t + 1, dtype=torch.bool)], 1)
+            full_pos = (full_mask.long().cumsum(1) - 1).clamp(min=0)
+            ref = model(input_ids=full_ids, attention_mask=full_mask.long(),
+                        position_ids=full_pos).logits[:, -1]
+            assert (got - ref).abs().max() < 1e-5
+
+
+def test_fast_path_not_used_where_it_would_differ(tok):
+    assert not fast.supports(llama(tok))
+    m = qwen3(tok)
+    m.config.rope_parameters = {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}
+    assert not fast.supports(m)
+
+
+def hf_greedy(model, tok, prompt, n):
+    ids = tok(prompt, return_tensors="pt").input_ids
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                         do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id,
+                         suppress_tokens=[tok.eos_token_id])
+    return out[0, ids.shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("make", [qwen3, qwen2, llama])
+def test_greedy_batched_left_padded_equals_unbatched_and_hf(tok, make):
+    model = make(tok)
+    p = SamplingParams(max_new_tokens=12, temperature=0, suppress_eos=True)
+    batched = generate(model, tok, PROMPTS, p)
+    for i, prompt in enumerate(PROMPTS):
+        alone = generate(model, tok, [prompt], p)
+        assert alone.completion_ids[0] == batched.completion_ids[i]
+        assert batched.completion_ids[i] == hf_greedy(model, tok, prompt, 12)
+    assert batched.prompt_ids == [tok(x)["input_ids"] for x in PROMPTS]
+    chunked = generate(model, tok, PROMPTS, p, batch_size=2)
+    assert chunked.completion_ids == batched.completion_ids
+    assert batched.clipped == [True] * 5 and batched.n_clipped == 5
+    assert batched.n_completion_tokens == 60
+    assert batched.n_prompt_tokens == sum(len(tok(x)["input_ids"]) for x in PROMPTS)
+
+
+@pytest.mark.parametrize("group_min", [0, 10**9])
+def test_fast_and_generic_paths_agree(tok, monkeypatch, group_min):
+    monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", group_min)
+    model = qwen3(tok)
+    p = SamplingParams(max_new_tokens=10, temperature=0, suppress_eos=True)
+    prompts = [x for x in PROMPTS[:3] for _ in range(3)]  # groups of 3 share a prompt cache
+    a = generate(model, tok, prompts, p)
+    monkeypatch.setattr(fast, "supports", lambda m: False)
+    b = generate(model, tok, prompts, p)
+    assert a.completion_ids == b.completion_ids
+
+
+def test_sampling_seeded_and_grouped_rows_independent(tok):
+    model = build_micro("tiny", tok, seed=0)
+    p = SamplingParams(max_new_tokens=8, temperature=1.0, suppress_eos=True)
+    prompts = [PROMPTS[0]] * 8 + [PROMPTS[2]] * 8
+    a = generate(model, tok, prompts, p, seed=0)
+    b = generate(model, tok, prompts, p, seed=0)
+    c = generate(model, tok, prompts, p, seed=1)
+    assert a.completion_ids == b.completion_ids != c.completion_ids
+    assert len({tuple(x) for x in a.completion_ids[:8]}) > 1  # the G samples differ
+    assert all(len(x) == 8 for x in a.completion_ids)
+    assert tok.eos_token_id not in sum(a.completion_ids, [])
+
+
+def test_sample_distribution_top_p_and_greedy():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -30.0]]).repeat(40000, 1)
+    g = torch.Generator().manual_seed(0)
+    draws = sample(logits.clone(), SamplingParams(temperature=1.0), g)
+    freq = torch.bincount(draws, minlength=5).float() / len(draws)
+    assert torch.allclose(freq, logits[0].softmax(-1), atol=0.01)
+    hot = sample(logits.clone(), SamplingParams(temperature=2.0), g)
+    freq2 = torch.bincount(hot, minlength=5).float() / len(hot)
+    assert torch.allclose(freq2, (logits[0] / 2).softmax(-1), atol=0.01)
+    # top_p 0.8: the two most likely tokens (0.64 + 0.24 crosses 0.8) renormalised
+    top = sample(logits.clone(), SamplingParams(top_p=0.8), g)
+    assert set(top.tolist()) == {0, 1}
+    p01 = logits[0, :2].softmax(-1)
+    assert abs((top == 0).float().mean() - p01[0]) < 0.01
+    assert sample(logits[:3].clone(), SamplingParams(temperature=0)).tolist() == [0, 0, 0]
+    banned = sample(logits[:1000].clone(), SamplingParams(temperature=1), g, torch.tensor([0]))
+    assert 0 not in banned.tolist()
+
+
+def test_eos_stop_strings_and_clipping(tok):
+    model = qwen3(tok, seed=3)
+    p = SamplingParams(max_new_tokens=16, temperature=0, suppress_eos=True)
+    base = generate(model, tok, PROMPTS, p)
+    # EOS: declare the 5th generated token of row 0 an end-of-sequence token
+    eos_tok = base.completion_ids[0][4]
+    first = base.completion_ids[0].index(eos_tok)
+    model.generation_config.eos_token_id = [tok.eos_token_id, eos_tok]
+    g = generate(model, tok, PROMPTS[:1], SamplingParams(max_new_tokens=16, temperature=0))
+    assert g.completion_ids[0] == base.completion_ids[0][: first + 1]  # EOS kept in the ids
+    assert g.finish == ["eos"] and g.clipped == [False]
+    assert g.texts[0] == tok.decode(base.completion_ids[0][:first + 1], skip_special_tokens=True)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    # stop string: a piece of row 1's greedy text, not at its start
+    text = base.texts[1]
+    stop = text[3:6]
+    cut_at = text.find(stop)
+    g = generate(model, tok, PROMPTS, SamplingParams(max_new_tokens=16, temperature=0,
+                                                     stop_strings=(stop, "never-seen-xyz")))
+    assert g.texts[1] == text[:cut_at] and g.finish[1] == "stop" and not g.clipped[1]
+    ids = g.completion_ids[1]
+    assert ids == base.completion_ids[1][: len(ids)]
+    assert stop in tok.decode(ids) and stop not in tok.decode(ids[:-1])[cut_at:]
+    for i in range(len(PROMPTS)):  # rows without the stop string run to the length limit
+        if stop not in base.texts[i]:
+            assert g.clipped[i] and g.completion_ids[i] == base.completion_ids[i]
+            assert g.texts[i] == base.texts[i]
+        else:
+            assert g.texts[i] == base.texts[i][: base.texts[i].find(stop)]
+    assert g.n_clipped == sum(g.clipped)
+
+
+def test_sequence_logprobs_are_the_sampling_policy(tok):
+    """log-probs of sampled completions in one left-padded forward = those of each sequence
+    alone: the trained policy is the sampled one."""
+    model = qwen3(tok, seed=1)
+    p = SamplingParams(max_new_tokens=6, temperature=1.0, stop_strings=("a",))
+    g = generate(model, tok, PROMPTS, p, seed=0)
+    batch = batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id)
+    input_ids, attn, pos, cmask = batch
+    with torch.no_grad():
+        lp, ent = sequence_logprobs(model, *batch, temperature=0.7, return_entropy=True)
+    assert lp.shape == cmask.shape and (lp[cmask == 0] == 0).all()
+    for i, (pr, co) in enumerate(zip(g.prompt_ids, g.completion_ids)):
+        ids = torch.tensor([pr + co])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(pr) - 1: -1] / 0.7
+        ref = logits.log_softmax(-1).gather(-1, torch.tensor(co)[:, None]).squeeze(-1)
+        assert torch.allclose(lp[i, : len(co)], ref, atol=1e-5)
+        ref_ent = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+        assert torch.allclose(ent[i, : len(co)], ref_ent, atol=1e-5)
+    # gradients flow when the caller enables them
+    lp = sequence_logprobs(model, *batch)
+    lp.sum().backward()
+    assert model.lm_head.weight.grad is not None
+
+
+@pytest.mark.parametrize("make", [qwen3, qwen2])
+def test_shared_prompt_logprobs_and_grads_equal_hf(tok, make, monkeypatch):
+    """The compact training forward (a prompt shared by its G rows computed once) gives the
+    HF forward's log-probs and parameter gradients."""
+    model = make(tok)
+    prompts = [PROMPTS[2], PROMPTS[0], PROMPTS[3], PROMPTS[0], PROMPTS[3], PROMPTS[2]]
+    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=7), seed=2)
+    ragged = [c[: 2 + i] for i, c in enumerate(g.completion_ids)]
+    batch = batch_for_logprobs(g.prompt_ids, ragged, tok.pad_token_id)
+    w = torch.randn(batch[3].shape, generator=torch.Generator().manual_seed(0))
+
+    def run():
+        model.zero_grad()
+        lp, ent = sequence_logprobs(model, *batch, temperature=0.9, return_entropy=True)
+        ((lp * w).sum() + ent.sum()).backward()
+        return lp.detach(), ent.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    lp, ent, grads = run()
+    monkeypatch.setattr(fast, "supports", lambda m: False)
+    lp_ref, ent_ref, grads_ref = run()
+    assert torch.allclose(lp, lp_ref, atol=1e-5) and torch.allclose(ent, ent_ref, atol=1e-5)
+    for n in grads:
+        assert torch.allclose(grads[n], grads_ref[n], atol=1e-5, rtol=1e-4), n
