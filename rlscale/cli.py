@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"rlscale {args.command}: error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write(f"rlscale {args.command}: interrupted; rerun the same command to resume\n")
+        sys.stderr.write(f"rlscale {args.command}: interrupted; the run is resumable (rerun it; `train` takes --resume)\n")
         return 130
 
 

@@ -98,11 +98,13 @@ def sample(logits, params: SamplingParams, generator=None, banned=None):
     # inverse-CDF sampling: one uniform per row (torch.multinomial draws one per vocabulary
     # entry, which costs more than the forward pass of a micro model)
     cdf = logits.softmax(-1).cumsum_(-1)
+    if not bool(torch.isfinite(cdf[:, -1]).all()):  # as torch.multinomial would, say so
+        raise RuntimeError("sampling: probability tensor contains inf or nan (diverged weights?)")
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
 
 
-def _groups(prompts: list[str]):
+def _groups(prompts: list):
     """(order, G): rows ordered so equal prompts are contiguous, G rows each, when every
     distinct prompt occurs equally often; else (identity, 1)."""
     first: dict[str, list[int]] = {}
@@ -249,7 +251,9 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"] if prompts else []
+    if any(not e for e in enc):
+        raise ValueError("generate: a prompt encodes to no tokens; give every prompt some text")
     n = len(enc)
     bs = batch_size or max(n, 1)
     first: dict[str, int] = {}

@@ -38,7 +38,7 @@ def test_sigkill_then_resume(tmp_path):
                              str(killed)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while time.time() < deadline and max(_steps(killed / "metrics.jsonl"), default=-1) < 3:
             assert proc.poll() is None, "the run ended before it could be killed"
             time.sleep(0.05)
@@ -48,8 +48,12 @@ def test_sigkill_then_resume(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert max(_steps(killed / "metrics.jsonl")) < 6  # really cut short
+    cut_at = _steps(killed / "metrics.jsonl")
+    assert max(cut_at) < 6, cut_at  # really cut short
 
     assert main(["train", *FLAGS, "--out", str(killed), "--resume"]) == 0
     assert _steps(killed / "metrics.jsonl") == list(range(7))  # nothing lost, nothing twice
-    assert _stable(read_jsonl(killed / "metrics.jsonl")) == _stable(read_jsonl(straight / "metrics.jsonl"))
+    a = _stable(read_jsonl(straight / "metrics.jsonl"))
+    b = _stable(read_jsonl(killed / "metrics.jsonl"))
+    diff = [(x["step"], k) for x, y in zip(a, b) for k in x if x.get(k) != y.get(k)]
+    assert not diff, (cut_at, diff[:5])

@@ -103,13 +103,16 @@ def test_bad_config_one_line_exit_2(tmp_path, capsys, change, words):
 
 
 def test_diverged_loss_stops_and_stays_resumable(tmp_path, capsys):
+    from rlscale.grpo.checkpoint import latest_checkpoint
+
     out = tmp_path / "run"
-    flags = _flags({**TINY, "mini_batch_size": 4, "checkpoint_every": 1})
-    assert main(["train", *flags, "--lr", "1e30", "--weight-decay", "1", "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "diverged" in err and len(err.splitlines()) == 1
-    rows = read_jsonl(out / "metrics.jsonl")
-    steps = [r["step"] for r in rows]
-    assert steps == list(range(len(steps)))  # whole rows, no gap, no duplicate
-    assert main(["train", *flags, "--lr", "1e-3", "--out", str(out), "--resume"]) == 0
-    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    flags = [*_flags({**TINY, "mini_batch_size": 4, "checkpoint_every": 1}), "--lr", "1e30",
+             "--weight-decay", "1", "--out", str(out)]
+    for resume in ([], ["--resume"]):  # the failed run resumes, and stops again the same way
+        assert main(["train", *flags, *resume]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "diverged" in err and len(err.splitlines()) == 1, err
+        steps = [r["step"] for r in read_jsonl(out / "metrics.jsonl")]
+        assert steps == list(range(len(steps)))  # whole rows, no gap, no duplicate
+        # rows end at the last finished step, which the newest checkpoint holds
+        assert latest_checkpoint(out).name == f"step_{steps[-1]:07d}"

@@ -94,7 +94,8 @@ def test_fast_forward_matches_hf_logits(tok, make, grouped, monkeypatch):
         G = 2
         state = dec.start_decode(cache, valid, G, 4)
         assert (state.prompt is not None) == grouped
-        new = torch.randint(2, len(tok), (len(seqs) * G, 3), generator=torch.Generator().manual_seed(1))
+        g = torch.Generator().manual_seed(1)
+        new = torch.randint(2, len(tok), (len(seqs) * G, 3), generator=g)
         next_pos = (pos[:, -1] + 1).repeat_interleave(G)
         for t in range(3):
             if t == 2:  # drop rows (finished sequences leave the batch)
@@ -188,6 +189,10 @@ def test_sample_distribution_top_p_and_greedy():
     assert sample(logits[:3].clone(), SamplingParams(temperature=0)).tolist() == [0, 0, 0]
     banned = sample(logits[:1000].clone(), SamplingParams(temperature=1), g, torch.tensor([0]))
     assert 0 not in banned.tolist()
+    bad = logits[:2].clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(RuntimeError, match="inf or nan"):  # diverged weights are reported
+        sample(bad, SamplingParams(temperature=1), g)
 
 
 def test_eos_stop_strings_and_clipping(tok):
@@ -270,3 +275,15 @@ def test_shared_prompt_logprobs_and_grads_equal_hf(tok, make, monkeypatch):
     assert torch.allclose(lp, lp_ref, atol=1e-5) and torch.allclose(ent, ent_ref, atol=1e-5)
     for n in grads:
         assert torch.allclose(grads[n], grads_ref[n], atol=1e-5, rtol=1e-4), n
+
+
+def test_generate_edge_cases(tok):
+    model = build_micro("tiny", tok)
+    empty = generate(model, tok, [], SamplingParams(max_new_tokens=3))
+    assert empty.completion_ids == [] and empty.n_clipped == 0
+    with pytest.raises(ValueError, match="no tokens"):
+        generate(model, tok, ["ok", ""], SamplingParams(max_new_tokens=3))
+    with pytest.raises(ValueError):
+        SamplingParams(max_new_tokens=0)
+    one = generate(model, tok, ["Q"], SamplingParams(max_new_tokens=1, suppress_eos=True))
+    assert len(one.completion_ids[0]) == 1 and one.clipped == [True]
