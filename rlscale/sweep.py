@@ -9,8 +9,9 @@ A run is identified by the hash of its resolved TrainConfig (rlscale.store.confi
 lives in OUT/runs/<run_id>. The results database (default OUT/results.sqlite) holds each run's
 status, attempts and metrics, so a second invocation skips finished runs and runs nothing when
 all are done. Failures: a worker that dies (killed, out of memory) is retried by Ray
-(max_retries); an exception in a run is retried by the driver; each up to --max-retries times.
-Every attempt resumes from the run's latest checkpoint when one exists.
+(max_retries); an exception in a run is retried by the driver; together at most --max-retries
+retries per run and invocation (a rerun gives failed runs a fresh budget). Every attempt resumes
+from the run's latest checkpoint when one exists; a failed run keeps its finished steps in the DB.
 Local Ray by default (`ray.init(num_cpus=--workers)`), a cluster with --address.
 """
 
@@ -34,7 +35,9 @@ except ModuleNotFoundError:  # Python 3.10
 from rlscale.store import STATUSES, Store, config_hash, import_run_dir
 
 RESOURCE_KEYS = {"num_cpus": 1, "num_gpus": 0, "memory": None}
-TEST_KILL_ENV = "RLSCALE_SWEEP_TEST_KILL"  # test hook: run id whose 1st attempt is SIGKILLed
+# test hook: "RUN_ID" SIGKILLs the worker of that run's 1st attempt after its first checkpoint;
+# "RUN_ID:always" every attempt's (a run that can never finish)
+TEST_KILL_ENV = "RLSCALE_SWEEP_TEST_KILL"
 
 
 @dataclass
@@ -123,8 +126,13 @@ def _kill_after_first_checkpoint(run_dir: Path) -> threading.Event:
     return stop
 
 
-def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: str = "") -> dict:
-    """Train one run (resuming from its checkpoint if any) and index it in the database."""
+def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: str = "",
+             max_attempts: int = 0) -> dict:
+    """Train one run (resuming from its checkpoint if any) and index it in the database.
+
+    max_attempts (0 = no limit) caps the attempts of a run over Ray's retries of dead workers
+    and the driver's retries of exceptions together: an attempt over the cap fails at once.
+    """
     import contextlib
 
     from rlscale.files import JsonlWriter
@@ -135,6 +143,12 @@ def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: s
     run_dir_p = Path(run_dir)
     run_dir_p.mkdir(parents=True, exist_ok=True)
     with Store(db_path) as store:
+        info = store.run(run_id)
+        if max_attempts and info["attempts"] >= max_attempts:
+            msg = (f"no attempts left ({info['attempts']} of {max_attempts} used; "
+                   f"last error: {info['error'] or 'worker died'})")
+            store.set_status(run_id, "failed", error=msg)
+            raise RuntimeError(msg)
         attempt = store.set_status(run_id, "running", new_attempt=True)
     ckpt = latest_checkpoint(run_dir_p)
     resumed_from = int(ckpt.name.split("_")[-1]) if ckpt else None
@@ -142,7 +156,8 @@ def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: s
     log.write({"attempt": attempt, "pid": os.getpid(), "start": time.time(),
                "resumed_from_step": resumed_from})
     hook = None
-    if kill_hook and run_id.startswith(kill_hook) and attempt == 1:
+    victim, _, mode = kill_hook.partition(":")
+    if victim and run_id.startswith(victim) and (attempt == 1 or mode == "always"):
         hook = _kill_after_first_checkpoint(run_dir_p)
     try:
         with open(run_dir_p / "sweep.log", "a") as out, contextlib.redirect_stdout(out), \
@@ -233,18 +248,21 @@ def sweep(spec_path: str | Path, out: str | Path | None = None, db: str | Path |
     run_dirs = {r.run_id: str((out / "runs" / r.run_id).resolve()) for r in runs}
     kill_hook = os.environ.get(TEST_KILL_ENV, "")
 
-    todo = []
+    todo, budget = [], {}
     with Store(db) as store:
         for r in runs:
             store.add_run(r.config, run_id=r.run_id, run_dir=run_dirs[r.run_id])
-            if store.run(r.run_id)["status"] != "done":
+            info = store.run(r.run_id)
+            if info["status"] != "done":
                 store.set_status(r.run_id, "pending")
                 todo.append(r)
+                # every invocation gives a run K + 1 attempts (a failed run gets a fresh budget)
+                budget[r.run_id] = info["attempts"] + max_retries + 1
     stream = stream or sys.stderr
     stream.write(f"sweep {spec.path}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
                  f"{len(todo)} to run; database {db}\n")
     if todo:
-        _drive(todo, spec.resources, run_dirs, str(db.resolve()), address, max_retries,
+        _drive(todo, budget, spec.resources, run_dirs, str(db.resolve()), address, max_retries,
                workers, kill_hook, stream)
     with Store(db) as store:
         result = {r.run_id: store.run(r.run_id)["status"] for r in runs}
@@ -252,7 +270,8 @@ def sweep(spec_path: str | Path, out: str | Path | None = None, db: str | Path |
     return result
 
 
-def _drive(todo, resources, run_dirs, db, address, max_retries, workers, kill_hook, stream):
+def _drive(todo, budget, resources, run_dirs, db, address, max_retries, workers, kill_hook,
+           stream):
     ray, owned = _init_ray(address, workers)
     opts = {k: v for k, v in resources.items() if v is not None}
     # Ray retries a task whose worker died (system failure) on its own; exceptions raised by a
@@ -262,7 +281,7 @@ def _drive(todo, resources, run_dirs, db, address, max_retries, workers, kill_ho
     in_flight = {}
 
     def submit(r):
-        ref = task.remote(r.run_id, r.config, run_dirs[r.run_id], db, kill_hook)
+        ref = task.remote(r.run_id, r.config, run_dirs[r.run_id], db, kill_hook, budget[r.run_id])
         in_flight[ref] = r.run_id
 
     table = StatusTable(stream)
@@ -278,13 +297,14 @@ def _drive(todo, resources, run_dirs, db, address, max_retries, workers, kill_ho
                         ray.get(ref)
                     except Exception as e:  # RayTaskError, WorkerCrashedError, ...
                         msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:500]
-                        # attempts counts Ray's own retries of dead workers too: K in all
-                        if store.run(rid)["attempts"] <= max_retries:
+                        # attempts counts Ray's own retries of dead workers too: K + 1 in all
+                        if store.run(rid)["attempts"] < budget[rid]:
                             stream.write(f"run {rid}: attempt failed ({msg}); retrying\n")
                             store.set_status(rid, "pending", error=msg)
                             submit(by_id[rid])
                         else:
                             stream.write(f"run {rid}: failed ({msg})\n")
+                            _index_partial(store, rid, run_dirs[rid])
                             store.set_status(rid, "failed", error=msg)
                 table.update(store.status_counts(run_dirs))
     except KeyboardInterrupt:
@@ -298,6 +318,15 @@ def _drive(todo, resources, run_dirs, db, address, max_retries, workers, kill_ho
         table.close()
         if owned:
             ray.shutdown()
+
+
+def _index_partial(store: Store, run_id: str, run_dir: str) -> None:
+    """Keep the steps a failed run did finish in the database (a rerun replaces them)."""
+    if (Path(run_dir) / "config.json").is_file():
+        try:
+            import_run_dir(store, run_dir, run_id=run_id, status="failed")
+        except UserError:  # a damaged run dir must not stop the sweep; its error is recorded
+            pass
 
 
 def _summary(store: Store, runs: list[Run], stream) -> None:

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -136,3 +137,68 @@ def test_import_cli_round_trip(tmp_path, capsys):
     assert cli.main(["import", "verl", str(tmp_path / "bad.log"), "--n-params", "1",
                      "--db", db]) == 2
     assert "bad.log:1" in capsys.readouterr().err
+
+
+# -- import round trip into the fitter ------------------------------------------------------------
+K_MAX, N0 = 0.13, 1e9  # the law the synthetic runs follow: log10 L = -k(N) log10 C + E(N)
+SIZES = {"verl": (5e8, 0.9), "trl": (1.5e9, 1.1)}  # engine: (N, E(N))
+
+
+def law_loss(n, e, c):
+    return 10 ** (e - K_MAX / (1 + N0 / n) * math.log10(c))
+
+
+def law_runs(tmp_path, steps=8, tokens=4000):
+    """A verl console log and a TRL run whose validation scores follow the paper's law in 6NT."""
+    n, e = SIZES["verl"]
+    lines = []
+    for s in range(1, steps + 1):
+        score = 1 - law_loss(n, e, 6 * n * tokens * s)
+        lines.append(f"step:{s} - perf/total_num_tokens:{tokens} - critic/score/mean:{score!r}"
+                     f" - val-core/gsm8k/reward/mean@1:{score!r}")
+    vlog = tmp_path / "verl.log"
+    vlog.write_text("\n".join(lines) + "\n")
+    n, e = SIZES["trl"]
+    hist = []
+    for s in range(1, steps + 1):
+        score = 1 - law_loss(n, e, 6 * n * tokens * s)
+        hist += [{"step": s, "reward": score, "num_tokens": float(tokens * s)},
+                 {"step": s, "eval_reward": score}]
+    tdir = tmp_path / "trl"
+    tdir.mkdir()
+    (tdir / "trainer_state.json").write_text(json.dumps({"log_history": hist}))
+    db = str(tmp_path / "r.sqlite")
+    assert cli.main(["import", "verl", str(vlog), "--n-params", str(SIZES["verl"][0]),
+                     "--batch-size", "16", "--db", db]) == 0
+    assert cli.main(["import", "trl", str(tdir), "--n-params", str(SIZES["trl"][0]),
+                     "--batch-size", "16", "--db", db]) == 0
+    return db
+
+
+def test_imported_runs_carry_the_law_in_c_paper(tmp_path):
+    import numpy as np
+
+    rows = fit_rows(law_runs(tmp_path))
+    assert len(rows) == 16
+    for n, e in SIZES.values():
+        pts = [(r["C_paper"], r["test_loss"]) for r in rows if r["N"] == n]
+        slope, icpt = np.polyfit(np.log10([c for c, _ in pts]), np.log10([l for _, l in pts]), 1)
+        assert slope == pytest.approx(-K_MAX / (1 + N0 / n), rel=1e-6)
+        assert icpt == pytest.approx(e, rel=1e-6)
+
+
+@pytest.mark.parametrize("via", ["sqlite", "csv"])
+def test_fit_runs_on_imported_runs(tmp_path, via, capsys):
+    pytest.importorskip("rlscale.scaling.cli", reason="the fitter (rlscale.scaling) is not built")
+    data = law_runs(tmp_path)
+    if via == "csv":
+        assert cli.main(["runs", "export", "--format", "csv", "--out",
+                         str(tmp_path / "runs.csv"), "--db", data]) == 0
+        data = str(tmp_path / "runs.csv")
+    out = tmp_path / "fit"
+    rc = cli.main(["fit", "--data", data, "--law", "loglinear_kn", "--x", "C_paper",
+                   "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["law"] == "loglinear_kn" and fit["n_points"] == 16
+    assert fit["params"]["K_max"] == pytest.approx(K_MAX, rel=0.1)

@@ -35,11 +35,14 @@ def tok(tmp_path_factory):
     return micro_tokenizer(corpus=corpus(), cache=tmp_path_factory.mktemp("cache"))
 
 
-def perturbed(model, seed=0):
-    """Random norm weights and larger weights, so every term of the forward matters."""
+def perturbed(model, seed=0, lively=False):
+    """Random norm weights, so every term of the forward matters; lively: also larger matrices
+    (a random-init model's greedy text is one token repeated; a lively one's varies)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for n, p in model.named_parameters():
+            if lively and p.dim() == 2:
+                p.copy_(3 * torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
             if "norm" in n:
                 p.add_(0.3 * torch.randn(p.shape, generator=g))
             if "bias" in n:
@@ -47,22 +50,30 @@ def perturbed(model, seed=0):
     return model.eval()
 
 
-def qwen3(tok, kv_heads=2, seed=0):
+def qwen3(tok, kv_heads=2, seed=0, lively=False):
     from transformers import Qwen3ForCausalLM
 
     cfg = MicroRung(hidden=64, layers=2, heads=4, intermediate=96, kv_heads=kv_heads).config(tok)
     torch.manual_seed(seed)
-    return perturbed(Qwen3ForCausalLM(cfg), seed)
+    return perturbed(Qwen3ForCausalLM(cfg), seed, lively)
 
 
-def qwen2(tok, seed=0):
+def lively_qwen3(tok, seed=0):
+    return qwen3(tok, seed=seed, lively=True)
+
+
+def qwen2(tok, seed=0, lively=False):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, intermediate_size=96,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)
-    return perturbed(Qwen2ForCausalLM(cfg), seed)
+    return perturbed(Qwen2ForCausalLM(cfg), seed, lively)
+
+
+def lively_qwen2(tok, seed=0):
+    return qwen2(tok, seed=seed, lively=True)
 
 
 def llama(tok):
@@ -72,7 +83,7 @@ def llama(tok):
                       num_attention_heads=2, intermediate_size=64,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).eval()
+    return perturbed(LlamaForCausalLM(cfg), 0, lively=True)
 
 
 @pytest.mark.parametrize("grouped", [True, False])
@@ -130,7 +141,7 @@ def hf_greedy(model, tok, prompt, n):
     return out[0, ids.shape[1]:].tolist()
 
 
-@pytest.mark.parametrize("make", [qwen3, qwen2, llama])
+@pytest.mark.parametrize("make", [lively_qwen3, lively_qwen2, llama])
 def test_greedy_batched_left_padded_equals_unbatched_and_hf(tok, make):
     model = make(tok)
     p = SamplingParams(max_new_tokens=12, temperature=0, suppress_eos=True)
@@ -150,7 +161,7 @@ def test_greedy_batched_left_padded_equals_unbatched_and_hf(tok, make):
 @pytest.mark.parametrize("group_min", [0, 10**9])
 def test_fast_and_generic_paths_agree(tok, monkeypatch, group_min):
     monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", group_min)
-    model = qwen3(tok)
+    model = lively_qwen3(tok)
     p = SamplingParams(max_new_tokens=10, temperature=0, suppress_eos=True)
     prompts = [x for x in PROMPTS[:3] for _ in range(3)]  # groups of 3 share a prompt cache
     a = generate(model, tok, prompts, p)
@@ -196,7 +207,7 @@ def test_sample_distribution_top_p_and_greedy():
 
 
 def test_eos_stop_strings_and_clipping(tok):
-    model = qwen3(tok, seed=3)
+    model = lively_qwen3(tok, seed=3)
     p = SamplingParams(max_new_tokens=16, temperature=0, suppress_eos=True)
     base = generate(model, tok, PROMPTS, p)
     # EOS: declare the 5th generated token of row 0 an end-of-sequence token
@@ -287,3 +298,31 @@ def test_generate_edge_cases(tok):
         SamplingParams(max_new_tokens=0)
     one = generate(model, tok, ["Q"], SamplingParams(max_new_tokens=1, suppress_eos=True))
     assert len(one.completion_ids[0]) == 1 and one.clipped == [True]
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_rows_finishing_at_different_steps_leave_the_batch(tok, batch_size):
+    """Rows end at different steps (EOS), the batch shrinks to the live rows (down to one),
+    and every row still equals its unbatched greedy generation."""
+    model = lively_qwen3(tok, seed=5)
+    prompts = PROMPTS + ["Answer: 12 - 3 =", "Question: Ann has 40"]
+    p = SamplingParams(max_new_tokens=12, temperature=0, suppress_eos=True)
+    base = generate(model, tok, prompts, p).completion_ids
+    def lengths(ends):
+        return [next((j + 1 for j, t in enumerate(r) if t in ends), 12) for r in base]
+
+    ends: set[int] = set()
+    for row in base:  # declare EOS tokens that make rows end at many different steps
+        for t in row:
+            if len(set(lengths(ends | {t}))) > len(set(lengths(ends))):
+                ends.add(t)
+                break
+    assert len(set(lengths(ends))) >= 3
+    model.generation_config.eos_token_id = sorted(ends)
+    q = SamplingParams(max_new_tokens=12, temperature=0)
+    g = generate(model, tok, prompts, q, batch_size=batch_size)
+    assert len({len(c) for c in g.completion_ids}) >= 3  # (the tokenizer's EOS also ends rows)
+    for i, prompt in enumerate(prompts):
+        assert g.completion_ids[i] == generate(model, tok, [prompt], q).completion_ids[0]
+        ended = g.completion_ids[i][-1] in ends | {tok.eos_token_id}
+        assert g.finish[i] == ("eos" if ended else "length")

@@ -1,6 +1,7 @@
 """Sweeps (spec, expansion, local Ray runs, a killed worker) and the optional trackers."""
 
 import json
+import shutil
 import sys
 import time
 import types
@@ -213,7 +214,64 @@ def test_killed_worker_run_is_retried_from_checkpoint(tmp_path, ray_local, monke
     assert [e["attempt"] for e in starts] == [1, 2]
     assert starts[0]["resumed_from_step"] is None and starts[1]["resumed_from_step"] >= 1
     assert not any(e.get("outcome") == "done" and e["attempt"] == 1 for e in log)
+
+    # a run whose worker died before its first checkpoint (config + metrics, no checkpoint, a
+    # stale 'running' status) runs again from scratch on the next invocation; the rest is skipped
+    run_dir = tmp_path / "kill" / "runs" / other
+    shutil.rmtree(run_dir / "checkpoints")
+    with Store(tmp_path / "kill" / "results.sqlite") as s:
+        s.set_status(other, "running")
+    assert set(sweep(spec, workers=2, max_retries=0).values()) == {"done"}
+    with Store(tmp_path / "kill" / "results.sqlite") as s:
+        assert s.run(other)["attempts"] == 2 and s.run(victim)["attempts"] == 2
+        assert [m["step"] for m in s.metrics(other)] == [0, 1, 2, 3]
+    log = (tmp_path / "kill" / "runs" / other / "sweep_attempts.jsonl").read_text().splitlines()
+    assert [json.loads(x)["resumed_from_step"] for x in log if '"start"' in x] == [None, None]
     print(f"kill sweep: {time.time() - t0:.1f}s")
+
+
+@pytest.mark.slow
+def test_worker_that_always_dies_fails_after_k_retries_then_rerun_resumes(
+        tmp_path, ray_local, monkeypatch, capsys):
+    spec = write(tmp_path / "die.toml", MICRO.format(seeds="[20, 21]"))
+    victim = expand(load_spec(spec))[1].run_id
+    monkeypatch.setenv(TEST_KILL_ENV, victim + ":always")
+    t0 = time.time()
+    result = sweep(spec, workers=2, max_retries=1)
+    assert result[victim] == "failed" and list(result.values()).count("done") == 1
+    db = tmp_path / "die" / "results.sqlite"
+    with Store(db) as s:
+        assert s.run(victim)["attempts"] == 2  # 1 + K, Ray's retry of the dead worker included
+        assert "worker died" in s.run(victim)["error"]
+        assert [m["step"] for m in s.metrics(victim)][:2] == [0, 1]  # finished steps kept
+    assert "summary: 0 pending, 0 running, 1 done, 1 failed" in capsys.readouterr().err
+    # the cause is gone: a second invocation gives the failed run a fresh budget and it
+    # finishes from its checkpoint; the finished run is skipped
+    monkeypatch.delenv(TEST_KILL_ENV)
+    assert set(sweep(spec, workers=2, max_retries=0).values()) == {"done"}
+    with Store(db) as s:
+        assert s.run(victim)["attempts"] == 3 and s.metrics(victim)[-1]["step"] == 2
+        assert all(s.run(r)["attempts"] == 1 for r in result if r != victim)
+    log = (tmp_path / "die" / "runs" / victim / "sweep_attempts.jsonl").read_text().splitlines()
+    assert [json.loads(x)["resumed_from_step"] is not None for x in log if '"start"' in x] == [
+        False, True, True]
+    print(f"always-dying sweep + rerun: {time.time() - t0:.1f}s")
+
+
+def test_attempt_over_the_cap_fails_without_training(tmp_path):
+    from rlscale.sweep import run_task
+
+    db = tmp_path / "r.sqlite"
+    with Store(db) as s:
+        rid = s.add_run({"model": "micro:tiny", "seed": 5})
+        s.set_status(rid, "running", new_attempt=True)
+        s.set_status(rid, "failed", error="OSError: disk full")
+    with pytest.raises(RuntimeError, match="no attempts left"):
+        run_task(rid, {"model": "micro:tiny"}, str(tmp_path / "run"), str(db), max_attempts=1)
+    with Store(db) as s:
+        r = s.run(rid)
+        assert r["status"] == "failed" and r["attempts"] == 1 and "disk full" in r["error"]
+    assert not (tmp_path / "run" / "config.json").exists()
 
 
 def test_failing_run_is_retried_then_failed(tmp_path, ray_local, capsys):
@@ -228,15 +286,3 @@ def test_failing_run_is_retried_then_failed(tmp_path, ray_local, capsys):
     err = capsys.readouterr().err
     assert "retrying" in err and "summary: 0 pending, 0 running, 0 done, 1 failed" in err
 
-    # a run whose worker died before its first checkpoint (config + metrics, no checkpoint, a
-    # stale 'running' status) runs again from scratch on the next invocation; the rest is skipped
-    import shutil
-
-    run_dir = tmp_path / "kill" / "runs" / other
-    shutil.rmtree(run_dir / "checkpoints")
-    with Store(tmp_path / "kill" / "results.sqlite") as s:
-        s.set_status(other, "running")
-    assert set(sweep(spec, workers=2, max_retries=0).values()) == {"done"}
-    with Store(tmp_path / "kill" / "results.sqlite") as s:
-        assert s.run(other)["attempts"] == 2 and s.run(victim)["attempts"] == 2
-        assert [m["step"] for m in s.metrics(other)] == [0, 1, 2, 3]

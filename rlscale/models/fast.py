@@ -226,7 +226,7 @@ class FastDecoder:
                 o = torch.matmul(_softmax(s + state.bias[..., : col + 1]), values)
             else:
                 o = self._grouped_attention(q, keys, values, pkv, state)
-            x = self._mlp_out(L, x, o.view(B, nh * hd))
+            x = self._mlp_out(L, x, o.reshape(B, nh * hd))
         state.col += 1
         return self._logits(x)
 

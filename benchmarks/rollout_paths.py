@@ -1,0 +1,47 @@
+"""Rollout + training-forward speed: rlscale's compact path vs transformers' forward.
+
+GRPO-shaped batch: 4 prompts x 8 samples, 64 new tokens (EOS suppressed), temperature 1, on
+micro rungs 1m and 6m. Interleaved rounds; min over rounds. Usage:
+  .venv/bin/python b_rollout_bench.py [--threads 1] [--rounds 4]
+"""
+import argparse, random, sys, time
+sys.path.insert(0, "/work/main")
+import torch
+from rlscale.models import build_micro, fast, micro_tokenizer, non_embedding_params
+from rlscale.rollout import SamplingParams, batch_for_logprobs, generate, sequence_logprobs
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--rounds", type=int, default=4)
+ap.add_argument("--rungs", default="1m,6m")
+a = ap.parse_args()
+torch.set_num_threads(a.threads)
+r = random.Random(0)
+texts = [f"Question: Ann has {x} cards and finds {y} more. How many cards?\nAnswer: {x} + {y} = {x+y}\n#### {x+y}"
+         for x, y in ((r.randint(0, 99), r.randint(0, 99)) for _ in range(500))]
+tok = micro_tokenizer(corpus=texts)
+prompts = [t.split("Answer:")[0] + "Answer:" for t in texts[:4] for _ in range(8)]
+ps = SamplingParams(max_new_tokens=64, temperature=1.0, suppress_eos=True)
+real_supports = fast.supports
+def use(path):
+    fast.supports = real_supports if path == "rlscale" else (lambda m: False)
+for rung in a.rungs.split(","):
+    m = build_micro(rung, tok, seed=0)
+    g = generate(m, tok, prompts, ps, seed=0)
+    batch = batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id)
+    def rollout(): generate(m, tok, prompts, ps, seed=0)
+    def train():
+        m.zero_grad(); sequence_logprobs(m, *batch).sum().backward()
+    best = {}
+    for _ in range(a.rounds):
+        for path in ("hf", "rlscale"):
+            use(path)
+            for what, f in (("rollout", rollout), ("logprob fwd+bwd", train)):
+                clock = time.process_time if a.threads == 1 else time.perf_counter  # CPU time: robust to a shared machine
+                t = clock(); f(); dt = clock() - t
+                best[(what, path)] = min(best.get((what, path), 1e9), dt)
+    use("rlscale")
+    for what in ("rollout", "logprob fwd+bwd"):
+        h, f = best[(what, "hf")], best[(what, "rlscale")]
+        print(f"rollout_bench rung={rung} N={non_embedding_params(m)} {what}: hf={h:.3f}s "
+              f"rlscale={f:.3f}s speedup={h / f:.2f} threads={a.threads}")

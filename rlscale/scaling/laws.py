@@ -1,0 +1,351 @@
+"""Scaling laws as small estimator objects: named parameters with bounds, predict + exact Jacobian.
+
+A law maps data points (x = compute or data, size = N) to a predicted y and gives the exact
+Jacobian dy/dtheta, which the fitter (rlscale.scaling.fitting) uses for its least-squares solves.
+Parameters spanning decades (N0, A, C_mid...) are marked `log`: the fitter moves them in log10
+space so one step size suits every parameter. `starts(pts)` yields the grid of starting points;
+a law fills what the grid does not cover (e.g. the per-size intercepts) from the data.
+
+    loglinear_kn        log10 L = -k(N) log10 X + E(N), k(N) = K_max / (1 + N0 / N), E free per size
+    loglinear_kn_param  the same with E(N) = e0 + e1 log10(N / 1e9) + k(N) x0: unseen sizes predictable
+    gain_power          G = a N^b (RL gain across model sizes, the seed study)
+    chinchilla          L = E + A / N^alpha + B / D^beta
+    sigmoid             R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) (ScaleRL)
+
+The fit itself is `Law.fit(points)` (scikit-learn style: fit / predict / score, fitted values in
+`params_`), implemented in rlscale.scaling.fitting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+from rlscale.errors import UserError
+
+LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    lo: float
+    hi: float
+    log: bool = False  # optimised as log10(value) (positive parameters spanning decades)
+    unit: str = ""
+
+
+def size_label(n: float) -> str:
+    """E0 names as in the paper's code: 5e8 -> '0_5', 7.2e10 -> '72' (billions)."""
+    b = n / 1e9
+    return f"{b:g}".replace(".", "_")
+
+
+class Law:
+    """Base class: subclasses define specs(), _predict(), _jac() and starts()."""
+
+    name = "law"
+    x_label = "X"
+    y_label = "y"
+    default_objective = "mse"  # the objective the law's source used
+    default_curve_weights = True
+    needs_positive_x = True
+
+    def __init__(self):
+        self.params_: dict[str, float] | None = None
+        self.result_ = None  # FitResult after fit()
+
+    # -- structure --------------------------------------------------------------------------
+    def specs(self, pts) -> list[Param]:
+        """Parameters for these data (may depend on the sizes present)."""
+        raise NotImplementedError
+
+    def bind(self, pts) -> None:
+        """Fix data-dependent structure (e.g. which sizes have an intercept) before a fit."""
+
+    def validate(self, pts) -> None:
+        where = pts.source or "data"
+        if self.needs_positive_x and np.any(pts.x <= 0):
+            raise UserError(f"{where}: column '{pts.x_name}' must be > 0 for {self.name}")
+        if np.any(~np.isfinite(pts.y)):
+            raise UserError(f"{where}: column '{pts.y_name}' has non-finite values")
+
+    def theta(self, params: dict[str, float] | None = None) -> np.ndarray:
+        params = self.params_ if params is None else params
+        return np.array([params[p.name] for p in self._specs])
+
+    # -- math -------------------------------------------------------------------------------
+    def _predict(self, th: np.ndarray, x: np.ndarray, n: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _jac(self, th: np.ndarray, x: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prediction, Jacobian d prediction / d theta of shape (n_points, n_params))."""
+        raise NotImplementedError
+
+    def starts(self, pts) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    # -- estimator API ----------------------------------------------------------------------
+    def fit(self, pts, **kw):
+        from rlscale.scaling.fitting import fit_law
+
+        fit_law(self, pts, **kw)
+        return self
+
+    def predict(self, x, size=None) -> np.ndarray:
+        """Predicted y at x (array or Points) for model sizes `size` (scalar or array)."""
+        if self.params_ is None:
+            raise UserError(f"{self.name}: predict() before fit()")
+        if size is None:
+            x, size = x.x, x.size
+        x = np.asarray(x, dtype=float)
+        n = np.broadcast_to(np.asarray(size, dtype=float), x.shape)
+        return self._predict(self.theta(), x, n)
+
+    def score(self, pts) -> float:
+        """R^2 of the predictions in linear y (the paper's convention)."""
+        from rlscale.scaling.metrics import r2
+
+        return r2(pts.y, self.predict(pts))
+
+    def __repr__(self) -> str:
+        if self.params_ is None:
+            return f"{type(self).__name__}()"
+        body = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+        return f"{type(self).__name__}({body})"
+
+
+def _k(th0: float, n0: float, n: np.ndarray):
+    q = 1.0 / (1.0 + n0 / n)  # k(N) / K_max
+    return th0 * q, q
+
+
+class LogLinearKN(Law):
+    """log10 L = -k(N) log10 X + E(N), k(N) = K_max / (1 + N0 / N); E one free value per size."""
+
+    name = "loglinear_kn"
+    y_label = "test loss L"
+
+    def __init__(self):
+        super().__init__()
+        self.sizes_: np.ndarray | None = None
+
+    def bind(self, pts) -> None:
+        self.sizes_ = np.unique(pts.size)
+        self._specs = self.specs(pts)
+
+    def specs(self, pts=None) -> list[Param]:
+        sizes = self.sizes_ if self.sizes_ is not None else np.unique(pts.size)
+        return [Param("K_max", 1e-6, 5.0), Param("N0", 1e3, 1e16, log=True, unit="params")] + [
+            Param(f"E0_{size_label(s)}", -50.0, 50.0) for s in sizes]
+
+    def validate(self, pts) -> None:
+        super().validate(pts)
+        if np.any(pts.y <= 0):
+            raise UserError(f"{pts.source or 'data'}: column '{pts.y_name}' must be > 0 "
+                            f"(log10 L) for {self.name}")
+
+    def _index(self, n: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(self.sizes_, n)
+        idx = np.clip(idx, 0, len(self.sizes_) - 1)
+        bad = self.sizes_[idx] != n
+        if np.any(bad):
+            raise UserError(f"{self.name}: size {n[bad][0]:.4g} has no fitted intercept E(N); "
+                            "use loglinear_kn_param or refit_intercepts() to predict an unseen size")
+        return idx
+
+    def _predict(self, th, x, n):
+        k, _ = _k(th[0], th[1], n)
+        return 10.0 ** (th[2:][self._index(n)] - k * np.log10(x))
+
+    def _jac(self, th, x, n):
+        idx, lx = self._index(n), np.log10(x)
+        k, q = _k(th[0], th[1], n)
+        p = 10.0 ** (th[2:][idx] - k * lx)
+        g = p * LN10
+        jac = np.zeros((len(x), len(th)))
+        jac[:, 0] = -g * lx * q
+        jac[:, 1] = g * lx * th[0] * q * q / n  # d/dN0 of -k lx
+        jac[np.arange(len(x)), 2 + idx] = g
+        return p, jac
+
+    def intercepts(self, kmax: float, n0: float, pts) -> np.ndarray:
+        """Per-size E given k(N): the log-space least-squares value (a good starting point)."""
+        k, _ = _k(kmax, n0, pts.size)
+        idx = self._index(pts.size)
+        v = np.log10(pts.y) + k * np.log10(pts.x)
+        return np.bincount(idx, v, len(self.sizes_)) / np.maximum(np.bincount(idx, None, len(self.sizes_)), 1)
+
+    def starts(self, pts):
+        for kmax, ln0 in itertools.product((0.03, 0.1, 0.3, 1.0), (8.0, 9.0, 10.0, 11.0, 12.0)):
+            yield np.concatenate([[kmax, 10.0**ln0], self.intercepts(kmax, 10.0**ln0, pts)])
+
+    def k_of(self, n) -> np.ndarray:
+        return _k(self.params_["K_max"], self.params_["N0"], np.asarray(n, float))[0]
+
+
+class LogLinearKNParam(LogLinearKN):
+    """loglinear_kn with a parametric intercept, so a size never seen in the fit can be predicted:
+
+        log10 L = e0 + e1 log10(N / 1e9) - k(N) (log10 X - x0)
+
+    i.e. every curve is a line in log-log that passes, at log10 X = x0, through a loss that falls
+    as a power of N (e0, e1); k(N) is the paper's saturating slope. E(N) = e0 + e1 u + k(N) x0.
+    """
+
+    name = "loglinear_kn_param"
+
+    def bind(self, pts) -> None:
+        self._specs = self.specs(pts)
+
+    def specs(self, pts=None) -> list[Param]:
+        return [Param("K_max", 1e-6, 5.0), Param("N0", 1e3, 1e16, log=True, unit="params"),
+                Param("e0", -50.0, 50.0), Param("e1", -50.0, 50.0), Param("x0", -100.0, 100.0)]
+
+    def _predict(self, th, x, n):
+        k, _ = _k(th[0], th[1], n)
+        return 10.0 ** (th[2] + th[3] * np.log10(n / 1e9) - k * (np.log10(x) - th[4]))
+
+    def _jac(self, th, x, n):
+        k, q = _k(th[0], th[1], n)
+        u, dx = np.log10(n / 1e9), np.log10(x) - th[4]
+        p = 10.0 ** (th[2] + th[3] * u - k * dx)
+        g = p * LN10
+        return p, np.stack([-g * dx * q, g * dx * th[0] * q * q / n, g, g * u, g * k], axis=1)
+
+    def intercept(self, n) -> np.ndarray:
+        """E(N) of the paper's form, for comparison with loglinear_kn's free intercepts."""
+        p = self.params_
+        return p["e0"] + p["e1"] * np.log10(np.asarray(n, float) / 1e9) + self.k_of(n) * p["x0"]
+
+    def starts(self, pts):
+        lx, ly, u = np.log10(pts.x), np.log10(pts.y), np.log10(pts.size / 1e9)
+        for kmax, ln0 in itertools.product((0.03, 0.1, 0.3), (9.0, 10.0, 11.0)):
+            k, _ = _k(kmax, 10.0**ln0, pts.size)
+            for x0 in (np.median(lx), np.min(lx), 0.0):
+                # e0, e1: linear least squares of log10 L + k (lx - x0) on u
+                a = np.stack([np.ones_like(u), u], axis=1)
+                e = np.linalg.lstsq(a, ly + k * (lx - x0), rcond=None)[0]
+                yield np.array([kmax, 10.0**ln0, e[0], e[1], x0])
+
+
+class GainPower(Law):
+    """RL gain across model sizes: G = a * N^b (x is ignored; size is N)."""
+
+    name = "gain_power"
+    x_label = "model size N"
+    y_label = "RL gain"
+    default_curve_weights = False
+    needs_positive_x = False
+
+    def bind(self, pts) -> None:
+        self._specs = self.specs(pts)
+
+    def specs(self, pts=None):
+        return [Param("a", 1e-300, 1e300, log=True), Param("b", -10.0, 10.0)]
+
+    def validate(self, pts) -> None:
+        super().validate(pts)
+        if np.any(pts.y <= 0) or np.any(pts.size <= 0):
+            raise UserError(f"{pts.source or 'data'}: gain_power needs gains > 0 and sizes > 0 "
+                            f"(column '{pts.y_name}')")
+
+    def _predict(self, th, x, n):
+        return th[0] * n ** th[1]
+
+    def _jac(self, th, x, n):
+        p = th[0] * n ** th[1]
+        return p, np.stack([n ** th[1], p * np.log(n)], axis=1)
+
+    def starts(self, pts):
+        ln, ly = np.log(pts.size), np.log(pts.y)
+        for b in (-1.0, -0.3, 0.0, 0.3, 1.0):
+            yield np.array([math.exp(float(np.mean(ly - b * ln))), b])
+
+
+class Chinchilla(Law):
+    """L = E + A / N^alpha + B / D^beta (x is D, size is N); Huber in log space by default."""
+
+    name = "chinchilla"
+    x_label = "data D (tokens)"
+    y_label = "loss L"
+    default_objective = "huber"
+    default_curve_weights = False
+
+    def bind(self, pts) -> None:
+        self._specs = self.specs(pts)
+
+    def specs(self, pts=None):
+        return [Param("E", 1e-6, 1e3, log=True), Param("A", 1e-6, 1e12, log=True),
+                Param("B", 1e-6, 1e12, log=True), Param("alpha", 0.0, 3.0),
+                Param("beta", 0.0, 3.0)]
+
+    def validate(self, pts) -> None:
+        super().validate(pts)
+        if np.any(pts.y <= 0) or np.any(pts.size <= 0):
+            raise UserError(f"{pts.source or 'data'}: chinchilla needs loss > 0 (column "
+                            f"'{pts.y_name}') and sizes > 0")
+
+    def _predict(self, th, x, n):
+        return th[0] + th[1] * n ** -th[3] + th[2] * x ** -th[4]
+
+    def _jac(self, th, x, n):
+        an, bd = th[1] * n ** -th[3], th[2] * x ** -th[4]
+        jac = np.stack([np.ones_like(x), an / th[1], bd / th[2], -an * np.log(n),
+                        -bd * np.log(x)], axis=1)
+        return th[0] + an + bd, jac
+
+    def starts(self, pts):
+        # the Epoch AI replication grid (coarser): exp of a, b, e and the two exponents
+        for a, b, e, al, be in itertools.product((0, 5, 10, 15, 20, 25), (0, 5, 10, 15, 20, 25),
+                                                 (-1, -0.5, 0, 0.5, 1, 1.5), (0, 0.5, 1, 1.5, 2),
+                                                 (0, 0.5, 1, 1.5, 2)):
+            yield np.array([math.exp(e), math.exp(a), math.exp(b), al, be])
+
+
+class Sigmoid(Law):
+    """ScaleRL: R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B); y is a reward / pass rate."""
+
+    name = "sigmoid"
+    x_label = "compute C (FLOPs)"
+    y_label = "reward R"
+    default_curve_weights = False
+
+    def bind(self, pts) -> None:
+        self._specs = self.specs(pts)
+
+    def specs(self, pts=None):
+        return [Param("R0", -1e6, 1e6), Param("A", -1e6, 1e6),
+                Param("C_mid", 1e-300, 1e300, log=True), Param("B", 1e-3, 20.0)]
+
+    def _z(self, th, x):
+        return th[3] * (np.log(x) - np.log(th[2]))
+
+    def _predict(self, th, x, n):
+        return th[0] + (th[1] - th[0]) * expit(self._z(th, x))
+
+    def _jac(self, th, x, n):
+        s = expit(self._z(th, x))
+        ds = (th[1] - th[0]) * s * (1 - s)
+        jac = np.stack([1 - s, s, -ds * th[3] / th[2], ds * (np.log(x) - np.log(th[2]))], axis=1)
+        return th[0] + (th[1] - th[0]) * s, jac
+
+    def starts(self, pts):
+        lo, hi = float(np.min(pts.y)), float(np.max(pts.y))
+        span = max(hi - lo, 1e-6)
+        for q, b, top in itertools.product((0.1, 0.5, 0.9), (0.5, 1.0, 2.0), (0.0, 0.5, 2.0)):
+            yield np.array([lo - 0.1 * span, hi + top * span, float(np.quantile(pts.x, q)), b])
+
+
+LAWS: dict[str, type[Law]] = {c.name: c for c in
+                              (LogLinearKN, LogLinearKNParam, GainPower, Chinchilla, Sigmoid)}
+
+
+def make_law(name: str) -> Law:
+    if name not in LAWS:
+        raise UserError(f"--law: unknown law '{name}' (choose from {', '.join(LAWS)})")
+    return LAWS[name]()

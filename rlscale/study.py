@@ -1,0 +1,357 @@
+"""`rlscale study`: the embedded RL scaling study on the micro ladder, end to end.
+
+Stages (each cached in OUT and resumable; `rlscale study` again skips what is finished):
+
+    task        OUT/task/{train,test}.jsonl: the procedural task, written once, used by all
+    pretrain    OUT/pretrain/<rung>/         each rung pre-trained on the train split
+    baseline    OUT/baseline/<rung>/         k-shot (0..5) accuracy of each pre-trained model
+    rl          OUT/runs/<run>/              GRPO per rung (held-out test loss through training),
+                                              a data-reuse arm (tau) and a reward arm on one rung
+    report      OUT/report.md, OUT/*.png, OUT/summary.json, OUT/results.sqlite
+
+The jobs of the middle stages run in `workers` processes (one thread each on CPU): a small
+scheduler starts every job whose inputs are ready, longest first, and shows one progress bar per
+running job (read from the job's own log) under an overall bar. Ctrl-C stops the workers where
+they stand; each job keeps its last checkpoint, so rerunning the command resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlscale.errors import UserError
+from rlscale.files import atomic_write_json, atomic_write_text, dumps, read_json
+
+KSHOTS = (0, 1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str  # micro ladder rung, e.g. "micro:200k"
+    tokens: int  # pre-training tokens
+    pretrain_lr: float
+    rl_lr: float
+    rl_steps: int
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    task: str  # arith spec; materialised once into OUT/task
+    n_train: int  # train problems (pre-training corpus and RL prompts)
+    rungs: tuple[Rung, ...]
+    slip_frac: float  # pre-training corpus knobs (rlscale.pretrain)
+    direct_frac: float
+    batch_size: int  # GRPO prompts per step
+    group_size: int
+    max_new_tokens: int
+    eval_every: int
+    heldout: int  # held-out problems x samples at temperature 0.7: the test loss
+    eval_samples: int
+    kshot_problems: int  # baseline k-shot eval (greedy)
+    arm_rung: str  # the rung of the data-reuse and reward arms
+    taus: tuple[int, ...] = (1, 4, 16)
+    arm_reward: str = "strict"  # compared with the main runs' custom_flexible
+    seq_len: int = 128
+    pretrain_batch: int = 32
+    workers: int = 2
+    seed: int = 0
+
+
+_TASK = "arith:min_terms=2,max_terms=3,max_value=20,style=expr"
+PRESETS: dict[str, Preset] = {
+    # the README's first command: four rungs spanning 30x in N, at most 20 minutes on 2 cores
+    "cpu": Preset(
+        name="cpu", task=_TASK, n_train=4000,
+        rungs=(Rung("micro:20k", 3_000_000, 1e-2, 3e-4, 40),
+               Rung("micro:60k", 2_500_000, 1e-2, 2e-4, 40),
+               Rung("micro:200k", 2_000_000, 6e-3, 1.5e-4, 40),
+               Rung("micro:600k", 2_000_000, 4e-3, 1e-4, 40)),
+        slip_frac=0.3, direct_frac=0.0, batch_size=32, group_size=8, max_new_tokens=48,
+        eval_every=5, heldout=400, eval_samples=4, kshot_problems=200, arm_rung="micro:60k"),
+    # CI: every stage and file, minutes not science
+    "smoke": Preset(
+        name="smoke", task=_TASK, n_train=600,
+        rungs=(Rung("micro:20k", 60_000, 1e-2, 3e-4, 4),
+               Rung("micro:60k", 60_000, 8e-3, 2e-4, 4)),
+        slip_frac=0.3, direct_frac=0.0, batch_size=8, group_size=4, max_new_tokens=24,
+        eval_every=2, heldout=24, eval_samples=2, kshot_problems=8, arm_rung="micro:20k",
+        seq_len=64, pretrain_batch=8),
+    # a GPU: the ladder up to 100M parameters, more data and steps
+    "gpu": Preset(
+        name="gpu", task="arith:min_terms=2,max_terms=4,max_value=50,style=expr", n_train=20000,
+        rungs=(Rung("micro:200k", 20_000_000, 5e-3, 1e-4, 200),
+               Rung("micro:2m", 40_000_000, 2e-3, 5e-5, 200),
+               Rung("micro:6m", 60_000_000, 1.5e-3, 3e-5, 200),
+               Rung("micro:20m", 100_000_000, 1e-3, 2e-5, 200),
+               Rung("micro:100m", 200_000_000, 6e-4, 1e-5, 200)),
+        slip_frac=0.3, direct_frac=0.0, batch_size=128, group_size=8, max_new_tokens=96,
+        eval_every=20, heldout=1000, eval_samples=4, kshot_problems=500, arm_rung="micro:2m",
+        pretrain_batch=128, seq_len=256, workers=1),
+}
+
+
+# ---------------------------------------------------------------- jobs
+@dataclass
+class Job:
+    name: str  # e.g. "pretrain:micro:200k", "rl:200k", "baseline:micro:20k"
+    kind: str  # pretrain | baseline | rl
+    out: str  # the job's directory
+    params: dict  # what the worker needs (plain data: it crosses a process boundary)
+    deps: tuple[str, ...] = ()
+    cost: float = 1.0  # estimated seconds, for ordering and the overall bar
+    total: int = 1  # units of its progress bar (steps / problems)
+    meta: dict = field(default_factory=dict)  # for the report: rung, tau, reward
+
+
+def rung_tag(rung: str) -> str:
+    return rung.removeprefix("micro:")
+
+
+def plan(preset: Preset, out: Path) -> list[Job]:
+    """Every job of the study, with its inputs and estimated cost."""
+    from rlscale.models import LADDER, rung_name
+
+    task_dir = str(out / "task")
+    jobs: list[Job] = []
+    for r in preset.rungs:
+        n = _approx_n(LADDER[rung_name(r.name)])
+        tag = rung_tag(r.name)
+        steps = max(1, r.tokens // (preset.pretrain_batch * preset.seq_len))
+        jobs.append(Job(
+            f"pretrain:{tag}", "pretrain", str(out / "pretrain" / tag),
+            dict(rung=r.name, task=task_dir, tokens=r.tokens, lr=r.pretrain_lr,
+                 batch_size=preset.pretrain_batch, seq_len=preset.seq_len,
+                 slip_frac=preset.slip_frac, direct_frac=preset.direct_frac, seed=preset.seed,
+                 checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),
+            cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name}))
+        model = str(out / "pretrain" / tag / "model")
+        jobs.append(Job(
+            f"baseline:{tag}", "baseline", str(out / "baseline" / tag),
+            dict(model=model, task=task_dir, shots=KSHOTS, n_problems=preset.kshot_problems,
+                 max_new_tokens=preset.max_new_tokens, seed=preset.seed),
+            deps=(f"pretrain:{tag}",), cost=len(KSHOTS) * preset.kshot_problems * (n + 5e4) * 4e-8,
+            total=len(KSHOTS) * preset.kshot_problems, meta={"rung": r.name}))
+        arms = [("", preset.taus[0] if preset.taus else 1, "custom_flexible")]
+        if r.name == preset.arm_rung:
+            arms += [(f"-tau{t}", t, "custom_flexible") for t in preset.taus[1:]]
+            arms += [(f"-{preset.arm_reward}", 1, preset.arm_reward)]
+        for suffix, tau, reward in arms:
+            cfg = dict(model=model, task=task_dir, lr=r.rl_lr, batch_size=preset.batch_size,
+                       group_size=preset.group_size, mini_batch_size=preset.batch_size,
+                       steps=r.rl_steps, reuse=tau, reward=reward,
+                       max_new_tokens=preset.max_new_tokens, eval_every=preset.eval_every,
+                       heldout=preset.heldout, eval_samples=preset.eval_samples,
+                       eval_temperature=0.7, temperature=1.0, seed=preset.seed,
+                       checkpoint_every=max(5, r.rl_steps // 4), data_seed=preset.seed)
+            evals = r.rl_steps // max(1, preset.eval_every) + 2
+            cost = (r.rl_steps * preset.batch_size * preset.group_size
+                    + evals * preset.heldout * preset.eval_samples) * (n + 5e4) * 6e-8
+            jobs.append(Job(f"rl:{tag}{suffix}", "rl", str(out / "runs" / f"{tag}{suffix}"),
+                            cfg, deps=(f"pretrain:{tag}",), cost=cost, total=r.rl_steps,
+                            meta={"rung": r.name, "tau": tau, "reward": reward,
+                                  "main": suffix == ""}))
+    return jobs
+
+
+def _approx_n(rung) -> int:
+    return rung.layers * (4 * rung.hidden**2 + 3 * rung.hidden * rung.intermediate)
+
+
+def run_job(kind: str, out: str, params: dict, threads: int) -> dict:
+    """Run one job in a worker process (resumable: a finished job returns at once)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the study draws its own bars
+    if threads:
+        torch.set_num_threads(threads)
+    if kind == "pretrain":
+        from rlscale.pretrain import PretrainConfig, pretrain
+
+        return pretrain(PretrainConfig(**params), out, resume=True, progress=False)
+    if kind == "baseline":
+        from rlscale.evaluate import EvalConfig, evaluate
+
+        p = dict(params, shots=tuple(params["shots"]), out=out, temperature=0.0, samples=1)
+        return evaluate(EvalConfig(**p))
+    if kind == "rl":
+        from rlscale.grpo.config import TrainConfig
+        from rlscale.grpo.trainer import train
+
+        return train(TrainConfig.from_dict(params), out, resume=True, progress=False)
+    raise ValueError(kind)
+
+
+def job_progress(job: Job) -> int:
+    """Units done so far, read from the job's own log (cheap; no locking needed)."""
+    try:
+        if job.kind == "pretrain":
+            state = Path(job.out) / "pretrain.json"
+            if state.is_file() and read_json(state).get("done"):
+                return job.total
+            return _last_int(Path(job.out) / "loss.jsonl", "step")
+        if job.kind == "rl":
+            return _last_int(Path(job.out) / "metrics.jsonl", "step")
+        if job.kind == "baseline":
+            path = Path(job.out) / "completions.jsonl"
+            return path.read_bytes().count(b"\n") if path.is_file() else 0
+    except (OSError, UserError, ValueError):
+        pass
+    return 0
+
+
+def _last_int(path: Path, key: str) -> int:
+    import json
+
+    if not path.is_file():
+        return 0
+    lines = path.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)
+    try:
+        return int(json.loads(lines[-1]).get(key, 0))
+    except (ValueError, AttributeError):
+        return 0
+
+
+def job_done(job: Job) -> bool:
+    out = Path(job.out)
+    if job.kind == "pretrain":
+        return (out / "pretrain.json").is_file() and bool(read_json(out / "pretrain.json").get("done"))
+    if job.kind == "baseline":
+        return (out / "summary.json").is_file() and job_progress(job) >= job.total
+    return job_progress(job) >= job.total and (out / "metrics.jsonl").is_file()
+
+
+def schedule(jobs: list[Job], workers: int, threads: int, progress: bool) -> dict[str, float]:
+    """Run the jobs in a process pool, dependencies first, longest first; returns wall times."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    todo = {j.name: j for j in jobs if not job_done(j)}
+    done = {j.name for j in jobs} - set(todo)
+    times: dict[str, float] = {}
+    overall = tqdm(total=sum(j.cost for j in jobs), initial=sum(j.cost for j in jobs if j.name in done),
+                   desc="study", unit="s(est)", disable=not progress, position=0,
+                   bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+    bars: dict[str, object] = {}
+    running: dict[cf.Future, tuple[Job, float]] = {}
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        while todo or running:
+            ready = sorted((j for j in todo.values() if set(j.deps) <= done),
+                           key=lambda j: -j.cost)
+            for job in ready[: max(0, workers - len(running))]:
+                del todo[job.name]
+                fut = pool.submit(run_job, job.kind, job.out, job.params, threads)
+                running[fut] = (job, time.perf_counter())
+                bars[job.name] = tqdm(total=job.total, desc=job.name, disable=not progress,
+                                      position=len(bars) % workers + 1, leave=False)
+            if not running:
+                missing = sorted({d for j in todo.values() for d in j.deps} - done)
+                raise RuntimeError(f"study: jobs wait on unknown jobs {missing}")
+            finished, _ = cf.wait(running, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            for fut in list(running):
+                job, t0 = running[fut]
+                bar = bars[job.name]
+                bar.n = min(job.total, job_progress(job))
+                bar.refresh()
+                if fut not in finished:
+                    continue
+                fut.result()  # re-raise a job's error here, in the main process
+                del running[fut]
+                times[job.name] = time.perf_counter() - t0
+                done.add(job.name)
+                bar.close()
+                overall.update(job.cost)
+                overall.write(f"  {job.name}: done in {times[job.name]:.0f} s")
+    except BaseException:
+        for fut in running:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)  # workers save their checkpoints first
+        raise
+    finally:
+        overall.close()
+    pool.shutdown()
+    return times
+
+
+# ---------------------------------------------------------------- the study
+def write_task(preset: Preset, out: Path) -> None:
+    """OUT/task/{train,test}.jsonl in GSM8K format, once (a rerun keeps the same files)."""
+    from rlscale.tasks import load_task
+
+    task_dir = out / "task"
+    if (task_dir / "test.jsonl").is_file() and (task_dir / "train.jsonl").is_file():
+        return
+    task = load_task(preset.task, seed=preset.seed, n_test=preset.heldout, n_train=preset.n_train)
+    for split, problems in (("train", task.train), ("test", task.test)):
+        atomic_write_text(task_dir / f"{split}.jsonl", "".join(
+            dumps({"question": p.question, "answer": p.solution}) + "\n" for p in problems))
+
+
+def study(preset: Preset, out, workers: int | None = None, progress: bool | None = None) -> dict:
+    """Run (or resume) the whole study into out; returns summary.json's content."""
+    import sys
+
+    import torch
+
+    from rlscale import report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = out / "study.json"
+    mine = {"preset": dataclasses.asdict(preset)}
+    if settings.is_file():
+        old = read_json(settings)
+        if old.get("preset") != mine["preset"]:
+            raise UserError(f"{settings}: {out} holds a study with other settings (preset "
+                            f"{old.get('preset', {}).get('name')!r}); use another --out")
+    t0 = time.perf_counter()
+    wall = read_json(settings).get("wall_s", 0.0) if settings.is_file() else 0.0
+    atomic_write_json(settings, {**mine, "wall_s": wall})
+    progress = sys.stderr.isatty() if progress is None else progress
+    workers = workers or preset.workers
+    threads = 1 if workers > 1 and not torch.cuda.is_available() else 0
+    write_task(preset, out)
+    from rlscale.pretrain import corpus_tokenizer
+    from rlscale.tasks import load_task
+
+    corpus_tokenizer(load_task(str(out / "task"), seed=preset.seed).train)  # warm the cache once
+    jobs = plan(preset, out)
+    try:
+        times = schedule(jobs, workers, threads, progress)
+    finally:
+        wall += time.perf_counter() - t0
+        atomic_write_json(settings, {**mine, "wall_s": wall})
+    old_times = read_json(settings).get("job_s", {})
+    atomic_write_json(settings, {**mine, "wall_s": wall, "job_s": {**old_times, **times}})
+    t1 = time.perf_counter()
+    summary = report.write_report(preset, jobs, out)
+    atomic_write_json(settings, {**mine, "wall_s": wall + time.perf_counter() - t1,
+                                 "job_s": {**old_times, **times}})
+    return summary
+
+
+# ---------------------------------------------------------------- CLI
+def configure(p) -> None:
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="cpu: 4 rungs, <= 20 min on 2 cores; smoke: CI; gpu: up to 100M params")
+    p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel jobs (default: the preset's; one thread each on CPU)")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="progress bars even when stderr is not a terminal")
+
+
+def run(args) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers: {args.workers}: must be >= 1")
+    summary = study(PRESETS[args.preset], args.out, args.workers, args.progress)
+    print(f"report: {Path(args.out) / 'report.md'}; summary: {Path(args.out) / 'summary.json'}; "
+          f"wall time {summary['wall_s']:.0f} s")
+    return 0
