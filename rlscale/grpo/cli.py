@@ -57,6 +57,8 @@ def configure(p) -> None:
                        help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default!r})")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    p.add_argument("--tracker", default="", metavar="NAMES",
+                   help="also log to tensorboard,wandb,mlflow (comma list; off by default)")
     p.add_argument("--progress", action=argparse_bool(), default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
 
@@ -89,7 +91,10 @@ def run(args) -> int:
     from rlscale.grpo.trainer import train
 
     cfg = config_from_args(args)
-    result = train(cfg, args.out, resume=args.resume, progress=args.progress)
+    from rlscale.trackers import parse_names
+
+    result = train(cfg, args.out, resume=args.resume, progress=args.progress,
+                   trackers=tuple(parse_names(args.tracker)))
     keep = ("steps", "D", "reward_mean", "test_loss", "C_paper", "C_itemized")
     print(dumps({"run_dir": result["run_dir"], **{k: result[k] for k in keep if k in result}}))
     return 0

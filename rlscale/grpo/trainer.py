@@ -93,6 +93,7 @@ class _Trainer:
         self.saved_step = -1
         self.dirty = False  # weights changed since the last finished step
         self.progress = progress
+        self.trackers: list = []
 
     # ------------------------------------------------------------------ run directory
     def open_run(self, resume: bool) -> None:
@@ -316,6 +317,8 @@ class _Trainer:
                 if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
                     row.update(self.evaluate())
                 writer.write(row)
+                for t in self.trackers:
+                    t.log(row, step)
                 last = row
                 if step % cfg.checkpoint_every == 0:
                     self.save()
@@ -327,6 +330,8 @@ class _Trainer:
         finally:
             bar.close()
             writer.close()
+            for t in self.trackers:
+                t.close()
             self.save()  # at exit: only when the weights are those of a finished step
         return {"run_dir": str(self.run_dir), "steps": self.state["step"], **last}
 
@@ -337,7 +342,8 @@ def _isatty() -> bool:
     return sys.stderr.isatty()
 
 
-def train(cfg: TrainConfig, run_dir, resume: bool = False, progress: bool | None = None) -> dict:
+def train(cfg: TrainConfig, run_dir, resume: bool = False, progress: bool | None = None,
+          trackers: tuple[str, ...] = ()) -> dict:
     """Run (or with resume=True continue) a GRPO run in run_dir; returns the last metrics row.
 
     Bad settings raise UserError before anything is written; a diverged loss raises UserError
@@ -347,4 +353,8 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, progress: bool | None
     run_dir = Path(run_dir)
     trainer = _Trainer(cfg, run_dir, resume, progress)
     trainer.open_run(resume)
+    if trackers:  # optional views of metrics.jsonl (TensorBoard, W&B, MLflow); off by default
+        from rlscale.trackers import make_trackers
+
+        trainer.trackers = make_trackers(list(trackers), run_dir, cfg.to_dict())
     return trainer.run()
