@@ -75,7 +75,7 @@ def test_curve_weights_make_every_curve_count_the_same():
 
 def test_gain_power_and_sigmoid_and_chinchilla_recover_parameters():
     n = np.geomspace(1e8, 1e11, 8)
-    g = fit(_pts(n, n, 2e-3 * n**0.25), "gain_power")
+    g = fit(_pts(n, 2e-3 * n**0.25, n), "gain_power")
     assert abs(g.params_["b"] - 0.25) < 1e-6 and abs(g.params_["a"] / 2e-3 - 1) < 1e-5
     c = np.geomspace(1e15, 1e21, 40)
     r = 0.1 + (0.6 - 0.1) / (1 + (3e18 / c) ** 0.8)

@@ -16,21 +16,21 @@ from pathlib import Path
 
 
 def configure(parser) -> None:
-    from_ = parser.add_argument_group("data")
-    from_.add_argument("--data", required=True, help="CSV / JSONL / Parquet table, a run "
+    inp = parser.add_argument_group("data")
+    inp.add_argument("--data", required=True, help="CSV / JSONL / Parquet table, a run "
                        "directory (or a directory of them), a results .db, a verl log or a TRL "
                        "output dir / trainer_state.json")
-    from_.add_argument("--format", default="auto",
+    inp.add_argument("--format", default="auto",
                        choices=["auto", "table", "runs", "db", "verl", "trl"])
-    from_.add_argument("--x", default="C_flops", help="x column (default C_flops; C_paper, D...)")
-    from_.add_argument("--y", default="test_loss", help="y column (default test_loss)")
-    from_.add_argument("--size-col", default="N", help="model-size column (default N)")
-    from_.add_argument("--step-col", default="step", help="step column (default step)")
-    from_.add_argument("--curve-col", default=None,
+    inp.add_argument("--x", default="C_flops", help="x column (default C_flops; C_paper, D...)")
+    inp.add_argument("--y", default="test_loss", help="y column (default test_loss)")
+    inp.add_argument("--size-col", default="N", help="model-size column (default N)")
+    inp.add_argument("--step-col", default="step", help="step column (default step)")
+    inp.add_argument("--curve-col", default=None,
                        help="column naming the curve (default: one curve per size / run)")
-    from_.add_argument("--n-params", type=float, default=None,
+    inp.add_argument("--n-params", type=float, default=None,
                        help="N for verl / TRL inputs (non-embedding parameters)")
-    from_.add_argument("--batch-size", type=int, default=None, help="prompts per step (D)")
+    inp.add_argument("--batch-size", type=int, default=None, help="prompts per step (D)")
     sel = parser.add_argument_group("selection")
     sel.add_argument("--first-steps", type=int, default=None, metavar="M",
                      help="fit the first M steps of each curve")
@@ -66,8 +66,6 @@ def _table(law, intervals, level) -> str:
 
 
 def run(args) -> int:
-    import numpy as np
-
     from rlscale.errors import UserError
     from rlscale.files import atomic_write_json
     from rlscale.scaling import fit_law, make_law, prepare

@@ -85,6 +85,12 @@ class Problem:
             raise UserError(f"{pts.source or 'data'}: column '{pts.y_name}' must be > 0 for the "
                             "huber objective (log space)")
         self.ly = np.log(pts.y) if objective == "huber" else None
+        # objective scale for the convergence check: a constant model's objective, so an exact
+        # fit (objective 0) is judged against the data's spread, not against zero
+        yy = self.ly if objective == "huber" else pts.y
+        r0 = yy - np.sum(self.w * yy)
+        self.f_null = float(np.sum(self.w * r0 * r0)) if objective == "mse" else float(
+            0.5 * np.sum(self.rho(r0 * r0)[0]))
 
     # internal <-> natural
     def theta(self, u: np.ndarray) -> np.ndarray:
@@ -117,7 +123,7 @@ class Problem:
         """scipy's robust-loss callable: w * Huber in terms of z = r^2 (value, 1st, 2nd deriv)."""
         d2, w = self.delta**2, self.w
         inner = z <= d2
-        sz = np.sqrt(np.maximum(z, 1e-300))
+        sz = np.sqrt(np.maximum(z, d2))  # only used outside the quadratic zone
         out = np.empty((3, len(z)))
         out[0] = np.where(inner, w * z, w * (2 * self.delta * sz - d2))
         out[1] = np.where(inner, w, w * self.delta / sz)
@@ -171,12 +177,12 @@ def solve(prob: Problem, starts, n_local: int = 5, check: bool = True):
     if check:
         for _ in range(3):  # restart from the optimum until it stops moving
             u, f = prob.local(best_u)
-            rel_change = max(best_f - f, 0.0) / max(abs(best_f), 1e-300)
+            rel_change = max(best_f - f, 0.0) / (abs(best_f) + 1e-9 * prob.f_null + 1e-300)
             if f < best_f:
                 best_u, best_f = u, f
             if rel_change <= 1e-9:
                 break
-        gnorm = projected_gradient(prob, best_u) / max(abs(best_f), 1e-300)
+        gnorm = projected_gradient(prob, best_u) / (abs(best_f) + 1e-9 * prob.f_null + 1e-300)
     return best_u, best_f, rel_change, gnorm, len(scored)
 
 
