@@ -78,6 +78,8 @@ def _points(rungs, x: str):
 
 def fit_all(rungs) -> dict:
     """loglinear_kn on C and on D; gain_power of the RL gain vs N. A failed fit is reported."""
+    import numpy as np
+
     fits = {}
     for name, x in (("loglinear_kn_C", "C_paper"), ("loglinear_kn_D", "D")):
         try:
@@ -85,10 +87,21 @@ def fit_all(rungs) -> dict:
 
             pts = _points(rungs, x)
             law = LogLinearKN().fit(pts)
+            curves = {}
+            for r in rungs:  # the fitted line over each rung's own range, for the plot
+                xs = pts.x[pts.size == r["N"]]
+                if len(xs):
+                    grid = np.geomspace(xs.min(), xs.max(), 30)
+                    curves[r["rung"]] = [grid.tolist(), law.predict(grid, r["N"]).tolist()]
             fits[name] = {"law": "loglinear_kn", "x": x, "params": dict(law.params_),
                           "K_max": law.params_["K_max"], "N0": law.params_["N0"],
                           "r2": law.score(pts), "n_points": len(pts),
-                          "k_of_N": {r["rung"]: float(law.k_of([r["N"]])[0]) for r in rungs}}
+                          "converged": bool(getattr(law.result_, "converged", False)),
+                          "at_bounds": _at_bounds(law),
+                          "k_of_N": {r["rung"]: float(law.k_of([r["N"]])[0]) for r in rungs},
+                          "curves": curves}
+            if x == "C_paper":
+                fits[name]["fixed_compute"] = fixed_compute_table(law, rungs, pts)
         except Exception as e:  # noqa: BLE001 - the report states why a fit is missing
             fits[name] = {"law": "loglinear_kn", "x": x, "error": f"{type(e).__name__}: {e}"}
     try:
@@ -100,10 +113,53 @@ def fit_all(rungs) -> dict:
         pts = from_rows(rows, "x", "gain", "N", "step", curve_col="run", source="study gains")
         law = GainPower().fit(pts)
         fits["gain_power"] = {"law": "gain_power", "params": dict(law.params_),
-                              "r2": law.score(pts), "n_points": len(pts)}
+                              "r2": law.score(pts), "n_points": len(pts),
+                              "converged": bool(getattr(law.result_, "converged", False)),
+                              "at_bounds": _at_bounds(law)}
     except Exception as e:  # noqa: BLE001
         fits["gain_power"] = {"law": "gain_power", "error": f"{type(e).__name__}: {e}"}
     return fits
+
+
+def fixed_compute_table(law, rungs, pts, levels: int = 5) -> list[dict]:
+    """At RL budgets spread over the measured range: the fitted loss of every rung, the best."""
+    import numpy as np
+
+    from rlscale.scaling.analyses import fixed_compute
+
+    out = []
+    for c in np.geomspace(pts.x.min(), pts.x.max(), levels):
+        res = fixed_compute(law, [r["N"] for r in rungs], float(c))
+        best = next(r["rung"] for r in rungs if r["N"] == res["best_size"])
+        out.append({"C": float(c), "loss": dict(zip((r["rung"] for r in rungs), res["loss"])),
+                    "best": best})
+    return out
+
+
+def reuse_analysis(arm: list[dict]) -> dict | None:
+    """rlscale.scaling.analyses.data_reuse on the arm's held-out curves (steps > 0)."""
+    from rlscale.scaling.analyses import data_reuse
+
+    tau, step, loss = [], [], []
+    for a in arm:
+        for e in _evals(Path(a["run_dir"])):
+            if e["step"] > 0:
+                tau.append(a["tau"]), step.append(e["step"]), loss.append(e["test_loss"])
+    if len({*tau}) < 2:
+        return None
+    res = data_reuse(tau, step, loss, tail=3)
+    return {"tau": res.tau, "final_loss": res.final_loss, "final_se": res.final_se,
+            "degrades_at": res.degrades_at, "tail_points": 3}
+
+
+def _at_bounds(law) -> list[str]:
+    """Parameters the optimiser left on a bound: the data do not determine them."""
+    out = []
+    for p in getattr(law, "_specs", []):
+        v = law.params_[p.name]
+        if any(abs(v - b) <= 1e-6 * max(abs(b), 1e-12) for b in (p.lo, p.hi)):
+            out.append(p.name)
+    return out
 
 
 def rung_slopes(rungs, x: str = "C_paper") -> dict[str, float]:
@@ -143,12 +199,9 @@ def plots(data: dict, fits: dict, out: Path) -> dict[str, str]:
         c = COLORS[i % len(COLORS)]
         ax.plot([e["C_paper"] for e in ev], [e["test_loss"] for e in ev], "o", color=c,
                 label=f"{r['rung']} (N={r['N']:,})")
-        e_key = next((k for k in fit_c.get("params", {}) if k.startswith("E") and
-                      _size_match(k, r["N"])), None)
-        if e_key and ev:
-            k = fit_c["k_of_N"][r["rung"]]
-            xs = np.geomspace(ev[0]["C_paper"], ev[-1]["C_paper"], 50)
-            ax.plot(xs, 10 ** (fit_c["params"][e_key] - k * np.log10(xs)), "-", color=c, lw=1)
+        if r["rung"] in fit_c.get("curves", {}):
+            xs, ys = fit_c["curves"][r["rung"]]
+            ax.plot(xs, ys, "-", color=c, lw=1)
     ax.set(xscale="log", yscale="log", xlabel="RL compute C (FLOPs, 6 N T)",
            ylabel="held-out test loss 1 - pass@1 (T=0.7)",
            title="Test loss vs RL compute" + (f" (fit R²={fit_c['r2']:.3f})" if "r2" in fit_c else ""))
@@ -203,12 +256,6 @@ def plots(data: dict, fits: dict, out: Path) -> dict[str, str]:
     return made
 
 
-def _size_match(key: str, n: float) -> bool:
-    from rlscale.scaling.laws import size_label
-
-    return key in (f"E_{size_label(n)}", f"E({size_label(n)})", f"E[{size_label(n)}]")
-
-
 # ---------------------------------------------------------------- report
 def write_report(preset, jobs, out: Path) -> dict:
     import dataclasses
@@ -223,12 +270,20 @@ def write_report(preset, jobs, out: Path) -> dict:
                "wall_s": study.get("wall_s"), "job_s": study.get("job_s", {}),
                "rungs": data["rungs"], "arms": data["arms"], "fits": fits,
                "k_per_rung_slope": rung_slopes(data["rungs"]), "figures": figs,
+               "data_reuse": _safe(reuse_analysis, data["arms"]["reuse"]),
                "settings": dataclasses.asdict(preset),
                "all_rungs_improved": all(r["gain"] > max(r["baseline_se"], r["final_se"])
                                          for r in data["rungs"])}
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "report.md", markdown(summary))
     return summary
+
+
+def _safe(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - the report states why an analysis is missing
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def _store(data: dict, out: Path) -> None:
@@ -243,6 +298,14 @@ def _store(data: dict, out: Path) -> None:
 
 def _fmt(x, spec=".3g"):
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def _caveat(f: dict) -> str:
+    out = "" if f.get("converged") else "; the optimiser did NOT report convergence"
+    if f.get("at_bounds"):
+        out += (f"; {', '.join(f['at_bounds'])} on a bound of its range: not determined by "
+                f"these data (e.g. all N far below N0, so only K_max / N0 is identified)")
+    return out
 
 
 def markdown(s: dict) -> str:
@@ -274,11 +337,11 @@ def markdown(s: dict) -> str:
             L.append(f"- `{name}`: no fit ({f['error']})")
         elif f["law"] == "loglinear_kn":
             L.append(f"- `{name}` (x = {f['x']}): K_max = {f['K_max']:.4g}, N0 = {f['N0']:.4g}, "
-                     f"R² = {f['r2']:.3f} on {f['n_points']} points")
+                     f"R² = {f['r2']:.3f} on {f['n_points']} points{_caveat(f)}")
         else:
             p = f["params"]
             L.append(f"- `gain_power`: gain = {p['a']:.3g} N^{p['b']:.3f}, R² = {f['r2']:.3f} "
-                     f"on {f['n_points']} rungs")
+                     f"on {f['n_points']} rungs{_caveat(f)}")
     L += ["", "## Arms (rung " + st["arm_rung"] + ")", "",
           "| run | tau | reward | unique prompts | final test loss | acc strict | acc custom_flexible |",
           "|---|---|---|---|---|---|---|"]
@@ -290,9 +353,45 @@ def markdown(s: dict) -> str:
         L.append(f"| {a['run']} | {a['tau']} | {a['reward']} | {a['unique_prompts']} | "
                  f"{a['final_test_loss']:.3f} ± {a['final_se']:.3f} | "
                  f"{_fmt(a['final_acc_strict'], '.3f')} | {_fmt(a['final_acc_custom_flexible'], '.3f')} |")
-    L += ["", "## Figures", ""]
+    L += ["", "## Findings", ""] + findings(s) + ["", "## Figures", ""]
     for name, f in s["figures"].items():
         L += [f"![{name}]({f})", ""]
     L += ["## Times", "", "| job | seconds |", "|---|---|"]
     L += [f"| {k} | {v:.0f} |" for k, v in sorted(s["job_s"].items())]
     return "\n".join(L) + "\n"
+
+
+def findings(s: dict) -> list[str]:
+    """Plain statements of what the study shows, and of what it does not."""
+    out = []
+    for r in s["rungs"]:
+        se = max(r["baseline_se"], r["final_se"])
+        verdict = "improved" if r["gain"] > se else "did NOT improve measurably"
+        out.append(f"- {r['rung']}: RL {verdict}: {r['baseline_acc']:.3f} -> {r['final_acc']:.3f} "
+                   f"({r['gain'] / max(se, 1e-12):+.1f} standard errors) with "
+                   f"{r['rl_flops'] / max(r['pretrain_flops'], 1):.1%} of its pre-training compute.")
+    fit = s["fits"].get("loglinear_kn_C", {})
+    for row in fit.get("fixed_compute", []):
+        out.append(f"- At an RL budget of {row['C']:.3g} FLOPs the fitted law puts {row['best']} "
+                   f"lowest (test loss {row['loss'][row['best']]:.3f}).")
+    reuse = s.get("data_reuse") or {}
+    if "tau" in reuse:
+        finals = ", ".join(f"tau {t:g}: {f:.3f} ± {e:.3f}" for t, f, e in
+                           zip(reuse["tau"], reuse["final_loss"], reuse["final_se"]))
+        deg = (f"degrades from tau = {reuse['degrades_at']:g}" if reuse["degrades_at"] else
+               "does not degrade measurably at any tau tried")
+        out.append(f"- Data reuse at equal total prompts (final test loss, mean of the last "
+                   f"{reuse['tail_points']} evaluations): {finals}; the loss {deg}.")
+    rew = {a["reward"]: a for a in s["arms"]["reward"]}
+    if {"strict", "custom_flexible"} <= set(rew):
+        a, b = rew["strict"], rew["custom_flexible"]
+        diff = a["final_test_loss"] - b["final_test_loss"]
+        se = math.hypot(a["final_se"], b["final_se"])
+        what = (f"strict-reward training ends {diff:+.3f} in test loss (its own reward) vs "
+                f"custom_flexible ({diff / max(se, 1e-12):+.1f} combined SE)")
+        if abs(diff) <= 2 * se:
+            what += ("; no measurable difference: the pre-training corpus always writes "
+                     "'#### N', so there is no answer format left for a strict reward to teach "
+                     "(the seed study's effect needs base models that do not know the format)")
+        out.append(f"- Reward arm: {what}.")
+    return out

@@ -18,6 +18,7 @@ they stand; each job keeps its last checkpoint, so rerunning the command resumes
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +67,10 @@ PRESETS: dict[str, Preset] = {
     # the README's first command: four rungs spanning 30x in N, at most 20 minutes on 2 cores
     "cpu": Preset(
         name="cpu", task=_TASK, n_train=4000,
-        rungs=(Rung("micro:20k", 3_000_000, 1e-2, 3e-4, 40),
-               Rung("micro:60k", 2_500_000, 1e-2, 2e-4, 40),
-               Rung("micro:200k", 2_000_000, 6e-3, 1.5e-4, 40),
-               Rung("micro:600k", 2_000_000, 4e-3, 1e-4, 40)),
+        rungs=(Rung("micro:20k", 5_000_000, 1.2e-2, 3e-4, 40),
+               Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 40),
+               Rung("micro:200k", 3_000_000, 7e-3, 1.5e-4, 40),
+               Rung("micro:600k", 3_000_000, 4e-3, 1e-4, 40)),
         slip_frac=0.3, direct_frac=0.0, batch_size=32, group_size=8, max_new_tokens=48,
         eval_every=5, heldout=400, eval_samples=4, kshot_problems=200, arm_rung="micro:60k"),
     # CI: every stage and file, minutes not science
@@ -305,7 +306,7 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "study.json"
-    mine = {"preset": dataclasses.asdict(preset)}
+    mine = {"preset": json.loads(dumps(dataclasses.asdict(preset)))}  # tuples as JSON lists
     if settings.is_file():
         old = read_json(settings)
         if old.get("preset") != mine["preset"]:
