@@ -11,14 +11,18 @@ s_per_step is the median over the timed steps after warm-up; rlscale's is its wh
 (rollout + rewards + log-probs + update), TRL's the time between its optimizer steps. MFU is
 rlscale's C_itemized FLOPs per second over the measured matmul peak (rlscale.flops).
 
-    .venv/bin/python benchmarks/grpo_vs_trl.py [--sizes 1m,6m] [--steps 8] [--warmup 2]
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--sizes 1m,6m] [--steps 6] [--warmup 2]
+                                               [--threads 2]
 
-Run it on a quiet machine: both sides share the cores, and any other load skews the ratio.
+Both sides run in this one process with the same torch intra-op thread count (--threads,
+default: all cores; the header line reports it). Run it on a quiet machine: any other load
+skews the ratio, and a busy core stalls every multi-threaded op of either side.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -92,6 +96,14 @@ def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> float:
     return statistics.median(times)
 
 
+def same_threads(threads: int, side: str) -> None:
+    """Fairness: neither side may have run with another intra-op thread count."""
+    import torch
+
+    if torch.get_num_threads() != max(1, threads):
+        raise SystemExit(f"{side} changed torch's thread count to {torch.get_num_threads()}")
+
+
 def main() -> int:
     import torch
 
@@ -99,14 +111,19 @@ def main() -> int:
     ap.add_argument("--sizes", default="1m,6m", help="micro rungs, comma-separated")
     ap.add_argument("--steps", type=int, default=6, help="timed steps per side")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="torch intra-op threads, the same for both sides (default: all cores)")
     a = ap.parse_args()
+    torch.set_num_threads(max(1, a.threads))
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, cpu", flush=True)
     for rung in a.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             n = build(rung, tmp / "model")
             ours, mfu = time_rlscale(tmp / "model", a.steps, a.warmup, tmp / "rlscale")
+            same_threads(a.threads, "rlscale")
             theirs = time_trl(tmp / "model", a.steps, a.warmup, tmp / "trl")
+            same_threads(a.threads, "TRL")
             print(f"grpo_vs_trl params={n} rlscale_s_per_step={ours:.3f} "
                   f"trl_s_per_step={theirs:.3f} speedup={theirs / ours:.2f} mfu={mfu:.3f}",
                   flush=True)

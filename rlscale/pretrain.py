@@ -80,7 +80,7 @@ class PretrainConfig:
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
         if self.direct_frac + self.slip_frac > 1:
-            bad("slip_frac", f"direct_frac + slip_frac must be <= 1")
+            bad("slip_frac", "direct_frac + slip_frac must be <= 1")
         for name in ("weight_decay", "grad_clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 bad(name, "must be a finite number >= 0")
@@ -239,6 +239,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
     bar = tqdm(total=total, initial=st["step"], desc=f"pretrain {cfg.rung}", unit="step",
                disable=_no_bar(progress), dynamic_ncols=True, leave=False)
     t0, step0, losses = time.perf_counter(), st["step"], []
+    saved, clean = st["step"], True  # clean: the weights are those of a finished step
     try:
         for step in range(st["step"], total):
             x, y, m = (t.to(device) for t in corpus.batch(step))
@@ -252,9 +253,10 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            clean = False  # only the optimizer step changes the weights
             opt.step()
             losses.append(loss.item())
-            st["step"] = step + 1
+            st["step"], clean = step + 1, True
             if st["step"] % cfg.log_every == 0 or st["step"] == total:
                 log.write({"step": st["step"], "tokens": st["step"] * cfg.batch_size * cfg.seq_len,
                            "loss": sum(losses) / len(losses), "lr": lr_at(step, cfg)})
@@ -263,7 +265,13 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
             if st["step"] % cfg.checkpoint_every == 0 and st["step"] < total:
                 ck.save_checkpoint(out, st["step"], model, opt,
                                    {"wall_s": st["wall_s"] + time.perf_counter() - t0})
+                saved = st["step"]
             bar.update(1)
+    except BaseException:  # Ctrl-C or an error: keep the last finished step for --resume
+        if clean and saved < st["step"] < total:
+            ck.save_checkpoint(out, st["step"], model, opt,
+                               {"wall_s": st["wall_s"] + time.perf_counter() - t0})
+        raise
     finally:
         bar.close()
         log.close()

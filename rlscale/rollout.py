@@ -288,14 +288,16 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
 
 
 def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion_mask,
-                      temperature: float = 1.0, return_entropy: bool = False):
+                      temperature: float = 1.0, return_entropy: bool = False,
+                      entropy_grad: bool = True):
     """Per-token log-probs of the completion tokens, in one forward pass.
 
     input_ids [B, P + C]: left-padded prompts followed by right-padded completions (see
     `batch_for_logprobs`); attention_mask / position_ids [B, P + C] (positions as during
     generation); completion_mask [B, C] (1 on real completion tokens). Returns [B, C] log-probs
     of each completion token under logits / temperature (0 where masked), and with
-    return_entropy also the [B, C] entropies. Gradients flow when enabled by the caller.
+    return_entropy also the [B, C] entropies. Gradients flow when enabled by the caller
+    (entropy_grad=False: the entropies are a metric only, computed outside autograd).
     Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once.
     """
     logits = completion_logits(model, input_ids, attention_mask, position_ids,
@@ -307,7 +309,8 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1) * completion_mask
     if not return_entropy:
         return logp
-    ent = -(logp_all.exp() * logp_all).sum(-1) * completion_mask
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        ent = -(logp_all.exp() * logp_all).sum(-1) * completion_mask
     return logp, ent
 
 

@@ -241,7 +241,8 @@ def schedule(jobs: list[Job], workers: int, threads: int, progress: bool) -> dic
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
     bars: dict[str, object] = {}
     running: dict[cf.Future, tuple[Job, float]] = {}
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                  initializer=_worker_init)
     try:
         while todo or running:
             ready = sorted((j for j in todo.values() if set(j.deps) <= done),
@@ -273,12 +274,33 @@ def schedule(jobs: list[Job], workers: int, threads: int, progress: bool) -> dic
     except BaseException:
         for fut in running:
             fut.cancel()
+        _interrupt_workers(pool)  # a job that fails or a Ctrl-C stops the others too
         pool.shutdown(wait=True, cancel_futures=True)  # workers save their checkpoints first
         raise
     finally:
         overall.close()
     pool.shutdown()
     return times
+
+
+def _worker_init() -> None:
+    # a worker started from a non-interactive shell inherits SIGINT ignored; make Ctrl-C (and
+    # _interrupt_workers) raise KeyboardInterrupt there, so the job saves and stops
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _interrupt_workers(pool) -> None:
+    import os
+    import signal
+
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        if proc.is_alive():
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------- the study

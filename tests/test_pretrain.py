@@ -128,7 +128,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(Corpus, "batch", dies_at_step_7)
     with pytest.raises(KeyboardInterrupt):
         pretrain(cfg, tmp_path / "cut")
-    assert (tmp_path / "cut" / "checkpoints").is_dir()  # the step-5 checkpoint
+    # interrupted before step 8's update: the last finished step (7) is saved on the way out
+    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step_0000007"]
     monkeypatch.setattr(Corpus, "batch", real)
     pretrain(cfg, tmp_path / "cut", resume=True)
     a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))

@@ -326,3 +326,34 @@ def test_rows_finishing_at_different_steps_leave_the_batch(tok, batch_size):
         assert g.completion_ids[i] == generate(model, tok, [prompt], q).completion_ids[0]
         ended = g.completion_ids[i][-1] in ends | {tok.eos_token_id}
         assert g.finish[i] == ("eos" if ended else "length")
+
+
+def test_entropy_outside_autograd_same_values(tok):
+    """entropy_grad=False (the trainer's metric): same entropies, no graph behind them, and the
+    log-probs still carry gradients."""
+    model = qwen3(tok, seed=4)
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3
+    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=5, suppress_eos=True), seed=1)
+    batch = batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id)
+    lp, ent = sequence_logprobs(model, *batch, temperature=0.8, return_entropy=True)
+    lp2, ent2 = sequence_logprobs(model, *batch, temperature=0.8, return_entropy=True,
+                                  entropy_grad=False)
+    assert ent.requires_grad and not ent2.requires_grad and lp2.requires_grad
+    assert torch.equal(ent.detach(), ent2) and torch.equal(lp.detach(), lp2.detach())
+
+
+def test_grouped_cache_compaction_matches_generic(tok, monkeypatch):
+    """Rows of shared-prompt groups that stop early leave the batch (the grouped cache is
+    turned into per-row caches mid-decode); the rest decode exactly as the generic path."""
+    monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", 0)
+    model = lively_qwen3(tok, seed=6)
+    greedy = SamplingParams(max_new_tokens=14, temperature=0, suppress_eos=True)
+    base = generate(model, tok, PROMPTS[:3], greedy)
+    stop = base.texts[0][2:4]  # row 0's group stops early, the others (mostly) run on
+    p = SamplingParams(max_new_tokens=14, temperature=0, stop_strings=(stop,), suppress_eos=True)
+    prompts = [x for x in PROMPTS[:3] for _ in range(4)]
+    a = generate(model, tok, prompts, p)
+    monkeypatch.setattr(fast, "supports", lambda m: False)
+    b = generate(model, tok, prompts, p)
+    assert a.completion_ids == b.completion_ids and a.texts == b.texts
+    assert a.finish[0] == "stop" and len(a.completion_ids[0]) < 14

@@ -168,7 +168,7 @@ class _Trainer:
         ids, attn, pos, cmask = (t[rows] for t in batch)
         with torch.set_grad_enabled(grad):
             return sequence_logprobs(model, ids, attn, pos, cmask, self.cfg.temperature,
-                                     return_entropy=entropy)
+                                     return_entropy=entropy, entropy_grad=False)
 
     def chunks(self, rows):
         n = self.cfg.micro_batch_size or len(rows)
@@ -255,7 +255,10 @@ class _Trainer:
                                 f"with a lower --lr")
             grad_norms.append(float(gn))
             self.optimizer.step()
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+        with torch.no_grad():  # one reduction per tensor and one check (NaN/inf propagate)
+            totals = torch.stack([p.sum() for p in self.model.parameters()])
+            finite = bool(torch.isfinite(totals).all())
+        if not finite:
             raise UserError(f"step {step}: weights became non-finite (diverged); resume with a "
                             f"lower --lr")
         self.model.eval()
