@@ -69,12 +69,10 @@ class _Trainer:
             import copy
 
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
-        head = cfg.task.split(":", 1)[0]
         unique = cfg.unique_prompts()
-        from rlscale.tasks import DEFAULT_N_TRAIN
-
-        n_train = unique if unique > DEFAULT_N_TRAIN.get(head, unique) else None
-        self.task = load_task(cfg.task, seed=cfg.data_seed, n_test=cfg.heldout, n_train=n_train)
+        # Draw exactly the prompts the run will use: a small problem space that cannot fill the
+        # generator's default train size still serves a run that needs fewer prompts.
+        self.task = load_task(cfg.task, seed=cfg.data_seed, n_test=cfg.heldout, n_train=unique)
         if len(self.task.train) < unique:
             raise UserError(f"--task {cfg.task}: {len(self.task.train)} training problems, but "
                             f"{cfg.steps} steps x {cfg.batch_size} prompts / reuse {cfg.reuse} "
