@@ -17,7 +17,9 @@ import time  # noqa: E402
 
 from rlscale.scaling import bootstrap, fit, load_points  # noqa: E402
 
-PAPER = "/work/shared/reference/paper/qwen2.5_base_holdout_testloss_by_step.csv"
+from pathlib import Path  # noqa: E402
+
+PAPER = str(Path(__file__).resolve().parents[1] / "reference/paper/qwen2.5_base_holdout_testloss_by_step.csv")
 
 
 def main() -> None:

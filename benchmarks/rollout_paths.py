@@ -2,10 +2,10 @@
 
 GRPO-shaped batch: 4 prompts x 8 samples, 64 new tokens (EOS suppressed), temperature 1, on
 micro rungs 1m and 6m. Interleaved rounds; min over rounds. Usage:
-  .venv/bin/python b_rollout_bench.py [--threads 1] [--rounds 4]
+  .venv/bin/python benchmarks/rollout_paths.py [--threads 1] [--rounds 4]
 """
 import argparse, random, sys, time
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch
 from rlscale.models import build_micro, fast, micro_tokenizer, non_embedding_params
 from rlscale.rollout import SamplingParams, batch_for_logprobs, generate, sequence_logprobs
