@@ -81,6 +81,12 @@ def left_pad(seqs: list[list[int]], pad_id: int, device="cpu"):
 
 def sample(logits, params: SamplingParams, generator=None, banned=None):
     """Next tokens [B] from logits [B, V]: greedy (temperature 0), else temperature + top-p."""
+    if params.top_p == 1:  # fp32 on the CPU: one kernel call (rlscale.models.native)
+        from rlscale.models import native
+
+        tok = native.sample(logits, params.temperature, generator, banned)
+        if tok is not None:
+            return tok
     logits = logits.float()
     if banned is not None:
         logits = logits.index_fill(1, banned, float("-inf"))

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from rlscale.models import build_micro, fast, micro_tokenizer
+from rlscale.models import build_micro, fast, micro_tokenizer, native
 from rlscale.models.ladder import MicroRung
 from rlscale.rollout import (
     SamplingParams,
@@ -86,11 +86,21 @@ def llama(tok):
     return perturbed(LlamaForCausalLM(cfg), 0, lively=True)
 
 
-@pytest.mark.parametrize("grouped", [True, False])
+def decode_path(monkeypatch, path: str) -> None:
+    """Select a decoding path: "native" (C kernels), or torch's "grouped" (the G rows of a
+    prompt share one prompt cache) or "per_row" (one cache per row)."""
+    if path == "native":
+        if native.library() is None:
+            pytest.skip("no C compiler: the native kernels cannot be built here")
+        return
+    monkeypatch.setattr(native, "library", lambda: None)
+    monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", 0 if path == "grouped" else 10**9)
+
+
+@pytest.mark.parametrize("path", ["grouped", "per_row", "native"])
 @pytest.mark.parametrize("make", [qwen3, qwen2, lambda t: qwen3(t, kv_heads=4)])
-def test_fast_forward_matches_hf_logits(tok, make, grouped, monkeypatch):
-    # grouped: the G rows of a prompt share one prompt cache; else one cache per row
-    monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", 0 if grouped else 10**9)
+def test_fast_forward_matches_hf_logits(tok, make, path, monkeypatch):
+    decode_path(monkeypatch, path)
     model = make(tok)
     assert fast.supports(model)
     seqs = [tok(p)["input_ids"] for p in PROMPTS]
@@ -104,7 +114,9 @@ def test_fast_forward_matches_hf_logits(tok, make, grouped, monkeypatch):
         # decode: each prompt shared by G = 2 rows, three steps, against HF's full forward
         G = 2
         state = dec.start_decode(cache, valid, G, 4)
-        assert (state.prompt is not None) == grouped
+        assert isinstance(state, native.NativeState) == (path == "native")
+        if path != "native":
+            assert (state.prompt is not None) == (path == "grouped")
         g = torch.Generator().manual_seed(1)
         new = torch.randint(2, len(tok), (len(seqs) * G, 3), generator=g)
         next_pos = (pos[:, -1] + 1).repeat_interleave(G)
@@ -158,9 +170,9 @@ def test_greedy_batched_left_padded_equals_unbatched_and_hf(tok, make):
     assert batched.n_prompt_tokens == sum(len(tok(x)["input_ids"]) for x in PROMPTS)
 
 
-@pytest.mark.parametrize("group_min", [0, 10**9])
-def test_fast_and_generic_paths_agree(tok, monkeypatch, group_min):
-    monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", group_min)
+@pytest.mark.parametrize("path", ["grouped", "per_row", "native"])
+def test_fast_and_generic_paths_agree(tok, monkeypatch, path):
+    decode_path(monkeypatch, path)
     model = lively_qwen3(tok)
     p = SamplingParams(max_new_tokens=10, temperature=0, suppress_eos=True)
     prompts = [x for x in PROMPTS[:3] for _ in range(3)]  # groups of 3 share a prompt cache
@@ -183,7 +195,9 @@ def test_sampling_seeded_and_grouped_rows_independent(tok):
     assert tok.eos_token_id not in sum(a.completion_ids, [])
 
 
-def test_sample_distribution_top_p_and_greedy():
+@pytest.mark.parametrize("path", ["torch", "native"])
+def test_sample_distribution_top_p_and_greedy(path, monkeypatch):
+    decode_path(monkeypatch, "per_row" if path == "torch" else "native")
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -30.0]]).repeat(40000, 1)
     g = torch.Generator().manual_seed(0)
     draws = sample(logits.clone(), SamplingParams(temperature=1.0), g)
@@ -204,6 +218,26 @@ def test_sample_distribution_top_p_and_greedy():
     bad[1, 2] = float("nan")
     with pytest.raises(RuntimeError, match="inf or nan"):  # diverged weights are reported
         sample(bad, SamplingParams(temperature=1), g)
+
+
+def test_native_sampling_draws_what_torch_draws():
+    """Same uniforms, same inverse CDF: the kernel picks torch's token but where rounding of
+    the cumulative sums puts a uniform on the other side of a boundary (very rarely)."""
+    if native.library() is None:
+        pytest.skip("no C compiler: the native kernels cannot be built here")
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(4000, 300, generator=g)
+    for t, banned in ((1.0, None), (0.7, torch.tensor([3, 299])), (0.0, torch.tensor([0]))):
+        ours = native.sample(logits, t, torch.Generator().manual_seed(5), banned)
+        p = SamplingParams(temperature=t)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(native, "library", lambda: None)
+            theirs = sample(logits, p, torch.Generator().manual_seed(5), banned)
+        assert (ours == theirs).float().mean() > 0.999
+    inf = logits[:3].clone()
+    inf[2, 7] = float("inf")
+    with pytest.raises(RuntimeError, match="inf or nan"):
+        native.sample(inf, 1.0, g, None)
 
 
 def test_eos_stop_strings_and_clipping(tok):
@@ -342,10 +376,12 @@ def test_entropy_outside_autograd_same_values(tok):
     assert torch.equal(ent.detach(), ent2) and torch.equal(lp.detach(), lp2.detach())
 
 
-def test_grouped_cache_compaction_matches_generic(tok, monkeypatch):
+@pytest.mark.parametrize("path", ["grouped", "native"])
+def test_grouped_cache_compaction_matches_generic(tok, monkeypatch, path):
     """Rows of shared-prompt groups that stop early leave the batch (the grouped cache is
-    turned into per-row caches mid-decode); the rest decode exactly as the generic path."""
-    monkeypatch.setattr(fast, "GROUP_MIN_PROMPT", 0)
+    turned into per-row caches mid-decode; the native caches drop rows); the rest decode
+    exactly as the generic path."""
+    decode_path(monkeypatch, path)
     model = lively_qwen3(tok, seed=6)
     greedy = SamplingParams(max_new_tokens=14, temperature=0, suppress_eos=True)
     base = generate(model, tok, PROMPTS[:3], greedy)

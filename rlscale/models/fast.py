@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rlscale.models import native
+
 SUPPORTED = ("Qwen3ForCausalLM", "Qwen2ForCausalLM")
 
 
@@ -232,6 +234,8 @@ class FastDecoder:
 
     def decode(self, tok, pos, state: "DecodeState", rope):
         """One new token per row: tok, pos [B] -> logits [B, V]; appends to state's cache."""
+        if isinstance(state, native.NativeState):
+            return native.decode(self, tok, pos, state, rope)
         B = tok.shape[0]
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         r, col = nh // nkv, state.col
@@ -279,12 +283,17 @@ class FastDecoder:
                           kv[1, :, :, :, :t].reshape(U * nkv * G, t, hd))
         return o.view(U, nkv, G, r, hd).transpose(1, 2).reshape(B, nh * hd)
 
-    def start_decode(self, prompt_cache, prompt_valid, group: int, max_new: int) -> "DecodeState":
+    def start_decode(self, prompt_cache, prompt_valid, group: int, max_new: int):
         """Decoding state after `prefill`: rows are `group` consecutive copies of each prompt.
+
+        fp32 on the CPU: a native.NativeState (fused C kernels, rlscale.models.native); else a
+        DecodeState for the torch path below.
 
         The prompt cache stays shared when that pays (groups of G > 1 with long prompts); else
         every row gets its own contiguous cache, the fastest layout for short prompts."""
         U, P = prompt_valid.shape
+        if native.usable(self, P, max_new):
+            return native.NativeState(self, prompt_cache, prompt_valid, group, max_new)
         bias = torch.zeros((U, 1, 1, P), dtype=self.dtype, device=self.device)
         bias.masked_fill_(~prompt_valid[:, None, None, :], float("-inf"))
         shape = (2, U, self.n_kv, group, max_new, self.head_dim)

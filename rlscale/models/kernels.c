@@ -1,0 +1,193 @@
+/* Fused fp32 CPU kernels for one decoding step of a Qwen3 / Qwen2 decoder (rlscale.models.native).
+
+Why: at micro scale a decoding step is dozens of tiny torch ops per layer, each paying dispatch,
+allocation and a pass over memory; the matrix products are the only part that needs a BLAS. These
+kernels do everything between the matrix products in one pass each: RMSNorm, the per-head q/k
+RMSNorm + RoPE + KV-cache write + attention over the shared prompt cache and the row's own
+completion, SwiGLU, and inverse-CDF sampling. The math is the torch path's (rlscale.models.fast);
+tests/test_native.py checks logits and samples against it.
+
+Layouts (all contiguous, row-major):
+  qkv   [B, (nh + 2 nkv) hd]  output of the fused q/k/v projection (q already scaled by 1/sqrt(hd)
+                              through the folded q-norm weights, or the projection for Qwen2)
+  pk/pv [U, nkv, P, hd]       prompt cache, shared by the rows whose owner is u; pvalid [U, P]
+  ck/cv [B, nkv, T, hd]       completion cache of each row; column `col` is written this step
+  cos/sin [max_pos, hd]       RoPE tables, sin signed: rope(x)_i = x_i cos_i + x_{(i+hd/2)%hd} sin_i
+*/
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* exp(x) in fp32: 2^n * p(r), r = x - n ln2, |r| <= ln2/2, degree-7 Taylor polynomial (relative
+   error < 1e-8 before rounding). Plain arithmetic, so loops calling it vectorize. */
+static inline float fexp(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round to nearest */
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float rms_scale(const float *x, int64_t n, float eps) {
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    return 1.0f / sqrtf(ss / (float)n + eps);
+}
+
+/* y[r] = x[r] * rsqrt(mean(x[r]^2) + eps) (* w when w is not NULL). */
+void rms_rows(const float *x, float *y, const float *w, int64_t rows, int64_t dim, float eps,
+              int nthreads) {
+#pragma omp parallel for num_threads(nthreads) if (rows * dim >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim;
+        float s = rms_scale(xr, dim, eps);
+        if (w) {
+            for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * s * w[i];
+        } else {
+            for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * s;
+        }
+    }
+}
+
+/* out[r] = silu(gu[r, :I]) * gu[r, I:2I] */
+void swiglu_rows(const float *gu, float *out, int64_t rows, int64_t inter, int nthreads) {
+#pragma omp parallel for num_threads(nthreads) if (rows * inter >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = gu + r * 2 * inter, *u = g + inter;
+        float *o = out + r * inter;
+        for (int64_t i = 0; i < inter; i++) o[i] = g[i] / (1.0f + fexp(-g[i])) * u[i];
+    }
+}
+
+/* Per-head RMSNorm (optional, weight row w) and RoPE of one head vector x -> y. */
+static inline void norm_rope(const float *x, float *y, const float *w, float eps,
+                             const float *c, const float *s, int64_t hd) {
+    float buf[512];
+    const float *src = x;
+    if (w) {
+        float sc = rms_scale(x, hd, eps);
+        for (int64_t i = 0; i < hd; i++) buf[i] = x[i] * sc * w[i];
+        src = buf;
+    }
+    int64_t h2 = hd / 2;
+    for (int64_t i = 0; i < h2; i++) y[i] = src[i] * c[i] + src[i + h2] * s[i];
+    for (int64_t i = h2; i < hd; i++) y[i] = src[i] * c[i] + src[i - h2] * s[i];
+}
+
+/* One decoding step of attention for B rows: q/k norm + RoPE, write k/v into the completion
+   cache at column col, attend to the owner's prompt (valid columns) and the row's completion
+   columns 0..col, write out [B, nh hd]. Rows are independent (parallel over rows). */
+void attend_decode(const float *qkv, const float *qk_norm, float eps, const float *cos_t,
+                   const float *sin_t, const int64_t *pos, const float *pk, const float *pv,
+                   const uint8_t *pvalid, const int64_t *owner, float *ck, float *cv, int64_t col,
+                   int64_t T, float *out, int64_t B, int64_t nh, int64_t nkv, int64_t hd,
+                   int64_t P, int nthreads) {
+    int64_t width = (nh + 2 * nkv) * hd, r = nh / nkv, n_keys = P + col + 1;
+#pragma omp parallel for num_threads(nthreads) if (B * nh * n_keys * hd >= 32768)
+    for (int64_t b = 0; b < B; b++) {
+        const float *row = qkv + b * width;
+        const float *c = cos_t + pos[b] * hd, *s = sin_t + pos[b] * hd;
+        int64_t u = owner[b];
+        for (int64_t h = 0; h < nkv; h++) {  /* this step's k (normed, rotated) and v -> cache */
+            float *kd = ck + ((b * nkv + h) * T + col) * hd;
+            float *vd = cv + ((b * nkv + h) * T + col) * hd;
+            norm_rope(row + (nh + h) * hd, kd, qk_norm ? qk_norm + (nh + h) * hd : 0, eps, c, s,
+                      hd);
+            memcpy(vd, row + (nh + nkv + h) * hd, hd * sizeof(float));
+        }
+        float q[512], sc[8192], o[512];
+        for (int64_t h = 0; h < nh; h++) {
+            int64_t g = h / r;
+            norm_rope(row + h * hd, q, qk_norm ? qk_norm + h * hd : 0, eps, c, s, hd);
+            const float *kp = pk + (u * nkv + g) * P * hd, *vp = pv + (u * nkv + g) * P * hd;
+            const float *kc = ck + (b * nkv + g) * T * hd, *vc = cv + (b * nkv + g) * T * hd;
+            const uint8_t *valid = pvalid + u * P;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < P; j++) {
+                float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                for (int64_t i = 0; i < hd; i++) d += q[i] * kp[j * hd + i];
+                sc[j] = valid[j] ? d : -INFINITY;
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            for (int64_t j = 0; j <= col; j++) {
+                float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                for (int64_t i = 0; i < hd; i++) d += q[i] * kc[j * hd + i];
+                sc[P + j] = d;
+                mx = d > mx ? d : mx;
+            }
+            float tot = 0.0f;
+#pragma omp simd reduction(+ : tot)
+            for (int64_t j = 0; j < n_keys; j++) {
+                float e = sc[j] == -INFINITY ? 0.0f : fexp(sc[j] - mx);
+                sc[j] = e;
+                tot += e;
+            }
+            float inv = 1.0f / tot;
+            for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
+            for (int64_t j = 0; j < P; j++) {
+                float p = sc[j] * inv;
+                if (p != 0.0f)
+                    for (int64_t i = 0; i < hd; i++) o[i] += p * vp[j * hd + i];
+            }
+            for (int64_t j = 0; j <= col; j++) {
+                float p = sc[P + j] * inv;
+                for (int64_t i = 0; i < hd; i++) o[i] += p * vc[j * hd + i];
+            }
+            memcpy(out + b * nh * hd + h * hd, o, hd * sizeof(float));
+        }
+    }
+}
+
+/* Next token of each row from logits [B, V]: greedy (inv_temp == 0: first maximum) or the
+   inverse CDF of softmax(logits * inv_temp) at u[b] (the first index whose cumulative mass
+   exceeds u[b] times the total), with `banned` ids excluded; work [V] is scratch. Returns 0, or
+   1 when some row's logits are not finite (diverged weights), as torch.multinomial would. */
+int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const float *u,
+                const int64_t *banned, int64_t n_banned, float *work, int64_t *out) {
+    for (int64_t b = 0; b < B; b++) {
+        const float *l = logits + b * V;
+        memcpy(work, l, V * sizeof(float));
+        for (int64_t k = 0; k < n_banned; k++) work[banned[k]] = -INFINITY;
+        int64_t best = 0;
+        float mx = work[0];
+        int finite = 1;
+        for (int64_t j = 0; j < V; j++) {
+            finite &= !isnan(work[j]) && work[j] != INFINITY;
+            if (work[j] > mx) { mx = work[j]; best = j; }
+        }
+        if (!finite || mx == -INFINITY) return 1;
+        if (inv_temp == 0.0f) { out[b] = best; continue; }
+        float tot = 0.0f;
+#pragma omp simd reduction(+ : tot)
+        for (int64_t j = 0; j < V; j++) {
+            float e = work[j] == -INFINITY ? 0.0f : fexp((work[j] - mx) * inv_temp);
+            work[j] = e;
+            tot += e;
+        }
+        float target = u[b] * tot, cum = 0.0f;
+        int64_t pick = best;
+        for (int64_t j = 0; j < V; j++) {
+            if (work[j] == 0.0f) continue;
+            cum += work[j];
+            pick = j;
+            if (cum > target) break;
+        }
+        out[b] = pick;
+    }
+    return 0;
+}
