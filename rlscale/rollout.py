@@ -331,16 +331,28 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
         return out.logits[:, :-1]
     # rows with the same prompt (GRPO's G samples) share one prompt forward
     key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
-    _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
-    if bool((counts == counts[0]).all()):
-        G, order = int(counts[0]), torch.argsort(inverse, stable=True)
-    else:
-        G, order = 1, torch.arange(B, device=input_ids.device)
+    G, order = _consecutive_groups(key)
+    if G == 1:  # not laid out in runs: sort rows by prompt (torch.unique costs ~10 ms)
+        _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
+        if bool((counts == counts[0]).all()):
+            G, order = int(counts[0]), torch.argsort(inverse, stable=True)
     ids, mask, pos = input_ids[order], attention_mask[order].bool(), position_ids[order]
     dec = fast.FastDecoder(model, grad=True)
     logits = dec.completion_logits(ids[::G, :P], mask[::G, :P], pos[::G, :P], ids[:, P:],
                                    pos[:, P:], G)
     return logits[torch.argsort(order)]
+
+
+def _consecutive_groups(key: torch.Tensor):
+    """(G, identity order) when the rows of key [B, K] come in runs of G equal rows, each run
+    a different prompt (the trainer's layout); else (1, identity)."""
+    B = key.shape[0]
+    order = torch.arange(B, device=key.device)
+    same = (key[1:] == key[:-1]).all(1).tolist()
+    G = same.index(False) + 1 if False in same else B
+    if G > 1 and B % G == 0 and all(s == ((i + 1) % G != 0) for i, s in enumerate(same)):
+        return G, order
+    return 1, order
 
 
 def batch_for_logprobs(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
