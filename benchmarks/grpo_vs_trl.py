@@ -15,8 +15,12 @@ rlscale's C_itemized FLOPs per second over the measured matmul peak (rlscale.flo
                                                [--threads 2]
 
 Both sides run in this one process with the same torch intra-op thread count (--threads,
-default: all cores; the header line reports it). Run it on a quiet machine: any other load
-skews the ratio, and a busy core stalls every multi-threaded op of either side.
+default: all cores; the header line reports it) and the same allocator setting (rlscale's
+trainer tells glibc to keep freed memory, `rlscale.models.native.keep_freed_memory`; it is
+process-wide, so it is made once here, before either side runs). Run it on a quiet machine: any
+other load skews the ratio. On a virtual machine the hypervisor may give a core's time to
+another guest: a comment line after each result gives the share of CPU time stolen that way
+while each side ran (from /proc/stat; a few percent or more means the ratio is noisy, rerun).
 """
 
 from __future__ import annotations
@@ -96,6 +100,20 @@ def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> float:
     return statistics.median(times)
 
 
+def steal_ticks() -> tuple[int, int]:
+    """(stolen, total) CPU ticks so far from /proc/stat; (0, 0) where there is none."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 def same_threads(threads: int, side: str) -> None:
     """Fairness: neither side may have run with another intra-op thread count."""
     import torch
@@ -109,23 +127,34 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1m,6m", help="micro rungs, comma-separated")
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per side")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per side")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="torch intra-op threads, the same for both sides (default: all cores)")
     a = ap.parse_args()
     torch.set_num_threads(max(1, a.threads))
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, cpu", flush=True)
+    from rlscale.models import native
+
+    kept = native.keep_freed_memory()
+    lib = "native kernels" if native.library() is not None else "no native kernels (torch path)"
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, cpu, {lib}, "
+          f"glibc keeps freed memory: {kept}", flush=True)
     for rung in a.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             n = build(rung, tmp / "model")
+            t0 = steal_ticks()
             ours, mfu = time_rlscale(tmp / "model", a.steps, a.warmup, tmp / "rlscale")
             same_threads(a.threads, "rlscale")
+            t1 = steal_ticks()
             theirs = time_trl(tmp / "model", a.steps, a.warmup, tmp / "trl")
             same_threads(a.threads, "TRL")
+            t2 = steal_ticks()
             print(f"grpo_vs_trl params={n} rlscale_s_per_step={ours:.3f} "
                   f"trl_s_per_step={theirs:.3f} speedup={theirs / ours:.2f} mfu={mfu:.3f}",
+                  flush=True)
+            print(f"# params={n}: CPU time stolen by the hypervisor while rlscale ran "
+                  f"{stolen_share(t0, t1):.1%}, while TRL ran {stolen_share(t1, t2):.1%}",
                   flush=True)
     return 0
 

@@ -61,6 +61,10 @@ class _Trainer:
 
         self.cfg, self.run_dir = cfg, run_dir
         self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cpu":
+            from rlscale.models.native import keep_freed_memory
+
+            keep_freed_memory()
         self.model, self.tok = load_model(cfg.model, self.device, cfg.dtype or "fp32", seed=cfg.seed)
         self.shape = ModelShape.of(self.model)
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0

@@ -97,6 +97,30 @@ def usable(dec, prompt_len: int, max_new: int) -> bool:
             and library() is not None)
 
 
+def keep_freed_memory() -> bool:
+    """Tell glibc's allocator to keep freed memory for reuse instead of handing it back to the
+    kernel (mmap threshold 32 MiB, its maximum; no trimming of the heap). Why: a CPU training
+    step frees and reallocates the same tens of MB of activations every step, and by default
+    glibc returns them, so every step pays fresh page faults on them (6m rung: ~30k faults,
+    ~0.1-0.2 s of a 1.4 s step). Process-wide, idempotent; False where glibc is not the C
+    library (nothing changes)."""
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        try:
+            libc = ctypes.CDLL(None)
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):
+            _malloc_tuned = False
+            return False
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        _malloc_tuned = bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(
+            mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    return _malloc_tuned
+
+
+_malloc_tuned = None
+
+
 def _p(t: torch.Tensor) -> int:
     return t.data_ptr()
 
