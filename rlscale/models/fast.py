@@ -121,6 +121,8 @@ class FastDecoder:
         if x.dtype != torch.float32:
             return self._rms(x.float()).to(x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
+            if native.trainable(x):  # one C pass each way (rlscale.models.native)
+                return native.RMSNorm.apply(x, self.eps)
             return _RMSNorm.apply(x, self.eps)
         # one call (torch 2.13's rms_norm, bitwise equal to x * rsqrt(mean(x^2) + eps)): a
         # decoding step is dominated by the number of ops, not by their arithmetic
@@ -152,8 +154,13 @@ class FastDecoder:
             x = torch.addmm(x, o, L["wo"].t())
         else:
             x = x + F.linear(o, L["wo"], L["bo"])
-        g, u = F.linear(self._rms(x), L["wgu"]).chunk(2, -1)
-        return torch.addmm(x, F.silu(g) * u, L["wd"].t())
+        gu = F.linear(self._rms(x), L["wgu"])
+        if native.trainable(gu):  # silu(g) * u in one C pass each way
+            act = native.SwiGLU.apply(gu)
+        else:
+            g, u = gu.chunk(2, -1)
+            act = F.silu(g) * u
+        return torch.addmm(x, act, L["wd"].t())
 
     def _logits(self, x):
         return F.linear(self._rms(x) * self.norm, self.lm_head)

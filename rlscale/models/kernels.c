@@ -191,3 +191,49 @@ int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const
     }
     return 0;
 }
+
+/* Training-time pieces (autograd Functions in rlscale.models.native): one pass each where torch
+   makes several over [rows, dim] activations. */
+
+/* y[r] = x[r] * s[r], s[r] = rsqrt(mean(x[r]^2) + eps); s is kept for the backward. */
+void rms_rows_fwd(const float *x, float *y, float *s, int64_t rows, int64_t dim, float eps,
+                  int nthreads) {
+#pragma omp parallel for num_threads(nthreads) if (rows * dim >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim;
+        float sc = rms_scale(xr, dim, eps);
+        s[r] = sc;
+        for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * sc;
+    }
+}
+
+/* dx[r] = (g[r] - y[r] mean(g[r] y[r])) s[r] */
+void rms_rows_bwd(const float *g, const float *y, const float *s, float *dx, int64_t rows,
+                  int64_t dim, int nthreads) {
+#pragma omp parallel for num_threads(nthreads) if (rows * dim >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gr = g + r * dim, *yr = y + r * dim;
+        float *dr = dx + r * dim;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t i = 0; i < dim; i++) dot += gr[i] * yr[i];
+        float m = dot / (float)dim, sc = s[r];
+        for (int64_t i = 0; i < dim; i++) dr[i] = (gr[i] - yr[i] * m) * sc;
+    }
+}
+
+/* d(silu(g) u): dg = do u sig(g) (1 + g (1 - sig(g))), du = do silu(g); into dgu [rows, 2I]. */
+void swiglu_rows_bwd(const float *gu, const float *dout, float *dgu, int64_t rows,
+                     int64_t inter, int nthreads) {
+#pragma omp parallel for num_threads(nthreads) if (rows * inter >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = gu + r * 2 * inter, *u = g + inter, *d = dout + r * inter;
+        float *dg = dgu + r * 2 * inter, *du = dg + inter;
+        for (int64_t i = 0; i < inter; i++) {
+            float sg = 1.0f / (1.0f + fexp(-g[i]));
+            du[i] = d[i] * g[i] * sg;
+            dg[i] = d[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        }
+    }
+}

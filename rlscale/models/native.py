@@ -84,6 +84,9 @@ def library():
     lib.swiglu_rows.argtypes = [P, P, I, I, ctypes.c_int]
     lib.attend_decode.argtypes = [P, P, F, P, P, P, P, P, P, P, P, P, I, I, P, I, I, I, I, I,
                                   ctypes.c_int]
+    lib.rms_rows_fwd.argtypes = [P, P, P, I, I, F, ctypes.c_int]
+    lib.rms_rows_bwd.argtypes = [P, P, P, P, I, I, ctypes.c_int]
+    lib.swiglu_rows_bwd.argtypes = [P, P, P, I, I, ctypes.c_int]
     lib.sample_rows.argtypes = [P, I, I, F, P, P, I, P, P]
     lib.sample_rows.restype = ctypes.c_int
     _lib = lib
@@ -210,3 +213,55 @@ def sample(logits, temperature: float, generator, banned) -> torch.Tensor | None
     if lib.sample_rows(_p(logits), B, V, inv, _p(u), _p(ban), len(ban), _p(work), _p(out)):
         raise RuntimeError("sampling: probability tensor contains inf or nan (diverged weights?)")
     return out
+
+
+def trainable(x: torch.Tensor) -> bool:
+    """True when the training kernels below serve x: fp32, contiguous, on the CPU."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
+            and library() is not None)
+
+
+class RMSNorm(torch.autograd.Function):
+    """y = x * rsqrt(mean(x^2) + eps) over the last dim, forward and backward one kernel pass
+    each (the weight is folded into the next matrix, see fast.FastDecoder)."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        lib, dim = library(), x.shape[-1]
+        y = torch.empty_like(x)
+        s = torch.empty(x.numel() // dim)
+        lib.rms_rows_fwd(_p(x), _p(y), _p(s), len(s), dim, eps, torch.get_num_threads())
+        ctx.save_for_backward(y, s)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, s = ctx.saved_tensors
+        g = g.contiguous()
+        dx = torch.empty_like(g)
+        library().rms_rows_bwd(_p(g), _p(y), _p(s), _p(dx), len(s), y.shape[-1],
+                               torch.get_num_threads())
+        return dx, None
+
+
+class SwiGLU(torch.autograd.Function):
+    """silu(gu[..., :I]) * gu[..., I:], forward and backward one kernel pass each."""
+
+    @staticmethod
+    def forward(ctx, gu):
+        lib, inter = library(), gu.shape[-1] // 2
+        out = gu.new_empty(gu.shape[:-1] + (inter,))
+        lib.swiglu_rows(_p(gu), _p(out), gu.numel() // (2 * inter), inter,
+                        torch.get_num_threads())
+        ctx.save_for_backward(gu)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        (gu,) = ctx.saved_tensors
+        dout = dout.contiguous()
+        dgu = torch.empty_like(gu)
+        inter = gu.shape[-1] // 2
+        library().swiglu_rows_bwd(_p(gu), _p(dout), _p(dgu), gu.numel() // (2 * inter), inter,
+                                  torch.get_num_threads())
+        return dgu
