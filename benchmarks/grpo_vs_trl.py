@@ -7,12 +7,13 @@ optimizer update per step, fp32. Prints per size:
 
     grpo_vs_trl params=<N> rlscale_s_per_step=<x> trl_s_per_step=<y> speedup=<y/x> mfu=<m>
 
-s_per_step is the median over the timed steps after warm-up; rlscale's is its whole step
+s_per_step is the median over the timed steps after warm-up, pooled over --rounds rounds that
+alternate the two sides (rlscale, TRL, rlscale, TRL, ...); rlscale's is its whole step
 (rollout + rewards + log-probs + update), TRL's the time between its optimizer steps. MFU is
 rlscale's C_itemized FLOPs per second over the measured matmul peak (rlscale.flops).
 
-    .venv/bin/python benchmarks/grpo_vs_trl.py [--sizes 1m,6m] [--steps 6] [--warmup 2]
-                                               [--threads 2]
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--sizes 1m,6m] [--steps 8] [--warmup 2]
+                                               [--rounds 2] [--threads 2]
 
 Both sides run in this one process with the same torch intra-op thread count (--threads,
 default: all cores; the header line reports it) and the same allocator setting (rlscale's
@@ -54,7 +55,8 @@ def build(rung: str, out: Path) -> int:
     return non_embedding_params(model)
 
 
-def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path) -> tuple[float, float]:
+def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path):
+    """(seconds of each timed step, MFU of each timed step)."""
     from rlscale.files import read_jsonl
     from rlscale.grpo.config import TrainConfig
     from rlscale.grpo.trainer import train
@@ -66,11 +68,11 @@ def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path) -> tuple[
         checkpoint_every=10**6, device="cpu", seed=0))
     train(cfg, work, progress=False)
     rows = [r for r in read_jsonl(work / "metrics.jsonl") if r["step"] > warmup]
-    return (statistics.median(r["time_step"] for r in rows),
-            statistics.mean(r["mfu"] for r in rows))
+    return [r["time_step"] for r in rows], [r["mfu"] for r in rows]
 
 
-def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> float:
+def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> list[float]:
+    """Seconds of each timed step (between TRL's optimizer steps)."""
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -96,8 +98,7 @@ def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> float:
                           train_dataset=data, processing_class=tok, callbacks=[Clock()])
     t0 = time.perf_counter()
     trainer.train()
-    times = [b - a for a, b in zip([t0] + stamps, stamps)][warmup + 1:]
-    return statistics.median(times)
+    return [b - a for a, b in zip([t0] + stamps, stamps)][warmup + 1:]
 
 
 def steal_ticks() -> tuple[int, int]:
@@ -129,6 +130,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="1m,6m", help="micro rungs, comma-separated")
     ap.add_argument("--steps", type=int, default=8, help="timed steps per side")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="rlscale-then-TRL rounds per size; medians over all timed steps")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="torch intra-op threads, the same for both sides (default: all cores)")
     a = ap.parse_args()
@@ -143,18 +146,27 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             n = build(rung, tmp / "model")
-            t0 = steal_ticks()
-            ours, mfu = time_rlscale(tmp / "model", a.steps, a.warmup, tmp / "rlscale")
-            same_threads(a.threads, "rlscale")
-            t1 = steal_ticks()
-            theirs = time_trl(tmp / "model", a.steps, a.warmup, tmp / "trl")
-            same_threads(a.threads, "TRL")
-            t2 = steal_ticks()
+            ours_all, mfus, theirs_all = [], [], []
+            stolen = [(0, 0), (0, 0)]  # (stolen, total) ticks while each side ran
+            for r in range(a.rounds):  # alternate sides, so a burst of noise hits both
+                t0 = steal_ticks()
+                secs, m = time_rlscale(tmp / "model", a.steps, a.warmup, tmp / f"rlscale{r}")
+                same_threads(a.threads, "rlscale")
+                t1 = steal_ticks()
+                theirs_all += time_trl(tmp / "model", a.steps, a.warmup, tmp / f"trl{r}")
+                same_threads(a.threads, "TRL")
+                t2 = steal_ticks()
+                ours_all, mfus = ours_all + secs, mfus + m
+                for i, (x, y) in enumerate(((t0, t1), (t1, t2))):
+                    stolen[i] = (stolen[i][0] + y[0] - x[0], stolen[i][1] + y[1] - x[1])
+            ours, theirs = statistics.median(ours_all), statistics.median(theirs_all)
+            mfu = statistics.median(mfus)
             print(f"grpo_vs_trl params={n} rlscale_s_per_step={ours:.3f} "
                   f"trl_s_per_step={theirs:.3f} speedup={theirs / ours:.2f} mfu={mfu:.3f}",
                   flush=True)
             print(f"# params={n}: CPU time stolen by the hypervisor while rlscale ran "
-                  f"{stolen_share(t0, t1):.1%}, while TRL ran {stolen_share(t1, t2):.1%}",
+                  f"{stolen_share((0, 0), stolen[0]):.1%}, while TRL ran "
+                  f"{stolen_share((0, 0), stolen[1]):.1%}",
                   flush=True)
     return 0
 
