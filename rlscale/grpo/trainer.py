@@ -86,9 +86,12 @@ class _Trainer:
         self.stream = PromptStream(len(self.task.train), unique, cfg.seed)
         self.exemplars = fewshot_exemplars(self.task.train, cfg.fewshot, cfg.data_seed)
         self.checks = ACCURACY_CHECKS + (("boxed",) if self.task.answer_format == "boxed" else ())
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-            weight_decay=cfg.weight_decay)
+        opt_args = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                        weight_decay=cfg.weight_decay)
+        try:  # one kernel per tensor instead of ~10 ops (6m rung on the CPU: 12 -> 5 ms a step)
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), fused=True, **opt_args)
+        except (RuntimeError, TypeError):  # a device or dtype the fused kernel does not serve
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), **opt_args)
         self.peak = matmul_peak_flops(self.device)
         self.state = {"step": 0, "D": 0, "prompt_tokens": 0, "completion_tokens": 0,
                       "C_paper": 0.0, "C_itemized": 0.0}
