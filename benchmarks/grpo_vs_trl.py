@@ -146,7 +146,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             n = build(rung, tmp / "model")
-            ours_all, mfus, theirs_all = [], [], []
+            ours_all, mfus, theirs_all, rounds = [], [], [], []
             stolen = [(0, 0), (0, 0)]  # (stolen, total) ticks while each side ran
             for r in range(a.rounds):  # alternate sides, so a burst of noise hits both
                 t0 = steal_ticks()
@@ -157,6 +157,8 @@ def main() -> int:
                 same_threads(a.threads, "TRL")
                 t2 = steal_ticks()
                 ours_all, mfus = ours_all + secs, mfus + m
+                rounds.append(f"{statistics.median(secs):.3f}/"
+                              f"{statistics.median(theirs_all[-len(secs):]):.3f}")
                 for i, (x, y) in enumerate(((t0, t1), (t1, t2))):
                     stolen[i] = (stolen[i][0] + y[0] - x[0], stolen[i][1] + y[1] - x[1])
             ours, theirs = statistics.median(ours_all), statistics.median(theirs_all)
@@ -166,7 +168,8 @@ def main() -> int:
                   flush=True)
             print(f"# params={n}: CPU time stolen by the hypervisor while rlscale ran "
                   f"{stolen_share((0, 0), stolen[0]):.1%}, while TRL ran "
-                  f"{stolen_share((0, 0), stolen[1]):.1%}",
+                  f"{stolen_share((0, 0), stolen[1]):.1%}; per round rlscale/TRL s per step: "
+                  f"{' '.join(rounds)}",
                   flush=True)
     return 0
 

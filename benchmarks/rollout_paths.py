@@ -1,13 +1,15 @@
-"""Rollout + training-forward speed: rlscale's compact path vs transformers' forward.
+"""Rollout + training-forward speed: rlscale's paths vs transformers' forward.
 
 GRPO-shaped batch: 4 prompts x 8 samples, 64 new tokens (EOS suppressed), temperature 1, on
-micro rungs 1m and 6m. Interleaved rounds; min over rounds. Usage:
+micro rungs 1m and 6m. Paths: hf (transformers' forward), torch (rlscale's compact forward, native
+kernels off), native (the compact forward with rlscale.models.native's C kernels, the default on
+the CPU). Interleaved rounds; min over rounds. Usage:
   .venv/bin/python benchmarks/rollout_paths.py [--threads 1] [--rounds 4]
 """
 import argparse, random, sys, time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch
-from rlscale.models import build_micro, fast, micro_tokenizer, non_embedding_params
+from rlscale.models import build_micro, fast, micro_tokenizer, native, non_embedding_params
 from rlscale.rollout import SamplingParams, batch_for_logprobs, generate, sequence_logprobs
 
 ap = argparse.ArgumentParser()
@@ -22,9 +24,11 @@ texts = [f"Question: Ann has {x} cards and finds {y} more. How many cards?\nAnsw
 tok = micro_tokenizer(corpus=texts)
 prompts = [t.split("Answer:")[0] + "Answer:" for t in texts[:4] for _ in range(8)]
 ps = SamplingParams(max_new_tokens=64, temperature=1.0, suppress_eos=True)
-real_supports = fast.supports
+real_supports, real_library = fast.supports, native.library
+PATHS = ("hf", "torch", "native")
 def use(path):
-    fast.supports = real_supports if path == "rlscale" else (lambda m: False)
+    fast.supports = real_supports if path != "hf" else (lambda m: False)
+    native.library = real_library if path == "native" else (lambda: None)
 for rung in a.rungs.split(","):
     m = build_micro(rung, tok, seed=0)
     g = generate(m, tok, prompts, ps, seed=0)
@@ -34,14 +38,15 @@ for rung in a.rungs.split(","):
         m.zero_grad(); sequence_logprobs(m, *batch).sum().backward()
     best = {}
     for _ in range(a.rounds):
-        for path in ("hf", "rlscale"):
+        for path in PATHS:
             use(path)
             for what, f in (("rollout", rollout), ("logprob fwd+bwd", train)):
                 clock = time.process_time if a.threads == 1 else time.perf_counter  # CPU time: robust to a shared machine
                 t = clock(); f(); dt = clock() - t
                 best[(what, path)] = min(best.get((what, path), 1e9), dt)
-    use("rlscale")
+    use("native")
     for what in ("rollout", "logprob fwd+bwd"):
-        h, f = best[(what, "hf")], best[(what, "rlscale")]
+        h, t, n = (best[(what, p)] for p in PATHS)
         print(f"rollout_bench rung={rung} N={non_embedding_params(m)} {what}: hf={h:.3f}s "
-              f"rlscale={f:.3f}s speedup={h / f:.2f} threads={a.threads}")
+              f"torch={t:.3f}s native={n:.3f}s speedup_vs_hf={h / n:.2f} "
+              f"native_vs_torch={t / n:.2f} threads={a.threads}")
