@@ -46,14 +46,16 @@ static inline float rms_scale(const float *x, int64_t n, float eps) {
     return 1.0f / sqrtf(ss / (float)n + eps);
 }
 
-/* y[r] = x[r] * rsqrt(mean(x[r]^2) + eps) (* w when w is not NULL). */
-void rms_rows(const float *x, float *y, const float *w, int64_t rows, int64_t dim, float eps,
-              int nthreads) {
+/* y[r] = x[r] * s[r] (* w when w is not NULL), s[r] = rsqrt(mean(x[r]^2) + eps), kept in
+   s_out (when not NULL) for the training backward. */
+void rms_rows(const float *x, float *y, const float *w, float *s_out, int64_t rows, int64_t dim,
+              float eps, int nthreads) {
 #pragma omp parallel for num_threads(nthreads) if (rows * dim >= 65536)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         float *yr = y + r * dim;
         float s = rms_scale(xr, dim, eps);
+        if (s_out) s_out[r] = s;
         if (w) {
             for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * s * w[i];
         } else {
@@ -194,19 +196,6 @@ int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const
 
 /* Training-time pieces (autograd Functions in rlscale.models.native): one pass each where torch
    makes several over [rows, dim] activations. */
-
-/* y[r] = x[r] * s[r], s[r] = rsqrt(mean(x[r]^2) + eps); s is kept for the backward. */
-void rms_rows_fwd(const float *x, float *y, float *s, int64_t rows, int64_t dim, float eps,
-                  int nthreads) {
-#pragma omp parallel for num_threads(nthreads) if (rows * dim >= 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * dim;
-        float *yr = y + r * dim;
-        float sc = rms_scale(xr, dim, eps);
-        s[r] = sc;
-        for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * sc;
-    }
-}
 
 /* dx[r] = (g[r] - y[r] mean(g[r] y[r])) s[r] */
 void rms_rows_bwd(const float *g, const float *y, const float *s, float *dx, int64_t rows,

@@ -80,11 +80,10 @@ def library():
         return None
     lib = ctypes.CDLL(str(path))
     P, I, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-    lib.rms_rows.argtypes = [P, P, P, I, I, F, ctypes.c_int]
+    lib.rms_rows.argtypes = [P, P, P, P, I, I, F, ctypes.c_int]
     lib.swiglu_rows.argtypes = [P, P, I, I, ctypes.c_int]
     lib.attend_decode.argtypes = [P, P, F, P, P, P, P, P, P, P, P, P, I, I, P, I, I, I, I, I,
                                   ctypes.c_int]
-    lib.rms_rows_fwd.argtypes = [P, P, P, I, I, F, ctypes.c_int]
     lib.rms_rows_bwd.argtypes = [P, P, P, P, I, I, ctypes.c_int]
     lib.swiglu_rows_bwd.argtypes = [P, P, P, I, I, ctypes.c_int]
     lib.sample_rows.argtypes = [P, I, I, F, P, P, I, P, P]
@@ -174,7 +173,7 @@ def decode(dec, tok, pos, state: NativeState, rope) -> torch.Tensor:
     h, qkv, o, gu, act = state.h, state.qkv, state.o, state.gu, state.act
     x = dec.embed.index_select(0, tok)  # [B, H], a fresh tensor the residual adds into
     for i, L in enumerate(dec.layers):
-        lib.rms_rows(_p(x), _p(h), None, B, H, eps, nt)
+        lib.rms_rows(_p(x), _p(h), None, None, B, H, eps, nt)
         if L["bqkv"] is None:
             torch.mm(h, L["wqkv"].t(), out=qkv)
         else:
@@ -187,11 +186,11 @@ def decode(dec, tok, pos, state: NativeState, rope) -> torch.Tensor:
         x.addmm_(o, L["wo"].t())
         if L["bo"] is not None:
             x.add_(L["bo"])
-        lib.rms_rows(_p(x), _p(h), None, B, H, eps, nt)
+        lib.rms_rows(_p(x), _p(h), None, None, B, H, eps, nt)
         torch.mm(h, L["wgu"].t(), out=gu)
         lib.swiglu_rows(_p(gu), _p(act), B, act.shape[1], nt)
         x.addmm_(act, L["wd"].t())
-    lib.rms_rows(_p(x), _p(h), _p(dec.norm), B, H, eps, nt)
+    lib.rms_rows(_p(x), _p(h), _p(dec.norm), None, B, H, eps, nt)
     state.col += 1
     return torch.mm(h, dec.lm_head.t(), out=state.logits)
 
@@ -230,7 +229,7 @@ class RMSNorm(torch.autograd.Function):
         lib, dim = library(), x.shape[-1]
         y = torch.empty_like(x)
         s = torch.empty(x.numel() // dim)
-        lib.rms_rows_fwd(_p(x), _p(y), _p(s), len(s), dim, eps, torch.get_num_threads())
+        lib.rms_rows(_p(x), _p(y), None, _p(s), len(s), dim, eps, torch.get_num_threads())
         ctx.save_for_backward(y, s)
         return y
 
