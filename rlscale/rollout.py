@@ -331,7 +331,7 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
         return out.logits[:, :-1]
     # rows with the same prompt (GRPO's G samples) share one prompt forward
     key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
-    G, order = _consecutive_groups(key)
+    G, order = _consecutive_group_size(key), torch.arange(B, device=input_ids.device)
     if G == 1:  # not laid out in runs: sort rows by prompt (torch.unique costs ~10 ms)
         _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
         if bool((counts == counts[0]).all()):
@@ -343,16 +343,15 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
     return logits[torch.argsort(order)]
 
 
-def _consecutive_groups(key: torch.Tensor):
-    """(G, identity order) when the rows of key [B, K] come in runs of G equal rows, each run
-    a different prompt (the trainer's layout); else (1, identity)."""
+def _consecutive_group_size(key: torch.Tensor) -> int:
+    """G when the rows of key [B, K] come in runs of G equal rows, each run a different prompt
+    (the trainer's layout); else 1."""
     B = key.shape[0]
-    order = torch.arange(B, device=key.device)
     same = (key[1:] == key[:-1]).all(1).tolist()
     G = same.index(False) + 1 if False in same else B
     if G > 1 and B % G == 0 and all(s == ((i + 1) % G != 0) for i, s in enumerate(same)):
-        return G, order
-    return 1, order
+        return G
+    return 1
 
 
 def batch_for_logprobs(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
