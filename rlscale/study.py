@@ -314,7 +314,8 @@ def write_task(preset: Preset, out: Path) -> None:
     task = load_task(preset.task, seed=preset.seed, n_test=preset.heldout, n_train=preset.n_train)
     for split, problems in (("train", task.train), ("test", task.test)):
         atomic_write_text(task_dir / f"{split}.jsonl", "".join(
-            dumps({"question": p.question, "answer": p.solution}) + "\n" for p in problems))
+            dumps({"question": p.question, "answer": p.solution, "level": p.level}) + "\n"
+            for p in problems))
 
 
 def study(preset: Preset, out, workers: int | None = None, progress: bool | None = None) -> dict:

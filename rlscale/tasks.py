@@ -34,6 +34,7 @@ class Problem:
     question: str
     answer: str  # canonical number (GSM8K) or LaTeX expression (MATH)
     solution: str | None = None  # chain of thought ending in "#### N" or a \boxed{} answer
+    level: int | None = None  # difficulty level (procedural tasks; "level" in task files)
 
 
 @dataclass
@@ -180,7 +181,7 @@ def _arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
             parts.append(rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=b))
         parts.append(f"How many {obj} does {name} have now?")
         question = " ".join(parts)
-    return Problem(question, str(prev), solution)
+    return Problem(question, str(prev), solution, level=len(steps))
 
 
 def arith_problems(n: int, seed: int, cfg: ArithConfig = ArithConfig()) -> list[Problem]:
@@ -277,22 +278,25 @@ def _record_to_problem(rec, where: str) -> tuple[Problem, str]:
             raise UserError(f"{where}: field {key!r} must be a non-empty string")
         return str(v).strip()
 
+    level = rec.get("level")
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+        raise UserError(f"{where}: field 'level' must be an integer or null, got {level!r}")
     if "question" in rec:
         q, a = text("question"), text("answer")
         if "####" in a:  # GSM8K: chain of thought with a final "#### N" line
             final = a.rsplit("####", 1)[1].strip()
             if not final:
                 raise UserError(f"{where}: field 'answer' has nothing after '####'")
-            return Problem(q, final.replace(",", ""), a), "gsm"
+            return Problem(q, final.replace(",", ""), a, level), "gsm"
         sol = rec.get("solution")
-        return Problem(q, a, str(sol) if sol else None), "gsm"
+        return Problem(q, a, str(sol) if sol else None, level), "gsm"
     if "problem" in rec:
         q, sol = text("problem"), text("solution")
         a = str(rec["answer"]).strip() if rec.get("answer") not in (None, "") else None
         a = a or last_boxed(sol)
         if not a:
             raise UserError(f"{where}: field 'solution' has no \\boxed{{...}} answer")
-        return Problem(q, a, sol), "boxed"
+        return Problem(q, a, sol, level), "boxed"
     raise UserError(f"{where}: expected fields question/answer (GSM8K) or problem/solution "
                     f"(MATH), got {sorted(rec)[:6]}")
 

@@ -264,3 +264,17 @@ def test_split_train_test_given_test():
     probs = [Problem(f"q{i}", str(i)) for i in range(10)]
     train, test = split_train_test(probs, None, seed=0, test=probs[:3] + [Problem("Q0!", "0")])
     assert len(test) == 3 and len(train) == 7
+
+
+def test_level_round_trips_through_task_files(tmp_path):
+    rows = [dict(r, level=i % 3 + 1) for i, r in enumerate(GSM_ROWS)]
+    rows[0]["level"] = None
+    task = load_task(str(write_jsonl(tmp_path / "g.jsonl", rows)), n_test=8)
+    by_q = {p.question: p.level for p in task.train + task.test}
+    assert by_q[GSM_ROWS[0]["question"]] is None and by_q[GSM_ROWS[1]["question"]] == 2
+    assert all(p.level is None for p in load_task(
+        str(write_jsonl(tmp_path / "plain.jsonl", GSM_ROWS)), n_test=8).test)
+    for bad in ("2", 1.5, True):
+        write_jsonl(tmp_path / "bad.jsonl", [dict(GSM_ROWS[0], level=bad)] + GSM_ROWS[1:])
+        with pytest.raises(UserError, match=r"bad.jsonl:1: field 'level'"):
+            load_task(str(tmp_path / "bad.jsonl"))
