@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rlscale.errors import UserError
-from rlscale.files import atomic_write_bytes, atomic_write_text, dumps, read_json, read_jsonl
+from rlscale.files import atomic_write_bytes, atomic_write_text, dumps
+from rlscale.rundir import read_run
 
 DEFAULT_DB = "results.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
@@ -260,18 +261,11 @@ def import_run_dir(db: Store | str | os.PathLike, run_dir: str | os.PathLike,
     status defaults to 'done' when the run wrote its final step (config `steps`), else 'running'
     for a run that is still going / was interrupted.
     """
+    run = read_run(run_dir, need_metrics=False)  # bad files raise before the store is opened
     store = db if isinstance(db, Store) else Store(db)
-    run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
-    if not isinstance(config, dict):
-        raise UserError(f"{run_dir / 'config.json'}: expected a JSON object")
-    mpath = run_dir / "metrics.jsonl"
-    rows = read_jsonl(mpath, tolerate_torn_tail=True) if mpath.exists() else []
-    last = max((int(r["step"]) for r in rows if isinstance(r.get("step"), (int, float))),
-               default=0)
+    run_dir, config, rows = run.path, run.config, run.rows
     if status is None:
-        steps = config.get("steps")
-        status = "done" if isinstance(steps, int) and last >= steps else "running"
+        status = "done" if run.finished else "running"
     run_id = store.add_run(config, run_id=run_id or config_hash(train_fields(config)),
                            run_dir=str(run_dir.resolve()),
                            N=_num(config.get("N")))

@@ -13,7 +13,6 @@ Inputs `load_points` understands:
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from rlscale.errors import UserError
-from rlscale.files import iter_jsonl, read_json
+from rlscale.files import iter_jsonl
+from rlscale.rundir import read_run
 
 # C_flops (the paper's CSV) and C_paper (rlscale runs) are the same quantity: sum of 6 N T.
 ALIASES = {"C_flops": "C_paper", "C_paper": "C_flops"}
@@ -169,12 +169,8 @@ def read_table(path: Path) -> tuple[list[dict], callable]:
     """Rows of a CSV / JSONL / Parquet file and a function naming row i (file:line)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise UserError(f"{path}: not a readable CSV file ({e})") from None
-        return rows, lambda i: f"{path}:{i + 2}"  # line 1 is the header
+        numbered = read_csv(path)  # strict: quotes, header, row lengths (rlscale.files)
+        return [r for _, r in numbered], lambda i: f"{path}:{numbered[i][0]}"
     if suffix in (".jsonl", ".ndjson"):
         return list(iter_jsonl(path, tolerate_torn_tail=True)), lambda i: f"{path}:{i + 1}"
     if suffix == ".parquet":
@@ -190,15 +186,9 @@ def read_table(path: Path) -> tuple[list[dict], callable]:
 
 def read_run_dir(run: Path) -> list[dict]:
     """Eval rows of an rlscale run directory, each with the run's N (config.json) and run_id."""
-    cfg = read_json(run / "config.json")
-    n = cfg.get("N") if isinstance(cfg, dict) else None
-    if not isinstance(n, (int, float)) or isinstance(n, bool) or n <= 0:
-        raise UserError(f"{run / 'config.json'}: field 'N' (non-embedding parameters) missing "
-                        "or not a positive number")
-    rows = []
-    for r in iter_jsonl(run / "metrics.jsonl", tolerate_torn_tail=True):
-        rows.append({**r, "N": float(n), "run_id": run.name})
-    return rows
+    r = read_run(run)
+    n = r.size()
+    return [{**row, "N": n, "run_id": r.name} for row in r.rows]
 
 
 def load_points(path, x: str = "C_flops", y: str = "test_loss", size_col: str = "N",
