@@ -83,10 +83,11 @@ def fit_all(rungs) -> dict:
     fits = {}
     for name, x in (("loglinear_kn_C", "C_paper"), ("loglinear_kn_D", "D")):
         try:
+            from rlscale.scaling.fitting import fit_law
             from rlscale.scaling.laws import LogLinearKN
 
             pts = _points(rungs, x)
-            law = LogLinearKN().fit(pts)
+            law = fit_law(LogLinearKN(), pts)
             curves = {}
             for r in rungs:  # the fitted line over each rung's own range, for the plot
                 xs = pts.x[pts.size == r["N"]]
@@ -106,12 +107,13 @@ def fit_all(rungs) -> dict:
             fits[name] = {"law": "loglinear_kn", "x": x, "error": f"{type(e).__name__}: {e}"}
     try:
         from rlscale.scaling.data import from_rows
+        from rlscale.scaling.fitting import fit_law
         from rlscale.scaling.laws import GainPower
 
         rows = [{"x": 1.0, "gain": r["gain"], "N": r["N"], "step": 0, "run": r["rung"]}
                 for r in rungs]
         pts = from_rows(rows, "x", "gain", "N", "step", curve_col="run", source="study gains")
-        law = GainPower().fit(pts)
+        law = fit_law(GainPower(), pts)
         fits["gain_power"] = {"law": "gain_power", "params": dict(law.params_),
                               "r2": law.score(pts), "n_points": len(pts),
                               "converged": bool(getattr(law.result_, "converged", False)),
@@ -154,12 +156,7 @@ def reuse_analysis(arm: list[dict]) -> dict | None:
 
 def _at_bounds(law) -> list[str]:
     """Parameters the optimiser left on a bound: the data do not determine them."""
-    out = []
-    for p in getattr(law, "_specs", []):
-        v = law.params_[p.name]
-        if any(abs(v - b) <= 1e-6 * max(abs(b), 1e-12) for b in (p.lo, p.hi)):
-            out.append(p.name)
-    return out
+    return list(law.result_.at_bound)
 
 
 def rung_slopes(rungs, x: str = "C_paper") -> dict[str, float]:

@@ -9,11 +9,10 @@ import pytest
 from rlscale import cli
 from rlscale.errors import UserError
 from rlscale.scaling import compute_to_target, data_reuse, fit, fixed_compute
-from scaling_synth import loglinear_points
 
 
-def synth_csv(path, noise=0.01, seed=0):
-    pts = loglinear_points(seed=seed, noise=noise)
+def synth_csv(synth, path, noise=0.01, seed=0):
+    pts = synth.points(seed=seed, noise=noise)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["N", "step", "D", "test_loss"])
@@ -21,8 +20,8 @@ def synth_csv(path, noise=0.01, seed=0):
     return str(path)
 
 
-def test_fit_writes_json_and_plots_and_prints_a_table(tmp_path, capsys):
-    data = synth_csv(tmp_path / "d.csv")
+def test_fit_writes_json_and_plots_and_prints_a_table(tmp_path, capsys, synth):
+    data = synth_csv(synth, tmp_path / "d.csv")
     out = tmp_path / "out"
     rc = cli.main(["fit", "--data", data, "--law", "loglinear_kn", "--x", "D",
                    "--bootstrap", "20", "--out", str(out)])
@@ -42,8 +41,8 @@ def test_fit_writes_json_and_plots_and_prints_a_table(tmp_path, capsys):
 @pytest.mark.parametrize("protocol, extra", [("intra", ["--first-steps", "10"]),
                                              ("inter", ["--max-size", "3e9"]),
                                              ("loso", [])])
-def test_protocols_report_errors_on_the_unseen_part(tmp_path, protocol, extra):
-    data = synth_csv(tmp_path / "d.csv")
+def test_protocols_report_errors_on_the_unseen_part(tmp_path, protocol, extra, synth):
+    data = synth_csv(synth, tmp_path / "d.csv")
     out = tmp_path / protocol
     rc = cli.main(["fit", "--data", data, "--law", "loglinear_kn_param", "--x", "D",
                    "--protocol", protocol, "--out", str(out), "--no-plots", *extra])
@@ -55,8 +54,8 @@ def test_protocols_report_errors_on_the_unseen_part(tmp_path, protocol, extra):
     assert p["n"] == n_unseen
 
 
-def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    data = synth_csv(tmp_path / "d.csv")
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, synth):
+    data = synth_csv(synth, tmp_path / "d.csv")
     assert cli.main(["fit", "--data", data, "--x", "C_flops", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "d.csv" in err and "'C_flops'" in err and err.count("\n") == 1
@@ -66,8 +65,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert "--first-steps" in capsys.readouterr().err
 
 
-def test_gain_power_from_curves_and_chinchilla_default_objective(tmp_path):
-    data = synth_csv(tmp_path / "d.csv", noise=0.0)
+def test_gain_power_from_curves_and_chinchilla_default_objective(tmp_path, synth):
+    data = synth_csv(synth, tmp_path / "d.csv", noise=0.0)
     out = tmp_path / "g"
     assert cli.main(["fit", "--data", data, "--law", "gain_power", "--x", "D", "--out",
                      str(out)]) == 0
@@ -75,8 +74,8 @@ def test_gain_power_from_curves_and_chinchilla_default_objective(tmp_path):
     assert fj["n_points"] == 5 and set(fj["params"]) == {"a", "b"} and fj["params"]["b"] > 0
 
 
-def test_fixed_compute_and_compute_to_target():
-    law = fit(loglinear_points(noise=0.0), "loglinear_kn")
+def test_fixed_compute_and_compute_to_target(synth):
+    law = fit(synth.points(noise=0.0), "loglinear_kn")
     sizes = law.sizes_
     fc = fixed_compute(law, sizes, 1e4)
     assert fc["best_size"] == sizes[int(np.argmin(fc["loss"]))]

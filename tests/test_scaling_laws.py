@@ -7,7 +7,6 @@ from rlscale.errors import UserError
 from rlscale.scaling import (Chinchilla, GainPower, LogLinearKN, LogLinearKNParam, Points,
                              Sigmoid, fit, fit_law, make_law, refit_intercepts)
 from rlscale.scaling.fitting import Problem, point_weights
-from scaling_synth import TRUE, loglinear_points, true_intercepts
 
 
 def _pts(x, y, n):
@@ -22,31 +21,31 @@ def _theta_for(law, pts):
 
 @pytest.mark.parametrize("law", [LogLinearKN(), LogLinearKNParam(), GainPower(), Chinchilla(),
                                  Sigmoid()])
-def test_jacobian_matches_finite_differences(law):
-    pts = loglinear_points(seed=1, noise=0.0)
-    th = _theta_for(law, pts) * (1 + 0.1 * np.random.default_rng(0).random(len(law._specs)))
-    p, jac = law._jac(th, pts.x, pts.size)
-    assert np.allclose(p, law._predict(th, pts.x, pts.size))
+def test_jacobian_matches_finite_differences(law, synth):
+    pts = synth.points(seed=1, noise=0.0)
+    th = _theta_for(law, pts) * (1 + 0.1 * np.random.default_rng(0).random(len(law.specs_)))
+    p, jac = law.jacobian(th, pts.x, pts.size)
+    assert np.allclose(p, law.formula(th, pts.x, pts.size))
     for j in range(len(th)):
         h = 1e-6 * max(abs(th[j]), 1e-3)
         up, dn = th.copy(), th.copy()
         up[j] += h
         dn[j] -= h
-        fd = (law._predict(up, pts.x, pts.size) - law._predict(dn, pts.x, pts.size)) / (2 * h)
-        assert np.allclose(jac[:, j], fd, rtol=1e-4, atol=1e-9 * np.abs(p).max()), law._specs[j]
+        fd = (law.formula(up, pts.x, pts.size) - law.formula(dn, pts.x, pts.size)) / (2 * h)
+        assert np.allclose(jac[:, j], fd, rtol=1e-4, atol=1e-9 * np.abs(p).max()), law.specs_[j]
 
 
-def test_loglinear_recovers_known_parameters_without_noise():
-    law = fit(loglinear_points(noise=0.0), "loglinear_kn")
+def test_loglinear_recovers_known_parameters_without_noise(synth):
+    law = fit(synth.points(noise=0.0), "loglinear_kn")
     assert law.result_.converged and law.result_.r2 > 0.999999
-    assert abs(law.params_["K_max"] / TRUE["K_max"] - 1) < 1e-4
-    assert abs(law.params_["N0"] / TRUE["N0"] - 1) < 1e-4
+    assert abs(law.params_["K_max"] / synth.TRUE["K_max"] - 1) < 1e-4
+    assert abs(law.params_["N0"] / synth.TRUE["N0"] - 1) < 1e-4
     e = [law.params_[k] for k in law.params_ if k.startswith("E0_")]
-    assert np.allclose(e, true_intercepts(), atol=1e-5)
+    assert np.allclose(e, synth.true_intercepts(), atol=1e-5)
 
 
-def test_parametric_variant_predicts_an_unseen_size():
-    pts = loglinear_points(noise=0.0)  # E(N) of the synthetic data is of the parametric form
+def test_parametric_variant_predicts_an_unseen_size(synth):
+    pts = synth.points(noise=0.0)  # E(N) of the synthetic data is of the parametric form
     train = pts.subset(pts.size < 1e10)
     law = fit(train, "loglinear_kn_param")
     big = pts.subset(pts.size == 1e10)
@@ -55,17 +54,17 @@ def test_parametric_variant_predicts_an_unseen_size():
         fit(train, "loglinear_kn").predict(big)
 
 
-def test_refit_intercepts_holds_k_and_fits_e():
-    pts = loglinear_points(noise=0.0)
+def test_refit_intercepts_holds_k_and_fits_e(synth):
+    pts = synth.points(noise=0.0)
     law = fit(pts.subset(pts.size < 1e10), "loglinear_kn")
     big = pts.subset(pts.size == 1e10)
     new = refit_intercepts(law, big)
     assert new.params_["K_max"] == law.params_["K_max"] and new.params_["N0"] == law.params_["N0"]
-    assert abs(new.params_["E0_10"] - true_intercepts()[-1]) < 1e-3
+    assert abs(new.params_["E0_10"] - synth.true_intercepts()[-1]) < 1e-3
 
 
-def test_curve_weights_make_every_curve_count_the_same():
-    pts = loglinear_points(noise=0.0)
+def test_curve_weights_make_every_curve_count_the_same(synth):
+    pts = synth.points(noise=0.0)
     pts = pts.subset((pts.size != 1e8) | (pts.step <= 5))  # one short curve
     w = point_weights(pts, True)
     sums = [w[pts.curve == c].sum() for c in np.unique(pts.curve)]
@@ -90,19 +89,19 @@ def test_gain_power_and_sigmoid_and_chinchilla_recover_parameters():
         assert abs(ch.params_[k] / v - 1) < 1e-3, k
 
 
-def test_huber_in_log_space_resists_an_outlier():
-    pts = loglinear_points(noise=0.0)
+def test_huber_in_log_space_resists_an_outlier(synth):
+    pts = synth.points(noise=0.0)
     y = pts.y.copy()
     y[7] *= 1.5
     bad = Points(pts.x, y, pts.size, pts.step, pts.curve, source="t")
     hub = fit(bad, "loglinear_kn", objective="huber")
     mse = fit(bad, "loglinear_kn", objective="mse")
-    err = lambda law: abs(law.params_["K_max"] / TRUE["K_max"] - 1)  # noqa: E731
+    err = lambda law: abs(law.params_["K_max"] / synth.TRUE["K_max"] - 1)  # noqa: E731
     assert err(hub) < 1e-3 < err(mse)
 
 
-def test_convergence_is_checked_not_taken_from_the_optimiser(monkeypatch):
-    pts = loglinear_points(noise=0.01)
+def test_convergence_is_checked_not_taken_from_the_optimiser(monkeypatch, synth):
+    pts = synth.points(noise=0.01)
     law = LogLinearKN()
     fit_law(law, pts)
     assert law.result_.converged and law.result_.grad_norm < 1e-3
@@ -113,8 +112,8 @@ def test_convergence_is_checked_not_taken_from_the_optimiser(monkeypatch):
     assert not cut.result_.converged
 
 
-def test_fixed_parameters_and_bad_names():
-    pts = loglinear_points(noise=0.0)
+def test_fixed_parameters_and_bad_names(synth):
+    pts = synth.points(noise=0.0)
     law = fit_law(LogLinearKN(), pts, fixed={"K_max": 0.2})
     assert law.params_["K_max"] == 0.2
     with pytest.raises(UserError, match="not in loglinear_kn"):
@@ -125,16 +124,16 @@ def test_fixed_parameters_and_bad_names():
         fit_law(LogLinearKN(), pts, objective="l1")
 
 
-def test_nonpositive_loss_is_a_user_error():
-    pts = loglinear_points(noise=0.0)
+def test_nonpositive_loss_is_a_user_error(synth):
+    pts = synth.points(noise=0.0)
     y = pts.y.copy()
     y[0] = 0.0
     with pytest.raises(UserError, match="must be > 0"):
         fit_law(LogLinearKN(), Points(pts.x, y, pts.size, pts.step, pts.curve, y_name="L"))
 
 
-def test_score_is_r2_and_predict_before_fit_is_an_error():
-    pts = loglinear_points(noise=0.02, seed=3)
+def test_score_is_r2_and_predict_before_fit_is_an_error(synth):
+    pts = synth.points(noise=0.02, seed=3)
     law = fit(pts, "loglinear_kn")
     assert abs(law.score(pts) - law.result_.r2) < 1e-12
     with pytest.raises(UserError, match="before fit"):

@@ -2,7 +2,7 @@
 
     from rlscale.scaling import fit
     law = fit("qwen2.5_base_holdout_testloss_by_step.csv", "loglinear_kn", x="C_flops")
-    law.params_["K_max"], law.params_["N0"], law.result_.r2
+    law.params_["K_max"], law.params_["N0"], law.result_.r2, law.result_.identified
     law.predict(x=[1e19], size=7.2e10)
 
 Laws: LogLinearKN, LogLinearKNParam, GainPower, Chinchilla, Sigmoid (rlscale.scaling.laws).
@@ -18,11 +18,11 @@ from rlscale.errors import UserError
 from rlscale.scaling.analyses import compute_to_target, data_reuse, fixed_compute
 from rlscale.scaling.bootstrap import Bootstrap, bootstrap
 from rlscale.scaling.data import Points, load_points, select
-from rlscale.scaling.fitting import FitResult, fit_law, refit_intercepts
+from rlscale.scaling.fitting import FitResult, fit_law
 from rlscale.scaling.laws import (LAWS, Chinchilla, GainPower, Law, LogLinearKN,
                                   LogLinearKNParam, Sigmoid, make_law)
 from rlscale.scaling.metrics import errors, mare, r2
-from rlscale.scaling.protocols import inter, intra, loso, run_protocol
+from rlscale.scaling.protocols import inter, intra, loso, refit_intercepts, run_protocol
 
 __all__ = ["fit", "prepare", "Law", "LogLinearKN", "LogLinearKNParam", "GainPower", "Chinchilla",
            "Sigmoid", "LAWS", "make_law", "Points", "load_points", "select", "FitResult",

@@ -85,9 +85,8 @@ def bootstrap(law, pts, n: int = 200, unit: str = "points", seed: int = 0) -> Bo
     for b in range(n):
         sample = resample(pts, unit, rng)
         bl = copy.deepcopy(law)
-        bl.bind(sample)
         # warm start: the full fit's values, for the parameters this resample has
-        start = {s.name: law.params_.get(s.name, np.nan) for s in bl._specs}
+        start = {s.name: law.params_.get(s.name, np.nan) for s in bl.bind(sample)}
         start = {k: (v if np.isfinite(v) else 0.0) for k, v in start.items()}
         fit_law(bl, sample, objective=res.objective, curve_weights=res.curve_weights,
                 fixed=res.fixed or None, x0=start, check=False)

@@ -12,6 +12,12 @@ Convergence is checked, not read off the optimiser's flag: the best solution is 
 more and must not improve by more than `rtol` (relative objective change), and the projected
 gradient (zero at active bounds) scaled by the parameter ranges must be tiny relative to the
 objective. Both numbers are reported in FitResult.
+
+Identification is checked too, because an optimiser can converge to a point the data do not
+determine: a parameter left on one of its bounds, or refinements from different starts that end
+equally good but far apart (`restart_spread`), mark the fit `identified: false` with the reasons
+in `flags` (the bootstrap adds "interval spans more than a decade"). Such a fit is never
+reported as a clean convergence.
 """
 
 from __future__ import annotations
@@ -45,9 +51,16 @@ class FitResult:
     fixed: dict[str, float] = field(default_factory=dict)
     x: str = ""
     y: str = ""
+    at_bound: list[str] = field(default_factory=list)  # parameters left on a bound
+    restart_spread: float = 0.0  # largest parameter gap between equally good refinements
+    flags: list[str] = field(default_factory=list)  # reasons the fit is not identified
+
+    @property
+    def identified(self) -> bool:
+        return not self.flags
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "identified": self.identified}
 
 
 def point_weights(pts, curve_weights: bool) -> np.ndarray:
@@ -66,7 +79,7 @@ class Problem:
         if objective not in OBJECTIVES:
             raise UserError(f"--objective: unknown objective '{objective}' (mse or huber)")
         self.law, self.pts, self.objective, self.delta = law, pts, objective, delta
-        self.specs = law._specs
+        self.specs = law.specs_
         fixed = dict(fixed or {})
         unknown = set(fixed) - {s.name for s in self.specs}
         if unknown:
@@ -105,7 +118,7 @@ class Problem:
         return np.clip(u, self.lo, self.hi)
 
     def residual(self, u):
-        p = self.law._predict(self.theta(u), self.pts.x, self.pts.size)
+        p = self.law.formula(self.theta(u), self.pts.x, self.pts.size)
         if self.objective == "mse":
             return self.sw * (p - self.pts.y)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -113,7 +126,7 @@ class Problem:
 
     def jacobian(self, u):
         th = self.theta(u)
-        p, jac = self.law._jac(th, self.pts.x, self.pts.size)
+        p, jac = self.law.jacobian(th, self.pts.x, self.pts.size)
         jac = jac[:, self.free] * np.where(self.is_log, th[self.free] * math.log(10.0), 1.0)
         if self.objective == "mse":
             return self.sw[:, None] * jac
@@ -163,12 +176,13 @@ def solve(prob: Problem, starts, n_local: int = 5, check: bool = True):
         raise UserError(f"{prob.law.name}: no starting point gives a finite prediction on "
                         f"{prob.pts.source or 'the data'}")
     scored.sort(key=lambda s: (s[0], s[1]))
-    best_u, best_f = None, math.inf
+    best_u, best_f, ends = None, math.inf, []
     for _, _, u0 in scored[:n_local]:
         try:
             u, f = prob.local(u0)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             continue  # a start whose residuals overflow: the others cover it
+        ends.append((f, u))
         if f < best_f:
             best_u, best_f = u, f
     if best_u is None:
@@ -183,7 +197,26 @@ def solve(prob: Problem, starts, n_local: int = 5, check: bool = True):
             if rel_change <= 1e-9:
                 break
         gnorm = projected_gradient(prob, best_u) / (abs(best_f) + 1e-9 * prob.f_null + 1e-300)
-    return best_u, best_f, rel_change, gnorm, len(scored)
+    return best_u, best_f, rel_change, gnorm, len(scored), restart_spread(prob, ends, best_f)
+
+
+def restart_spread(prob: Problem, ends, best_f: float, rtol: float = 1e-4) -> float:
+    """Largest gap, as a share of the parameter's range (log10 range for log parameters),
+    between refinements that end within rtol of the best objective: equally good fits far apart
+    mean the data do not pin that parameter down."""
+    good = [u for f, u in ends if f <= best_f + rtol * (abs(best_f) + 1e-9 * prob.f_null)]
+    if len(good) < 2:
+        return 0.0
+    u = np.array(good)
+    span = np.minimum(prob.hi - prob.lo, 10.0)  # a decade in log space, or 10 units, at most
+    return float(np.max((u.max(0) - u.min(0)) / span))
+
+
+def bound_hits(prob: Problem, u, tol: float = 1e-6) -> list[str]:
+    """Names of free parameters sitting on a bound (within tol of the internal range)."""
+    span = prob.hi - prob.lo
+    hit = (u <= prob.lo + tol * span) | (u >= prob.hi - tol * span)
+    return [prob.specs[i].name for i, h in zip(prob.free, hit) if h]
 
 
 def projected_gradient(prob: Problem, u) -> float:
@@ -198,17 +231,19 @@ def projected_gradient(prob: Problem, u) -> float:
 
 def fit_law(law, pts, objective: str | None = None, curve_weights: bool | None = None,
             delta: float = 1e-3, fixed: dict[str, float] | None = None, x0=None,
-            n_local: int = 5, check: bool = True, rtol: float = 1e-6, gtol: float = 1e-3):
-    """Fit `law` to `pts` in place (law.params_, law.result_); see the module docstring.
+            n_local: int = 5, check: bool = True, rtol: float = 1e-6, gtol: float = 1e-3,
+            spread_tol: float = 0.05):
+    """Fit `law` to `pts` in place (law.params_, law.result_) and return it; see the module
+    docstring.
 
     x0: a natural-parameter dict or vector to start from instead of the grid (warm start, as the
     bootstrap does). fixed: parameters held at given values (e.g. K_max, N0 when re-fitting the
-    intercept of an unseen size).
+    intercept of an unseen size). spread_tol: the restart spread above which the fit is flagged.
     """
     objective = objective or law.default_objective
     curve_weights = law.default_curve_weights if curve_weights is None else curve_weights
     law.validate(pts)
-    law.bind(pts)
+    specs = law.bind(pts)
     prob = Problem(law, pts, objective, curve_weights, delta, fixed)
     if len(pts) < len(prob.free):
         raise UserError(f"{pts.source or 'data'}: {len(pts)} points cannot fit "
@@ -218,26 +253,20 @@ def fit_law(law, pts, objective: str | None = None, curve_weights: bool | None =
         n_local = 1
     else:
         starts = law.starts(pts)
-    u, f, rel_change, gnorm, n_starts = solve(prob, starts, n_local, check)
+    with np.errstate(all="ignore"):  # overflow in a far start is scored inf, never printed
+        u, f, rel_change, gnorm, n_starts, spread = solve(prob, starts, n_local, check)
     th = prob.theta(u)
-    law.params_ = {s.name: float(v) for s, v in zip(prob.specs, th)}
-    pred = law._predict(th, pts.x, pts.size)
-    law.result_ = FitResult(
-        law=law.name, params=dict(law.params_), objective=objective, loss=f,
-        r2=r2_score(pts.y, pred), n_points=len(pts), n_curves=len(np.unique(pts.curve)),
-        curve_weights=bool(curve_weights),
+    params = {s.name: float(v) for s, v in zip(specs, th)}
+    at_bound = bound_hits(prob, u)
+    flags = [f"{name} at a bound" for name in at_bound]
+    if spread > spread_tol:
+        flags.append(f"restart spread {spread:.2g} > {spread_tol:g}")
+    result = FitResult(
+        law=law.name, params=dict(params), objective=objective, loss=f,
+        r2=r2_score(pts.y, law.formula(th, pts.x, pts.size)), n_points=len(pts),
+        n_curves=len(np.unique(pts.curve)), curve_weights=bool(curve_weights),
         converged=bool(check and rel_change <= rtol and gnorm <= gtol),
         rel_change=rel_change, grad_norm=gnorm, n_starts=n_starts, fixed=dict(fixed or {}),
-        x=pts.x_name, y=pts.y_name)
+        x=pts.x_name, y=pts.y_name, at_bound=at_bound, restart_spread=spread, flags=flags)
+    law.set_fitted(params, result)
     return law
-
-
-def refit_intercepts(law, pts):
-    """The paper's protocol for a size the fit never saw: keep K_max and N0, fit only E(N) on
-    that size's own points. Returns a new LogLinearKN for the sizes in pts."""
-    from rlscale.scaling.laws import LogLinearKN
-
-    new = LogLinearKN()
-    fixed = {"K_max": law.params_["K_max"], "N0": law.params_["N0"]}
-    return fit_law(new, pts, objective=law.result_.objective,
-                   curve_weights=law.result_.curve_weights, fixed=fixed)

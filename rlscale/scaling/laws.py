@@ -1,10 +1,14 @@
-"""Scaling laws as small estimator objects: named parameters with bounds, predict + exact Jacobian.
+"""Scaling laws as pure formulas: named parameters with bounds, the formula and its exact Jacobian.
 
-A law maps data points (x = compute or data, size = N) to a predicted y and gives the exact
-Jacobian dy/dtheta, which the fitter (rlscale.scaling.fitting) uses for its least-squares solves.
-Parameters spanning decades (N0, A, C_mid...) are marked `log`: the fitter moves them in log10
-space so one step size suits every parameter. `starts(pts)` yields the grid of starting points;
-a law fills what the grid does not cover (e.g. the per-size intercepts) from the data.
+A law maps data points (x = compute or data, size = N) to a predicted y (`formula(theta, x, n)`)
+and gives the exact Jacobian dy/dtheta (`jacobian(theta, x, n)`), which the fitter
+(rlscale.scaling.fitting, which imports this module, never the reverse) uses for its
+least-squares solves. `bind(pts)` fixes the structure a data set implies (which sizes have an
+intercept) and returns the parameter specs. Parameters spanning decades (N0, A, C_mid...) are
+marked `log`: the fitter moves them in log10 space so one step size suits every parameter.
+`starts(pts)` yields the grid of starting points; a law fills what the grid does not cover
+(e.g. the per-size intercepts) from the data. A law of several inputs passes them in `x` (any
+array whose first axis runs over points) and keeps `n` for the model size.
 
     loglinear_kn        log10 L = -k(N) log10 X + E(N), k(N) = K_max / (1 + N0 / N), E free per size
     loglinear_kn_param  the same with E(N) = e0 + e1 log10(N / 1e9) + k(N) x0: unseen sizes predictable
@@ -12,8 +16,9 @@ a law fills what the grid does not cover (e.g. the per-size intercepts) from the
     chinchilla          L = E + A / N^alpha + B / D^beta
     sigmoid             R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) (ScaleRL)
 
-The fit itself is `Law.fit(points)` (scikit-learn style: fit / predict / score, fitted values in
-`params_`), implemented in rlscale.scaling.fitting.
+A fitted law holds its values in `params_` and its FitResult in `result_` (set by
+`rlscale.scaling.fitting.fit_law(law, points)` through `set_fitted`); `predict(x, size)` and
+`score(points)` use them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from scipy.special import expit
 
 from rlscale.errors import UserError
+from rlscale.scaling.metrics import r2
 
 LN10 = math.log(10.0)
 
@@ -46,7 +52,7 @@ def size_label(n: float) -> str:
 
 
 class Law:
-    """Base class: subclasses define specs(), _predict(), _jac() and starts()."""
+    """Base class: subclasses define specs(sizes), formula(), jacobian() and starts()."""
 
     name = "law"
     x_label = "X"
@@ -57,15 +63,20 @@ class Law:
 
     def __init__(self):
         self.params_: dict[str, float] | None = None
-        self.result_ = None  # FitResult after fit()
+        self.result_ = None  # FitResult after fit_law()
+        self.sizes_: np.ndarray | None = None  # the sizes the law was bound to
+        self.specs_: list[Param] | None = None
 
     # -- structure --------------------------------------------------------------------------
-    def specs(self, pts) -> list[Param]:
-        """Parameters for these data (may depend on the sizes present)."""
+    def specs(self, sizes) -> list[Param]:
+        """Parameters for data with these model sizes (may depend on them)."""
         raise NotImplementedError
 
-    def bind(self, pts) -> None:
-        """Fix data-dependent structure (e.g. which sizes have an intercept) before a fit."""
+    def bind(self, pts) -> list[Param]:
+        """Fix the data-dependent structure (the sizes present) before a fit; the specs."""
+        self.sizes_ = np.unique(pts.size)
+        self.specs_ = self.specs(self.sizes_)
+        return self.specs_
 
     def validate(self, pts) -> None:
         where = pts.source or "data"
@@ -76,26 +87,25 @@ class Law:
 
     def theta(self, params: dict[str, float] | None = None) -> np.ndarray:
         params = self.params_ if params is None else params
-        return np.array([params[p.name] for p in self._specs])
+        return np.array([params[p.name] for p in self.specs_])
+
+    def set_fitted(self, params: dict[str, float], result=None) -> None:
+        """Install fitted values (the fitter calls this; so can a caller loading a fit.json)."""
+        self.params_, self.result_ = dict(params), result
 
     # -- math -------------------------------------------------------------------------------
-    def _predict(self, th: np.ndarray, x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    def formula(self, th: np.ndarray, x: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Predicted y for parameter vector th (in specs order) at inputs x and sizes n."""
         raise NotImplementedError
 
-    def _jac(self, th: np.ndarray, x: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def jacobian(self, th: np.ndarray, x: np.ndarray, n: np.ndarray):
         """(prediction, Jacobian d prediction / d theta of shape (n_points, n_params))."""
         raise NotImplementedError
 
     def starts(self, pts) -> list[np.ndarray]:
         raise NotImplementedError
 
-    # -- estimator API ----------------------------------------------------------------------
-    def fit(self, pts, **kw):
-        from rlscale.scaling.fitting import fit_law
-
-        fit_law(self, pts, **kw)
-        return self
-
+    # -- fitted-law API ---------------------------------------------------------------------
     def predict(self, x, size=None) -> np.ndarray:
         """Predicted y at x (array or Points) for model sizes `size` (scalar or array)."""
         if self.params_ is None:
@@ -103,13 +113,11 @@ class Law:
         if size is None:
             x, size = x.x, x.size
         x = np.asarray(x, dtype=float)
-        n = np.broadcast_to(np.asarray(size, dtype=float), x.shape)
-        return self._predict(self.theta(), x, n)
+        n = np.broadcast_to(np.asarray(size, dtype=float), x.shape[:1] if x.ndim else x.shape)
+        return self.formula(self.theta(), x, n)
 
     def score(self, pts) -> float:
         """R^2 of the predictions in linear y (the paper's convention)."""
-        from rlscale.scaling.metrics import r2
-
         return r2(pts.y, self.predict(pts))
 
     def __repr__(self) -> str:
@@ -130,16 +138,7 @@ class LogLinearKN(Law):
     name = "loglinear_kn"
     y_label = "test loss L"
 
-    def __init__(self):
-        super().__init__()
-        self.sizes_: np.ndarray | None = None
-
-    def bind(self, pts) -> None:
-        self.sizes_ = np.unique(pts.size)
-        self._specs = self.specs(pts)
-
-    def specs(self, pts=None) -> list[Param]:
-        sizes = self.sizes_ if self.sizes_ is not None else np.unique(pts.size)
+    def specs(self, sizes) -> list[Param]:
         return [Param("K_max", 1e-6, 5.0), Param("N0", 1e3, 1e16, log=True, unit="params")] + [
             Param(f"E0_{size_label(s)}", -50.0, 50.0) for s in sizes]
 
@@ -158,11 +157,11 @@ class LogLinearKN(Law):
                             "use loglinear_kn_param or refit_intercepts() to predict an unseen size")
         return idx
 
-    def _predict(self, th, x, n):
+    def formula(self, th, x, n):
         k, _ = _k(th[0], th[1], n)
         return 10.0 ** (th[2:][self._index(n)] - k * np.log10(x))
 
-    def _jac(self, th, x, n):
+    def jacobian(self, th, x, n):
         idx, lx = self._index(n), np.log10(x)
         k, q = _k(th[0], th[1], n)
         p = 10.0 ** (th[2:][idx] - k * lx)
@@ -199,18 +198,15 @@ class LogLinearKNParam(LogLinearKN):
 
     name = "loglinear_kn_param"
 
-    def bind(self, pts) -> None:
-        self._specs = self.specs(pts)
-
-    def specs(self, pts=None) -> list[Param]:
+    def specs(self, sizes=None) -> list[Param]:
         return [Param("K_max", 1e-6, 5.0), Param("N0", 1e3, 1e16, log=True, unit="params"),
                 Param("e0", -50.0, 50.0), Param("e1", -50.0, 50.0), Param("x0", -100.0, 100.0)]
 
-    def _predict(self, th, x, n):
+    def formula(self, th, x, n):
         k, _ = _k(th[0], th[1], n)
         return 10.0 ** (th[2] + th[3] * np.log10(n / 1e9) - k * (np.log10(x) - th[4]))
 
-    def _jac(self, th, x, n):
+    def jacobian(self, th, x, n):
         k, q = _k(th[0], th[1], n)
         u, dx = np.log10(n / 1e9), np.log10(x) - th[4]
         p = 10.0 ** (th[2] + th[3] * u - k * dx)
@@ -242,10 +238,7 @@ class GainPower(Law):
     default_curve_weights = False
     needs_positive_x = False
 
-    def bind(self, pts) -> None:
-        self._specs = self.specs(pts)
-
-    def specs(self, pts=None):
+    def specs(self, sizes=None):
         return [Param("a", 1e-300, 1e300, log=True), Param("b", -10.0, 10.0)]
 
     def validate(self, pts) -> None:
@@ -254,10 +247,10 @@ class GainPower(Law):
             raise UserError(f"{pts.source or 'data'}: gain_power needs gains > 0 and sizes > 0 "
                             f"(column '{pts.y_name}')")
 
-    def _predict(self, th, x, n):
+    def formula(self, th, x, n):
         return th[0] * n ** th[1]
 
-    def _jac(self, th, x, n):
+    def jacobian(self, th, x, n):
         p = th[0] * n ** th[1]
         return p, np.stack([n ** th[1], p * np.log(n)], axis=1)
 
@@ -276,10 +269,7 @@ class Chinchilla(Law):
     default_objective = "huber"
     default_curve_weights = False
 
-    def bind(self, pts) -> None:
-        self._specs = self.specs(pts)
-
-    def specs(self, pts=None):
+    def specs(self, sizes=None):
         return [Param("E", 1e-6, 1e3, log=True), Param("A", 1e-6, 1e12, log=True),
                 Param("B", 1e-6, 1e12, log=True), Param("alpha", 0.0, 3.0),
                 Param("beta", 0.0, 3.0)]
@@ -290,10 +280,10 @@ class Chinchilla(Law):
             raise UserError(f"{pts.source or 'data'}: chinchilla needs loss > 0 (column "
                             f"'{pts.y_name}') and sizes > 0")
 
-    def _predict(self, th, x, n):
+    def formula(self, th, x, n):
         return th[0] + th[1] * n ** -th[3] + th[2] * x ** -th[4]
 
-    def _jac(self, th, x, n):
+    def jacobian(self, th, x, n):
         an, bd = th[1] * n ** -th[3], th[2] * x ** -th[4]
         jac = np.stack([np.ones_like(x), an / th[1], bd / th[2], -an * np.log(n),
                         -bd * np.log(x)], axis=1)
@@ -315,20 +305,17 @@ class Sigmoid(Law):
     y_label = "reward R"
     default_curve_weights = False
 
-    def bind(self, pts) -> None:
-        self._specs = self.specs(pts)
-
-    def specs(self, pts=None):
+    def specs(self, sizes=None):
         return [Param("R0", -1e6, 1e6), Param("A", -1e6, 1e6),
                 Param("C_mid", 1e-300, 1e300, log=True), Param("B", 1e-3, 20.0)]
 
     def _z(self, th, x):
         return th[3] * (np.log(x) - np.log(th[2]))
 
-    def _predict(self, th, x, n):
+    def formula(self, th, x, n):
         return th[0] + (th[1] - th[0]) * expit(self._z(th, x))
 
-    def _jac(self, th, x, n):
+    def jacobian(self, th, x, n):
         s = expit(self._z(th, x))
         ds = (th[1] - th[0]) * s * (1 - s)
         jac = np.stack([1 - s, s, -ds * th[3] / th[2], ds * (np.log(x) - np.log(th[2]))], axis=1)

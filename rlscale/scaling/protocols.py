@@ -19,11 +19,19 @@ import numpy as np
 
 from rlscale.errors import UserError
 from rlscale.scaling.data import select
-from rlscale.scaling.fitting import fit_law, refit_intercepts
+from rlscale.scaling.fitting import fit_law
 from rlscale.scaling.laws import LogLinearKN, LogLinearKNParam
 from rlscale.scaling.metrics import errors
 
 PROTOCOLS = ("intra", "inter", "loso")
+
+
+def refit_intercepts(law, pts):
+    """The paper's protocol for a size the fit never saw: keep K_max and N0, fit only E(N) on
+    that size's own points. Returns a new LogLinearKN for the sizes in pts."""
+    fixed = {"K_max": law.params_["K_max"], "N0": law.params_["N0"]}
+    return fit_law(LogLinearKN(), pts, objective=law.result_.objective,
+                   curve_weights=law.result_.curve_weights, fixed=fixed)
 
 
 def _fit(law, pts, **fit_kw):
