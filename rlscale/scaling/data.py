@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rlscale.errors import UserError
-from rlscale.files import iter_jsonl
+from rlscale.files import iter_jsonl, read_csv
 from rlscale.rundir import read_run
 
 # C_flops (the paper's CSV) and C_paper (rlscale runs) are the same quantity: sum of 6 N T.
