@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 STUDY_OUT ?= studies/micro
 PRESET ?= cpu
 
-.PHONY: study test env clean
+VERL_VENV := .venv-verl
+
+.PHONY: study test env verl-env clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +21,20 @@ $(BIN)/.installed: pyproject.toml
 
 env: $(BIN)/.installed
 
+# verl 0.9.1 without its heavy pins, for the test that runs verl's own config validation on an
+# exported launch (tests/test_verl.py finds it at .venv-verl or $$RLSCALE_VERL_PYTHON).
+# Its own venv: verl pins transformers below the main env's. The CPU torch first, always pinned.
+$(VERL_VENV)/.installed:
+	$(PY) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install -q --upgrade pip
+	$(VERL_VENV)/bin/pip install -q torch==2.13.0
+	$(VERL_VENV)/bin/pip install -q --no-deps verl==0.9.1
+	$(VERL_VENV)/bin/pip install -q hydra-core omegaconf numpy 'tensordict>=0.8,<0.11' \
+	    'transformers>=5.5.3,<5.11' ray codetiming datasets pillow
+	touch $@
+
+verl-env: $(VERL_VENV)/.installed
+
 study: $(BIN)/.installed
 	$(BIN)/rlscale study --preset $(PRESET) --out $(STUDY_OUT)
 
@@ -26,4 +42,4 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VERL_VENV) build *.egg-info

@@ -15,15 +15,22 @@ stripped, one trailing `.` dropped, then canonical decimal form (12 == 12.0 == 1
 
 Safety and cost: no eval() of model text; every regex is linear (no nested quantifiers) and each
 scan touches a character a bounded number of times, so a megabyte completion takes milliseconds.
+
+Standard library only (math-verify when `boxed` needs it): this file is also the body of the
+reward module `rlscale export-verl` writes, which must run on a verl worker without rlscale.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 from typing import Callable
 
-from rlscale.errors import UserError
+try:
+    from rlscale.errors import UserError
+except ImportError:  # running as the exported verl reward module, outside rlscale
+    UserError = ValueError
 
 _STRICT = re.compile(r"#### (-?[0-9.,]+)")
 _RUN = re.compile(r"[$0-9.,]+")  # applied to the reversed text: the last run comes first
@@ -171,6 +178,10 @@ def _latex_key(s: str) -> str:
     return "".join(s.split()).removesuffix(".")
 
 
+MATH_VERIFY_MISSING = ("boxed answer check: these answers differ as text, and comparing them as "
+                       "math needs the math-verify package (pip install math-verify)")
+
+
 def _verify_now(gold: str, pred: str, timeout: int | None) -> bool:
     from math_verify import parse, verify
 
@@ -197,7 +208,10 @@ def _verify_worker(conn) -> None:  # runs in the helper process
 
 class _Helper:
     """One spawned process that runs math-verify for non-main threads, where SIGALRM timeouts
-    cannot be set; a comparison that overruns kills it (a fresh one starts on the next call)."""
+    cannot be set; a comparison that overruns kills it (a fresh one starts on the next call).
+
+    The child runs this very file (runpy) rather than importing it by module name: as verl's
+    reward module it was loaded from a path under a name no other process can import."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -206,12 +220,15 @@ class _Helper:
 
     def verify(self, gold: str, pred: str, timeout: float) -> bool | None:
         import multiprocessing as mp
+        import runpy
 
         with self.lock:
             if self.proc is None or not self.proc.is_alive():
                 ctx = mp.get_context("spawn")
                 self.conn, child = ctx.Pipe()
-                self.proc = ctx.Process(target=_verify_worker, args=(child,), daemon=True)
+                self.proc = ctx.Process(target=runpy.run_path, args=(__file__,), kwargs={
+                    "init_globals": {"_HELPER_CONN": child}, "run_name": _HELPER_MAIN},
+                    daemon=True)
                 self.proc.start()
                 timeout += 20  # first call: the process imports sympy and math-verify
             self.conn.send((gold, pred))
@@ -224,14 +241,21 @@ class _Helper:
 
 
 _HELPER = _Helper()
+_HELPER_MAIN = "__answer_check_helper__"
 
 
 def math_verify_equal(gold: str, pred: str, timeout: int = VERIFY_TIMEOUT_S) -> bool:
     """math-verify equivalence of two LaTeX answers, never running longer than about 3 timeouts;
-    False on timeout or error."""
+    False on timeout or error. ImportError (one line) when math-verify is not installed."""
+    if importlib.util.find_spec("math_verify") is None:
+        raise ImportError(MATH_VERIFY_MISSING)
     try:
         if threading.current_thread() is threading.main_thread():
             return _verify_now(gold, pred, timeout)
         return bool(_HELPER.verify(gold, pred, 3 * timeout))
     except Exception:  # math-verify's own TimeoutException, parser errors
         return False
+
+
+if __name__ == _HELPER_MAIN:  # the helper process (see _Helper)
+    _verify_worker(globals()["_HELPER_CONN"])

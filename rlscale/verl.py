@@ -3,13 +3,19 @@
 Training a model larger than one GPU is verl's job; rlscale writes the same run for it:
     OUT/run_verl.sh          python3 -m verl.trainer.main_ppo with Hydra overrides
     OUT/verl_overrides.json  the overrides as a JSON object (key -> value)
-    OUT/rlscale_reward.py    compute_score(data_source, solution_str, ground_truth, extra_info)
-                             calling rlscale's answer check (the run's `reward`)
+    OUT/rlscale_reward.py    compute_score(data_source, solution_str, ground_truth, extra_info):
+                             rlscale's answer check (the run's `reward`), standard library only
+                             (it is rlscale/rewards.py itself plus a compute_score footer)
     OUT/rlscale_config.json  the resolved TrainConfig, so `rlscale import verl LOG --config` can
                              bring the run back with its batch size and group size
-verl key names follow verl's ppo_trainer.yaml (actor_rollout_ref.actor.*, .rollout.*, data.*,
-algorithm.*, custom_reward_function.*, trainer.*). verl counts ppo_mini_batch_size in prompts,
-like rlscale's mini_batch_size.
+    OUT/verl_metrics/        verl's file logger output, one new JSONL file per launch (verl opens
+                             its file with "wb": a resumed launch into one file would erase it);
+                             `rlscale import verl OUT/verl_metrics` reads them all
+verl key names follow verl 0.9's ppo_trainer.yaml (actor_rollout_ref.actor.*, .ref.*, .rollout.*,
+data.*, algorithm.*, reward.custom_reward_function.*, trainer.*); tests/test_verl.py composes
+them with that config and runs verl's own validate_config. verl counts ppo_mini_batch_size in
+prompts, like rlscale's mini_batch_size, and micro-batches in rows (responses) per GPU, like
+rlscale's micro_batch_size per process.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from rlscale.errors import UserError
 from rlscale.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 REWARD_FILE = "rlscale_reward.py"
-METRICS_FILE = "verl_metrics.jsonl"
+METRICS_DIR = "verl_metrics"
+ROLLOUT_ENGINES = ("vllm", "sglang", "trtllm")  # verl 0.9 registers these (async mode) only
+# verl's own default token budget per GPU for dynamic micro-batches (actor.yaml)
+VERL_MAX_TOKENS_PER_GPU = 16384
 
 
 def load_train_config(spec: str):
@@ -52,6 +61,9 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
                    train_files: str = "$TRAIN_FILES", val_files: str = "$VAL_FILES",
                    rollout_engine: str = "vllm") -> dict:
     """Hydra overrides (dotted key -> value) running `cfg` as verl GRPO."""
+    if rollout_engine not in ROLLOUT_ENGINES:
+        raise UserError(f"--rollout-engine: {rollout_engine!r} is not a verl rollout; choose "
+                        f"one of {', '.join(ROLLOUT_ENGINES)}")
     model = model_path or cfg.model
     if model.startswith("micro:"):
         model = "$MODEL_PATH"  # a micro rung must be saved to a directory first
@@ -75,7 +87,7 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         f"{actor}.optim.lr_warmup_steps_ratio": 0.0,
         f"{actor}.optim.weight_decay": cfg.weight_decay,
         f"{actor}.grad_clip": cfg.grad_clip if cfg.grad_clip > 0 else 1e9,
-        f"{actor}.ppo_mini_batch_size": cfg.mini_batch_size,
+        f"{actor}.ppo_mini_batch_size": _mini_batch(cfg),
         f"{actor}.ppo_epochs": 1,
         f"{actor}.use_kl_loss": cfg.kl_coef > 0,
         f"{actor}.kl_loss_type": "low_var_kl",
@@ -84,6 +96,7 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         f"{actor}.clip_ratio_high": cfg.clip_high,
         f"{actor}.loss_agg_mode": cfg.loss_agg,
         f"{actor}.entropy_coeff": 0,
+        **_micro_batches(cfg, max_prompt_length, n_gpus_per_node * nnodes),
         f"{rollout}.name": rollout_engine,
         f"{rollout}.n": cfg.group_size,
         f"{rollout}.temperature": cfg.temperature,
@@ -91,8 +104,8 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         f"{rollout}.val_kwargs.n": cfg.eval_samples,
         f"{rollout}.val_kwargs.temperature": cfg.eval_temperature,
         f"{rollout}.val_kwargs.do_sample": cfg.eval_temperature > 0,
-        "custom_reward_function.path": reward_path,
-        "custom_reward_function.name": "compute_score",
+        "reward.custom_reward_function.path": reward_path,
+        "reward.custom_reward_function.name": "compute_score",
         "trainer.total_training_steps": cfg.steps,
         "trainer.test_freq": eval_every,
         "trainer.val_before_train": True,
@@ -105,6 +118,40 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
                                           f"{cfg.task}-{Path(cfg.model).name}-seed{cfg.seed}"),
     }
     return o
+
+
+def _mini_batch(cfg) -> int:
+    return cfg.mini_batch_size or cfg.batch_size  # 0 reads as "the whole batch"
+
+
+def _micro_batches(cfg, max_prompt_length: int, n_gpus: int) -> dict:
+    """verl's micro-batch settings (memory only; the update is the same) for actor, reference
+    and rollout log-prob passes. rlscale's micro_batch_size (rows per chunk) maps to verl's
+    per-GPU micro-batches; 0 (no chunking) maps to verl's dynamic batches, packed by tokens."""
+    rows, mini_rows = cfg.batch_size * cfg.group_size, _mini_batch(cfg) * cfg.group_size
+    for what, n in (("the batch", rows), ("a mini-batch", mini_rows)):
+        if n % n_gpus:  # verl splits both evenly over data-parallel ranks
+            raise UserError(f"--gpus-per-node/--nnodes: {what} has {n} rollouts (prompts x "
+                            f"group size), which do not split evenly over {n_gpus} GPUs")
+    ar = "actor_rollout_ref"
+    if cfg.micro_batch_size:
+        per_gpu = mini_rows // n_gpus
+        if per_gpu % cfg.micro_batch_size:
+            raise UserError(f"--micro-batch-size: {cfg.micro_batch_size} does not divide the "
+                            f"{per_gpu} rollouts of a mini-batch on each of {n_gpus} GPUs")
+        return {f"{ar}.actor.use_dynamic_bsz": False,
+                f"{ar}.actor.ppo_micro_batch_size_per_gpu": cfg.micro_batch_size,
+                f"{ar}.ref.log_prob_micro_batch_size_per_gpu": cfg.micro_batch_size,
+                f"{ar}.rollout.log_prob_micro_batch_size_per_gpu": cfg.micro_batch_size}
+    # a packed micro-batch must hold at least one whole sequence; verl's default budget
+    # otherwise, and its guidance of room for two sequences when they are longer
+    budget = max(VERL_MAX_TOKENS_PER_GPU, 2 * (max_prompt_length + cfg.max_new_tokens))
+    return {f"{ar}.actor.use_dynamic_bsz": True,
+            f"{ar}.actor.ppo_max_token_len_per_gpu": budget,
+            f"{ar}.ref.log_prob_use_dynamic_bsz": True,
+            f"{ar}.ref.log_prob_max_token_len_per_gpu": budget,
+            f"{ar}.rollout.log_prob_use_dynamic_bsz": True,
+            f"{ar}.rollout.log_prob_max_token_len_per_gpu": budget}
 
 
 def write_verl_data(cfg, out: str | Path) -> tuple[Path, Path]:
@@ -158,21 +205,26 @@ def _shell_arg(key: str, v) -> str:
 
 
 def reward_module_source(reward: str) -> str:
-    return f'''"""verl reward module written by `rlscale export-verl`: rlscale's `{reward}` check.
+    """The exported reward module: rlscale/rewards.py verbatim (standard library only, so it
+    runs on a verl worker without rlscale) with a header naming the check and, appended,
+    verl's entry point. One home for the answer checks: this file is generated, never edited."""
+    from rlscale import rewards
 
-verl calls compute_score(data_source, solution_str, ground_truth, extra_info) once per rollout;
-the score is rlscale's answer check ({reward!r}), 1.0 for a correct answer, else 0.0. Needs
-rlscale importable in verl's workers (pip install rlscale, or PYTHONPATH).
-"""
+    body = Path(rewards.__file__).read_text(encoding="utf-8")
+    head = (f"# verl reward module written by `rlscale export-verl`: rlscale's {reward!r} answer\n"
+            "# check, 1.0 for a correct answer, else 0.0. Generated from rlscale/rewards.py; it\n"
+            "# needs only the Python standard library (and math-verify for `boxed` answers that\n"
+            "# differ as text). verl loads it by path: reward.custom_reward_function.path.\n")
+    foot = f'''
 
-from rlscale.rewards import REWARDS
-
+# ---------------------------------------------------------------- verl's entry point
 REWARD = {reward!r}
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     return float(REWARDS[REWARD](str(solution_str), str(ground_truth)))
 '''
+    return head + body.rstrip("\n") + "\n" + foot
 
 
 def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data: bool = False,
@@ -203,15 +255,17 @@ def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data:
                                ("MODEL_PATH (the saved micro rung)", needs_model)) if need]
             or ["nothing else"]) + ".",
         "# Extra Hydra overrides may follow on the command line. Afterwards:",
-        f"#   rlscale import verl $OUT/{METRICS_FILE} --config $OUT/rlscale_config.json "
+        f"#   rlscale import verl $OUT/{METRICS_DIR} --config $OUT/rlscale_config.json "
         "--n-params N --db results.sqlite",
         "set -euo pipefail",
         'OUT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
-        f'export VERL_FILE_LOGGER_PATH="${{VERL_FILE_LOGGER_PATH:-$OUT/{METRICS_FILE}}}"',
+        "# verl's file logger truncates its file: each launch (a resume too) gets a new one",
+        f'mkdir -p "$OUT/{METRICS_DIR}"',
+        f'export VERL_FILE_LOGGER_PATH="$OUT/{METRICS_DIR}/launch-$(date -u +%Y%m%dT%H%M%SZ)-$$.jsonl"',
         "python3 -m verl.trainer.main_ppo \\",
     ]
     for k, v in o.items():
-        if k == "custom_reward_function.path":
+        if k == "reward.custom_reward_function.path":
             lines.append(f'    "{k}=$OUT/{REWARD_FILE}" \\')
         else:
             lines.append(f"    {_shell_arg(k, v)} \\")
@@ -233,7 +287,8 @@ def configure(parser) -> None:
     parser.add_argument("--nnodes", type=int, default=1)
     parser.add_argument("--write-data", action="store_true",
                         help="also write the run's prompts as OUT/train.parquet, test.parquet")
-    parser.add_argument("--rollout-engine", default="vllm", choices=("vllm", "sglang", "hf"))
+    parser.add_argument("--rollout-engine", default="vllm", choices=ROLLOUT_ENGINES,
+                        help="verl's rollout engine (default vllm)")
 
 
 def run(args) -> int:
