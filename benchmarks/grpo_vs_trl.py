@@ -16,10 +16,8 @@ rlscale's C_itemized FLOPs per second over the measured matmul peak (rlscale.flo
                                                [--rounds 2] [--threads 2]
 
 Both sides run in this one process with the same torch intra-op thread count (--threads,
-default: all cores; the header line reports it) and the same allocator setting (rlscale's
-trainer tells glibc to keep freed memory, `rlscale.models.native.keep_freed_memory`; it is
-process-wide, so it is made once here, before either side runs). Run it on a quiet machine: any
-other load skews the ratio. On a virtual machine the hypervisor may give a core's time to
+default: all cores; the header line reports it). Run it on a quiet machine: any other load
+skews the ratio. On a virtual machine the hypervisor may give a core's time to
 another guest: a comment line after each result gives the share of CPU time stolen that way
 while each side ran (from /proc/stat; a few percent or more means the ratio is noisy, rerun).
 """
@@ -62,7 +60,7 @@ def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path):
     from rlscale.grpo.trainer import train
 
     cfg = TrainConfig.from_dict(dict(
-        model=str(model_dir), task="arith:easy", batch_size=B, group_size=G, mini_batch_size=B,
+        model=str(model_dir), task="arith:easy", batch_size=B, group_size=G,
         max_new_tokens=NEW_TOKENS, suppress_eos=True, kl_coef=0.0, steps=warmup + steps,
         lr=1e-6, reward="flexible", heldout=1, eval_every=0, eval_max_new_tokens=1,
         checkpoint_every=10**6, device="cpu", seed=0))
@@ -138,10 +136,10 @@ def main() -> int:
     torch.set_num_threads(max(1, a.threads))
     from rlscale.models import native
 
-    kept = native.keep_freed_memory()
-    lib = "native kernels" if native.library() is not None else "no native kernels (torch path)"
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, cpu, {lib}, "
-          f"glibc keeps freed memory: {kept}", flush=True)
+    lib = ("native decoding kernels" if native.library() is not None
+           else "no native kernels (torch path)")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, cpu, {lib}",
+          flush=True)
     for rung in a.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)

@@ -10,7 +10,8 @@ import argparse, random, sys, time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch
 from rlscale.models import build_micro, fast, micro_tokenizer, native, non_embedding_params
-from rlscale.rollout import SamplingParams, batch_for_logprobs, generate, sequence_logprobs
+from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
+from rlscale.rollout import SamplingParams, generate
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=1)

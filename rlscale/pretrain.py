@@ -175,15 +175,6 @@ def corpus_tokenizer(problems, vocab_size: int = 512, n_docs: int = 4000):
     return micro_tokenizer(vocab_size, corpus=docs)
 
 
-def _check_resume(saved: dict, cfg: PretrainConfig, path: Path) -> None:
-    now = dataclasses.asdict(cfg)
-    diff = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
-    if diff:
-        k = diff[0]
-        raise UserError(f"{path}: resume with a different {k} ({saved.get(k)!r} -> {now[k]!r}); "
-                        f"use the run's own settings or another --out")
-
-
 def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
              progress: bool | None = None) -> dict:
     """Pre-train cfg.rung into out_dir (resumable); returns the summary written to pretrain.json.
@@ -208,7 +199,8 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
         raise UserError(f"{out}: already holds a pre-training run; pass --resume to continue it "
                         f"or choose another --out")
     if saved is not None:
-        _check_resume(saved.get("config", {}), cfg, state_path)
+        ck.check_resume(saved.get("config", {}), dataclasses.asdict(cfg), RESUMABLE_CHANGES,
+                        state_path)
         if saved.get("done") and (out / "model").is_dir():
             return saved
 

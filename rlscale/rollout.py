@@ -8,8 +8,8 @@ group stored once); any other HF causal LM runs on its own forward with a Dynami
 
 Completions end at EOS (kept in completion_ids, left out of the text), at a stop string (text
 cut before it, completion_ids cut after the token that completes it), or at max_new_tokens
-(`clipped`). `sequence_logprobs` scores completions in one forward pass, with the same padding
-and positions, for the GRPO update.
+(`clipped`). The GRPO update scores the completions with the same padding and positions
+(`rlscale.grpo.logprobs`).
 """
 
 from __future__ import annotations
@@ -291,82 +291,3 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
         gen.clipped.append(reason == "length")
         gen.finish.append(reason)
     return gen
-
-
-def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion_mask,
-                      temperature: float = 1.0, return_entropy: bool = False,
-                      entropy_grad: bool = True):
-    """Per-token log-probs of the completion tokens, in one forward pass.
-
-    input_ids [B, P + C]: left-padded prompts followed by right-padded completions (see
-    `batch_for_logprobs`); attention_mask / position_ids [B, P + C] (positions as during
-    generation); completion_mask [B, C] (1 on real completion tokens). Returns [B, C] log-probs
-    of each completion token under logits / temperature (0 where masked), and with
-    return_entropy also the [B, C] entropies. Gradients flow when enabled by the caller
-    (entropy_grad=False: the entropies are a metric only, computed outside autograd).
-    Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once.
-    """
-    logits = completion_logits(model, input_ids, attention_mask, position_ids,
-                               completion_mask.shape[1]).float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp_all = logits.log_softmax(-1)
-    targets = input_ids[:, -completion_mask.shape[1]:]
-    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1) * completion_mask
-    if not return_entropy:
-        return logp
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        ent = -(logp_all.exp() * logp_all).sum(-1) * completion_mask
-    return logp, ent
-
-
-def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
-    """[B, C, V] logits predicting the last C tokens of each row (see `sequence_logprobs`)."""
-    from rlscale.models import fast
-
-    B, P = input_ids.shape[0], input_ids.shape[1] - C
-    if P < 1 or not fast.supports(model) or model.config.attention_dropout:
-        out = model(input_ids=input_ids, attention_mask=attention_mask,
-                    position_ids=position_ids, logits_to_keep=C + 1, use_cache=False)
-        return out.logits[:, :-1]
-    # rows with the same prompt (GRPO's G samples) share one prompt forward
-    key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
-    G, order = _consecutive_group_size(key), torch.arange(B, device=input_ids.device)
-    if G == 1:  # not laid out in runs: sort rows by prompt (torch.unique costs ~10 ms)
-        _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
-        if bool((counts == counts[0]).all()):
-            G, order = int(counts[0]), torch.argsort(inverse, stable=True)
-    ids, mask, pos = input_ids[order], attention_mask[order].bool(), position_ids[order]
-    dec = fast.FastDecoder(model, grad=True)
-    logits = dec.completion_logits(ids[::G, :P], mask[::G, :P], pos[::G, :P], ids[:, P:],
-                                   pos[:, P:], G)
-    return logits[torch.argsort(order)]
-
-
-def _consecutive_group_size(key: torch.Tensor) -> int:
-    """G when the rows of key [B, K] come in runs of G equal rows, each run a different prompt
-    (the trainer's layout); else 1."""
-    B = key.shape[0]
-    same = (key[1:] == key[:-1]).all(1).tolist()
-    G = same.index(False) + 1 if False in same else B
-    if G > 1 and B % G == 0 and all(s == ((i + 1) % G != 0) for i, s in enumerate(same)):
-        return G
-    return 1
-
-
-def batch_for_logprobs(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
-                       device="cpu"):
-    """(input_ids, attention_mask, position_ids, completion_mask) for `sequence_logprobs`:
-    prompts left-padded, completions right-padded, positions as during generation."""
-    ids_p, valid_p, pos_p = left_pad(prompt_ids, pad_id)
-    C = max(1, max(len(c) for c in completion_ids))
-    ids_c = torch.full((len(completion_ids), C), pad_id, dtype=torch.long)
-    cmask = torch.zeros((len(completion_ids), C), dtype=torch.long)
-    for i, c in enumerate(completion_ids):
-        ids_c[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-        cmask[i, : len(c)] = 1
-    pos_c = pos_p[:, -1:] + 1 + torch.arange(C)[None, :]
-    input_ids = torch.cat([ids_p, ids_c], 1)
-    attn = torch.cat([valid_p.long(), cmask], 1)
-    pos = torch.cat([pos_p, pos_c], 1)
-    return (input_ids.to(device), attn.to(device), pos.to(device), cmask.to(device))

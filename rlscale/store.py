@@ -78,15 +78,10 @@ def config_hash(config: dict) -> str:
 
 
 def train_fields(config: dict) -> dict:
-    """The TrainConfig settings of a run's config.json (model facts the trainer adds dropped)."""
-    try:
-        from dataclasses import fields
+    """The TrainConfig settings of a run's config.json (TrainConfig.settings_of)."""
+    from rlscale.grpo.config import TrainConfig
 
-        from rlscale.grpo.config import TrainConfig
-    except ImportError:  # a checkout without the trainer: fall back to the known derived keys
-        return {k: v for k, v in config.items() if k not in DERIVED_KEYS}
-    names = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in config.items() if k in names}
+    return TrainConfig.settings_of(config)
 
 
 def is_db(path: str | os.PathLike) -> bool:

@@ -98,5 +98,5 @@ def test_logprobs_and_entropy_from_logits():
     logits = torch.tensor([[[0.0, math.log(3.0)]]])  # probs 1/4, 3/4
     lp = core.logprobs_from_logits(logits, torch.tensor([[1]]))
     assert lp.item() == pytest.approx(math.log(0.75))
-    ent = core.entropy_from_logits(logits)
+    _, ent = core.logprobs_from_logits(logits, torch.tensor([[1]]), entropy=True)
     assert ent.item() == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))

@@ -6,7 +6,7 @@ import torch
 trl = pytest.importorskip("trl")
 
 from rlscale.grpo import core  # noqa: E402
-from rlscale.rollout import sequence_logprobs  # noqa: E402
+from rlscale.grpo.logprobs import sequence_logprobs  # noqa: E402
 
 
 def _tiny(tok):

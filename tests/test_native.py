@@ -1,11 +1,11 @@
-"""The native CPU kernels (rlscale.models.native): training pieces equal torch's math in value
-and gradient, and the library degrades to the torch path when it cannot be built."""
+"""The native CPU kernels (rlscale.models.native): sizes are checked in C and in the wrappers
+(never a write past a buffer), and the library degrades to the torch path when it cannot be
+built. Decoding and sampling against torch: tests/test_rollout.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from rlscale.models import native
 
@@ -15,35 +15,6 @@ def lib():
     if native.library() is None:
         pytest.skip("no C compiler: the native kernels cannot be built here")
     return native.library()
-
-
-@pytest.mark.parametrize("shape", [(7, 48), (300, 256)])  # under / over the threading size
-def test_rmsnorm_value_and_grad(lib, shape):
-    g = torch.Generator().manual_seed(0)
-    x = (3 * torch.randn(shape, generator=g)).requires_grad_()
-    up = torch.randn(shape, generator=g)
-    y = native.RMSNorm.apply(x, 1e-6)
-    (y * up).sum().backward()
-    x2 = x.detach().clone().requires_grad_()
-    y2 = x2 * torch.rsqrt(x2.pow(2).mean(-1, keepdim=True) + 1e-6)
-    (y2 * up).sum().backward()
-    assert (y - y2).abs().max() < 1e-5
-    assert (x.grad - x2.grad).abs().max() < 1e-5
-
-
-@pytest.mark.parametrize("rows", [5, 400])
-def test_swiglu_value_and_grad(lib, rows):
-    g = torch.Generator().manual_seed(1)
-    gu = (4 * torch.randn(rows, 2 * 96, generator=g)).requires_grad_()
-    up = torch.randn(rows, 96, generator=g)
-    a = native.SwiGLU.apply(gu)
-    (a * up).sum().backward()
-    gu2 = gu.detach().clone().requires_grad_()
-    gate, u = gu2.chunk(2, -1)
-    a2 = F.silu(gate) * u
-    (a2 * up).sum().backward()
-    assert (a - a2).abs().max() < 1e-5
-    assert (gu.grad - gu2.grad).abs().max() < 1e-5
 
 
 def test_kernels_off_or_unbuildable_mean_torch_path(monkeypatch, tmp_path):
@@ -70,6 +41,51 @@ def test_broken_compiler_warns_and_falls_back(monkeypatch, tmp_path):
     assert not list((tmp_path / "native").glob("*.so"))  # nothing half-written left behind
 
 
-def test_allocator_setting_is_idempotent():
-    first = native.keep_freed_memory()
-    assert native.keep_freed_memory() is first
+def _state(lib, tok_len=5, max_new=4, head_dim=None):
+    from rlscale.models import build_micro, fast, micro_tokenizer
+    from rlscale.rollout import left_pad
+
+    tok = micro_tokenizer()
+    model = build_micro("tiny", tok, seed=0)
+    dec = fast.FastDecoder(model)
+    ids, valid, pos = left_pad([list(range(2, 2 + tok_len))], tok.pad_token_id)
+    rope = dec.rope_tables(ids.shape[1] + max_new)
+    _, cache = dec.prefill(ids, pos, valid, rope)
+    return dec, cache, valid, pos, rope
+
+
+@torch.no_grad()
+def test_limits_are_compiled_in_and_checked_in_c(lib):
+    """The C side refuses sizes past its buffers (error code, nothing written) and the checked
+    wrapper raises: a state whose key count went past MAX_KEYS cannot reach the kernel."""
+    dec, cache, valid, pos, rope = _state(lib)
+    state = native.NativeState(dec, cache, valid, 2, 4)
+    tok = torch.tensor([3, 4])
+    next_pos = (pos[:, -1] + 1).repeat_interleave(2)
+    native.decode(dec, tok, next_pos, state, rope)  # fits: runs
+    state.P = native.MAX_KEYS  # as if the prompt filled the key buffer: C must refuse
+    before = [c.clone() for c in state.ck]
+    with pytest.raises(ValueError, match="refused"):
+        state.attend(0, dec.eps, rope[0].contiguous(), rope[1].contiguous(), next_pos + 1, 1)
+    assert all(torch.equal(a.view(torch.int32), b.view(torch.int32))  # nothing written (bits:
+               for a, b in zip(before, state.ck))  # the unwritten cache may hold NaNs)
+    with pytest.raises(ValueError, match="too large"):
+        native.NativeState(dec, cache, valid, 2, native.MAX_KEYS)
+
+
+@torch.no_grad()
+def test_wrappers_check_what_ctypes_cannot(lib):
+    dec, cache, valid, pos, rope = _state(lib)
+    state = native.NativeState(dec, cache, valid, 2, 2)
+    tok = torch.tensor([3, 4])
+    far = torch.full((2,), rope[0].shape[0])  # a position past the RoPE tables
+    with pytest.raises(ValueError, match="positions"):
+        native.decode(dec, tok, far, state, rope)
+    with pytest.raises(ValueError, match="positions"):  # int32 positions: wrong dtype
+        native.decode(dec, tok, torch.tensor([5, 5], dtype=torch.int32), state, rope)
+    for _ in range(2):
+        native.decode(dec, tok, torch.tensor([5, 5]), state, rope)
+    with pytest.raises(ValueError, match="cache full"):  # the completion cache has 2 columns
+        native.decode(dec, tok, torch.tensor([5, 5]), state, rope)
+    with pytest.raises(ValueError, match="banned"):
+        native.sample(torch.zeros(2, 5), 1.0, None, torch.tensor([7]))

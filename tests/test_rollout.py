@@ -10,14 +10,8 @@ import torch
 
 from rlscale.models import build_micro, fast, micro_tokenizer, native
 from rlscale.models.ladder import MicroRung
-from rlscale.rollout import (
-    SamplingParams,
-    batch_for_logprobs,
-    generate,
-    left_pad,
-    sample,
-    sequence_logprobs,
-)
+from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
+from rlscale.rollout import SamplingParams, generate, left_pad, sample
 
 PROMPTS = ["Question: Ann has 3 cards", "Q", "Question: Ann has 12 cards and finds 7 more. How",
            "Answer: 5 + 7 =", "Question:"]

@@ -132,3 +132,14 @@ def load_checkpoint(path, model, optimizer=None) -> dict:
         optimizer.load_state_dict(optimizer_from_flat(tensors, state["optimizer"]))
     set_rng_state(state.get("rng", {}))
     return state
+
+
+def check_resume(saved: dict, now: dict, resumable, path) -> None:
+    """Resuming continues the same run: every setting in `now` except the `resumable` ones
+    (those that do not change what finished steps did) must equal the `saved` one. Shared by
+    `rlscale train` and `rlscale pretrain`."""
+    diff = [k for k in now if k not in resumable and saved.get(k) != now[k]]
+    if diff:
+        k = diff[0]
+        raise UserError(f"{path}: --resume with a different {k} ({saved.get(k)!r} -> "
+                        f"{now[k]!r}); resume with the run's own settings or start a new --out")

@@ -2,40 +2,14 @@
 
 Every TrainConfig field is a flag (`batch_size` -> `--batch-size`). Settings resolve as
 defaults <- --preset <- explicit flags; with --resume the run's saved config.json is the base
-and explicit flags may change only what resuming allows (see trainer.RESUMABLE_CHANGES).
+and explicit flags may change only what resuming allows (TrainConfig.resumable()). Each flag's help
+and range come from its TrainConfig field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-HELP = {
-    "model": "model: a local HF directory (safetensors), a hub name, or micro:<rung>",
-    "task": "task spec: arith[:easy|medium|hard], gsm_symbolic, gsm8k, math, or a file",
-    "lr": "learning rate (constant)",
-    "batch_size": "prompts per step (B)",
-    "group_size": "completions per prompt (G >= 2)",
-    "mini_batch_size": "prompts per optimizer update (divides --batch-size)",
-    "micro_batch_size": "rows per forward/backward chunk, memory only (0: whole mini-batch)",
-    "kl_coef": "beta of the low_var_kl penalty (0: no reference model)",
-    "clip_low": "PPO clip below: ratio >= 1 - clip_low",
-    "clip_high": "PPO clip above: ratio <= 1 + clip_high",
-    "loss_agg": "token-mean | seq-mean-token-mean",
-    "adv": "grpo (divide by the group std) | drgrpo (do not)",
-    "reward": "strict | flexible | custom_flexible | boxed",
-    "fewshot": "exemplars from the train split in each prompt",
-    "max_new_tokens": "completion length limit",
-    "temperature": "rollout temperature",
-    "steps": "training steps",
-    "reuse": "data reuse tau: steps x B / tau unique prompts, each seen tau times",
-    "eval_every": "evaluate every K steps (and at steps 0 and the last; 0: only those)",
-    "heldout": "held-out problems for the test loss",
-    "eval_samples": "samples per held-out problem",
-    "eval_temperature": "evaluation temperature (0: greedy)",
-    "checkpoint_every": "checkpoint every K steps (and at exit)",
-    "device": "cuda | cpu (default: cuda if available)",
-    "suppress_eos": "never stop early (no EOS, no stop strings): for benchmarks",
-}
 SKIP = ("preset",)
 
 
@@ -51,10 +25,11 @@ def configure(p) -> None:
         flag = "--" + f.name.replace("_", "-")
         if str(f.type) == "bool":
             p.add_argument(flag, action=argparse_bool(), default=None,
-                           help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default})")
+                           help=f"{f.metadata['help']} (default: {f.default})")
             continue
+        rng = f" ({f.metadata['range']})" if "range" in f.metadata else ""
         p.add_argument(flag, type=types[str(f.type)], default=None, metavar=f.name.upper(),
-                       help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default!r})")
+                       help=f"{f.metadata['help']}{rng} (default: {f.default!r})")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.add_argument("--tracker", default="", metavar="NAMES",

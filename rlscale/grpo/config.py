@@ -1,67 +1,130 @@
 """TrainConfig: every setting of a GRPO run, named like its `rlscale train` flag.
 
-A config is resolved in three layers: the defaults below (small, CPU-sized), then a preset
-(`paper`: arXiv 2509.25300's GRPO settings; `seed`: the seed study's), then explicit settings.
-`TrainConfig.from_dict` is what sweeps use; it rejects unknown keys. `validate` names the first
-bad field in a one-line UserError, before anything is written to the run directory.
+Each field carries its own help text and valid range in its metadata (`setting(...)`, the
+`field(metadata={"help": ...})` style of TRL's configs): the CLI builds its flags from them and
+`validate` checks them, naming the first bad field in a one-line UserError before anything is
+written to the run directory. A config is resolved in three layers: the defaults below (small,
+CPU-sized), then a preset (`paper`: arXiv 2509.25300's GRPO settings; `seed`: the seed
+study's), then explicit settings. `TrainConfig.from_dict` is what sweeps use; it rejects
+unknown keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 
 from rlscale.errors import UserError
+from rlscale.rewards import REWARDS
 
-REWARD_NAMES = ("strict", "flexible", "custom_flexible", "boxed")
-ADV_METHODS = ("grpo", "drgrpo")
-LOSS_AGGS = ("token-mean", "seq-mean-token-mean")
+REWARD_NAMES = tuple(REWARDS)
+DTYPES = ("", "fp32", "bf16", "fp16")
+_DEVICE = re.compile(r"^(|cpu|mps|cuda(:\d+)?)$")
+# Count caps lie far above any run this tool aims at (the paper: 512 prompts x 8, 1k tokens);
+# they turn a typo (--batch-size 1000000000) into a one-line error instead of an out-of-memory.
+BIG, SEED_MAX = 1 << 20, (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """Valid values of a numeric setting: lo <= v <= hi (strict where *_open), finite."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        if isinstance(v, float) and not math.isfinite(v):  # ints of any size compare exactly
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+
+    def __str__(self) -> str:
+        lo = f"{'>' if self.lo_open else '>='} {self.lo}" if self.lo is not None else ""
+        hi = f"{'<' if self.hi_open else '<='} {self.hi}" if self.hi is not None else ""
+        return " and ".join(x for x in (lo, hi) if x) or "finite"
+
+
+def setting(default, help: str, lo=None, hi=None, *, lo_open=False, hi_open=False,
+            why: str = "", resumable: bool = False):
+    """A TrainConfig field with its flag's help, its valid range (numbers), the reason given
+    when a value is out of range, and whether --resume may change it (it does not change what
+    finished steps did)."""
+    meta = {"help": help, "why": why, "resumable": resumable}
+    if lo is not None or hi is not None:
+        meta["range"] = Range(lo, hi, lo_open, hi_open)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
-    model: str = "micro:tiny"  # local dir, hub name or micro:<rung>
-    task: str = "arith"
-    preset: str | None = None  # recorded for the record; its values are already applied
+    model: str = setting("micro:tiny", "model: a local HF directory (safetensors), a hub name, "
+                         "micro:<rung>, or a run's policy directory RUN/policy")
+    task: str = setting("arith", "task spec: arith[:easy|medium|hard], gsm_symbolic, gsm8k, "
+                        "math, or a file")
+    preset: str | None = setting(None, "recorded for the record; its values are already applied")
     # GRPO
-    lr: float = 1e-5
-    batch_size: int = 16  # prompts per step (B)
-    group_size: int = 8  # completions per prompt (G)
-    mini_batch_size: int = 16  # prompts per optimizer update; B / mini-batch updates per step
-    micro_batch_size: int = 0  # rows per forward/backward chunk (memory only); 0 = whole mini-batch
-    kl_coef: float = 0.0  # beta; 0 disables the reference model
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    loss_agg: str = "token-mean"
-    adv: str = "grpo"
-    adv_eps: float = 1e-6
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
+    lr: float = setting(1e-5, "learning rate (constant)", 0, lo_open=True, resumable=True)
+    batch_size: int = setting(16, "prompts per step (B)", 1, BIG)
+    group_size: int = setting(8, "completions per prompt (G >= 2)", 2, 1 << 12,
+                              why="GRPO needs at least 2 completions per prompt (advantages "
+                              "compare completions of the same prompt)")
+    mini_batch_size: int = setting(0, "prompts per optimizer update, dividing --batch-size (0: "
+                                   "the batch size, one update per step)", 0, BIG)
+    micro_batch_size: int = setting(0, "rows per forward/backward chunk, memory only (0: whole "
+                                    "mini-batch)", 0, 1 << 24, resumable=True)
+    kl_coef: float = setting(0.0, "beta of the low_var_kl penalty (0: no reference model)", 0)
+    clip_low: float = setting(0.2, "PPO clip below: ratio >= 1 - clip_low", 0, 1, hi_open=True,
+                              why="the ratio is clipped at 1 - clip_low")
+    clip_high: float = setting(0.2, "PPO clip above: ratio <= 1 + clip_high", 0)
+    loss_agg: str = setting("token-mean", "token-mean | seq-mean-token-mean (rlscale.grpo.core)")
+    adv: str = setting("grpo", "advantage: grpo divides by the group std, drgrpo does not")
+    adv_eps: float = setting(1e-6, "added to the group std before dividing", 0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", 0)
+    grad_clip: float = setting(1.0, "max global gradient norm (0: no clipping)", 0)
+    adam_beta1: float = setting(0.9, "AdamW beta1", 0, 1, hi_open=True)
+    adam_beta2: float = setting(0.999, "AdamW beta2", 0, 1, hi_open=True)
     # data and rollout
-    reward: str = "custom_flexible"
-    fewshot: int = 0  # exemplars from the train split in each prompt
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    suppress_eos: bool = False  # benchmarks: no EOS, no stop strings; every row is max_new_tokens
-    steps: int = 100
-    reuse: int = 1  # tau: D_total / tau unique prompts, each seen tau times
-    data_seed: int = 0  # task split and held-out set: fixed across training seeds
+    reward: str = setting("custom_flexible", "strict | flexible | custom_flexible | boxed")
+    fewshot: int = setting(0, "exemplars from the train split in each prompt", 0, 256)
+    max_new_tokens: int = setting(64, "completion length limit", 1, 1 << 17)
+    temperature: float = setting(1.0, "rollout temperature", 0, lo_open=True)
+    top_p: float = setting(1.0, "rollout nucleus sampling", 0, 1, lo_open=True)
+    suppress_eos: bool = setting(False, "never stop early (no EOS, no stop strings): for "
+                                 "benchmarks; every row is max_new_tokens long")
+    steps: int = setting(100, "training steps", 0, 10**9, resumable=True)
+    reuse: int = setting(1, "data reuse tau: steps x B / tau unique prompts, each seen tau "
+                         "times", 1, 10**6)
+    data_seed: int = setting(0, "seed of the task split and held-out set (fixed across "
+                             "training seeds)", 0, SEED_MAX)
     # evaluation
-    eval_every: int = 10  # steps; 0 = only at step 0 and at the end
-    heldout: int = 200  # held-out problems
-    eval_samples: int = 1  # samples per held-out problem
-    eval_temperature: float = 0.7  # 0 = greedy
-    eval_max_new_tokens: int = 0  # 0 = max_new_tokens
+    eval_every: int = setting(10, "evaluate every K steps (and at steps 0 and the last; 0: only "
+                              "those)", 0, 10**9, resumable=True)
+    heldout: int = setting(200, "held-out problems for the test loss", 1, 10**7)
+    eval_samples: int = setting(1, "samples per held-out problem", 1, 1 << 16)
+    eval_temperature: float = setting(0.7, "evaluation temperature (0: greedy)", 0)
+    eval_max_new_tokens: int = setting(0, "evaluation completion length limit (0: "
+                                       "--max-new-tokens)", 0, 1 << 17)
     # run
-    seed: int = 0
-    checkpoint_every: int = 10
-    device: str = ""  # "" = cuda if available else cpu
-    dtype: str = ""  # "" = fp32 on CPU, bf16 on CUDA
-    rollout_batch_size: int = 0  # rows per generate() call; 0 = all
+    seed: int = setting(0, "training seed (sampling, mini-batch order, data order)", 0, SEED_MAX)
+    checkpoint_every: int = setting(10, "checkpoint every K steps (and at exit)", 1, 10**9,
+                                    resumable=True)
+    checkpoint_policy: bool = setting(False, "also write each checkpoint's policy as an HF "
+                                      "directory, RUN/policies/step_N (the final policy is "
+                                      "always written to RUN/policy)", resumable=True)
+    device: str = setting("", "cuda | cuda:N | cpu | mps (default: cuda if available)",
+                          resumable=True)
+    dtype: str = setting("", "fp32 | bf16 | fp16 (default: fp32)")
+    rollout_batch_size: int = setting(0, "rows per generate() call (0: all)", 0, 1 << 24,
+                                      resumable=True)
+
+    def __post_init__(self):
+        if self.mini_batch_size == 0:  # the default: one update per step, whatever the batch
+            self.mini_batch_size = self.batch_size
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -69,8 +132,19 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise UserError(f"unknown train config key(s): {', '.join(unknown)}")
-        cfg = cls(**{k: _coerce(k, v) for k, v in d.items()})
-        return cfg
+        return cls(**{k: _coerce(k, v) for k, v in d.items()})
+
+    @classmethod
+    def settings_of(cls, config: dict) -> dict:
+        """The TrainConfig settings of a run's config.json (model facts the trainer adds,
+        such as N, dropped)."""
+        names = {f.name for f in fields(cls)}
+        return {k: v for k, v in config.items() if k in names}
+
+    @staticmethod
+    def resumable() -> tuple[str, ...]:
+        """Settings --resume may change: they do not change what the finished steps did."""
+        return tuple(f.name for f in fields(TrainConfig) if f.metadata["resumable"])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,46 +157,28 @@ class TrainConfig:
         return math.ceil(self.steps * self.batch_size / self.reuse)
 
     def validate(self) -> "TrainConfig":
-        def bad(field: str, why: str):
-            raise UserError(f"--{field.replace('_', '-')}: {why}")
+        from rlscale.grpo.core import ADV_METHODS, LOSS_AGGS  # torch: not at CLI start-up
 
-        if self.group_size < 2:
-            bad("group_size", f"{self.group_size}: GRPO needs at least 2 completions per prompt "
-                              "(advantages compare completions of the same prompt)")
-        for name in ("batch_size", "mini_batch_size", "max_new_tokens", "heldout", "eval_samples",
-                     "reuse", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                bad(name, f"{getattr(self, name)}: must be >= 1")
-        for name in ("steps", "eval_every", "fewshot", "micro_batch_size", "rollout_batch_size",
-                     "eval_max_new_tokens"):
-            if getattr(self, name) < 0:
-                bad(name, f"{getattr(self, name)}: must be >= 0")
+        def bad(name: str, why: str):
+            raise UserError(f"--{name.replace('_', '-')}: {why}")
+
+        for f in fields(self):
+            v, rng = getattr(self, f.name), f.metadata.get("range")
+            if rng is not None and v not in rng:
+                why = f" ({f.metadata['why']})" if f.metadata["why"] else ""
+                bad(f.name, f"{v}: must be {rng}{why}")
         if self.batch_size % self.mini_batch_size:
             bad("mini_batch_size", f"batch size {self.batch_size} is not divisible by mini-batch "
                                    f"size {self.mini_batch_size}")
-        if self.reward not in REWARD_NAMES:
-            bad("reward", f"unknown reward {self.reward!r}; choose one of {', '.join(REWARD_NAMES)}")
-        if self.adv not in ADV_METHODS:
-            bad("adv", f"unknown advantage {self.adv!r}; choose one of {', '.join(ADV_METHODS)}")
-        if self.loss_agg not in LOSS_AGGS:
-            bad("loss_agg", f"unknown aggregation {self.loss_agg!r}; choose one of "
-                            f"{', '.join(LOSS_AGGS)}")
-        for name in ("lr", "temperature", "top_p"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                bad(name, f"{v}: must be a positive number")
-        if self.top_p > 1:
-            bad("top_p", f"{self.top_p}: must be <= 1")
-        for name in ("kl_coef", "clip_low", "clip_high", "weight_decay", "grad_clip",
-                     "eval_temperature", "adv_eps"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                bad(name, f"{v}: must be a finite number >= 0")
-        if self.clip_low >= 1:
-            bad("clip_low", f"{self.clip_low}: must be < 1 (the ratio is clipped at 1 - clip_low)")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                bad(name, f"{getattr(self, name)}: must be in [0, 1)")
+        for name, value, allowed in (("reward", self.reward, REWARD_NAMES),
+                                     ("adv", self.adv, ADV_METHODS),
+                                     ("loss_agg", self.loss_agg, LOSS_AGGS),
+                                     ("dtype", self.dtype, DTYPES)):
+            if value not in allowed:
+                bad(name, f"unknown {name.replace('_', ' ')} {value!r}; choose one of "
+                          f"{', '.join(a for a in allowed if a)}")
+        if not _DEVICE.match(self.device):
+            bad("device", f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or mps")
         if self.preset is not None and self.preset not in PRESETS:
             bad("preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if not str(self.model).strip():
@@ -151,7 +207,7 @@ PAPER = dict(
 # The seed study: `./train.sh SIZE 1e-6 512`, 3 rollouts per prompt, 512-token responses,
 # custom_flexible answers, greedy evaluation. Its mini-batch is not stated: one update per step.
 SEED = dict(
-    lr=1e-6, batch_size=512, group_size=3, mini_batch_size=512, max_new_tokens=512,
+    lr=1e-6, batch_size=512, group_size=3, max_new_tokens=512,
     reward="custom_flexible", eval_temperature=0.0, eval_samples=1,
 )
 PRESETS: dict[str, dict] = {"paper": PAPER, "seed": SEED}

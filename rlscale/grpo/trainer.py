@@ -5,6 +5,13 @@
     RUN_DIR/config.json     the resolved TrainConfig + model facts (N = non-embedding params)
     RUN_DIR/metrics.jsonl   one row per finished step (step 0: the baseline evaluation)
     RUN_DIR/checkpoints/    the latest checkpoint (rlscale.grpo.checkpoint)
+    RUN_DIR/policy/         the final policy as an HF model directory (config, safetensors,
+                            tokenizer, generation config), written when the last step is done;
+                            `rlscale eval --model RUN_DIR/policy` and transformers load it
+    RUN_DIR/policies/step_N the policy at each checkpoint, with --checkpoint-policy
+
+A step reads as its phases: `rollout` (prompts -> completions -> rewards -> advantages, the
+batch generator), `old_and_ref_logprobs`, `update` (the mini-batch loop), `metrics_row`.
 
 Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / completion_tokens
 (cumulative; step_* for this step; prompts counted once per rollout), C_paper / C_itemized
@@ -21,58 +28,97 @@ uninterrupted one exactly.
 
 from __future__ import annotations
 
+import copy
 import math
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from rlscale.errors import UserError
-from rlscale.files import JsonlWriter, atomic_write_json, read_json, read_jsonl, truncate_jsonl
-from rlscale.grpo.config import TrainConfig
+import torch
+from tqdm.auto import tqdm
 
-# fields that may change when resuming: they do not change what the finished steps did
-RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "lr", "device", "rollout_batch_size",
-                     "micro_batch_size")
+from rlscale.errors import UserError
+from rlscale.evaluate import heldout_test_loss
+from rlscale.files import JsonlWriter, atomic_write_json, read_json, read_jsonl, truncate_jsonl
+from rlscale.flops import (ModelShape, attention_forward_flops, c_itemized, c_paper,
+                           matmul_peak_flops, mfu)
+from rlscale.grpo import checkpoint as ck
+from rlscale.grpo import core
+from rlscale.grpo.config import TrainConfig
+from rlscale.grpo.data import PromptStream
+from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
+from rlscale.models import load_model, save_model
+from rlscale.rewards import REWARDS
+from rlscale.rollout import Generation, SamplingParams, generate
+from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
+
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
+POLICY_DIR = "policy"
 
 
 def _seed(cfg: TrainConfig, step: int, salt: int) -> int:
     return (cfg.seed * 1_000_003 + step * 7919 + salt) % (2**63)
 
 
+def _diverged(step: int, what: str) -> UserError:
+    """The one divergence error: the run stops with one line; the directory stays resumable
+    from its last checkpoint (metrics rows end at the step that checkpoint holds)."""
+    return UserError(f"step {step}: {what} (diverged); resume with a lower --lr")
+
+
+def _check_finite(step: int, what: str, x: torch.Tensor) -> None:
+    """The one divergence check: a loss, gradient norm or weight sum that is NaN or inf."""
+    if not bool(torch.isfinite(x).all()):
+        raise _diverged(step, f"{what} is {x.item() if x.numel() == 1 else 'not finite'}")
+
+
 def _check_resume_config(saved: dict, cfg: TrainConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    diff = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
-    if diff:
-        k = diff[0]
-        raise UserError(f"{path}: --resume with a different {k} ({saved.get(k)!r} -> {now[k]!r}); "
-                        f"resume with the run's own settings or start a new --out")
+    ck.check_resume(saved, cfg.to_dict(), TrainConfig.resumable(), path)
     if saved.get("steps") != cfg.steps and cfg.reuse != 1:
         raise UserError(f"{path}: --steps cannot change on resume with --reuse {cfg.reuse} "
                         f"(the unique prompt set depends on it)")
 
 
+def _device(cfg: TrainConfig) -> str:
+    """The device to train on; a device this machine lacks is a one-line error."""
+    if not cfg.device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.device.startswith("cuda"):
+        index = int(cfg.device.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise UserError(f"--device {cfg.device}: no such CUDA device on this machine "
+                            f"(torch {torch.__version__}); use --device cpu")
+    if cfg.device == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps: MPS is not available on this machine; use --device cpu")
+    return cfg.device
+
+
+@dataclass
+class Rollout:
+    """One step's batch from the generator: B prompts x G completions (rows group by group),
+    the reward of every answer check per row, the training reward, advantages, and the batch
+    laid out for the log-prob forward."""
+
+    gen: Generation
+    acc: dict[str, list[float]]
+    rewards: list[float]
+    adv: torch.Tensor  # [R]
+    zero_std: torch.Tensor  # [B]
+    batch: tuple  # (input_ids, attention_mask, position_ids, completion_mask)
+    t_sampled: float  # time.perf_counter() when sampling ended
+    t_rewarded: float  # ... and when rewards and advantages were done
+
+
 class _Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None):
-        import torch
-
-        from rlscale.flops import ModelShape, matmul_peak_flops
-        from rlscale.models import load_model
-        from rlscale.tasks import fewshot_exemplars, load_task
-
-        self.cfg, self.run_dir = cfg, run_dir
-        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cpu":
-            from rlscale.models.native import keep_freed_memory
-
-            keep_freed_memory()
+    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None):
+        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
+        self.device = _device(cfg)
         self.model, self.tok = load_model(cfg.model, self.device, cfg.dtype or "fp32", seed=cfg.seed)
         self.shape = ModelShape.of(self.model)
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        self.ref = None
-        if cfg.kl_coef > 0:  # the frozen initial policy; not built at all when beta = 0
-            import copy
-
-            self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # the frozen initial policy; not built at all when beta = 0
+        self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
         unique = cfg.unique_prompts()
         # Draw exactly the prompts the run will use: a small problem space that cannot fill the
         # generator's default train size still serves a run that needs fewer prompts.
@@ -81,8 +127,6 @@ class _Trainer:
             raise UserError(f"--task {cfg.task}: {len(self.task.train)} training problems, but "
                             f"{cfg.steps} steps x {cfg.batch_size} prompts / reuse {cfg.reuse} "
                             f"need {unique}; raise --reuse or lower --steps")
-        from rlscale.grpo.data import PromptStream
-
         self.stream = PromptStream(len(self.task.train), unique, cfg.seed)
         self.exemplars = fewshot_exemplars(self.task.train, cfg.fewshot, cfg.data_seed)
         self.checks = ACCURACY_CHECKS + (("boxed",) if self.task.answer_format == "boxed" else ())
@@ -97,13 +141,10 @@ class _Trainer:
                       "C_paper": 0.0, "C_itemized": 0.0}
         self.saved_step = -1
         self.dirty = False  # weights changed since the last finished step
-        self.progress = progress
         self.trackers: list = []
 
     # ------------------------------------------------------------------ run directory
     def open_run(self, resume: bool) -> None:
-        from rlscale.grpo import checkpoint as ck
-
         cfg_path, metrics = self.run_dir / "config.json", self.run_dir / "metrics.jsonl"
         started = cfg_path.exists() or metrics.exists() or ck.checkpoints(self.run_dir)
         if started and not resume:
@@ -131,33 +172,25 @@ class _Trainer:
                                      "device_used": self.device})
 
     def save(self) -> None:
-        from rlscale.grpo import checkpoint as ck
-
+        """Checkpoint the last finished step (not weights half-way through a step)."""
         if self.dirty or self.saved_step == self.state["step"]:
             return
-        ck.save_checkpoint(self.run_dir, self.state["step"], self.model, self.optimizer,
-                           dict(self.state))
-        self.saved_step = self.state["step"]
+        step = self.state["step"]
+        ck.save_checkpoint(self.run_dir, step, self.model, self.optimizer, dict(self.state))
+        if self.cfg.checkpoint_policy:
+            save_model(self.model, self.tok, self.run_dir / "policies" / f"step_{step:07d}")
+        self.saved_step = step
 
     # ------------------------------------------------------------------ phases
     def evaluate(self) -> dict:
-        import inspect
-
-        from rlscale.evaluate import heldout_test_loss
-
         cfg = self.cfg
-        extra = {}
-        if self.exemplars:  # held-out prompts must look like the training prompts
-            if "exemplars" not in inspect.signature(heldout_test_loss).parameters:
-                raise UserError("--fewshot > 0: this rlscale.evaluate cannot evaluate few-shot "
-                                "prompts (heldout_test_loss has no exemplars argument)")
-            extra["exemplars"] = self.exemplars
         t0 = time.perf_counter()
         res = heldout_test_loss(
             self.model, self.tok, self.task.test, samples=cfg.eval_samples,
             temperature=cfg.eval_temperature,
             max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens, reward=cfg.reward,
-            seed=cfg.seed, batch_size=cfg.rollout_batch_size or None, **extra)
+            seed=cfg.seed, batch_size=cfg.rollout_batch_size or None,
+            exemplars=self.exemplars)  # held-out prompts look like the training prompts
         return {"test_loss": res["test_loss"], "test_loss_se": res.get("se"),
                 "test_problems": res["n_problems"], "test_samples": res["n_samples"],
                 "eval_temperature": cfg.eval_temperature,
@@ -165,34 +198,11 @@ class _Trainer:
                 **{f"test_acc_{k}": v for k, v in (res.get("accuracy") or {}).items()},
                 "time_eval": time.perf_counter() - t0}
 
-    def logprobs(self, model, batch, rows, grad: bool, entropy: bool = False):
-        import torch
-
-        from rlscale.rollout import sequence_logprobs
-
-        ids, attn, pos, cmask = (t[rows] for t in batch)
-        with torch.set_grad_enabled(grad):
-            return sequence_logprobs(model, ids, attn, pos, cmask, self.cfg.temperature,
-                                     return_entropy=entropy, entropy_grad=False)
-
-    def chunks(self, rows):
-        n = self.cfg.micro_batch_size or len(rows)
-        return [rows[i:i + n] for i in range(0, len(rows), n)]
-
-    def step(self) -> dict:
-        import torch
-
-        from rlscale.flops import attention_forward_flops, c_itemized, c_paper
-        from rlscale.grpo import core
-        from rlscale.rewards import REWARDS
-        from rlscale.rollout import SamplingParams, batch_for_logprobs, generate
-        from rlscale.tasks import STOP_STRINGS, format_prompt
-
-        cfg, st = self.cfg, self.state
-        step = st["step"] + 1
-        B, G = cfg.batch_size, cfg.group_size
-        t0 = time.perf_counter()
-        problems = [self.task.train[i] for i in self.stream.take(st["D"], B)]
+    def rollout(self, step: int) -> Rollout:
+        """The batch generator: B prompts from the stream, G sampled completions each, the
+        reward of every answer check, group advantages."""
+        cfg, G = self.cfg, self.cfg.group_size
+        problems = [self.task.train[i] for i in self.stream.take(self.state["D"], cfg.batch_size)]
         prompts = [format_prompt(p, self.exemplars) for p in problems for _ in range(G)]
         params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p,
                                 () if cfg.suppress_eos else STOP_STRINGS, cfg.suppress_eos)
@@ -203,114 +213,143 @@ class _Trainer:
         except RuntimeError as e:  # sampling from NaN/inf probabilities: the weights blew up
             if "inf" not in str(e) and "nan" not in str(e):
                 raise
-            raise UserError(f"step {step}: sampling met non-finite probabilities (diverged); "
-                            f"resume with a lower --lr") from None
-        t_roll = time.perf_counter()
+            raise _diverged(step, "sampling met non-finite probabilities") from None
+        t_sampled = time.perf_counter()
         answers = [p.answer for p in problems for _ in range(G)]
-        acc = {name: [REWARDS[name](t, a) for t, a in zip(gen.texts, answers)] for name in self.checks}
-        rewards = acc[cfg.reward] if cfg.reward in acc else [
-            REWARDS[cfg.reward](t, a) for t, a in zip(gen.texts, answers)]
-        reward_t = torch.tensor(rewards, dtype=torch.float32)
-        adv, zero_std = core.group_advantages(reward_t, G, cfg.adv, cfg.adv_eps)
+        checks = self.checks + ((cfg.reward,) if cfg.reward not in self.checks else ())
+        scores = {name: [REWARDS[name](t, a) for t, a in zip(gen.texts, answers)]
+                  for name in checks}
+        rewards = scores[cfg.reward]
+        adv, zero_std = core.group_advantages(torch.tensor(rewards, dtype=torch.float32), G,
+                                              cfg.adv, cfg.adv_eps)
         adv = adv.to(self.device)
-        t_rew = time.perf_counter()
-
+        t_rewarded = time.perf_counter()
         batch = batch_for_logprobs(gen.prompt_ids, gen.completion_ids, self.pad, self.device)
-        cmask = batch[3]
-        all_rows = torch.arange(len(prompts), device=self.device)
-        n_updates = cfg.updates_per_step()
-        old = ref = None
-        # old log-probs only when some update is off-policy (more than one per step); else the
-        # current log-probs, detached, are exactly the sampling policy's
-        if n_updates > 1:
-            old = torch.cat([self.logprobs(self.model, batch, r, False) for r in self.chunks(all_rows)])
-        if self.ref is not None:
-            ref = torch.cat([self.logprobs(self.ref, batch, r, False) for r in self.chunks(all_rows)])
-        t_lp = time.perf_counter()
+        return Rollout(gen, {name: scores[name] for name in self.checks}, rewards, adv, zero_std,
+                       batch, t_sampled, t_rewarded)
 
+    def logprobs(self, model, batch, rows, grad: bool, entropy: bool = False):
+        ids, attn, pos, cmask = (t[rows] for t in batch)
+        with torch.set_grad_enabled(grad):
+            return sequence_logprobs(model, ids, attn, pos, cmask, self.cfg.temperature,
+                                     return_entropy=entropy, entropy_grad=False)
+
+    def chunks(self, rows):
+        n = self.cfg.micro_batch_size or len(rows)
+        return [rows[i:i + n] for i in range(0, len(rows), n)]
+
+    def old_and_ref_logprobs(self, ro: Rollout):
+        """(old, ref) log-probs [R, C], each None when not needed. Old log-probs only when some
+        update is off-policy (more than one per step); else the current log-probs, detached,
+        are exactly the sampling policy's. Reference log-probs only with a KL penalty."""
+        rows = self.chunks(torch.arange(len(ro.rewards), device=self.device))
+        old = ref = None
+        if self.cfg.updates_per_step() > 1:
+            old = torch.cat([self.logprobs(self.model, ro.batch, r, False) for r in rows])
+        if self.ref is not None:
+            ref = torch.cat([self.logprobs(self.ref, ro.batch, r, False) for r in rows])
+        return old, ref
+
+    def update(self, step: int, ro: Rollout, old, ref) -> dict:
+        """The mini-batch loop: B / mini_batch_size optimizer updates over the step's prompts in
+        a seeded order. Returns summed token statistics and the gradient norm of each update."""
+        cfg, G = self.cfg, self.cfg.group_size
         self.model.train()
-        perm = torch.randperm(B, generator=torch.Generator().manual_seed(_seed(cfg, step, 2)))
-        sums = {"tokens": 0.0, "clipped": 0.0, "kl": 0.0, "entropy": 0.0}
-        grad_norms = []
+        perm = torch.randperm(cfg.batch_size,
+                              generator=torch.Generator().manual_seed(_seed(cfg, step, 2)))
+        sums = {"tokens": 0.0, "clipped": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norms": []}
         mb = cfg.mini_batch_size
-        for u in range(n_updates):
+        for u in range(cfg.updates_per_step()):
             prompt_ids = perm[u * mb:(u + 1) * mb]
             rows = (prompt_ids[:, None] * G + torch.arange(G)[None, :]).reshape(-1).to(self.device)
-            m = cmask[rows]
-            norm = float(m.sum()) if cfg.loss_agg == "token-mean" else float(len(rows))
             self.optimizer.zero_grad(set_to_none=True)
-            for r in self.chunks(rows):
-                logp, ent = self.logprobs(self.model, batch, r, True, entropy=True)
-                loss, s = core.grpo_loss(
-                    logp, logp.detach() if old is None else old[r], adv[r], cmask[r],
-                    ref_logp=None if ref is None else ref[r], kl_coef=cfg.kl_coef,
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, loss_agg=cfg.loss_agg,
-                    normalizer=max(norm, 1.0))
-                if not torch.isfinite(loss):
-                    raise UserError(f"step {step}: the loss is {loss.item()} (diverged); resume "
-                                    f"with a lower --lr")
-                self.dirty = True
-                loss.backward()
-                for k in ("tokens", "clipped", "kl"):
-                    sums[k] += float(s[k])
-                sums["entropy"] += float((ent.detach() * cmask[r]).sum())
+            self.backward(step, ro, rows, old, ref, sums)
             gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
-            if not torch.isfinite(gn):
-                raise UserError(f"step {step}: gradient norm is {gn.item()} (diverged); resume "
-                                f"with a lower --lr")
-            grad_norms.append(float(gn))
+            _check_finite(step, "the gradient norm", gn)
+            sums["grad_norms"].append(float(gn))
             self.optimizer.step()
         with torch.no_grad():  # one reduction per tensor and one check (NaN/inf propagate)
-            totals = torch.stack([p.sum() for p in self.model.parameters()])
-            finite = bool(torch.isfinite(totals).all())
-        if not finite:
-            raise UserError(f"step {step}: weights became non-finite (diverged); resume with a "
-                            f"lower --lr")
+            _check_finite(step, "the weights", torch.stack([p.sum() for p in self.model.parameters()]))
         self.model.eval()
-        t_upd = time.perf_counter()
+        return sums
 
+    def backward(self, step: int, ro: Rollout, rows, old, ref, sums: dict) -> None:
+        """Gradients of one mini-batch's GRPO loss, accumulated over micro-batch chunks (each
+        chunk's loss is normalised by the whole mini-batch, so the chunks add up to it)."""
+        cfg, cmask = self.cfg, ro.batch[3]
+        norm = float(cmask[rows].sum()) if cfg.loss_agg == "token-mean" else float(len(rows))
+        for r in self.chunks(rows):
+            logp, ent = self.logprobs(self.model, ro.batch, r, True, entropy=True)
+            loss, s = core.grpo_loss(
+                logp, logp.detach() if old is None else old[r], ro.adv[r], cmask[r],
+                ref_logp=None if ref is None else ref[r], kl_coef=cfg.kl_coef,
+                clip_low=cfg.clip_low, clip_high=cfg.clip_high, loss_agg=cfg.loss_agg,
+                normalizer=max(norm, 1.0))
+            _check_finite(step, "the loss", loss)
+            self.dirty = True
+            loss.backward()
+            for k in ("tokens", "clipped", "kl"):
+                sums[k] += float(s[k])
+            sums["entropy"] += float((ent.detach() * cmask[r]).sum())
+
+    def account(self, ro: Rollout, extra_forwards: int) -> tuple[float, int]:
+        """Advance the run's counters by this step; returns (its C_itemized FLOPs, its tokens)."""
+        st, gen, n = self.state, ro.gen, self.shape.n_params
         p_tok, c_tok = gen.n_prompt_tokens, gen.n_completion_tokens
-        tokens = p_tok + c_tok
         lens = [len(p) + len(c) for p, c in zip(gen.prompt_ids, gen.completion_ids)]
         attn = attention_forward_flops(self.shape.n_layer, self.shape.d_attn, lens)
-        extra = int(old is not None) + int(ref is not None)
-        flops_step = c_itemized(self.shape.n_params, tokens, tokens, extra, attn)
-        st.update(step=step, D=st["D"] + B, prompt_tokens=st["prompt_tokens"] + p_tok,
+        flops = c_itemized(n, p_tok + c_tok, p_tok + c_tok, extra_forwards, attn)
+        st.update(step=st["step"] + 1, D=st["D"] + self.cfg.batch_size,
+                  prompt_tokens=st["prompt_tokens"] + p_tok,
                   completion_tokens=st["completion_tokens"] + c_tok,
-                  C_paper=st["C_paper"] + c_paper(self.shape.n_params, tokens),
-                  C_itemized=st["C_itemized"] + flops_step)
+                  C_paper=st["C_paper"] + c_paper(n, p_tok + c_tok),
+                  C_itemized=st["C_itemized"] + flops)
+        return flops, p_tok + c_tok
+
+    def metrics_row(self, ro: Rollout, sums: dict, flops: float, tokens: int, has_ref: bool,
+                    times: dict) -> dict:
+        st, gen, R = self.state, ro.gen, len(ro.rewards)
+        n_tok, t_step = max(sums["tokens"], 1.0), sum(times.values())
+        return {"step": st["step"], "D": st["D"], "unique_prompts": self.stream.unique_seen(st["D"]),
+                "prompt_tokens": st["prompt_tokens"], "completion_tokens": st["completion_tokens"],
+                "step_prompt_tokens": gen.n_prompt_tokens,
+                "step_completion_tokens": gen.n_completion_tokens,
+                "C_paper": st["C_paper"], "C_itemized": st["C_itemized"],
+                "reward_mean": sum(ro.rewards) / R,
+                **{f"acc_{k}": sum(v) / len(v) for k, v in ro.acc.items()},
+                "frac_zero_std": float(ro.zero_std.float().mean()),
+                "completion_len_mean": gen.n_completion_tokens / R,
+                "clipped_share": gen.n_clipped / R,
+                "clip_frac": sums["clipped"] / n_tok,
+                "kl": sums["kl"] / n_tok if has_ref else None,
+                "entropy": sums["entropy"] / n_tok,
+                "grad_norm": sum(sums["grad_norms"]) / len(sums["grad_norms"]),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "updates": len(sums["grad_norms"]), **times, "time_step": t_step,
+                "tokens_per_s": tokens / t_step if t_step > 0 else 0.0,
+                "mfu": mfu(flops, t_step, self.peak)}
+
+    def step(self) -> dict:
+        """One GRPO step: rollout, old/reference log-probs, updates, then its metrics row."""
+        step, t0 = self.state["step"] + 1, time.perf_counter()
+        ro = self.rollout(step)
+        old, ref = self.old_and_ref_logprobs(ro)
+        t_lp = time.perf_counter()
+        sums = self.update(step, ro, old, ref)
+        t_upd = time.perf_counter()
+        flops, tokens = self.account(ro, int(old is not None) + int(ref is not None))
         self.dirty = False
-        t_step = t_upd - t0
-        n_tok = max(sums["tokens"], 1.0)
-        row = {"step": step, "D": st["D"], "unique_prompts": self.stream.unique_seen(st["D"]),
-               "prompt_tokens": st["prompt_tokens"], "completion_tokens": st["completion_tokens"],
-               "step_prompt_tokens": p_tok, "step_completion_tokens": c_tok,
-               "C_paper": st["C_paper"], "C_itemized": st["C_itemized"],
-               "reward_mean": sum(rewards) / len(rewards),
-               **{f"acc_{k}": sum(v) / len(v) for k, v in acc.items()},
-               "frac_zero_std": float(zero_std.float().mean()),
-               "completion_len_mean": c_tok / len(prompts),
-               "clipped_share": gen.n_clipped / len(prompts),
-               "clip_frac": sums["clipped"] / n_tok,
-               "kl": sums["kl"] / n_tok if ref is not None else None,
-               "entropy": sums["entropy"] / n_tok,
-               "grad_norm": sum(grad_norms) / len(grad_norms),
-               "lr": self.optimizer.param_groups[0]["lr"], "updates": n_updates,
-               "time_rollout": t_roll - t0, "time_reward": t_rew - t_roll,
-               "time_logprobs": t_lp - t_rew, "time_update": t_upd - t_lp, "time_step": t_step,
-               "tokens_per_s": tokens / t_step if t_step > 0 else 0.0,
-               "mfu": flops_step / t_step / self.peak if t_step > 0 else 0.0}
-        return row
+        times = {"time_rollout": ro.t_sampled - t0, "time_reward": ro.t_rewarded - ro.t_sampled,
+                 "time_logprobs": t_lp - ro.t_rewarded, "time_update": t_upd - t_lp}
+        return self.metrics_row(ro, sums, flops, tokens, ref is not None, times)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         last: dict = {}
         writer = JsonlWriter(self.run_dir / "metrics.jsonl")
         bar = tqdm(total=cfg.steps, initial=self.state["step"], desc="train", unit="step",
-                   disable=(not _isatty()) if self.progress is None else not self.progress,
+                   disable=(not sys.stderr.isatty()) if self.progress is None else not self.progress,
                    dynamic_ncols=True)
         try:
             if self.state["step"] == 0 and not self.has_baseline:
@@ -320,46 +359,47 @@ class _Trainer:
                 writer.write(last)
                 bar.set_postfix(test_loss=f"{last['test_loss']:.3f}")
             while self.state["step"] < cfg.steps:
-                row = self.step()
-                step = row["step"]
-                if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
-                    row.update(self.evaluate())
-                writer.write(row)
-                for t in self.trackers:
-                    t.log(row, step)
-                last = row
-                if step % cfg.checkpoint_every == 0:
-                    self.save()
+                last = self.step()
+                self.finish_step(last, writer)
                 bar.update(1)
-                bar.set_postfix({"step": step, "reward": f"{row['reward_mean']:.3f}",
-                                 **({"test_loss": f"{row['test_loss']:.3f}"}
-                                    if "test_loss" in row else {}),
-                                 "tok/s": f"{row['tokens_per_s']:.0f}"})
+                bar.set_postfix({"step": last["step"], "reward": f"{last['reward_mean']:.3f}",
+                                 **({"test_loss": f"{last['test_loss']:.3f}"}
+                                    if "test_loss" in last else {}),
+                                 "tok/s": f"{last['tokens_per_s']:.0f}"})
+            # the run is done: its policy as a model directory (atomic: temp dir + rename)
+            save_model(self.model, self.tok, self.run_dir / POLICY_DIR)
         finally:
             bar.close()
             writer.close()
             for t in self.trackers:
                 t.close()
             self.save()  # at exit: only when the weights are those of a finished step
-        return {"run_dir": str(self.run_dir), "steps": self.state["step"], **last}
+        return {"run_dir": str(self.run_dir), "steps": self.state["step"],
+                "policy": str(self.run_dir / POLICY_DIR), **last}
 
-
-def _isatty() -> bool:
-    import sys
-
-    return sys.stderr.isatty()
+    def finish_step(self, row: dict, writer: JsonlWriter) -> None:
+        """Evaluate when due, write the row (file and trackers), checkpoint when due."""
+        step, cfg = row["step"], self.cfg
+        if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
+            row.update(self.evaluate())
+        writer.write(row)
+        for t in self.trackers:
+            t.log(row, step)
+        if step % cfg.checkpoint_every == 0:
+            self.save()
 
 
 def train(cfg: TrainConfig, run_dir, resume: bool = False, progress: bool | None = None,
           trackers: tuple[str, ...] = ()) -> dict:
-    """Run (or with resume=True continue) a GRPO run in run_dir; returns the last metrics row.
+    """Run (or with resume=True continue) a GRPO run in run_dir; returns the last metrics row
+    (and `policy`, the directory of the final policy).
 
     Bad settings raise UserError before anything is written; a diverged loss raises UserError
     after keeping the run directory resumable from its last checkpoint.
     """
     cfg.validate()
     run_dir = Path(run_dir)
-    trainer = _Trainer(cfg, run_dir, resume, progress)
+    trainer = _Trainer(cfg, run_dir, progress)
     trainer.open_run(resume)
     if trackers:  # optional views of metrics.jsonl (TensorBoard, W&B, MLflow); off by default
         from rlscale.trackers import make_trackers

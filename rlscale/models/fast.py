@@ -121,8 +121,6 @@ class FastDecoder:
         if x.dtype != torch.float32:
             return self._rms(x.float()).to(x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
-            if native.trainable(x):  # one C pass each way (rlscale.models.native)
-                return native.RMSNorm.apply(x, self.eps)
             return _RMSNorm.apply(x, self.eps)
         # one call (torch 2.13's rms_norm, bitwise equal to x * rsqrt(mean(x^2) + eps)): a
         # decoding step is dominated by the number of ops, not by their arithmetic
@@ -154,12 +152,8 @@ class FastDecoder:
             x = torch.addmm(x, o, L["wo"].t())
         else:
             x = x + F.linear(o, L["wo"], L["bo"])
-        gu = F.linear(self._rms(x), L["wgu"])
-        if native.trainable(gu):  # silu(g) * u in one C pass each way
-            act = native.SwiGLU.apply(gu)
-        else:
-            g, u = gu.chunk(2, -1)
-            act = F.silu(g) * u
+        g, u = F.linear(self._rms(x), L["wgu"]).chunk(2, -1)
+        act = F.silu(g) * u
         return torch.addmm(x, act, L["wd"].t())
 
     def _logits(self, x):
@@ -307,7 +301,7 @@ class FastDecoder:
         kv = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
         state = DecodeState(prompt_cache, bias, group, kv, 0)
         if group == 1 or P < GROUP_MIN_PROMPT:
-            state.ungroup(torch.arange(U * group, device=self.device))
+            state.keep(torch.arange(U * group, device=self.device))
         else:
             state.bias_rows = bias.expand(U, self.n_kv, 1, P).reshape(U * self.n_kv, 1, P)
         return state
@@ -333,8 +327,9 @@ class DecodeState:
         B, nkv = self.kv[0].shape[1], self.kv[0].shape[2]
         self.bias_rows = self.bias.expand(B, nkv, 1, -1).reshape(B * nkv, 1, -1)
 
-    def ungroup(self, rows: torch.Tensor) -> None:
-        """Per-row contiguous caches for `rows` only (finished rows leave the compute)."""
+    def keep(self, rows: torch.Tensor) -> None:
+        """Per-row contiguous caches for `rows` only (finished rows leave the compute); a
+        grouped cache becomes per-row caches here."""
         if self.prompt is None:
             self.kv = [kv.index_select(1, rows) for kv in self.kv]
             self.bias = self.bias.index_select(0, rows)
@@ -351,5 +346,3 @@ class DecodeState:
         self.bias = torch.cat([self.bias.index_select(0, owner), tail], -1)
         self.prompt, self.group, self.col = None, 1, self.col + P
         self._bias_rows()
-
-    keep = ungroup

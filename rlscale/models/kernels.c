@@ -13,10 +13,19 @@ Layouts (all contiguous, row-major):
   pk/pv [U, nkv, P, hd]       prompt cache, shared by the rows whose owner is u; pvalid [U, P]
   ck/cv [B, nkv, T, hd]       completion cache of each row; column `col` is written this step
   cos/sin [max_pos, hd]       RoPE tables, sin signed: rope(x)_i = x_i cos_i + x_{(i+hd/2)%hd} sin_i
+
+Size limits: MAX_HEAD_DIM and MAX_KEYS size the per-row stack buffers of attend_decode. They are
+passed in by rlscale.models.native at compile time (-D, their one home is native.py), and every
+entry point that uses them checks its sizes against them and returns an error code instead of
+writing past a buffer.
 */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#if !defined(MAX_HEAD_DIM) || !defined(MAX_KEYS)
+#error "compile with -DMAX_HEAD_DIM=<n> -DMAX_KEYS=<n> (rlscale.models.native does)"
+#endif
 
 /* exp(x) in fp32: 2^n * p(r), r = x - n ln2, |r| <= ln2/2, degree-7 Taylor polynomial (relative
    error < 1e-8 before rounding). Plain arithmetic, so loops calling it vectorize. */
@@ -46,16 +55,14 @@ static inline float rms_scale(const float *x, int64_t n, float eps) {
     return 1.0f / sqrtf(ss / (float)n + eps);
 }
 
-/* y[r] = x[r] * s[r] (* w when w is not NULL), s[r] = rsqrt(mean(x[r]^2) + eps), kept in
-   s_out (when not NULL) for the training backward. */
-void rms_rows(const float *x, float *y, const float *w, float *s_out, int64_t rows, int64_t dim,
-              float eps, int nthreads) {
+/* y[r] = x[r] * s[r] (* w when w is not NULL), s[r] = rsqrt(mean(x[r]^2) + eps). */
+void rms_rows(const float *x, float *y, const float *w, int64_t rows, int64_t dim, float eps,
+              int nthreads) {
 #pragma omp parallel for num_threads(nthreads) if (rows * dim >= 65536)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         float *yr = y + r * dim;
         float s = rms_scale(xr, dim, eps);
-        if (s_out) s_out[r] = s;
         if (w) {
             for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * s * w[i];
         } else {
@@ -74,10 +81,11 @@ void swiglu_rows(const float *gu, float *out, int64_t rows, int64_t inter, int n
     }
 }
 
-/* Per-head RMSNorm (optional, weight row w) and RoPE of one head vector x -> y. */
+/* Per-head RMSNorm (optional, weight row w) and RoPE of one head vector x -> y;
+   hd <= MAX_HEAD_DIM (attend_decode checks). */
 static inline void norm_rope(const float *x, float *y, const float *w, float eps,
                              const float *c, const float *s, int64_t hd) {
-    float buf[512];
+    float buf[MAX_HEAD_DIM];
     const float *src = x;
     if (w) {
         float sc = rms_scale(x, hd, eps);
@@ -91,12 +99,17 @@ static inline void norm_rope(const float *x, float *y, const float *w, float eps
 
 /* One decoding step of attention for B rows: q/k norm + RoPE, write k/v into the completion
    cache at column col, attend to the owner's prompt (valid columns) and the row's completion
-   columns 0..col, write out [B, nh hd]. Rows are independent (parallel over rows). */
-void attend_decode(const float *qkv, const float *qk_norm, float eps, const float *cos_t,
+   columns 0..col, write out [B, nh hd]. Rows are independent (parallel over rows). Returns 0,
+   or 1 without touching memory when the sizes do not fit the buffers or the layout (head_dim
+   even and <= MAX_HEAD_DIM, P + col + 1 <= MAX_KEYS, col < T, nh a multiple of nkv). */
+int attend_decode(const float *qkv, const float *qk_norm, float eps, const float *cos_t,
                    const float *sin_t, const int64_t *pos, const float *pk, const float *pv,
                    const uint8_t *pvalid, const int64_t *owner, float *ck, float *cv, int64_t col,
                    int64_t T, float *out, int64_t B, int64_t nh, int64_t nkv, int64_t hd,
                    int64_t P, int nthreads) {
+    if (hd < 2 || hd % 2 || hd > MAX_HEAD_DIM || P < 0 || col < 0 || col >= T ||
+        P + col + 1 > MAX_KEYS || nkv < 1 || nh % nkv)
+        return 1;
     int64_t width = (nh + 2 * nkv) * hd, r = nh / nkv, n_keys = P + col + 1;
 #pragma omp parallel for num_threads(nthreads) if (B * nh * n_keys * hd >= 32768)
     for (int64_t b = 0; b < B; b++) {
@@ -110,7 +123,7 @@ void attend_decode(const float *qkv, const float *qk_norm, float eps, const floa
                       hd);
             memcpy(vd, row + (nh + nkv + h) * hd, hd * sizeof(float));
         }
-        float q[512], sc[8192], o[512];
+        float q[MAX_HEAD_DIM], sc[MAX_KEYS], o[MAX_HEAD_DIM];
         for (int64_t h = 0; h < nh; h++) {
             int64_t g = h / r;
             norm_rope(row + h * hd, q, qk_norm ? qk_norm + h * hd : 0, eps, c, s, hd);
@@ -153,14 +166,18 @@ void attend_decode(const float *qkv, const float *qk_norm, float eps, const floa
             memcpy(out + b * nh * hd + h * hd, o, hd * sizeof(float));
         }
     }
+    return 0;
 }
 
 /* Next token of each row from logits [B, V]: greedy (inv_temp == 0: first maximum) or the
    inverse CDF of softmax(logits * inv_temp) at u[b] (the first index whose cumulative mass
-   exceeds u[b] times the total), with `banned` ids excluded; work [V] is scratch. Returns 0, or
-   1 when some row's logits are not finite (diverged weights), as torch.multinomial would. */
+   exceeds u[b] times the total), with `banned` ids excluded; work [V] is scratch. Returns 0,
+   1 when some row's logits are not finite (diverged weights), as torch.multinomial would, or 2
+   when a banned id is not in [0, V). */
 int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const float *u,
                 const int64_t *banned, int64_t n_banned, float *work, int64_t *out) {
+    for (int64_t k = 0; k < n_banned; k++)
+        if (banned[k] < 0 || banned[k] >= V) return 2;
     for (int64_t b = 0; b < B; b++) {
         const float *l = logits + b * V;
         memcpy(work, l, V * sizeof(float));
@@ -192,37 +209,4 @@ int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const
         out[b] = pick;
     }
     return 0;
-}
-
-/* Training-time pieces (autograd Functions in rlscale.models.native): one pass each where torch
-   makes several over [rows, dim] activations. */
-
-/* dx[r] = (g[r] - y[r] mean(g[r] y[r])) s[r] */
-void rms_rows_bwd(const float *g, const float *y, const float *s, float *dx, int64_t rows,
-                  int64_t dim, int nthreads) {
-#pragma omp parallel for num_threads(nthreads) if (rows * dim >= 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *gr = g + r * dim, *yr = y + r * dim;
-        float *dr = dx + r * dim;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int64_t i = 0; i < dim; i++) dot += gr[i] * yr[i];
-        float m = dot / (float)dim, sc = s[r];
-        for (int64_t i = 0; i < dim; i++) dr[i] = (gr[i] - yr[i] * m) * sc;
-    }
-}
-
-/* d(silu(g) u): dg = do u sig(g) (1 + g (1 - sig(g))), du = do silu(g); into dgu [rows, 2I]. */
-void swiglu_rows_bwd(const float *gu, const float *dout, float *dgu, int64_t rows,
-                     int64_t inter, int nthreads) {
-#pragma omp parallel for num_threads(nthreads) if (rows * inter >= 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *g = gu + r * 2 * inter, *u = g + inter, *d = dout + r * inter;
-        float *dg = dgu + r * 2 * inter, *du = dg + inter;
-        for (int64_t i = 0; i < inter; i++) {
-            float sg = 1.0f / (1.0f + fexp(-g[i]));
-            du[i] = d[i] * g[i] * sg;
-            dg[i] = d[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
-        }
-    }
 }

@@ -10,6 +10,15 @@ The library is compiled on first use with the machine's C compiler (gcc or cc, -
 and loaded with ctypes: no build step at install time and no torch headers. Where there is no
 compiler, or RLSCALE_NATIVE=0, or the model is not fp32 on the CPU, decoding stays on the torch
 path of rlscale.models.fast (same math; tests/test_native.py checks the two agree).
+
+Training runs on torch: one-pass C kernels for RMSNorm and SwiGLU forward/backward measured
+0.98-1.02x on the log-prob forward + backward (docs/benchmarks.md) and were removed, as was a
+glibc allocator setting that measured within noise.
+
+Safety: the kernels' stack buffers are sized by MAX_HEAD_DIM and MAX_KEYS, passed to the compiler
+from here; the kernels check their sizes against them and return an error code, which the
+wrappers below turn into an exception. Every call goes through a wrapper that checks what ctypes
+cannot (dtype, contiguity, shapes) before handing over raw pointers.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.c")
-MAX_HEAD_DIM = 512  # the kernels' per-head stack buffers
-MAX_KEYS = 8192  # prompt + completion columns one query attends to
+MAX_HEAD_DIM = 512  # the kernels' per-head stack buffers (compiled in with -D)
+MAX_KEYS = 8192  # prompt + completion columns one query attends to (compiled in with -D)
+DEFINES = [f"-DMAX_HEAD_DIM={MAX_HEAD_DIM}", f"-DMAX_KEYS={MAX_KEYS}"]
 _lib = None
 _tried = False
 
@@ -48,7 +58,7 @@ def _compile() -> Path | None:
     cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     if cc is None:
         return None
-    src = SOURCE.read_bytes()
+    src = SOURCE.read_bytes() + " ".join(DEFINES).encode()
     key = hashlib.sha256(src + _cpu_key().encode() + cc.encode()).hexdigest()[:16]
     out = cache_dir() / "native" / f"kernels-{key}.so"
     if out.exists():
@@ -56,7 +66,7 @@ def _compile() -> Path | None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     cmd = [cc, "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC",
-           str(SOURCE), "-o", str(tmp)]
+           *DEFINES, str(SOURCE), "-o", str(tmp)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         warnings.warn(f"rlscale: native kernels did not compile ({res.stderr.strip()[:200]}); "
@@ -80,12 +90,11 @@ def library():
         return None
     lib = ctypes.CDLL(str(path))
     P, I, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-    lib.rms_rows.argtypes = [P, P, P, P, I, I, F, ctypes.c_int]
+    lib.rms_rows.argtypes = [P, P, P, I, I, F, ctypes.c_int]
     lib.swiglu_rows.argtypes = [P, P, I, I, ctypes.c_int]
     lib.attend_decode.argtypes = [P, P, F, P, P, P, P, P, P, P, P, P, I, I, P, I, I, I, I, I,
                                   ctypes.c_int]
-    lib.rms_rows_bwd.argtypes = [P, P, P, P, I, I, ctypes.c_int]
-    lib.swiglu_rows_bwd.argtypes = [P, P, P, I, I, ctypes.c_int]
+    lib.attend_decode.restype = ctypes.c_int
     lib.sample_rows.argtypes = [P, I, I, F, P, P, I, P, P]
     lib.sample_rows.restype = ctypes.c_int
     _lib = lib
@@ -99,51 +108,44 @@ def usable(dec, prompt_len: int, max_new: int) -> bool:
             and library() is not None)
 
 
-def keep_freed_memory() -> bool:
-    """Tell glibc's allocator to keep freed memory for reuse instead of handing it back to the
-    kernel (mmap threshold 32 MiB, its maximum; no trimming of the heap). Why: a CPU training
-    step frees and reallocates the same tens of MB of activations every step, and by default
-    glibc returns them, so every step pays fresh page faults on them (6m rung, 12 steps: 502k
-    minor faults without this, 290k with it). Process-wide, idempotent; False where glibc is not the C
-    library (nothing changes)."""
-    global _malloc_tuned
-    if _malloc_tuned is None:
-        try:
-            libc = ctypes.CDLL(None)
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):
-            _malloc_tuned = False
-            return False
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        _malloc_tuned = bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(
-            mallopt(M_TRIM_THRESHOLD, 1 << 30))
-    return _malloc_tuned
-
-
-_malloc_tuned = None
-
-
 def _p(t: torch.Tensor) -> int:
     return t.data_ptr()
+
+
+def _check(name: str, t: torch.Tensor, shape: tuple, dtype=torch.float32) -> None:
+    """What ctypes cannot check before a raw pointer reaches C: dtype, layout, shape."""
+    if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous() or tuple(t.shape) != shape:
+        raise ValueError(f"native kernels: {name} must be a contiguous {dtype} CPU tensor of "
+                         f"shape {shape}, got {t.dtype} {tuple(t.shape)} on {t.device}")
 
 
 class NativeState:
     """Caches of a batch being decoded natively: the prompt cache of each unique prompt
     ([U, nkv, P, hd] keys and values per layer, shared by the rows it owns), the completion
-    cache of every row ([B, nkv, T, hd]), each row's owner, and the step buffers."""
+    cache of every row ([B, nkv, T, hd]), each row's owner, and the step buffers. Everything
+    the kernels read or write through a pointer is checked here once, when it is built."""
 
     def __init__(self, dec, prompt_cache, prompt_valid, group: int, max_new: int):
         U, P = prompt_valid.shape
-        B = U * group
+        B, nkv, hd = U * group, dec.n_kv, dec.head_dim
+        if hd > MAX_HEAD_DIM or P + max_new > MAX_KEYS:
+            raise ValueError(f"native kernels: head_dim {hd} (max {MAX_HEAD_DIM}) or prompt + "
+                             f"completion {P + max_new} (max {MAX_KEYS}) too large; see usable()")
         self.P, self.T, self.col = P, max_new, 0
         self.pk = [c[0].contiguous() for c in prompt_cache]
         self.pv = [c[1].contiguous() for c in prompt_cache]
         self.pvalid = prompt_valid.to(torch.uint8).contiguous()
         self.owner = torch.arange(B).div(group, rounding_mode="floor")
-        shape = (B, dec.n_kv, max_new, dec.head_dim)
+        shape = (B, nkv, max_new, hd)
         self.ck = [torch.empty(shape) for _ in dec.layers]
         self.cv = [torch.empty(shape) for _ in dec.layers]
         self.dec = dec
+        for i, L in enumerate(dec.layers):
+            _check(f"prompt keys {i}", self.pk[i], (U, nkv, P, hd))
+            _check(f"prompt values {i}", self.pv[i], (U, nkv, P, hd))
+            if L["qk_norm"] is not None:
+                _check(f"q/k norm {i}", L["qk_norm"], (dec.n_heads + nkv, hd))
+        _check("final norm", dec.norm, (dec.embed.shape[1],))
         self._buffers(B)
 
     def _buffers(self, B: int) -> None:
@@ -162,35 +164,59 @@ class NativeState:
         self.cv = [c.index_select(0, rows) for c in self.cv]
         self._buffers(len(rows))
 
+    def check_step(self, x, pos, cos, sin) -> None:
+        """The inputs of one decoding step: residual x [B, H], positions [B] inside the RoPE
+        tables [max_pos, hd], and a completion column left to write."""
+        B, hd = len(self.owner), self.dec.head_dim
+        _check("residual", x, (B, self.dec.embed.shape[1]))
+        _check("positions", pos, (B,), torch.int64)
+        _check("rope cos", cos, (cos.shape[0], hd))
+        _check("rope sin", sin, (cos.shape[0], hd))
+        lo, hi = pos.aminmax()
+        if int(lo) < 0 or int(hi) >= cos.shape[0] or self.col >= self.T:
+            raise ValueError(f"native kernels: positions {int(lo)}..{int(hi)} outside the RoPE "
+                             f"tables ({cos.shape[0]}) or completion cache full ({self.T})")
+
+    def attend(self, i: int, eps: float, cos, sin, pos, nthreads: int) -> None:
+        """Layer i's attention for every row (attend_decode, 21 arguments), from this state's
+        qkv buffer into its o buffer. The pointers are this state's own tensors, checked when
+        built, and the step's inputs (`check_step`); the kernel checks its sizes against its
+        buffers and a refusal raises here."""
+        d, qk_norm = self.dec, self.dec.layers[i]["qk_norm"]
+        rc = library().attend_decode(
+            _p(self.qkv), None if qk_norm is None else _p(qk_norm), eps, _p(cos), _p(sin),
+            _p(pos), _p(self.pk[i]), _p(self.pv[i]), _p(self.pvalid), _p(self.owner),
+            _p(self.ck[i]), _p(self.cv[i]), self.col, self.T, _p(self.o), len(self.owner),
+            d.n_heads, d.n_kv, d.head_dim, self.P, nthreads)
+        if rc:
+            raise ValueError(f"native kernels: attend_decode refused head_dim {d.head_dim}, "
+                             f"{self.P + self.col + 1} keys (limits {MAX_HEAD_DIM}, {MAX_KEYS})")
+
 
 def decode(dec, tok, pos, state: NativeState, rope) -> torch.Tensor:
     """One new token per row, as FastDecoder.decode: tok, pos [B] -> logits [B, V]."""
     lib, nt = library(), torch.get_num_threads()
-    B, H = tok.shape[0], dec.embed.shape[1]
-    nh, nkv, hd, eps = dec.n_heads, dec.n_kv, dec.head_dim, dec.eps
+    B, H, eps = tok.shape[0], dec.embed.shape[1], dec.eps
     cos, sin = rope[0].contiguous(), rope[1].contiguous()
     pos = pos.contiguous()
     h, qkv, o, gu, act = state.h, state.qkv, state.o, state.gu, state.act
     x = dec.embed.index_select(0, tok)  # [B, H], a fresh tensor the residual adds into
+    state.check_step(x, pos, cos, sin)
     for i, L in enumerate(dec.layers):
-        lib.rms_rows(_p(x), _p(h), None, None, B, H, eps, nt)
+        lib.rms_rows(_p(x), _p(h), None, B, H, eps, nt)
         if L["bqkv"] is None:
             torch.mm(h, L["wqkv"].t(), out=qkv)
         else:
             torch.addmm(L["bqkv"], h, L["wqkv"].t(), out=qkv)
-        qk_norm = L["qk_norm"]
-        lib.attend_decode(_p(qkv), None if qk_norm is None else _p(qk_norm), eps, _p(cos),
-                          _p(sin), _p(pos), _p(state.pk[i]), _p(state.pv[i]), _p(state.pvalid),
-                          _p(state.owner), _p(state.ck[i]), _p(state.cv[i]), state.col, state.T,
-                          _p(o), B, nh, nkv, hd, state.P, nt)
+        state.attend(i, eps, cos, sin, pos, nt)
         x.addmm_(o, L["wo"].t())
         if L["bo"] is not None:
             x.add_(L["bo"])
-        lib.rms_rows(_p(x), _p(h), None, None, B, H, eps, nt)
+        lib.rms_rows(_p(x), _p(h), None, B, H, eps, nt)
         torch.mm(h, L["wgu"].t(), out=gu)
         lib.swiglu_rows(_p(gu), _p(act), B, act.shape[1], nt)
         x.addmm_(act, L["wd"].t())
-    lib.rms_rows(_p(x), _p(h), _p(dec.norm), None, B, H, eps, nt)
+    lib.rms_rows(_p(x), _p(h), _p(dec.norm), B, H, eps, nt)
     state.col += 1
     return torch.mm(h, dec.lm_head.t(), out=state.logits)
 
@@ -209,58 +235,9 @@ def sample(logits, temperature: float, generator, banned) -> torch.Tensor | None
     work = torch.empty(V)
     out = torch.empty(B, dtype=torch.int64)
     inv = 1.0 / temperature if temperature > 0 else 0.0
-    if lib.sample_rows(_p(logits), B, V, inv, _p(u), _p(ban), len(ban), _p(work), _p(out)):
+    rc = lib.sample_rows(_p(logits), B, V, inv, _p(u), _p(ban), len(ban), _p(work), _p(out))
+    if rc == 2:
+        raise ValueError(f"native sampling: a banned token id is outside the vocabulary ({V})")
+    if rc:
         raise RuntimeError("sampling: probability tensor contains inf or nan (diverged weights?)")
     return out
-
-
-def trainable(x: torch.Tensor) -> bool:
-    """True when the training kernels below serve x: fp32, contiguous, on the CPU."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
-            and library() is not None)
-
-
-class RMSNorm(torch.autograd.Function):
-    """y = x * rsqrt(mean(x^2) + eps) over the last dim, forward and backward one kernel pass
-    each (the weight is folded into the next matrix, see fast.FastDecoder)."""
-
-    @staticmethod
-    def forward(ctx, x, eps):
-        lib, dim = library(), x.shape[-1]
-        y = torch.empty_like(x)
-        s = torch.empty(x.numel() // dim)
-        lib.rms_rows(_p(x), _p(y), None, _p(s), len(s), dim, eps, torch.get_num_threads())
-        ctx.save_for_backward(y, s)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        y, s = ctx.saved_tensors
-        g = g.contiguous()
-        dx = torch.empty_like(g)
-        library().rms_rows_bwd(_p(g), _p(y), _p(s), _p(dx), len(s), y.shape[-1],
-                               torch.get_num_threads())
-        return dx, None
-
-
-class SwiGLU(torch.autograd.Function):
-    """silu(gu[..., :I]) * gu[..., I:], forward and backward one kernel pass each."""
-
-    @staticmethod
-    def forward(ctx, gu):
-        lib, inter = library(), gu.shape[-1] // 2
-        out = gu.new_empty(gu.shape[:-1] + (inter,))
-        lib.swiglu_rows(_p(gu), _p(out), gu.numel() // (2 * inter), inter,
-                        torch.get_num_threads())
-        ctx.save_for_backward(gu)
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
-        (gu,) = ctx.saved_tensors
-        dout = dout.contiguous()
-        dgu = torch.empty_like(gu)
-        inter = gu.shape[-1] // 2
-        library().swiglu_rows_bwd(_p(gu), _p(dout), _p(dgu), gu.numel() // (2 * inter), inter,
-                                  torch.get_num_threads())
-        return dgu
