@@ -60,9 +60,28 @@ class PretrainConfig:
     checkpoint_every: int = 100  # steps
     log_every: int = 10  # steps
     device: str = ""  # "" = cuda if available else cpu
+    schedule: str = "cosine"  # cosine | wsd (warm-up, stable, then a short decay per budget)
+    budgets: str = ""  # wsd: more token budgets ("5e5,1e6"), each a decay branch off one run
+    decay_frac: float = 0.2  # wsd: each budget's decay branch, as a share of its steps
 
     def steps(self) -> int:
         return max(1, int(self.tokens) // (self.batch_size * self.seq_len))
+
+    def budget_steps(self) -> list[int]:
+        """The step counts of every budget, ascending (wsd: `budgets` and `tokens`)."""
+        extra = [_count(b) for b in self.budgets.split(",") if b.strip()] if self.budgets else []
+        rows = self.batch_size * self.seq_len
+        return sorted({self.steps(), *(max(1, t // rows) for t in extra)})
+
+    def warmup_steps(self) -> int:
+        """Cosine: warmup_frac of the steps; wsd: of the smallest budget's (shared by all)."""
+        first = self.budget_steps()[0] if self.schedule == "wsd" else self.steps()
+        return max(1, round(self.warmup_frac * first))
+
+    def decay_start(self, end: int) -> int:
+        """wsd: the step at which the decay branch of the budget ending at `end` leaves the
+        stable phase."""
+        return max(self.warmup_steps(), end - max(1, round(self.decay_frac * end)))
 
     def validate(self) -> "PretrainConfig":
         def bad(name, why):
@@ -86,20 +105,41 @@ class PretrainConfig:
                 bad(name, "must be a finite number >= 0")
         if self.loss_on not in ("all", "answer"):
             bad("loss_on", "choose all or answer")
+        if self.schedule not in ("cosine", "wsd"):
+            bad("schedule", "choose cosine or wsd")
+        if not 0 < self.decay_frac <= 1:
+            bad("decay_frac", "must be in (0, 1]")
+        try:
+            ends = self.budget_steps()
+        except ValueError:
+            bad("budgets", "a comma list of token counts, e.g. 5e5,1e6")
+        if self.budgets and self.schedule != "wsd":
+            bad("budgets", "needs --schedule wsd (branches decay off a stable phase)")
+        if ends[0] <= self.warmup_steps() and len(ends) > 1:
+            bad("budgets", f"the smallest budget ({ends[0]} steps) must outlast the warm-up")
         from rlscale.models import rung_name
 
         rung_name(self.rung)
         return self
 
 
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warm-up over warmup_frac of the steps, then cosine from lr to min_lr_frac * lr."""
-    total = cfg.steps()
-    warm = max(1, round(cfg.warmup_frac * total))
+def lr_at(step: int, cfg: PretrainConfig, end: int | None = None) -> float:
+    """cosine: linear warm-up over warmup_frac of the steps, then cosine from lr to
+    min_lr_frac * lr. wsd: the same warm-up, then lr held constant (the trunk); the branch of
+    the budget ending at step `end` decays from lr to the floor as 1 - sqrt over its last
+    decay_frac of the steps (the shape Hagele et al. 2024 found to match cosine)."""
+    warm = cfg.warmup_steps()
     if step < warm:
         return cfg.lr * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+    floor = cfg.min_lr_frac
+    if cfg.schedule == "wsd":
+        start = cfg.decay_start(end) if end is not None else None
+        if start is None or step < start:
+            return cfg.lr
+        t = (step - start + 1) / (end - start)
+        return cfg.lr * (floor + (1 - floor) * (1 - math.sqrt(min(t, 1.0))))
+    t = (step - warm) / max(1, cfg.steps() - warm)
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 _LAST_EQ = re.compile(r"=\s*(-?\d+)\s*\n####\s*(-?\d+)\s*$")
@@ -180,14 +220,15 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
     """Pre-train cfg.rung into out_dir (resumable); returns the summary written to pretrain.json.
 
     tokenizer: the micro tokenizer to use (default: `micro_tokenizer` trained on cfg.task's
-    corpus). A finished run in out_dir is returned as it is when resume is true.
+    corpus). A finished run in out_dir is returned as it is when resume is true. With the wsd
+    schedule every budget gets OUT/branches/<tokens>/ (model/, pretrain.json, loss.jsonl) and
+    OUT/model is the largest budget's model.
     """
     import torch
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     from rlscale.grpo import checkpoint as ck
-    from rlscale.models import build_micro, non_embedding_params, save_model
+    from rlscale.models import build_micro, non_embedding_params
     from rlscale.tasks import load_task
 
     cfg.validate()
@@ -208,80 +249,42 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
     # the held-out side is fixed by a hash of the question, whatever n_test: ask for one
     task = load_task(cfg.task, seed=cfg.data_seed, n_test=1, n_train=cfg.n_problems or None)
     tok = tokenizer or corpus_tokenizer(task.train, cfg.vocab_size)
-    corpus = Corpus(task.train, tok, cfg)
     model = build_micro(cfg.rung, tok, seed=cfg.seed).to(device).train()
-    n_params = non_embedding_params(model)
-    decay = [p for p in model.parameters() if p.dim() >= 2]  # no decay on norms
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95), fused=False)
-    st = {"step": 0, "wall_s": 0.0}
-    latest = ck.latest_checkpoint(out) if resume else None
-    if latest is not None:
-        st = {k: v for k, v in ck.load_checkpoint(latest, model, opt).items() if k in st}
-    truncate_jsonl(out / "loss.jsonl", lambda r: r.get("step", 0) <= st["step"])
-    summary = {"config": dataclasses.asdict(cfg), "rung": cfg.rung, "N": n_params,
+    summary = {"config": dataclasses.asdict(cfg), "rung": cfg.rung, "N": non_embedding_params(model),
                "n_train_problems": len(task.train), "device": device, "done": False}
-    atomic_write_json(state_path, {**summary, **st})
+    ends = cfg.budget_steps() if cfg.schedule == "wsd" else [cfg.steps()]
+    work = (cfg.decay_start(ends[-1]) + sum(e - cfg.decay_start(e) for e in ends)
+            if cfg.schedule == "wsd" else ends[-1])
+    bar = tqdm(total=work, desc=f"pretrain {cfg.rung}", unit="step", disable=_no_bar(progress),
+               dynamic_ncols=True, leave=False)
+    from rlscale.pretrain_loop import Loop, copy_model, wsd_branches
 
-    total = cfg.steps()
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else None
-    log = JsonlWriter(out / "loss.jsonl")
-    bar = tqdm(total=total, initial=st["step"], desc=f"pretrain {cfg.rung}", unit="step",
-               disable=_no_bar(progress), dynamic_ncols=True, leave=False)
-    t0, step0, losses = time.perf_counter(), st["step"], []
-    saved, clean = st["step"], True  # clean: the weights are those of a finished step
+    loop = Loop(cfg, Corpus(task.train, tok, cfg), model, device, bar)
+    st = (loop.load(out) if resume else None) or {"step": 0, "wall_s": 0.0}
+    atomic_write_json(state_path, {**summary, **st})
     try:
-        for step in range(st["step"], total):
-            x, y, m = (t.to(device) for t in corpus.batch(step))
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            with amp if amp is not None else _null():
-                logits = model(input_ids=x, use_cache=False).logits
-            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
-            loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            clean = False  # only the optimizer step changes the weights
-            opt.step()
-            losses.append(loss.item())
-            st["step"], clean = step + 1, True
-            if st["step"] % cfg.log_every == 0 or st["step"] == total:
-                log.write({"step": st["step"], "tokens": st["step"] * cfg.batch_size * cfg.seq_len,
-                           "loss": sum(losses) / len(losses), "lr": lr_at(step, cfg)})
-                bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
-                losses = []
-            if st["step"] % cfg.checkpoint_every == 0 and st["step"] < total:
-                ck.save_checkpoint(out, st["step"], model, opt,
-                                   {"wall_s": st["wall_s"] + time.perf_counter() - t0})
-                saved = st["step"]
-            bar.update(1)
-    except BaseException:  # Ctrl-C or an error: keep the last finished step for --resume
-        if clean and saved < st["step"] < total:
-            ck.save_checkpoint(out, st["step"], model, opt,
-                               {"wall_s": st["wall_s"] + time.perf_counter() - t0})
-        raise
+        if cfg.schedule == "wsd":
+            branches = wsd_branches(loop, out, tok, st, summary)
+            copy_model(Path(branches[-1]["model_dir"]), out / "model")
+            last = branches[-1]
+            wall = st["wall_s"] + sum(b["wall_s"] for b in branches)
+        else:
+            t0, step0 = time.perf_counter(), st["step"]
+            loop.run(out, st, ends[-1], lambda s: lr_at(s, cfg))
+            last = loop.finish(out, tok, st, ends[-1], summary, time.perf_counter() - t0, step0)
+            branches, wall = [], st["wall_s"]
     finally:
         bar.close()
-        log.close()
-    st["wall_s"] += time.perf_counter() - t0
-    model.eval()
-    save_model(model.float(), tok, out / "model")
-    tokens = total * cfg.batch_size * cfg.seq_len
-    from rlscale.flops import pretrain_flops
-
-    curve = [(r["tokens"], r["loss"]) for r in _read_log(out / "loss.jsonl")]
-    summary.update(done=True, steps=total, tokens=tokens, flops=pretrain_flops(n_params, tokens),
-                   wall_s=st["wall_s"], tokens_per_s=(total - step0) * cfg.batch_size *
-                   cfg.seq_len / max(time.perf_counter() - t0, 1e-9),
-                   final_loss=curve[-1][1] if curve else None, model_dir=str(out / "model"))
+    summary.update({k: last[k] for k in ("steps", "tokens", "flops", "tokens_per_s", "final_loss")},
+                   done=True, wall_s=wall, model_dir=str(out / "model"))
+    if branches:
+        summary["branches"] = [{k: b[k] for k in ("steps", "tokens", "flops", "final_loss",
+                                                  "decay_start", "wall_s", "model_dir")}
+                               for b in branches]
     atomic_write_json(state_path, summary)
     import shutil
 
-    shutil.rmtree(out / ck.CKPT_DIR, ignore_errors=True)  # the model dir is the result now
+    shutil.rmtree(out / ck.CKPT_DIR, ignore_errors=True)  # the model dirs are the result now
     return summary
 
 
@@ -289,14 +292,6 @@ def _read_log(path: Path) -> list[dict]:
     from rlscale.files import read_jsonl
 
     return read_jsonl(path, tolerate_torn_tail=True) if path.exists() else []
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _no_bar(progress: bool | None) -> bool:

@@ -1,0 +1,389 @@
+"""Where should compute go? The pre-training / RL split on the micro ladder
+(`rlscale study --preset allocate`).
+
+For each of the base study preset's smallest rungs, one warmup-stable-decay pre-training run
+yields checkpoints at several token budgets (rlscale.pretrain_loop); GRPO from every checkpoint
+records held-out test loss along the way. Every evaluated point is one way to spend a total
+C_total = 6 N D_pre + C_RL (C_RL = C_paper). Then:
+
+    budgets     a geometric grid (ratio sqrt(10)) down from the largest measured C_total, kept
+                while a budget is at least twice the cheapest checkpoint's pre-training cost
+                (fixed before any loss is looked at)
+    options     per budget and checkpoint: pure pre-training (its step-0 point) and the RL point
+                that spends the most of the budget; `best` is the lowest test loss among them,
+                compared with pure pre-training and with the seed study's "RL ~0%" (the first
+                RL evaluation of each checkpoint, the smallest RL share measured)
+    law         rlscale.scaling.joint, its form chosen by leave-one-curve-out error on the
+                points of the smaller budgets only; fitted on all points for the frontier
+    validation  fit on the points within the second-largest budget, predict the best
+                allocation (a ladder rung, tokens, RL FLOPs) at the largest, pre-train and RL
+                exactly that, and compare the measured loss with the prediction (2 SE)
+
+OUT/allocation.json, OUT/allocation_fit.json (`rlscale plan --fit`), OUT/allocation.md,
+OUT/allocation_frontier.png, OUT/allocation_share.png. Rerunning skips finished jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlscale.errors import UserError
+from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
+
+
+@dataclass(frozen=True)
+class AllocPreset:
+    name: str
+    base: str  # the study preset (rlscale.study.PRESETS) whose task, corpus, rungs and GRPO use
+    n_rungs: int = 3  # its smallest rungs
+    token_fracs: tuple[float, ...] = (0.25, 0.5, 1.0)  # budgets per rung, x its preset tokens
+    decay_frac: float = 0.2  # each budget's decay branch, share of its steps
+    rl_steps: int = 30
+    eval_every: int = 5
+    heldout: int = 200  # held-out problems x samples (T 0.7): the test loss
+    eval_samples: int = 4
+    n_boot: int = 100
+    max_val_steps: int = 120  # the validation run's GRPO steps at most
+
+
+PRESETS = {
+    "allocate": AllocPreset("allocate", "cpu"),
+    "allocate-smoke": AllocPreset("allocate-smoke", "smoke", n_rungs=2, rl_steps=4,
+                                  eval_every=2, heldout=24, eval_samples=2, n_boot=10,
+                                  max_val_steps=6),
+}
+
+
+def base_preset(p: AllocPreset):
+    from rlscale.models import LADDER, rung_name
+    from rlscale.study import PRESETS as STUDY
+
+    base = STUDY[p.base]
+    rungs = sorted(base.rungs, key=lambda r: _approx_n(LADDER[rung_name(r.name)]))[: p.n_rungs]
+    return base, rungs
+
+
+def _approx_n(rung) -> int:
+    return rung.layers * (4 * rung.hidden**2 + 3 * rung.hidden * rung.intermediate)
+
+
+# ---------------------------------------------------------------- jobs
+def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], decay_frac: float):
+    from rlscale.pretrain import PretrainConfig
+
+    names = {f.name for f in dataclasses.fields(PretrainConfig)}
+    rows = base.pretrain_batch * base.seq_len
+    steps = max(1, tokens // rows)
+    params = dict(rung=rung.name, task=str(out / "task"), tokens=tokens, lr=rung.pretrain_lr,
+                  batch_size=base.pretrain_batch, seq_len=base.seq_len, seed=base.seed,
+                  schedule="wsd", budgets=",".join(str(b) for b in budgets if b != tokens),
+                  decay_frac=decay_frac, checkpoint_every=max(10, steps // 10),
+                  log_every=max(1, min(10, steps // 20)))
+    for knob in ("slip_frac", "direct_frac", "plain_frac"):  # the base study's corpus
+        if knob in names and hasattr(base, knob):
+            params[knob] = getattr(base, knob)
+    cfg = PretrainConfig(**params).validate()
+    return params, cfg
+
+
+def _rl_params(p: AllocPreset, base, rung, model: str, out: Path, steps: int, eval_every: int):
+    from rlscale.grpo.config import TrainConfig
+
+    d = dict(model=model, task=str(out / "task"), lr=rung.rl_lr, batch_size=base.batch_size,
+             group_size=base.group_size, mini_batch_size=base.batch_size, steps=steps,
+             reward="custom_flexible", max_new_tokens=base.max_new_tokens, eval_every=eval_every,
+             heldout=p.heldout, eval_samples=p.eval_samples, eval_temperature=0.7,
+             temperature=1.0, seed=base.seed, data_seed=base.seed,
+             checkpoint_every=max(5, steps // 4))
+    return TrainConfig.from_dict(d).validate().to_dict()
+
+
+def plan_jobs(p: AllocPreset, out: Path) -> list:
+    """Pre-training (one wsd run per rung, a branch per budget) and GRPO per checkpoint."""
+    from rlscale.pretrain_loop import tokens_tag
+    from rlscale.study import Job, rung_tag
+
+    base, rungs = base_preset(p)
+    jobs = []
+    for r in rungs:
+        tag = rung_tag(r.name)
+        budgets = sorted({max(1, round(f * r.tokens)) for f in p.token_fracs})
+        params, cfg = _pretrain_params(base, r, out, budgets[-1], budgets, p.decay_frac)
+        pre = Job(f"pretrain:{tag}", "pretrain", str(out / "pretrain" / tag), params,
+                  cost=budgets[-1] * (r_n(r) + 60_000) * 9e-10, total=cfg.steps(),
+                  meta={"rung": r.name})
+        jobs.append(pre)
+        rows = cfg.batch_size * cfg.seq_len
+        for end in cfg.budget_steps():
+            tt = tokens_tag(end * rows)
+            model = str(Path(pre.out) / "branches" / tt / "model")
+            jobs.append(Job(f"rl:{tag}:{tt}", "rl", str(out / "runs" / f"{tag}-{tt}"),
+                            _rl_params(p, base, r, model, out, p.rl_steps, p.eval_every),
+                            deps=(pre.name,), cost=p.rl_steps * (r_n(r) + 5e4) * 2e-4,
+                            total=p.rl_steps,
+                            meta={"rung": r.name, "pretrain": str(Path(model).parent)}))
+    return jobs
+
+
+def r_n(rung) -> int:
+    from rlscale.models import LADDER, rung_name
+
+    return _approx_n(LADDER[rung_name(rung.name)])
+
+
+# ---------------------------------------------------------------- measured points
+def curve_points(run_dir: Path, pretrain_dir: Path, rung: str) -> list[dict]:
+    """Every evaluated step of one RL run as an allocation: N, D_pre, C_RL, C_total, loss, SE."""
+    pre = read_json(pretrain_dir / "pretrain.json")
+    n, d = int(pre["N"]), int(pre["tokens"])
+    out = []
+    for r in read_jsonl(run_dir / "metrics.jsonl", tolerate_torn_tail=True):
+        if r.get("test_loss") is None:
+            continue
+        c_rl = float(r["C_paper"])
+        out.append({"curve": run_dir.name, "rung": rung, "N": n, "pretrain_tokens": d,
+                    "pretrain_flops": 6.0 * n * d, "rl_flops": c_rl, "step": int(r["step"]),
+                    "C_total": 6.0 * n * d + c_rl, "rl_share": c_rl / (6.0 * n * d + c_rl),
+                    "test_loss": float(r["test_loss"]),
+                    "test_loss_se": float(r.get("test_loss_se") or 0.0)})
+    return out
+
+
+def collect(jobs) -> list[dict]:
+    pts = []
+    for j in jobs:
+        if j.kind == "rl" and (Path(j.out) / "metrics.jsonl").is_file():
+            pts += curve_points(Path(j.out), Path(j.meta["pretrain"]), j.meta["rung"])
+    return pts
+
+
+def budget_grid(points: list[dict]) -> list[float]:
+    """Geometric, ratio sqrt(10), down from the largest C_total while >= 2x the cheapest
+    checkpoint (so every budget has options); ascending."""
+    hi = max(p["C_total"] for p in points)
+    lo = 2.0 * min(p["pretrain_flops"] for p in points)
+    grid, b = [], hi
+    while b >= lo:
+        grid.append(b)
+        b /= math.sqrt(10.0)
+    return sorted(grid)
+
+
+def _option(p: dict, kind: str) -> dict:
+    keys = ("curve", "rung", "N", "pretrain_tokens", "rl_flops", "rl_share", "C_total", "step",
+            "test_loss", "test_loss_se")
+    return {"kind": kind, **{k: p[k] for k in keys}}
+
+
+def options_at(points: list[dict], budget: float) -> dict:
+    """The measured options at a budget, the best, and how much worse the two fixed recipes are."""
+    ok = [p for p in points if p["C_total"] <= budget * (1 + 1e-9)]
+    opts = []
+    for curve in sorted({p["curve"] for p in ok}):
+        mine = sorted((p for p in ok if p["curve"] == curve), key=lambda p: p["step"])
+        if mine and mine[0]["step"] == 0:
+            opts.append(_option(mine[0], "pretrain_only"))
+        rl = [p for p in mine if p["step"] > 0]
+        if rl:
+            opts.append(_option(rl[-1], "rl"))
+    if not opts:
+        return {"C_total": budget, "options": [], "best": None}
+    best = min(opts, key=lambda o: o["test_loss"])
+    res = {"C_total": budget, "options": opts, "best": best}
+    first_rl = []
+    for curve in {p["curve"] for p in ok}:
+        rl = sorted((p for p in ok if p["curve"] == curve and p["step"] > 0),
+                    key=lambda p: p["step"])
+        if rl:
+            first_rl.append(_option(rl[0], "rl_minimal"))
+    pure = [o for o in opts if o["kind"] == "pretrain_only"]
+    for name, cands in (("pretrain_only", pure), ("rl_minimal", first_rl)):
+        if cands:
+            o = min(cands, key=lambda c: c["test_loss"])
+            gap = o["test_loss"] - best["test_loss"]
+            se = math.hypot(o["test_loss_se"], best["test_loss_se"])
+            res[name] = {**o, "worse_by": gap, "worse_by_se": se}
+    return res
+
+
+# ---------------------------------------------------------------- fit and validation
+def joint_data(points: list[dict], source: str = "allocation"):
+    from rlscale.scaling.joint import JointData
+
+    return JointData.from_rows(points, source)
+
+
+def fit_law(points: list[dict], form: str, sizes: list[float], n_boot: int, seed: int = 0):
+    from rlscale.scaling.joint import fit_joint
+
+    fit = fit_joint(joint_data(points), form, n_boot=n_boot, seed=seed)
+    fit.n_choices = sorted(float(s) for s in sizes)
+    return fit
+
+
+def validation_plan(p: AllocPreset, points: list[dict], budgets: list[float], out: Path) -> dict:
+    """Fit on the smaller budgets (form chosen there too), predict the best allocation at the
+    largest budget over the rungs of the experiment. Written once to OUT/allocation_validation_plan.json
+    (a rerun uses it as it is)."""
+    from rlscale.scaling.joint import choose_form, frontier
+
+    path = out / "allocation_validation_plan.json"
+    if path.is_file():
+        return read_json(path)
+    fit_budget, val_budget = budgets[-2], budgets[-1]
+    fit_pts = [q for q in points if q["C_total"] <= fit_budget * (1 + 1e-9)]
+    form, scores = choose_form(joint_data(fit_pts, "fitting points"))
+    sizes = sorted({q["N"] for q in points})
+    fit = fit_law(fit_pts, form, sizes, p.n_boot)
+    pred = frontier(fit, val_budget)
+    plan = {"fit_budget": fit_budget, "budget": val_budget, "form": form, "form_scores": scores,
+            "n_fit_points": len(fit_pts), "fit": fit.to_dict(), "predicted": pred}
+    atomic_write_json(path, plan)
+    return plan
+
+
+def validation_jobs(p: AllocPreset, plan: dict, points: list[dict], out: Path) -> list:
+    """Pre-train the predicted rung for the predicted tokens, then GRPO for the predicted RL
+    FLOPs (steps from the RL FLOPs per step this rung measured)."""
+    from rlscale.study import Job, rung_tag
+
+    base, rungs = base_preset(p)
+    pred = plan["predicted"]
+    n_of = {}
+    for q in points:
+        n_of.setdefault(q["rung"], q["N"])
+    rung = next(r for r in rungs if n_of.get(r.name) == pred["N"])
+    rows = base.pretrain_batch * base.seq_len
+    tokens = max(rows * 2, int(round(pred["pretrain_tokens"] / rows)) * rows)
+    params, cfg = _pretrain_params(base, rung, out, tokens, [tokens], p.decay_frac)
+    pre = Job("pretrain:validation", "pretrain", str(out / "validation" / "pretrain"), params,
+              cost=tokens * (r_n(rung) + 60_000) * 9e-10, total=cfg.steps(),
+              meta={"rung": rung.name})
+    per_step = [q["rl_flops"] / q["step"] for q in points if q["rung"] == rung.name and q["step"]]
+    steps = round(pred["rl_flops"] / (sum(per_step) / len(per_step))) if per_step else 0
+    steps = min(p.max_val_steps, max(1, steps))
+    model = str(Path(pre.out) / "model")
+    rl = Job("rl:validation", "rl", str(out / "validation" / "rl"),
+             _rl_params(p, base, rung, model, out, steps, 0), deps=(pre.name,),
+             cost=steps * (r_n(rung) + 5e4) * 2e-4, total=steps,
+             meta={"rung": rung.name, "pretrain": str(pre.out)})
+    return [pre, rl]
+
+
+def validation_result(plan: dict, jobs: list) -> dict:
+    """The measured validation run against the prediction (at the realised allocation too)."""
+    from rlscale.scaling.joint import JointFit
+
+    rl = jobs[-1]
+    pts = curve_points(Path(rl.out), Path(rl.meta["pretrain"]), rl.meta["rung"])
+    last = max(pts, key=lambda q: q["step"])
+    fit = JointFit.from_dict(plan["fit"])
+    at = float(fit.predict(last["N"], last["pretrain_tokens"], last["rl_flops"]))
+    pred = plan["predicted"]
+    se = last["test_loss_se"]
+    return {"budget": plan["budget"], "fit_budget": plan["fit_budget"], "form": plan["form"],
+            "predicted": pred["predicted_test_loss"], "predicted_interval": pred["interval"],
+            "predicted_allocation": {k: pred[k] for k in ("N", "pretrain_tokens", "rl_flops",
+                                                          "rl_share")},
+            "realised": {k: last[k] for k in ("N", "pretrain_tokens", "rl_flops", "rl_share",
+                                               "C_total", "step")},
+            "predicted_at_realised": at, "measured": last["test_loss"], "se": se,
+            "error": last["test_loss"] - at,
+            "within_2se": bool(abs(last["test_loss"] - at) <= 2 * se),
+            "run": rl.out, "points": pts}
+
+
+# ---------------------------------------------------------------- the experiment
+def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | None = None) -> dict:
+    """Run (or resume) the allocation experiment into out; returns allocation.json's content."""
+    import sys
+    import time
+
+    import torch
+
+    from rlscale import allocation_report as rep
+    from rlscale import study as st
+    from rlscale.pretrain import corpus_tokenizer
+    from rlscale.tasks import load_task
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base, rungs = base_preset(p)
+    settings = out / "allocation_settings.json"
+    mine = {"preset": dataclasses.asdict(p), "base": base.name, "rungs": [r.name for r in rungs]}
+    mine = read_json_roundtrip(mine)
+    old = read_json(settings) if settings.is_file() else None
+    if old is not None and {k: old.get(k) for k in mine} != mine:
+        raise UserError(f"{settings}: {out} holds an allocation study with other settings; "
+                        f"use another --out")
+    wall = (old or {}).get("wall_s", 0.0)
+    t0 = time.perf_counter()
+    progress = sys.stderr.isatty() if progress is None else progress
+    workers = workers or base.workers
+    threads = 1 if workers > 1 and not torch.cuda.is_available() else 0
+    try:
+        st.write_task(base, out)
+        corpus_tokenizer(load_task(str(out / "task"), seed=base.seed).train)  # warm the cache
+        jobs = plan_jobs(p, out)
+        st.schedule(jobs, workers, threads, progress)
+        points = collect(jobs)
+        budgets = budget_grid(points)
+        if len(budgets) < 2:
+            raise UserError(f"{out}: the measured compute spans too little for two budgets")
+        plan = validation_plan(p, points, budgets, out)
+        vjobs = validation_jobs(p, plan, points, out)
+        st.schedule(vjobs, workers, threads, progress)
+        val = validation_result(plan, vjobs)
+        fit = fit_law(points, plan["form"], sorted({q["N"] for q in points}), p.n_boot)
+        atomic_write_json(out / "allocation_fit.json", fit.to_dict())
+        result = summarise(p, points, budgets, fit, plan, val)
+    finally:
+        wall += time.perf_counter() - t0
+        atomic_write_json(settings, {**mine, "wall_s": wall})
+    result["wall_s"] = wall
+    result["plots"] = rep.plots(result, points, fit, val, out)
+    atomic_write_json(out / "allocation.json", result)
+    atomic_write_text(out / "allocation.md", rep.markdown(result))
+    return result
+
+
+def read_json_roundtrip(obj):
+    import json
+
+    from rlscale.files import dumps
+
+    return json.loads(dumps(obj))  # tuples become lists, as read back from disk
+
+
+def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
+    from rlscale.scaling.joint import frontier
+
+    rows = []
+    for b in budgets:
+        row = options_at(points, b)
+        row["fitted"] = frontier(fit, b)
+        rows.append(row)
+    law = {"name": f"joint_{fit.form}", "form": fit.form, "params": fit.params,
+           "intervals": fit.intervals, "r2": fit.r2, "rmse_log": fit.rmse_log,
+           "n_points": fit.n_points, "n_curves": fit.n_curves, "level": fit.level,
+           "form_chosen_by": "leave-one-curve-out mean squared log error on the points within "
+                             "the second-largest budget (the validation's fitting data)",
+           "form_scores": plan["form_scores"]}
+    return {"preset": p.name, "budgets": rows, "law": law,
+            "validation": {k: v for k, v in val.items() if k != "points"},
+            "n_points": len(points), "conventions": {
+                "C_total": "6 N D_pre + C_RL; C_RL = C_paper (6 N T over RL steps)",
+                "test_loss": "1 - pass@1 at temperature 0.7 on the held-out split"}}
+
+
+# ---------------------------------------------------------------- CLI (via `rlscale study`)
+def run_cli(args) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers: {args.workers}: must be >= 1")
+    res = allocate(PRESETS[args.preset], args.out, args.workers, args.progress)
+    print(f"allocation: {Path(args.out) / 'allocation.md'}; fit: "
+          f"{Path(args.out) / 'allocation_fit.json'}; wall time {res['wall_s']:.0f} s")
+    return 0

@@ -1,0 +1,164 @@
+"""Plots and the one-sentence-per-budget summary of the allocation study (rlscale.allocation),
+and the frontier plot `rlscale plan` writes.
+
+allocation_frontier.png: test loss against total compute. Every pre-trained checkpoint is one
+line: a square at pure pre-training, the RL points along it, a star at its last; colour = rung,
+shade = pre-training tokens. The fitted frontier (the best loss the joint law allows at each
+C_total) is the black line, the measured best per budget the open circles, the validation run
+a red diamond. The seed study's squares and stars, generalised. allocation_share.png: the RL
+share of the fitted optimum against the budget, with the measured best shares.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt_n(n: float) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
+
+
+def frontier_curve(fit, lo: float, hi: float, k: int = 30) -> list[dict]:
+    import numpy as np
+
+    from rlscale.scaling.joint import frontier
+
+    return [frontier(fit, float(c)) for c in np.geomspace(lo, hi, k)]
+
+
+def plot_frontier(fit, path, lo: float, hi: float, points=(), best=(), validation=None,
+                  mark=None) -> str:
+    """Loss vs total compute: measured curves (if any), the fitted frontier, marks."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    cmap = plt.get_cmap("viridis")
+    ns = sorted({q["N"] for q in points})
+    for curve in sorted({q["curve"] for q in points}):
+        mine = sorted((q for q in points if q["curve"] == curve), key=lambda q: q["step"])
+        ds = sorted({q["pretrain_tokens"] for q in points if q["N"] == mine[0]["N"]})
+        color = cmap(ns.index(mine[0]["N"]) / max(1, len(ns) - 1) * 0.85)
+        alpha = 0.4 + 0.6 * (ds.index(mine[0]["pretrain_tokens"]) + 1) / len(ds)
+        x = [q["C_total"] for q in mine]
+        y = [q["test_loss"] for q in mine]
+        first = ds.index(mine[0]["pretrain_tokens"]) == len(ds) - 1
+        ax.plot(x, y, "-", color=color, alpha=alpha, lw=1,
+                label=f"N={_fmt_n(mine[0]['N'])}" if first else None)
+        ax.plot(x[:1], y[:1], "s", color=color, alpha=alpha, ms=6)
+        ax.plot(x[-1:], y[-1:], "*", color=color, alpha=alpha, ms=10)
+    fr = frontier_curve(fit, lo, hi)
+    ax.plot([f["C_total"] for f in fr], [f["predicted_test_loss"] for f in fr], "k-", lw=2,
+            label=f"fitted frontier ({fit.form})")
+    if any(f["interval"][0] == f["interval"][0] for f in fr):
+        ax.fill_between([f["C_total"] for f in fr], [f["interval"][0] for f in fr],
+                        [f["interval"][1] for f in fr], color="k", alpha=0.12, lw=0)
+    for b in best:
+        ax.plot([b["C_total"]], [b["test_loss"]], "o", mfc="none", mec="k", ms=12)
+    if validation:
+        ax.errorbar([validation["realised"]["C_total"]], [validation["measured"]],
+                    yerr=[2 * validation["se"]], fmt="D", color="red", ms=8,
+                    label="validation run (2 SE)")
+        ax.plot([validation["budget"]], [validation["predicted"]], "x", color="red", ms=10,
+                label="predicted best")
+    if mark:
+        ax.plot([mark["C_total"]], [mark["predicted_test_loss"]], "D", color="red", ms=8,
+                label="plan")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("total compute C = 6 N D_pre + C_RL (FLOPs)")
+    ax.set_ylabel("held-out test loss (1 - pass@1)")
+    ax.set_title("Pre-training vs RL: squares = pre-trained, stars = after RL")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_share(result: dict, fit, path, lo: float, hi: float) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    fr = frontier_curve(fit, lo, hi)
+    ax.plot([f["C_total"] for f in fr], [f["rl_share"] for f in fr], "k-", label="fitted optimum")
+    xs = [b["C_total"] for b in result["budgets"] if b.get("best")]
+    ax.plot(xs, [b["best"]["rl_share"] for b in result["budgets"] if b.get("best")], "o",
+            mfc="none", mec="C1", ms=10, label="measured best")
+    ax.set_xscale("log")
+    ax.set_xlabel("total compute (FLOPs)")
+    ax.set_ylabel("RL share of the total")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def plots(result: dict, points, fit, val, out: Path) -> dict:
+    lo = min(q["C_total"] for q in points) / 1.5
+    hi = max(max(q["C_total"] for q in points), val["budget"]) * 1.5
+    best = [b["best"] for b in result["budgets"] if b.get("best")]
+    return {"frontier": plot_frontier(fit, out / "allocation_frontier.png", lo, hi, points, best,
+                                      val),
+            "share": plot_share(result, fit, out / "allocation_share.png", lo, hi)}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def sentence(b: dict) -> str:
+    """The answer at one budget, in one sentence."""
+    best = b.get("best")
+    if not best:
+        return f"At {b['C_total']:.2g} FLOPs no measured allocation fits."
+    s = (f"At {b['C_total']:.2g} FLOPs the best measured allocation is the "
+         f"{_fmt_n(best['N'])} rung pre-trained on {best['pretrain_tokens'] / 1e6:.3g}M tokens "
+         f"with {_pct(best['rl_share'])} of the compute in RL ({best['rl_flops']:.2g} FLOPs), "
+         f"test loss {best['test_loss']:.3f} ± {best['test_loss_se']:.3f}")
+    parts = []
+    for key, what in (("pretrain_only", "pure pre-training"), ("rl_minimal", "the smallest RL")):
+        o = b.get(key)
+        if o and o is not best and o.get("worse_by") is not None:
+            parts.append(f"{what} is worse by {o['worse_by']:.3f} ± {o['worse_by_se']:.3f}"
+                         + (f" (RL share {_pct(o['rl_share'])})" if key == "rl_minimal" else ""))
+    f = b.get("fitted")
+    if f:
+        parts.append(f"the fit puts the optimum at N={_fmt_n(f['N'])}, RL share "
+                     f"{_pct(f['rl_share'])}, loss {f['predicted_test_loss']:.3f}")
+    return s + ("; " + "; ".join(parts) if parts else "") + "."
+
+
+def markdown(result: dict) -> str:
+    law, v = result["law"], result["validation"]
+    lines = ["# Where should compute go? (pre-training vs RL on the micro ladder)", "",
+             "C_total = 6 N D_pre + C_RL (C_paper); test loss = 1 - pass@1 at T 0.7, held out.", ""]
+    lines += [f"- {sentence(b)}" for b in result["budgets"]]
+    ps = ", ".join(f"{k} {val:.3g} [{law['intervals'][k][0]:.3g}, {law['intervals'][k][1]:.3g}]"
+                   if law.get("intervals") else f"{k} {val:.3g}"
+                   for k, val in law["params"].items() if k not in ("N_ref", "D_ref"))
+    lines += ["", f"Joint law `{law['name']}` (form chosen by {law['form_chosen_by']}; scores "
+              + ", ".join(f"{k} {s:.4f}" for k, s in law["form_scores"].items())
+              + f"): R² {law['r2']:.3f} on {law['n_points']} points; {ps}.", "",
+              f"Validation: fitted on the points within {v['fit_budget']:.3g} FLOPs, the law "
+              f"predicted the best allocation at {v['budget']:.3g} FLOPs to be N="
+              f"{_fmt_n(v['predicted_allocation']['N'])}, "
+              f"{v['predicted_allocation']['pretrain_tokens'] / 1e6:.3g}M tokens, RL share "
+              f"{_pct(v['predicted_allocation']['rl_share'])}, loss {v['predicted']:.3f}; the run "
+              f"of it measured {v['measured']:.3f} ± {v['se']:.3f} against "
+              f"{v['predicted_at_realised']:.3f} predicted at the realised allocation: error "
+              f"{v['error']:+.3f}, {'within' if v['within_2se'] else 'outside'} 2 SE.", "",
+              "![frontier](allocation_frontier.png) ![share](allocation_share.png)", ""]
+    return "\n".join(lines)

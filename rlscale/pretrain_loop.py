@@ -1,0 +1,189 @@
+"""The loop of pre-training (rlscale.pretrain): fp32 steps over step ranges that checkpoint into
+a run directory, and the warmup-stable-decay driver that forks one short decay branch per token
+budget off a single stable run.
+
+Why branches: a budget's model is the stable phase up to its decay start plus its own decay
+(Hagele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
+Durations"), so one run yields checkpoints at several budgets for the cost of the largest plus
+the short decays. Batches are seeded by step, so a branch equals a separate wsd run of that
+budget with the same warm-up, step for step (tests/test_allocation.py checks it). How branches
+compare with separate cosine runs is measured in docs/study.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from rlscale.errors import UserError
+from rlscale.files import JsonlWriter, atomic_write_json, read_json, truncate_jsonl
+
+
+def wsd_branches(loop: "Loop", out: Path, tok, st: dict, summary: dict) -> list[dict]:
+    """Run the stable trunk up to each budget's decay start, fork a decay branch there into
+    OUT/branches/<tokens>/, and go on from the trunk. Order makes it resumable: the trunk is
+    checkpointed at the fork and only moves on once the branch is done."""
+    from rlscale.pretrain import STATE_FILE, lr_at
+
+    cfg, done = loop.cfg, []
+    for end in cfg.budget_steps():
+        bdir = out / "branches" / tokens_tag(end * cfg.batch_size * cfg.seq_len)
+        if (bdir / STATE_FILE).is_file() and read_json(bdir / STATE_FILE).get("done"):
+            done.append(read_json(bdir / STATE_FILE))
+            continue
+        start = cfg.decay_start(end)
+        if st["step"] > start:
+            raise UserError(f"{out}: the stable phase is at step {st['step']}, past the start "
+                            f"({start}) of the unfinished branch {bdir.name}; use another --out")
+        if st["step"] < start:
+            loop.run(out, st, start, lambda s: lr_at(s, cfg))
+        loop.save(out, st)  # a killed branch restarts from the trunk here
+        trunk = loop.snapshot()
+        bst = loop.load(bdir) or {"step": start, "wall_s": 0.0}
+        t0, step0 = time.perf_counter(), bst["step"]
+        loop.run(bdir, bst, end, lambda s, e=end: lr_at(s, cfg, e))
+        info = {**summary, "config": {**summary["config"], "tokens": end * cfg.batch_size *
+                                      cfg.seq_len}, "decay_start": start}
+        done.append(loop.finish(bdir, tok, bst, end, info, time.perf_counter() - t0, step0))
+        loop.restore(trunk)
+    return done
+
+
+def tokens_tag(tokens: int) -> str:
+    return f"{tokens:09d}"  # sorts by budget
+
+
+def copy_model(src: Path, dst: Path) -> None:
+    """dst becomes a copy of the HF model directory src (via a temporary sibling: atomic)."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))
+    shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+
+
+class Loop:
+    """The fp32 training step of one model and optimizer, run over step ranges that checkpoint
+    into a run directory (the trunk's or a branch's) and save the last finished step when
+    interrupted."""
+
+    def __init__(self, cfg: PretrainConfig, corpus, model, device: str, bar):
+        import torch
+
+        self.cfg, self.corpus, self.model, self.device, self.bar = cfg, corpus, model, device, bar
+        decay = [p for p in model.parameters() if p.dim() >= 2]  # no decay on norms
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+                  {"params": rest, "weight_decay": 0.0}]
+        try:  # one kernel per tensor instead of ~10 ops (docs/benchmarks.md)
+            self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=True)
+        except (RuntimeError, TypeError):
+            self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+        self.amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" \
+            else contextlib.nullcontext
+        self.clean = True  # the weights are those of a finished step
+
+    def step(self, step: int, lr: float) -> float:
+        import torch
+        import torch.nn.functional as F
+
+        x, y, m = (t.to(self.device) for t in self.corpus.batch(step))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        with self.amp():
+            logits = self.model(input_ids=x, use_cache=False).logits
+        nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+        loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.clean = False  # only the optimizer step changes the weights
+        self.opt.step()
+        self.clean = True
+        return loss.item()
+
+    def run(self, run_dir: Path, st: dict, end: int, lr_fn) -> None:
+        """Steps st["step"] .. end - 1 (st advances in place), logged to RUN_DIR/loss.jsonl."""
+        cfg, log = self.cfg, JsonlWriter(run_dir / "loss.jsonl")
+        t0, losses, saved = time.perf_counter(), [], st["step"]
+        wall0 = st["wall_s"]
+        try:
+            for step in range(st["step"], end):
+                losses.append(self.step(step, lr_fn(step)))
+                st["step"], st["wall_s"] = step + 1, wall0 + time.perf_counter() - t0
+                if st["step"] % cfg.log_every == 0 or st["step"] == end:
+                    log.write({"step": st["step"], "tokens": st["step"] * cfg.batch_size *
+                               cfg.seq_len, "loss": sum(losses) / len(losses), "lr": lr_fn(step)})
+                    self.bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
+                    losses = []
+                if st["step"] % cfg.checkpoint_every == 0 and st["step"] < end:
+                    self.save(run_dir, st)
+                    saved = st["step"]
+                self.bar.update(1)
+        except BaseException:  # Ctrl-C or an error: keep the last finished step for --resume
+            if self.clean and saved < st["step"] < end:
+                self.save(run_dir, st)
+            raise
+        finally:
+            log.close()
+
+    def save(self, run_dir: Path, st: dict) -> None:
+        from rlscale.grpo import checkpoint as ck
+
+        ck.save_checkpoint(run_dir, st["step"], self.model, self.opt, {"wall_s": st["wall_s"]})
+
+    def load(self, run_dir: Path) -> dict | None:
+        """The latest checkpoint of run_dir into the model and optimizer: {step, wall_s}, or
+        None when there is none; the loss log is cut back to it."""
+        from rlscale.grpo import checkpoint as ck
+
+        latest = ck.latest_checkpoint(run_dir)
+        st = {"step": 0, "wall_s": 0.0}
+        if latest is not None:
+            st = {k: v for k, v in ck.load_checkpoint(latest, self.model, self.opt).items()
+                  if k in st}
+            self.bar.update(st["step"])
+        truncate_jsonl(run_dir / "loss.jsonl", lambda r: r.get("step", 0) <= st["step"])
+        return st if latest is not None else None
+
+    def snapshot(self) -> tuple[dict, dict]:
+        import copy
+
+        return copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.opt.state_dict())
+
+    def restore(self, snap: tuple[dict, dict]) -> None:
+        self.model.load_state_dict(snap[0])
+        self.opt.load_state_dict(snap[1])
+
+    def finish(self, run_dir: Path, tok, st: dict, end: int, info: dict, seconds: float,
+               step0: int) -> dict:
+        """Save run_dir/model (HF format) and run_dir/pretrain.json for a finished range."""
+        from rlscale.flops import pretrain_flops
+        from rlscale.models import save_model
+        from rlscale.pretrain import STATE_FILE, _read_log
+
+        cfg = self.cfg
+        self.model.eval()
+        save_model(self.model, tok, run_dir / "model")
+        self.model.train()
+        tokens = end * cfg.batch_size * cfg.seq_len
+        curve = _read_log(run_dir / "loss.jsonl")
+        res = {**info, "done": True, "steps": end, "tokens": tokens,
+               "flops": pretrain_flops(info["N"], tokens), "wall_s": st["wall_s"],
+               "tokens_per_s": (end - step0) * cfg.batch_size * cfg.seq_len / max(seconds, 1e-9),
+               "final_loss": curve[-1]["loss"] if curve else None,
+               "model_dir": str(run_dir / "model")}
+        if "decay_start" in info:  # a branch: its own record (the trunk's is the caller's)
+            import shutil
+
+            from rlscale.grpo import checkpoint as ck
+
+            atomic_write_json(run_dir / STATE_FILE, res)
+            shutil.rmtree(run_dir / ck.CKPT_DIR, ignore_errors=True)
+        return res
