@@ -10,12 +10,12 @@ finite numbers are logged (metrics.jsonl stays the record; trackers are a view o
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Protocol
 
 from rlscale.errors import UserError
+from rlscale.finite import finite_float
 
 NAMES = ("tensorboard", "wandb", "mlflow")
 _PIP = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -28,8 +28,7 @@ class Tracker(Protocol):
 
 
 def scalars(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {k: x for k, v in metrics.items() if (x := finite_float(v)) is not None}
 
 
 def _missing(name: str) -> UserError:

@@ -13,6 +13,7 @@ from rlscale.errors import UserError
 from rlscale.files import atomic_write_json
 from rlscale.grpo.config import resolve
 from rlscale.verl import load_train_config, verl_overrides
+from verl_env import REPO, verl_python
 
 rewards = pytest.importorskip("rlscale.rewards")
 
@@ -166,20 +167,6 @@ def test_write_data_gives_verl_parquet_of_the_runs_prompts(tmp_path):
 
 
 # -- verl's own validation ------------------------------------------------------------------------
-REPO = Path(__file__).resolve().parents[1]
-
-
-def verl_python() -> str:
-    """verl's environment (`make verl-env`): $RLSCALE_VERL_PYTHON or .venv-verl. Under CI it
-    must exist (.ci/run builds it); elsewhere the tests that need it skip."""
-    py = os.environ.get("RLSCALE_VERL_PYTHON") or str(REPO / ".venv-verl" / "bin" / "python")
-    if not Path(py).is_file():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"verl environment missing ({py}): run `make verl-env`")
-        pytest.skip(f"verl environment missing ({py}): run `make verl-env`")
-    return py
-
-
 def launch(tmp_path, out) -> dict:
     """Run OUT/run_verl.sh with a recorder standing in for `python3 -m verl.trainer.main_ppo`:
     {"args": the overrides as the script passes them, "metrics": VERL_FILE_LOGGER_PATH}."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from rlscale.errors import UserError
 from rlscale.files import iter_jsonl, read_csv
+from rlscale.finite import finite_float
 from rlscale.rundir import read_run
 
 # C_flops (the paper's CSV) and C_paper (rlscale runs) are the same quantity: sum of 6 N T.
@@ -159,7 +160,7 @@ def _number(v, column: str, where: str) -> float:
         out = float(v)
     except (TypeError, ValueError):
         raise UserError(f"{where}: column '{column}': not a number: {v!r}") from None
-    if not math.isfinite(out):
+    if finite_float(out) is None:
         raise UserError(f"{where}: column '{column}': not finite: {v!r}")
     return out
 
