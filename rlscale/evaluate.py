@@ -72,16 +72,35 @@ def summarize(records: list[dict]) -> dict:
         out = {"n_problems": len(rows), "n_samples": n,
                "clipped_share": sum(clipped) / max(1, len(clipped)), "checks": {}}
         for check in checks:
-            correct = [sum(1 for s in r["scores"][check][:n] if s > 0) for r in rows]
-            acc, se = _mean_se([c / n for c in correct])
-            out["checks"][check] = {
-                "accuracy": acc, "se": se, "test_loss": 1.0 - acc,
-                "pass_at_k": {str(k): sum(pass_at_k(n, c, k) for c in correct) / len(rows)
-                              for k in range(1, n + 1)},
-            }
+            out["checks"][check] = _check_stats(rows, check, n)
         results[str(shots)] = out
     return {"primary_check": primary_check(all_checks) if all_checks else None,
             "results": results}
+
+
+def _check_stats(rows: list[dict], check: str, n: int) -> dict:
+    """Accuracy (pass@1) and pass@k, each with its standard error over problems, overall and
+    per difficulty level (records carry the problem's `level` when the task has levels)."""
+    correct = [sum(1 for s in r["scores"][check][:n] if s > 0) for r in rows]
+    acc, se = _mean_se([c / n for c in correct])
+    passk, passk_se = {}, {}
+    for k in range(1, n + 1):
+        passk[str(k)], passk_se[str(k)] = _mean_se([pass_at_k(n, c, k) for c in correct])
+    by_level: dict[str, list[float]] = {}
+    for r, c in zip(rows, correct):
+        if r.get("level") is not None:
+            by_level.setdefault(str(r["level"]), []).append(c / n)
+    levels = {lv: dict(zip(("accuracy", "se"), _mean_se(v)), n_problems=len(v))
+              for lv, v in sorted(by_level.items(), key=lambda t: _level_key(t[0]))}
+    return {"accuracy": acc, "se": se, "test_loss": 1.0 - acc, "pass_at_k": passk,
+            "pass_at_k_se": passk_se, "by_level": levels}
+
+
+def _level_key(level: str):
+    try:
+        return (0, float(level), level)
+    except ValueError:
+        return (1, 0.0, level)
 
 
 def format_table(summary: dict) -> str:
@@ -273,7 +292,8 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
                 texts, clipped = _sample(model, tokenizer, prompts, cfg.samples, params, seed,
                                          cfg.batch_size)
                 new = [{"shots": shots, "index": i, "question": problems[i].question,
-                        "answer": problems[i].answer, "prompt": p, "completions": t,
+                        "answer": problems[i].answer, "level": getattr(problems[i], "level", None),
+                        "prompt": p, "completions": t,
                         "scores": score(t, problems[i].answer, checks), "clipped": cl}
                        for i, p, t, cl in zip(idx, prompts, texts, clipped)]
                 log.write_many(new)

@@ -60,6 +60,11 @@ class Preset:
     pretrain_batch: int = 32
     workers: int = 2
     seed: int = 0
+    rl_seeds: int = 2  # GRPO seeds per main rung (the arms use seed 0): mean and spread
+    passk_problems: int = 0  # held-out problems of the pass@k evals; 0 = kshot_problems
+    passk_samples: int = 32  # samples per problem: pass@k for k = 1, 2, 4, ... up to this
+    passk_temperature: float = 1.0  # the rollout temperature: what RL itself samples from
+    transfer_task: str = ""  # a task family RL never sees (greedy, before/after); "" = none
 
 
 _TASK = "arith:min_terms=2,max_terms=3,max_value=20,style=expr"
@@ -116,46 +121,114 @@ def plan(preset: Preset, out: Path) -> list[Job]:
     """Every job of the study, with its inputs and estimated cost."""
     from rlscale.models import LADDER, rung_name
 
-    task_dir = str(out / "task")
     jobs: list[Job] = []
     for r in preset.rungs:
         n = _approx_n(LADDER[rung_name(r.name)])
-        tag = rung_tag(r.name)
-        steps = max(1, r.tokens // (preset.pretrain_batch * preset.seq_len))
-        jobs.append(Job(
-            f"pretrain:{tag}", "pretrain", str(out / "pretrain" / tag),
-            dict(rung=r.name, task=task_dir, tokens=r.tokens, lr=r.pretrain_lr,
-                 batch_size=preset.pretrain_batch, seq_len=preset.seq_len,
-                 slip_frac=preset.slip_frac, direct_frac=preset.direct_frac, seed=preset.seed,
-                 checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),
-            cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name}))
-        model = str(out / "pretrain" / tag / "model")
-        jobs.append(Job(
-            f"baseline:{tag}", "baseline", str(out / "baseline" / tag),
-            dict(model=model, task=task_dir, shots=KSHOTS, n_problems=preset.kshot_problems,
-                 max_new_tokens=preset.max_new_tokens, seed=preset.seed),
-            deps=(f"pretrain:{tag}",), cost=len(KSHOTS) * preset.kshot_problems * (n + 5e4) * 4e-8,
-            total=len(KSHOTS) * preset.kshot_problems, meta={"rung": r.name}))
-        arms = [("", preset.taus[0] if preset.taus else 1, "custom_flexible")]
-        if r.name == preset.arm_rung:
-            arms += [(f"-tau{t}", t, "custom_flexible") for t in preset.taus[1:]]
-            arms += [(f"-{preset.arm_reward}", 1, preset.arm_reward)]
-        for suffix, tau, reward in arms:
-            cfg = dict(model=model, task=task_dir, lr=r.rl_lr, batch_size=preset.batch_size,
-                       group_size=preset.group_size, mini_batch_size=preset.batch_size,
-                       steps=r.rl_steps, reuse=tau, reward=reward,
-                       max_new_tokens=preset.max_new_tokens, eval_every=preset.eval_every,
-                       heldout=preset.heldout, eval_samples=preset.eval_samples,
-                       eval_temperature=0.7, temperature=1.0, seed=preset.seed,
-                       checkpoint_every=max(5, r.rl_steps // 4), data_seed=preset.seed)
-            evals = r.rl_steps // max(1, preset.eval_every) + 2
-            cost = (r.rl_steps * preset.batch_size * preset.group_size
-                    + evals * preset.heldout * preset.eval_samples) * (n + 5e4) * 6e-8
-            jobs.append(Job(f"rl:{tag}{suffix}", "rl", str(out / "runs" / f"{tag}{suffix}"),
-                            cfg, deps=(f"pretrain:{tag}",), cost=cost, total=r.rl_steps,
-                            meta={"rung": r.name, "tau": tau, "reward": reward,
-                                  "main": suffix == ""}))
+        jobs += _base_jobs(preset, r, n, out)
+        for arm in _rl_arms(preset, r):
+            jobs.append(_rl_job(preset, r, n, out, *arm))
+            if arm[-1]:  # a main run: evaluated after RL
+                jobs.append(_evals_job(preset, r, n, out, jobs[-1]))
     return jobs
+
+
+def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
+    """Pre-training, the k-shot baseline and the pre-RL evals (pass@k, transfer) of a rung."""
+    tag = rung_tag(r.name)
+    steps = max(1, r.tokens // (preset.pretrain_batch * preset.seq_len))
+    model = str(out / "pretrain" / tag / "model")
+    pre = Job(f"pretrain:{tag}", "pretrain", str(out / "pretrain" / tag),
+              dict(rung=r.name, task=str(out / "task"), tokens=r.tokens, lr=r.pretrain_lr,
+                   batch_size=preset.pretrain_batch, seq_len=preset.seq_len,
+                   slip_frac=preset.slip_frac, direct_frac=preset.direct_frac, seed=preset.seed,
+                   checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),
+              cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name})
+    base = Job(f"baseline:{tag}", "baseline", str(out / "baseline" / tag),
+               dict(model=model, task=str(out / "task"), shots=KSHOTS,
+                    n_problems=preset.kshot_problems, max_new_tokens=preset.max_new_tokens,
+                    seed=preset.seed),
+               deps=(pre.name,), cost=len(KSHOTS) * preset.kshot_problems * (n + 5e4) * 4e-8,
+               total=len(KSHOTS) * preset.kshot_problems, meta={"rung": r.name})
+    evals = [e for e in (_passk_eval(preset, out), _transfer_eval(preset)) if e]
+    before = Job(f"evals:{tag}", "evals", str(out / "evals" / tag / "base"),
+                 dict(model=model, base=model, run="", evals=evals), deps=(pre.name,),
+                 cost=_eval_cost(evals, n), total=_eval_units(evals),
+                 meta={"rung": r.name, "when": "before"})
+    return [pre, base, before]
+
+
+def _rl_arms(preset: Preset, r: Rung) -> list[tuple[str, int, str, int, bool]]:
+    """(run-name suffix, tau, reward, seed, main) of every GRPO run of a rung: the main runs
+    (one per seed), and on the arm rung the data-reuse and reward arms (seed 0)."""
+    tau0 = preset.taus[0] if preset.taus else 1
+    arms = [("" if s == 0 else f"-s{s}", tau0, "custom_flexible", preset.seed + s, True)
+            for s in range(max(1, preset.rl_seeds))]
+    if r.name == preset.arm_rung:
+        arms += [(f"-tau{t}", t, "custom_flexible", preset.seed, False) for t in preset.taus[1:]]
+        arms += [(f"-{preset.arm_reward}", 1, preset.arm_reward, preset.seed, False)]
+    return arms
+
+
+def _rl_job(preset: Preset, r: Rung, n: int, out: Path, suffix: str, tau: int, reward: str,
+            seed: int, main: bool) -> Job:
+    from rlscale.grpo.config import resolve
+
+    tag = rung_tag(r.name)
+    cfg = resolve(None, dict(
+        model=str(out / "pretrain" / tag / "model"), task=str(out / "task"), lr=r.rl_lr,
+        batch_size=preset.batch_size, group_size=preset.group_size,
+        mini_batch_size=preset.batch_size, steps=r.rl_steps, reuse=tau, reward=reward,
+        max_new_tokens=preset.max_new_tokens, eval_every=preset.eval_every,
+        heldout=preset.heldout, eval_samples=preset.eval_samples, eval_temperature=0.7,
+        temperature=1.0, seed=seed, checkpoint_every=max(5, r.rl_steps // 4),
+        data_seed=preset.seed)).validate()
+    evals = r.rl_steps // max(1, preset.eval_every) + 2
+    cost = (r.rl_steps * preset.batch_size * preset.group_size
+            + evals * preset.heldout * preset.eval_samples) * (n + 5e4) * 6e-8
+    return Job(f"rl:{tag}{suffix}", "rl", str(out / "runs" / f"{tag}{suffix}"), cfg.to_dict(),
+               deps=(f"pretrain:{tag}",), cost=cost, total=r.rl_steps,
+               meta={"rung": r.name, "tau": tau, "reward": reward, "seed": seed, "main": main})
+
+
+def _evals_job(preset: Preset, r: Rung, n: int, out: Path, rl: Job) -> Job:
+    """After RL: greedy 0-shot on the baseline's problems, pass@k and transfer, of the run's
+    final policy."""
+    from rlscale.rundir import policy_dir
+
+    greedy = dict(sub="greedy", task=str(out / "task"), shots=(0,), samples=1, temperature=0.0,
+                  n_problems=preset.kshot_problems, max_new_tokens=preset.max_new_tokens,
+                  seed=preset.seed)
+    evals = [e for e in (greedy, _passk_eval(preset, out), _transfer_eval(preset)) if e]
+    run = Path(rl.out)
+    return Job(f"evals:{rl.name.removeprefix('rl:')}:after", "evals",
+               str(out / "evals" / rung_tag(r.name) / run.name),
+               dict(model=str(policy_dir(run)), base=str(out / "pretrain" / rung_tag(r.name) / "model"),
+                    run=str(run), evals=evals),
+               deps=(rl.name,), cost=_eval_cost(evals, n), total=_eval_units(evals),
+               meta={**rl.meta, "when": "after", "run": rl.name})
+
+
+def _passk_eval(preset: Preset, out: Path) -> dict:
+    return dict(sub="passk", task=str(out / "task"), shots=(0,), samples=preset.passk_samples,
+                temperature=preset.passk_temperature,
+                n_problems=preset.passk_problems or preset.kshot_problems,
+                max_new_tokens=preset.max_new_tokens, seed=preset.seed)
+
+
+def _transfer_eval(preset: Preset) -> dict | None:
+    if not preset.transfer_task:
+        return None
+    return dict(sub="transfer", task=preset.transfer_task, shots=(0,), samples=1,
+                temperature=0.0, n_problems=preset.kshot_problems,
+                max_new_tokens=preset.max_new_tokens, seed=preset.seed)
+
+
+def _eval_units(evals: list[dict]) -> int:
+    return sum(len(e["shots"]) * e["n_problems"] for e in evals)
+
+
+def _eval_cost(evals: list[dict], n: int) -> float:
+    return sum(len(e["shots"]) * e["n_problems"] * e["samples"] for e in evals) * (n + 5e4) * 4e-8
 
 
 def _approx_n(rung) -> int:
@@ -184,7 +257,47 @@ def run_job(kind: str, out: str, params: dict, threads: int) -> dict:
         from rlscale.grpo.trainer import train
 
         return train(TrainConfig.from_dict(params), out, resume=True, progress=False)
+    if kind == "evals":
+        return run_evals(out, params)
     raise ValueError(kind)
+
+
+def run_evals(out: str, params: dict) -> dict:
+    """The evals of one model (loaded once) into out/<sub>/: each resumable on its own."""
+    from rlscale.evaluate import EvalConfig, evaluate
+
+    model, tok = load_policy(params)
+    res = {}
+    for e in params["evals"]:
+        kw = {k: v for k, v in e.items() if k != "sub"}
+        cfg = EvalConfig(model=params["model"], out=str(Path(out) / e["sub"]),
+                         **{**kw, "shots": tuple(kw["shots"])})
+        res[e["sub"]] = evaluate(cfg, model, tok)
+    return res
+
+
+def load_policy(params: dict):
+    """(model, tokenizer) of an evals job: the pre-trained model, or a run's final policy: its
+    policy/ directory, else (a run written before policies were saved) its last checkpoint's
+    weights in the pre-trained model."""
+    import torch
+
+    from rlscale.grpo import checkpoint as ck
+    from rlscale.models import load_model
+    from rlscale.rundir import policy_dir
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not params["run"]:
+        return load_model(params["base"], device=device)
+    policy = policy_dir(params["run"])
+    if (policy / "config.json").is_file():
+        return load_model(str(policy), device=device)
+    latest = ck.latest_checkpoint(params["run"])
+    if latest is None:
+        raise UserError(f"{params['run']}: no policy/ and no checkpoint to evaluate")
+    model, tok = load_model(params["base"], device=device)
+    ck.load_checkpoint(latest, model)
+    return model.eval(), tok
 
 
 def job_progress(job: Job) -> int:
@@ -198,16 +311,20 @@ def job_progress(job: Job) -> int:
         if job.kind == "rl":
             return _last_int(Path(job.out) / "metrics.jsonl", "step")
         if job.kind == "baseline":
-            path = Path(job.out) / "completions.jsonl"
-            return path.read_bytes().count(b"\n") if path.is_file() else 0
+            return _lines(Path(job.out) / "completions.jsonl")
+        if job.kind == "evals":
+            return sum(_lines(Path(job.out) / e["sub"] / "completions.jsonl")
+                       for e in job.params["evals"])
     except (OSError, UserError, ValueError):
         pass
     return 0
 
 
-def _last_int(path: Path, key: str) -> int:
-    import json
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
 
+
+def _last_int(path: Path, key: str) -> int:
     if not path.is_file():
         return 0
     lines = path.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)
@@ -223,6 +340,9 @@ def job_done(job: Job) -> bool:
         return (out / "pretrain.json").is_file() and bool(read_json(out / "pretrain.json").get("done"))
     if job.kind == "baseline":
         return (out / "summary.json").is_file() and job_progress(job) >= job.total
+    if job.kind == "evals":
+        return all((out / e["sub"] / "summary.json").is_file() for e in job.params["evals"]) \
+            and job_progress(job) >= job.total
     return job_progress(job) >= job.total and (out / "metrics.jsonl").is_file()
 
 
@@ -286,9 +406,13 @@ def schedule(jobs: list[Job], workers: int, threads: int, progress: bool) -> dic
 def _worker_init() -> None:
     # a worker started from a non-interactive shell inherits SIGINT ignored; make Ctrl-C (and
     # _interrupt_workers) raise KeyboardInterrupt there, so the job saves and stops
+    import multiprocessing
     import signal
 
+    from rlscale.procs import die_with_parent
+
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    die_with_parent(multiprocessing.parent_process().pid)  # no orphan computing if we are killed
 
 
 def _interrupt_workers(pool) -> None:

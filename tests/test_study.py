@@ -1,13 +1,17 @@
 """The embedded study: the plan of the presets, and the smoke preset end to end (every output
 file exists and agrees with the runs' own files; a rerun redoes nothing)."""
 
+import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rlscale.errors import UserError
+from rlscale.grpo.config import resolve
 from rlscale.study import PRESETS, plan, study
 
 
@@ -24,7 +28,8 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     sizes = [_n(r.name) for r in preset.rungs]
     assert len(sizes) >= 4 and max(sizes) / min(sizes) >= 20
     jobs = {j.name: j for j in plan(preset, tmp_path)}
-    arm = [j for j in jobs.values() if j.kind == "rl" and j.meta["rung"] == preset.arm_rung]
+    arm = [j for j in jobs.values() if j.kind == "rl" and j.meta["rung"] == preset.arm_rung
+           and j.meta["seed"] == preset.seed]
     taus = sorted(j.meta["tau"] for j in arm if j.meta["reward"] == "custom_flexible")
     assert taus == [1, 4, 16]
     # the data-reuse arm compares equal total prompts: same steps x batch, fewer unique prompts
@@ -35,12 +40,31 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
         assert set(j.deps) <= set(jobs)
         if j.kind == "rl":
             assert j.params["eval_temperature"] == 0.7 and j.params["temperature"] == 1.0
+            # every run config is a full resolved TrainConfig
+            assert j.params == resolve(None, j.params).to_dict()
+    for r in preset.rungs:  # RL seeds per main rung, each evaluated after RL
+        main = [j for j in jobs.values() if j.kind == "rl" and j.meta["rung"] == r.name
+                and j.meta["main"]]
+        assert len({j.meta["seed"] for j in main}) == preset.rl_seeds >= 2
+        for j in main:
+            after = [e for e in jobs.values() if e.kind == "evals" and j.name in e.deps]
+            assert len(after) == 1 and {e["sub"] for e in after[0].params["evals"]} >= {
+                "greedy", "passk"}
+
+
+def _smoke():
+    """The smoke preset, with a transfer task when it names none, so every eval is covered."""
+    preset = PRESETS["smoke"]
+    if not preset.transfer_task:
+        preset = dataclasses.replace(preset, transfer_task="arith:min_terms=2,max_terms=2,"
+                                                           "max_value=20,style=words")
+    return preset
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "smoke"
-    summary = study(PRESETS["smoke"], out, progress=False)
+    summary = study(_smoke(), out, progress=False)
     return out, summary
 
 
@@ -52,13 +76,22 @@ def test_smoke_outputs_exist_and_are_linked(smoke):
     out, summary = smoke
     report = (out / "report.md").read_text()
     for name in ("loss_vs_compute", "k_vs_n", "accuracy_vs_total_compute", "data_reuse",
-                 "reward_functions"):
+                 "reward_functions", "pass_at_k", "accuracy_by_level", "kshot"):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert f"]({name}.png)" in report
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (out / link).is_file()
     assert (out / "results.sqlite").is_file()
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    for tag in (r.name.removeprefix("micro:") for r in _smoke().rungs):
+        for sub in ("passk", "transfer"):
+            assert (out / "evals" / tag / "base" / sub / "summary.json").is_file()
+        for run in (tag, f"{tag}-s1"):
+            for sub in ("greedy", "passk", "transfer"):
+                assert (out / "evals" / tag / run / sub / "summary.json").is_file()
+    ids = [f["id"] for f in summary["findings"]]
+    assert {"size_compute_efficiency", "size_data_efficiency", "k_increases_with_n", "law_fit",
+            "data_reuse", "gain_vs_size", "reward_format", "rl_sharpens_or_expands"} <= set(ids)
     for key in ("loglinear_kn_C", "loglinear_kn_D", "gain_power"):
         fit = summary["fits"][key]
         assert ("r2" in fit) != ("error" in fit)  # a fit, or the reason there is none
@@ -68,24 +101,37 @@ def test_smoke_outputs_exist_and_are_linked(smoke):
 
 def test_smoke_summary_agrees_with_the_runs(smoke):
     out, summary = smoke
-    preset = PRESETS["smoke"]
+    preset = _smoke()
     assert [r["rung"] for r in summary["rungs"]] == [r.name for r in preset.rungs]
     for r in summary["rungs"]:
         tag = r["rung"].removeprefix("micro:")
         pre = json.loads((out / "pretrain" / tag / "pretrain.json").read_text())
         rows = _metrics(out / "runs" / tag)
         evals = [x for x in rows if x.get("test_loss") is not None]
+        seeds = [_evals(out / "runs" / run) for run in (tag, f"{tag}-s1")]
         cfg = json.loads((out / "runs" / tag / "config.json").read_text())
         assert r["N"] == pre["N"] == cfg["N"]
         assert r["pretrain_tokens"] == pre["tokens"]
+        assert r["tokens_per_param"] == pytest.approx(pre["tokens"] / pre["N"])
         assert r["pretrain_flops"] == pytest.approx(6 * r["N"] * r["pretrain_tokens"])
         assert evals[0]["step"] == 0 and evals[-1]["step"] == rows[-1]["step"]
-        assert r["baseline_acc"] == pytest.approx(1 - evals[0]["test_loss"])
-        assert r["final_acc"] == pytest.approx(1 - evals[-1]["test_loss"])
-        assert r["final_se"] == pytest.approx(evals[-1]["test_loss_se"])
+        # seed means, and the SE of the mean from each run's own SE
+        assert r["baseline_acc"] == pytest.approx(sum(1 - e[0]["test_loss"] for e in seeds) / 2)
+        assert r["final_acc"] == pytest.approx(sum(1 - e[-1]["test_loss"] for e in seeds) / 2)
+        assert r["final_acc_seeds"] == pytest.approx([1 - e[-1]["test_loss"] for e in seeds])
+        assert r["final_se"] == pytest.approx(math.hypot(*(e[-1]["test_loss_se"] for e in seeds)) / 2)
         assert r["rl_flops"] == pytest.approx(rows[-1]["C_paper"]) and r["rl_flops"] > 0
         assert r["rl_steps"] == preset.rungs[0].rl_steps
         assert set(r["kshot_greedy"]) == {str(k) for k in range(6)}
+        # greedy 0-shot and pass@k before and after RL, from the evals' own files
+        base = json.loads((out / "baseline" / tag / "summary.json").read_text())
+        assert r["baseline_greedy"] == base["results"]["0"]["checks"]["custom_flexible"]["accuracy"]
+        greedy = [_acc(out / "evals" / tag / run / "greedy") for run in (tag, f"{tag}-s1")]
+        assert r["final_greedy"] == pytest.approx(sum(g["accuracy"] for g in greedy) / 2)
+        before = _acc(out / "evals" / tag / "base" / "passk")["pass_at_k"]
+        assert r["pass_at_k_before"] == {k: before[k] for k in ("1", "2", "4", "8", "16", "32")
+                                         if k in before}
+        assert "32" in r["pass_at_k_after"] and r["rl_models"][0].startswith(str(out / "runs" / tag))
     reuse = summary["arms"]["reuse"]
     assert [a["tau"] for a in reuse] == [1, 4, 16]
     assert [a["unique_prompts"] for a in reuse] == sorted((a["unique_prompts"] for a in reuse),
@@ -96,15 +142,56 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
     assert strict["final_test_loss"] == pytest.approx(last["test_loss"])
 
 
+def _evals(run_dir) -> list[dict]:
+    return [x for x in _metrics(run_dir) if x.get("test_loss") is not None]
+
+
+def _acc(eval_dir) -> dict:
+    s = json.loads((Path(eval_dir) / "summary.json").read_text())
+    return s["results"]["0"]["checks"][s["primary_check"]]
+
+
+def test_findings_recomputed_from_the_runs_metrics(smoke):
+    """Three findings recomputed here from metrics.jsonl alone, without rlscale.findings."""
+    from scipy.stats import spearmanr
+
+    out, summary = smoke
+    f = {x["id"]: x for x in summary["findings"]}
+    arm = summary["settings"]["arm_rung"].removeprefix("micro:")
+    # data_reuse: final test loss at the largest tau minus tau 1, within 2 combined SE
+    one, far = _evals(out / "runs" / arm)[-1], _evals(out / "runs" / f"{arm}-tau16")[-1]
+    diff, se = far["test_loss"] - one["test_loss"], math.hypot(far["test_loss_se"], one["test_loss_se"])
+    assert f["data_reuse"]["value"] == pytest.approx(diff)
+    assert f["data_reuse"]["interval"] == pytest.approx([diff - 2 * se, diff + 2 * se])
+    # reward_format: custom_flexible accuracy of the custom_flexible run minus the strict run's
+    strict = _evals(out / "runs" / f"{arm}-strict")[-1]
+    assert f["reward_format"]["value"] == pytest.approx(
+        one["test_acc_custom_flexible"] - strict["test_acc_custom_flexible"])
+    # k_increases_with_n: Spearman rho of N vs the seed-mean log-log slope on C
+    ns, ks = [], []
+    for r in summary["rungs"]:
+        tag = r["rung"].removeprefix("micro:")
+        slopes = []
+        for run in (tag, f"{tag}-s1"):
+            ev = [e for e in _evals(out / "runs" / run) if e["step"] > 0 and e["test_loss"] > 0]
+            if len(ev) >= 2:
+                slopes.append(-np.polyfit(np.log10([e["C_paper"] for e in ev]),
+                                          np.log10([e["test_loss"] for e in ev]), 1)[0])
+        if slopes:
+            ns.append(r["N"]), ks.append(sum(slopes) / len(slopes))
+    if len(set(ks)) > 1:
+        assert f["k_increases_with_n"]["value"] == pytest.approx(spearmanr(ns, ks).statistic)
+
+
 def test_rerun_skips_finished_work_and_other_settings_are_refused(smoke):
     out, summary = smoke
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("metrics.jsonl")}
-    again = study(PRESETS["smoke"], out, progress=False)
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("metrics.jsonl")} == before
+    logs = ("metrics.jsonl", "completions.jsonl")
+    before = {p: p.stat().st_mtime_ns for name in logs for p in out.rglob(name)}
+    assert len([p for p in before if "evals" in p.parts]) >= 10
+    again = study(_smoke(), out, progress=False)
+    assert {p: p.stat().st_mtime_ns for name in logs for p in out.rglob(name)} == before
     assert again["rungs"] == summary["rungs"]
-    import dataclasses
-
-    other = dataclasses.replace(PRESETS["smoke"], slip_frac=0.1)
+    other = dataclasses.replace(_smoke(), slip_frac=0.1)
     with pytest.raises(UserError, match="other settings"):
         study(other, out, progress=False)
 

@@ -29,7 +29,8 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> str:
+def save_png(fig, path: Path) -> str:
+    """Render a figure to memory and write it atomically (every PNG of rlscale goes here)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     _plt().close(fig)
@@ -94,7 +95,7 @@ def plot_curves(law, pts, path, boot=None, level: float = 0.9, extra=None) -> st
     ax.set_title(f"{law.name} fit (R² {r2:.4f}){band}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, title="model size" if not isinstance(law, GainPower) else None)
-    return _save(fig, Path(path))
+    return save_png(fig, Path(path))
 
 
 def plot_k(law, pts, path, boot=None, level: float = 0.9) -> str:
@@ -123,4 +124,4 @@ def plot_k(law, pts, path, boot=None, level: float = 0.9) -> str:
     ax.set_title("learning-efficiency slope k(N)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, Path(path))
+    return save_png(fig, Path(path))

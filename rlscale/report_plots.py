@@ -1,0 +1,141 @@
+"""The study report's figures, each written atomically through rlscale.scaling.plots.save_png.
+
+The law figures (test loss vs C and D with the fit and its bootstrap bands, k(N)) are the fitter's
+own (`plot_curves`, `plot_k`): one plotting home for a fitted law. The rest show what the study
+adds: accuracy before/after RL against total compute, pass@k before/after, accuracy per
+difficulty level, k-shot accuracy, and the data-reuse and reward arms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlscale.scaling.plots import plot_curves, plot_k, save_png
+
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figures(data: dict, summary: dict, fitted: dict, out: Path) -> dict[str, str]:
+    """Every figure the data allow; {name: file name} (a figure without data is left out)."""
+    made = {}
+    for name, key in (("loss_vs_compute", "loglinear_kn_C"), ("loss_vs_data", "loglinear_kn_D")):
+        law, pts, boot = fitted[key]
+        if law is not None:
+            plot_curves(law, pts, out / f"{name}.png", boot=boot)
+            made[name] = f"{name}.png"
+    law, pts, boot = fitted["loglinear_kn_C"]
+    if law is not None:
+        plot_k(law, pts, out / "k_vs_n.png", boot=boot)
+        made["k_vs_n"] = "k_vs_n.png"
+    rungs = summary["rungs"]
+    for name, fn, ok in (
+            ("accuracy_vs_total_compute", accuracy_vs_compute, True),
+            ("pass_at_k", pass_at_k, any(r["pass_at_k_before"] for r in rungs)),
+            ("accuracy_by_level", by_level, any(r["by_level_before"] for r in rungs)),
+            ("kshot", kshot, True)):
+        if ok:
+            fig = fn(rungs)
+            made[name] = Path(save_png(fig, out / f"{name}.png")).name
+    for key, name in (("reuse", "data_reuse"), ("reward", "reward_functions")):
+        if summary["arms"][key]:
+            fig = arm(summary["arms"][key], data["arms"], key)
+            made[name] = Path(save_png(fig, out / f"{name}.png")).name
+    return made
+
+
+def accuracy_vs_compute(rungs):
+    fig, ax = _plt().subplots(figsize=(6.4, 4.6))
+    for i, r in enumerate(rungs):
+        c = COLORS[i % len(COLORS)]
+        x0, x1 = r["pretrain_flops"], r["pretrain_flops"] + r["rl_flops"]
+        ax.errorbar(x0, r["baseline_acc"], yerr=r["baseline_se"], fmt="s", color=c, ms=8,
+                    label=f"{r['rung']} base")
+        ax.errorbar(x1, r["final_acc"], yerr=r["final_se"], fmt="*", color=c, ms=13,
+                    label=f"{r['rung']} after RL ({len(r['seeds'])} seeds)")
+        ax.annotate("", (x1, r["final_acc"]), (x0, r["baseline_acc"]),
+                    arrowprops=dict(arrowstyle="->", color=c, lw=0.8))
+    ax.set(xscale="log", xlabel="total compute: pre-training 6ND + RL (FLOPs)",
+           ylabel="held-out accuracy pass@1 (T=0.7)", title="Accuracy vs total compute")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def pass_at_k(rungs):
+    """pass@k vs k (log2): dashed before RL, solid after (seed mean), one colour per rung."""
+    fig, ax = _plt().subplots(figsize=(6.4, 4.6))
+    for i, r in enumerate(rungs):
+        c = COLORS[i % len(COLORS)]
+        for key, style, label in (("pass_at_k_before", "--o", "base"),
+                                  ("pass_at_k_after", "-s", "after RL")):
+            pk = r[key]
+            if pk:
+                ks = sorted(pk, key=int)
+                ax.plot([int(k) for k in ks], [pk[k] for k in ks], style, color=c, ms=4,
+                        mfc="white" if label == "base" else c, label=f"{r['rung']} {label}")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="k (samples per problem)", ylabel="pass@k (unbiased estimator)",
+           title="pass@k before (dashed) and after (solid) RL")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def by_level(rungs):
+    """Greedy 0-shot accuracy per difficulty level, before (dashed) and after (solid) RL."""
+    fig, ax = _plt().subplots(figsize=(6.4, 4.6))
+    for i, r in enumerate(rungs):
+        c = COLORS[i % len(COLORS)]
+        for key, style, label in (("by_level_before", "--o", "base"),
+                                  ("by_level_after", "-s", "after RL")):
+            lv = r.get(key) or {}
+            if lv:
+                xs = sorted(lv, key=float)
+                ax.plot([float(x) for x in xs], [lv[x] for x in xs], style, color=c, ms=5,
+                        mfc="white" if label == "base" else c, label=f"{r['rung']} {label}")
+    ax.set(xlabel="difficulty level (steps of the problem)", ylabel="greedy 0-shot accuracy",
+           ylim=(-0.02, 1.02), title="Accuracy per difficulty level")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def kshot(rungs):
+    fig, ax = _plt().subplots(figsize=(5.6, 4.2))
+    for i, r in enumerate(rungs):
+        ks = sorted(r["kshot_greedy"], key=int)
+        ax.plot([int(k) for k in ks], [r["kshot_greedy"][k] for k in ks], "-o",
+                color=COLORS[i % len(COLORS)], label=r["rung"])
+    ax.set(xlabel="exemplars in the prompt (shots)", ylabel="greedy accuracy (base model)",
+           ylim=(-0.02, 1.02), title="k-shot accuracy of the pre-trained rungs")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def arm(rows: list[dict], curves: list[dict], key: str):
+    """Held-out accuracy vs prompts consumed for each run of an arm."""
+    label = "tau" if key == "reuse" else "reward"
+    by_run = {c["run"]: c for c in curves}
+    fig, ax = _plt().subplots(figsize=(6.0, 4.4))
+    for i, a in enumerate(rows):
+        ev = by_run[a["run"]]["evals"]
+        ax.errorbar([e["D"] for e in ev], [1 - e["test_loss"] for e in ev],
+                    yerr=[e["test_loss_se"] for e in ev], marker="o", capsize=2,
+                    color=COLORS[i % len(COLORS)],
+                    label=f"{label} = {a[label]} ({a['unique_prompts']} unique prompts)")
+    title = "Data reuse at equal total prompts" if key == "reuse" else "Reward function"
+    ax.set(xlabel="prompts consumed D", ylabel="held-out accuracy (T=0.7, the run's reward)",
+           title=f"{title} ({by_run[rows[0]['run']]['rung']})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,157 @@
+"""report.md from summary.json's content: every statement in it is a number it shows.
+
+The GRPO settings are read from the runs' config.json (summary["run_settings"]), never assumed.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _f(x, spec=".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return format(x, spec)
+
+
+def _iv(iv, spec=".3g") -> str:
+    return "n/a" if not iv else f"[{_f(iv[0], spec)}, {_f(iv[1], spec)}]"
+
+
+def _verdict(v) -> str:
+    return {True: "yes", False: "**no**", None: "not testable here"}[v]
+
+
+def markdown(s: dict) -> str:
+    L = header(s) + findings_table(s) + rungs_table(s) + evals_tables(s) + fits_list(s) \
+        + arms_table(s)
+    L += ["## Figures", ""]
+    for name, f in s["figures"].items():
+        L += [f"![{name}]({f})", ""]
+    L += ["## Times", "", "| job | seconds |", "|---|---|"]
+    L += [f"| {k} | {v:.0f} |" for k, v in sorted(s["job_s"].items())]
+    return "\n".join(L) + "\n"
+
+
+def header(s: dict) -> list[str]:
+    st, rs = s["settings"], s["run_settings"]
+    one = "one update" if rs["updates_per_step"] == 1 else f"{rs['updates_per_step']} updates"
+    kl = "no KL" if rs["kl_coef"] == 0 else f"KL coefficient {rs['kl_coef']}"
+    seeds = sorted({x for r in s["rungs"] for x in r["seeds"]})
+    return [
+        f"# RL post-training scaling study: micro ladder, preset `{s['preset']}`", "",
+        f"Task `{s['task']}`. Held-out test loss = 1 - pass@1 on {rs['heldout']} problems x "
+        f"{rs['eval_samples']} samples at temperature {rs['eval_temperature']}. Pre-training "
+        f"corpus: the train split, {st['slip_frac']:.0%} of worked solutions slipping in their "
+        f"last step, {st['direct_frac']:.0%} bare answers. GRPO (from the runs' config.json): "
+        f"B={rs['batch_size']} prompts x G={rs['group_size']}, rollout temperature "
+        f"{rs['temperature']}, {one} per step, {kl}, clip {rs['clip_low']}/{rs['clip_high']}, "
+        f"reward {rs['reward']}, {rs['max_new_tokens']} new tokens; RL seeds {seeds} per rung "
+        f"(tables show the seed mean). Wall time {_f(s['wall_s'], '.0f')} s.", "",
+        "A finding is *reproduced* by a rule fixed before the runs (stated in summary.json "
+        "`findings[].details.rule`): yes when the data resolve the claim at two standard "
+        "errors, no when they resolve against it (or miss the threshold the claim names), "
+        "not testable when the study has no data for it or the effect is within the noise.", ""]
+
+
+def findings_table(s: dict) -> list[str]:
+    L = ["## Findings", "", "| id | claim | statistic | value | interval | reproduced |",
+         "|---|---|---|---|---|---|"]
+    for f in s["findings"]:
+        note = f["details"].get("note") or f["details"].get("error")
+        stat = f["statistic"] + (f" ({note})" if note else "")
+        L.append(f"| `{f['id']}` | {f['claim']} | {stat} | {_f(f['value'])} | "
+                 f"{_iv(f['interval'])} | {_verdict(f['reproduced'])} |")
+    return L + [""]
+
+
+def rungs_table(s: dict) -> list[str]:
+    L = ["## Rungs", "",
+         "| rung | N | tokens/param | base acc | after RL (seeds) | gain / SE | greedy before -> "
+         "after | pass@1 before -> after | pass@max before -> after | k (slope) | RL-trained "
+         "model |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    ks = s["k_per_rung_slope"]
+    for r in s["rungs"]:
+        se = math.hypot(r["baseline_se"], r["final_se"]) or 1e-12
+        seeds = ", ".join(f"{a:.3f}" for a in r["final_acc_seeds"])
+        pb, pa = r["pass_at_k_before"], r["pass_at_k_after"]
+        kmax = max(pb, key=int) if pb else None
+        L.append(
+            f"| {r['rung']} | {r['N']:,} | {r['tokens_per_param']:.0f} | "
+            f"{r['baseline_acc']:.3f} ± {r['baseline_se']:.3f} | {r['final_acc']:.3f} ± "
+            f"{r['final_se']:.3f} ({seeds}) | {r['gain'] / se:+.1f} | "
+            f"{_f(r['baseline_greedy'])} -> {_f(r['final_greedy'])} | "
+            f"{_f(pb.get('1'))} -> {_f(pa.get('1'))} | "
+            f"{_f(pb.get(kmax)) if kmax else 'n/a'} -> {_f(pa.get(kmax)) if kmax else 'n/a'}"
+            f"{f' (k={kmax})' if kmax else ''} | {_f(ks.get(format(float(r['N']), '.6g')))} | "
+            f"`{'`, `'.join(r['rl_models'])}` |")
+    return L + [""]
+
+
+def evals_tables(s: dict) -> list[str]:
+    """k-shot accuracy, accuracy per difficulty level, transfer."""
+    L = ["## Evaluations", "", "Greedy k-shot accuracy of the pre-trained rungs:", "",
+         "| rung | " + " | ".join(f"{k}-shot" for k in range(6)) + " |",
+         "|---|" + "---|" * 6]
+    for r in s["rungs"]:
+        L.append(f"| {r['rung']} | " + " | ".join(_f(r["kshot_greedy"].get(str(k)), ".2f")
+                                                  for k in range(6)) + " |")
+    levels = sorted({lv for r in s["rungs"] for lv in r["by_level_before"]}, key=float)
+    L += [""]
+    if levels:
+        L += ["Greedy 0-shot accuracy per difficulty level, before -> after RL:", "",
+              "| rung | " + " | ".join(f"level {lv}" for lv in levels) + " |",
+              "|---|" + "---|" * len(levels)]
+        for r in s["rungs"]:
+            b, a = r["by_level_before"], r["by_level_after"]
+            L.append(f"| {r['rung']} | " + " | ".join(
+                f"{_f(b.get(lv), '.2f')} -> {_f(a.get(lv), '.2f')}" for lv in levels) + " |")
+    else:
+        L.append("The task's problems carry no difficulty level: no per-level table.")
+    L += [""]
+    if s["settings"].get("transfer_task"):
+        L += [f"Transfer to `{s['settings']['transfer_task']}` (never seen by RL), greedy "
+              "0-shot accuracy:", "", "| rung | before | after RL (seeds) |", "|---|---|---|"]
+        for r in s["rungs"]:
+            b, a = r["transfer_before"], r["transfer_after"]
+            L.append(f"| {r['rung']} | {_f(b and b['accuracy'])} | "
+                     f"{', '.join(_f(x['accuracy']) for x in a) or 'n/a'} |")
+    else:
+        L.append("Transfer: this preset names no second task family (Preset.transfer_task).")
+    return L + [""]
+
+
+def fits_list(s: dict) -> list[str]:
+    L = ["## Fits", ""]
+    for name, f in s["fits"].items():
+        if "error" in f:
+            L.append(f"- `{name}`: no fit ({f['error']})")
+        elif f["law"] == "loglinear_kn":
+            iv = f["intervals"]
+            ident = ("identified" if f["identified"] else
+                     "NOT identified: " + "; ".join(f["flags"]))
+            L.append(f"- `{name}` (x = {f['x']}): K_max = {f['K_max']:.4g} "
+                     f"{_iv(iv['K_max'], '.3g')}, N0 = {f['N0']:.4g} {_iv(iv['N0'], '.3g')} "
+                     f"({f['interval_level']:.0%} bootstrap over {f['bootstrap']['unit']}, "
+                     f"{f['bootstrap']['n']} resamples), R² = {f['r2']:.3f} on "
+                     f"{f['n_points']} points; {ident}")
+        else:
+            p = f["params"]
+            L.append(f"- `gain_power`: gain = {p['a']:.3g} N^{p['b']:.3f} (b "
+                     f"{_iv(f['b_interval'])}), R² = {_f(f['r2'])} on {f['n_points']} runs")
+    return L + [""]
+
+
+def arms_table(s: dict) -> list[str]:
+    L = [f"## Arms (rung {s['settings']['arm_rung']}, seed {s['seed']})", "",
+         "| run | tau | reward | unique prompts | final test loss | acc strict | acc custom_flexible |",
+         "|---|---|---|---|---|---|---|"]
+    seen = set()
+    for a in s["arms"]["reuse"] + s["arms"]["reward"]:
+        if a["run"] not in seen:
+            seen.add(a["run"])
+            L.append(f"| {a['run']} | {a['tau']} | {a['reward']} | {a['unique_prompts']} | "
+                     f"{a['final_test_loss']:.3f} ± {a['final_se']:.3f} | "
+                     f"{_f(a['final_acc_strict'], '.3f')} | "
+                     f"{_f(a['final_acc_custom_flexible'], '.3f')} |")
+    return L + [""]

@@ -1,0 +1,187 @@
+"""The report and the findings table on synthetic study trees (no models): files laid out as the
+study's jobs write them, with test-loss curves drawn from a known law, so each finding has a
+known answer, and a reversed ladder must flip the verdicts."""
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlscale import findings as F
+from rlscale.files import atomic_write_json
+from rlscale.report import analyse, collect, run_settings, write_report
+from rlscale.report_text import header
+from rlscale.study import PRESETS, plan
+
+STEPS, EVERY, BATCH = 40, 5, 32
+
+
+def _curve(n, eff, seed, tau=1, reward="custom_flexible"):
+    """metrics.jsonl rows of a run of size n behaving like size eff: log10 L = -k log10 C + E,
+    k = 0.3 / (1 + 5e4 / eff), with the loss at the first evaluation 0.9 (eff / 1e4)^-0.15.
+    A strict-reward run ends 0.08 higher in loss."""
+    rng = np.random.default_rng(int(n) + 7 * seed + 13 * tau)
+    k, first = 0.3 / (1 + 5e4 / eff), 0.9 * (eff / 1e4) ** -0.15
+    c1 = 6.0 * n * 1500 * EVERY
+    rows = []
+    for step in range(0, STEPS + 1):
+        c = 6.0 * n * 1500 * step
+        row = {"step": step, "D": BATCH * step, "C_paper": c, "C_itemized": 1.1 * c,
+               "unique_prompts": math.ceil(BATCH * step / tau)}
+        if step % EVERY == 0:
+            loss = first if step == 0 else first * (c / c1) ** -k * math.exp(rng.normal(0, 0.005))
+            loss += 0.08 if reward == "strict" and step else 0.0
+            row.update(test_loss=loss, test_loss_se=0.01, test_acc_custom_flexible=1 - loss,
+                       test_acc_strict=1 - loss - (0.2 if step == 0 else 0.0),
+                       test_acc_flexible=1 - loss)
+        rows.append(row)
+    return rows
+
+
+def _check(acc, n_samples=32, levels=(1, 2, 3)):
+    ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= n_samples]
+    return {"accuracy": acc, "se": 0.01, "test_loss": 1 - acc,
+            "pass_at_k": {str(k): min(1.0, acc * (1 + 0.2 * math.log2(k))) for k in ks},
+            "pass_at_k_se": {str(k): 0.01 for k in ks},
+            "by_level": {str(lv): {"accuracy": acc / lv, "se": 0.02, "n_problems": 10}
+                         for lv in levels}}
+
+
+def _summary(check, shots=(0,)):
+    return {"primary_check": "custom_flexible",
+            "results": {str(s): {"n_problems": 30, "checks": {"custom_flexible": check}}
+                        for s in shots}}
+
+
+def build(out: Path, reverse: bool = False):
+    """A finished study tree for a 4-rung preset; returns (preset, jobs)."""
+    preset = dataclasses.replace(PRESETS["cpu"], transfer_task="arith:style=words",
+                                 passk_samples=32, rl_seeds=2)
+    jobs = plan(preset, out)
+    sizes = {}
+    for j in jobs:
+        if j.kind == "pretrain":
+            n = float(10 ** (4 + len(sizes) * 0.5))
+            sizes[j.meta["rung"]] = n
+            atomic_write_json(Path(j.out) / "pretrain.json", {
+                "N": n, "tokens": 20 * n, "flops": 120 * n * n, "final_loss": 1.0, "wall_s": 1.0,
+                "done": True})
+    order = sorted(sizes.values())
+    for j in jobs:
+        n = sizes[j.meta["rung"]]
+        rank = order.index(n)
+        eff = order[len(order) - 1 - rank] if reverse else n
+        skill = 0.2 + 0.1 * (3 - rank if reverse else rank)
+        if j.kind == "rl":
+            rows = _curve(n, eff, j.meta["seed"], j.meta["tau"], j.meta["reward"])
+            Path(j.out).mkdir(parents=True, exist_ok=True)
+            atomic_write_json(Path(j.out) / "config.json", {**j.params, "N": n})
+            (Path(j.out) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        elif j.kind == "baseline":
+            atomic_write_json(Path(j.out) / "summary.json", _summary(_check(skill), range(6)))
+        elif j.kind == "evals":
+            after = j.meta["when"] == "after"
+            for e in j.params["evals"]:
+                acc = skill + (0.1 if after and e["sub"] != "passk" else 0.0)
+                atomic_write_json(Path(j.out) / e["sub"] / "summary.json",
+                                  _summary(_check(acc, e["samples"])))
+    atomic_write_json(out / "study.json", {"wall_s": 1.0, "job_s": {}})
+    return preset, jobs
+
+
+@pytest.fixture(scope="module")
+def ordered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ordered")
+    preset, jobs = build(out)
+    return out, write_report(preset, jobs, out, n_boot=20)
+
+
+def _by_id(summary):
+    return {f["id"]: f for f in summary["findings"]}
+
+
+def test_findings_hold_every_id_with_its_fields(ordered):
+    _, s = ordered
+    ids = _by_id(s)
+    for need in ("size_compute_efficiency", "size_data_efficiency", "k_increases_with_n",
+                 "law_fit", "data_reuse", "gain_vs_size", "reward_format",
+                 "rl_sharpens_or_expands"):
+        f = ids[need]
+        assert {"id", "claim", "statistic", "value", "interval", "reproduced"} <= set(f)
+        assert f["reproduced"] in (True, False, None)
+
+
+def test_a_ladder_drawn_from_the_law_reproduces_the_paper(ordered):
+    _, s = ordered
+    f = _by_id(s)
+    assert f["size_compute_efficiency"]["reproduced"] is True
+    assert f["size_data_efficiency"]["reproduced"] is True
+    assert f["k_increases_with_n"]["value"] == pytest.approx(1.0)
+    assert f["law_fit"]["details"]["r2"]["C_paper"] > 0.9
+    assert f["law_fit"]["value"] < 0.1
+    assert f["data_reuse"]["reproduced"] is True
+    assert f["reward_format"]["reproduced"] is True  # cf ends 0.08 above strict, SE 0.014
+    assert f["rl_sharpens_or_expands"]["reproduced"] is None  # pass@k unchanged: not sharpened
+    assert f["greedy_gain"]["reproduced"] is True and f["transfer"]["reproduced"] is True
+    fit = s["fits"]["loglinear_kn_C"]
+    assert fit["K_max"] == pytest.approx(0.3, rel=0.2) and fit["N0"] == pytest.approx(5e4, rel=0.5)
+    lo, hi = fit["intervals"]["N0"]
+    assert lo <= fit["N0"] <= hi
+
+
+def test_a_reversed_ladder_does_not(tmp_path):
+    preset, jobs = build(tmp_path, reverse=True)
+    _, table, _ = analyse(collect(preset, jobs), preset.transfer_task, n_boot=2)
+    f = _by_id({"findings": table})
+    assert f["size_compute_efficiency"]["reproduced"] is False
+    assert f["size_data_efficiency"]["reproduced"] is False
+
+
+def test_summary_rungs_and_report_text(ordered):
+    out, s = ordered
+    for r in s["rungs"]:
+        for key in ("baseline_greedy", "final_greedy", "pass_at_k_before", "pass_at_k_after",
+                    "tokens_per_param", "final_acc_seeds", "rl_models", "by_level_before"):
+            assert key in r
+        assert set(r["pass_at_k_before"]) == {"1", "2", "4", "8", "16", "32"}
+        assert r["final_greedy"] == pytest.approx(r["baseline_greedy"] + 0.1)
+        assert len(r["final_acc_seeds"]) == 2
+    md = (out / "report.md").read_text()
+    assert "rollout temperature 1.0, one update per step, no KL" in md  # from config.json
+    for f in s["findings"]:
+        assert f"`{f['id']}`" in md
+    for link in re.findall(r"\]\(([^)]+)\)", md):
+        assert (out / link).stat().st_size > 1000
+    for name in ("pass_at_k", "accuracy_by_level", "loss_vs_compute", "k_vs_n", "kshot"):
+        assert name in s["figures"]
+    assert not list(out.glob(".*.tmp"))  # figures land whole (atomic writes)
+
+
+def test_run_settings_come_from_config_json(tmp_path):
+    preset, jobs = build(tmp_path)
+    rl = next(j for j in jobs if j.kind == "rl")
+    cfg = json.loads((Path(rl.out) / "config.json").read_text())
+    cfg.update(kl_coef=0.001, mini_batch_size=cfg["batch_size"] // 4)
+    (Path(rl.out) / "config.json").write_text(json.dumps(cfg))
+    text = "\n".join(header({"settings": dataclasses.asdict(preset), "preset": preset.name,
+                             "task": preset.task, "wall_s": 1.0, "rungs": [{"seeds": [0]}],
+                             "run_settings": run_settings(collect(preset, jobs)["curves"])}))
+    assert "KL coefficient [0.0, 0.001]" in text and "[1, 4] updates per step" in text
+
+
+def test_fixed_x_comparisons_only_inside_both_ranges():
+    small = {"run": "a", "rung": "a", "N": 1.0, "seed": 0,
+             "evals": [{"step": s, "C_paper": 10.0 * s, "test_loss": 1 / (1 + s), "test_loss_se": 0.01}
+                       for s in range(0, 5)]}
+    large = {**small, "run": "b", "rung": "b", "N": 3.0,
+             "evals": [{**e, "C_paper": 30.0 * e["step"], "test_loss": 0.4 * e["test_loss"]}
+                       for e in small["evals"]]}
+    rows = F.fixed_x_comparisons([small, large], "C_paper")
+    assert rows and all(30.0 <= r["x"] <= 40.0 for r in rows)
+    assert all(r["diff"] < 0 for r in rows)
+    far = {**large, "evals": [{**e, "C_paper": 1000.0 * e["step"]} for e in large["evals"]]}
+    assert F.fixed_x_comparisons([small, far], "C_paper") == []
