@@ -6,8 +6,10 @@
     law.predict(x=[1e19], size=7.2e10)
 
 Laws: LogLinearKN, LogLinearKNParam, GainPower, Chinchilla, Sigmoid (rlscale.scaling.laws).
-Uncertainty: bootstrap(); protocols: intra / inter / loso; analyses: data_reuse,
-fixed_compute, compute_to_target. The CLI is `rlscale fit` (rlscale.scaling.cli).
+Uncertainty: bootstrap(), intervals; protocols: intra / inter / loso (protocols), extrapolate
+and loso_extrapolate (extrapolate), compute_half (compute_half); analyses: data_reuse,
+fixed_compute, compute_to_target. The CLIs are `rlscale fit` (rlscale.scaling.cli) and
+`rlscale predict` (rlscale.scaling.predict).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import numpy as np
 from rlscale.errors import UserError
 from rlscale.scaling.analyses import compute_to_target, data_reuse, fixed_compute
 from rlscale.scaling.bootstrap import Bootstrap, bootstrap
+from rlscale.scaling.compute_half import compute_half
 from rlscale.scaling.data import Points, load_points, select
 from rlscale.scaling.fitting import FitResult, fit_law
+from rlscale.scaling.extrapolation import extrapolate, loso_extrapolate
 from rlscale.scaling.laws import (LAWS, Chinchilla, GainPower, Law, LogLinearKN,
-                                  LogLinearKNParam, Sigmoid, make_law)
+                                  LogLinearKNParam, LogLinearKNParamQ, Sigmoid, make_law)
 from rlscale.scaling.metrics import errors, mare, r2
 from rlscale.scaling.protocols import inter, intra, loso, refit_intercepts, run_protocol
 
@@ -28,7 +32,8 @@ __all__ = ["fit", "prepare", "Law", "LogLinearKN", "LogLinearKNParam", "GainPowe
            "Sigmoid", "LAWS", "make_law", "Points", "load_points", "select", "FitResult",
            "fit_law", "refit_intercepts", "bootstrap", "Bootstrap", "intra", "inter", "loso",
            "run_protocol", "errors", "mare", "r2", "data_reuse", "fixed_compute",
-           "compute_to_target"]
+           "compute_to_target", "extrapolate", "loso_extrapolate", "compute_half",
+           "LogLinearKNParamQ", "check_points"]
 
 
 def prepare(data, law: Law, warmup_clip: int = 0, first_steps: int | None = None,
@@ -37,14 +42,33 @@ def prepare(data, law: Law, warmup_clip: int = 0, first_steps: int | None = None
     baseline eval, which has spent no compute) dropped for laws in log X, and for gain_power a
     curve table reduced to one gain per curve (first loss - last loss)."""
     pts = data if isinstance(data, Points) else load_points(data, **load_kw)
+    check_points(pts, law)
     if law.needs_positive_x:
         pts = pts.subset(pts.x > 0)
-        if len(pts) == 0:
-            raise UserError(f"{pts.source or 'data'}: no rows with '{pts.x_name}' > 0")
     pts = select(pts, warmup_clip=warmup_clip, first_steps=first_steps, max_size=max_size)
     if isinstance(law, GainPower) and len(pts) > len(np.unique(pts.curve)):
         pts = gains(pts)
     return pts
+
+
+def check_points(pts: Points, law: Law) -> None:
+    """Values no law can use, named by file and column: sizes <= 0, x < 0 (x = 0 is a step-0
+    baseline eval, dropped for laws in log x), and an x that never changes."""
+    where = pts.source or "data"
+    if np.any(pts.size <= 0):
+        raise UserError(f"{where}: column 'N' (model size): values must be > 0, found "
+                        f"{pts.size[pts.size <= 0][0]:g}")
+    if not law.needs_positive_x:
+        return
+    if np.any(pts.x < 0):
+        raise UserError(f"{where}: column '{pts.x_name}': values must be >= 0, found "
+                        f"{pts.x[pts.x < 0][0]:g}")
+    pos = pts.x[pts.x > 0]
+    if len(pos) == 0:
+        raise UserError(f"{where}: column '{pts.x_name}': no rows with a value > 0")
+    if np.all(pos == pos[0]):
+        raise UserError(f"{where}: column '{pts.x_name}': every value is {pos[0]:g}; a law "
+                        "of x needs x to vary")
 
 
 def gains(pts: Points) -> Points:

@@ -232,13 +232,14 @@ def projected_gradient(prob: Problem, u) -> float:
 def fit_law(law, pts, objective: str | None = None, curve_weights: bool | None = None,
             delta: float = 1e-3, fixed: dict[str, float] | None = None, x0=None,
             n_local: int = 5, check: bool = True, rtol: float = 1e-6, gtol: float = 1e-3,
-            spread_tol: float = 0.05):
+            spread_tol: float = 0.05, starts=None):
     """Fit `law` to `pts` in place (law.params_, law.result_) and return it; see the module
     docstring.
 
     x0: a natural-parameter dict or vector to start from instead of the grid (warm start, as the
     bootstrap does). fixed: parameters held at given values (e.g. K_max, N0 when re-fitting the
     intercept of an unseen size). spread_tol: the restart spread above which the fit is flagged.
+    starts: natural-parameter vectors to score instead of the law's own grid.
     """
     objective = objective or law.default_objective
     curve_weights = law.default_curve_weights if curve_weights is None else curve_weights
@@ -251,7 +252,7 @@ def fit_law(law, pts, objective: str | None = None, curve_weights: bool | None =
     if x0 is not None:
         starts = [law.theta(x0) if isinstance(x0, dict) else np.asarray(x0, float)]
         n_local = 1
-    else:
+    elif starts is None:
         starts = law.starts(pts)
     with np.errstate(all="ignore"):  # overflow in a far start is scored inf, never printed
         u, f, rel_change, gnorm, n_starts, spread = solve(prob, starts, n_local, check)

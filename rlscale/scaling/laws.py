@@ -12,6 +12,7 @@ array whose first axis runs over points) and keeps `n` for the model size.
 
     loglinear_kn        log10 L = -k(N) log10 X + E(N), k(N) = K_max / (1 + N0 / N), E free per size
     loglinear_kn_param  the same with E(N) = e0 + e1 log10(N / 1e9) + k(N) x0: unseen sizes predictable
+    loglinear_kn_param_q  the same plus e2 log10(N / 1e9)^2 in E(N)
     gain_power          G = a N^b (RL gain across model sizes, the seed study)
     chinchilla          L = E + A / N^alpha + B / D^beta
     sigmoid             R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) (ScaleRL)
@@ -229,6 +230,35 @@ class LogLinearKNParam(LogLinearKN):
                 yield np.array([kmax, 10.0**ln0, e[0], e[1], x0])
 
 
+class LogLinearKNParamQ(LogLinearKNParam):
+    """loglinear_kn_param with a curved intercept: + e2 log10(N / 1e9)^2, so the loss at x0 may
+    stop falling as a power of N (a candidate E(N) form of the extrapolation protocol)."""
+
+    name = "loglinear_kn_param_q"
+
+    def specs(self, sizes=None) -> list[Param]:
+        return super().specs(sizes) + [Param("e2", -50.0, 50.0)]
+
+    def formula(self, th, x, n):
+        u = np.log10(n / 1e9)
+        return super().formula(th[:5], x, n) * 10.0 ** (th[5] * u * u)
+
+    def jacobian(self, th, x, n):
+        u = np.log10(n / 1e9)
+        p, jac = super().jacobian(th[:5], x, n)
+        f = 10.0 ** (th[5] * u * u)
+        p = p * f
+        return p, np.concatenate([jac * f[:, None], (p * LN10 * u * u)[:, None]], axis=1)
+
+    def intercept(self, n) -> np.ndarray:
+        u = np.log10(np.asarray(n, float) / 1e9)
+        return super().intercept(n) + self.params_["e2"] * u * u
+
+    def starts(self, pts):
+        for th in super().starts(pts):
+            yield np.append(th, 0.0)
+
+
 class GainPower(Law):
     """RL gain across model sizes: G = a * N^b (x is ignored; size is N)."""
 
@@ -305,8 +335,13 @@ class Sigmoid(Law):
     y_label = "reward R"
     default_curve_weights = False
 
+    def __init__(self, rate: bool = False):
+        super().__init__()
+        self.rate = rate  # y is a pass rate (or 1 - pass rate): R0 and A stay in [0, 1]
+
     def specs(self, sizes=None):
-        return [Param("R0", -1e6, 1e6), Param("A", -1e6, 1e6),
+        lo, hi = (0.0, 1.0) if self.rate else (-1e6, 1e6)
+        return [Param("R0", lo, hi), Param("A", lo, hi),
                 Param("C_mid", 1e-300, 1e300, log=True), Param("B", 1e-3, 20.0)]
 
     def _z(self, th, x):
@@ -329,7 +364,8 @@ class Sigmoid(Law):
 
 
 LAWS: dict[str, type[Law]] = {c.name: c for c in
-                              (LogLinearKN, LogLinearKNParam, GainPower, Chinchilla, Sigmoid)}
+                              (LogLinearKN, LogLinearKNParam, LogLinearKNParamQ, GainPower,
+                               Chinchilla, Sigmoid)}
 
 
 def make_law(name: str) -> Law:

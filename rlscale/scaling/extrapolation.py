@@ -1,0 +1,162 @@
+"""The extrapolation protocol: predict a model size no fit has seen, every choice made without it.
+
+    extrapolate(pts)          fit every size but the largest, predict the largest
+    extrapolate(pts, size=N)  the same for any held-out size (`loso_extrapolate` does every size)
+
+What is fixed before any data are seen (docs/scaling.md says why): the candidate choices below
+(the E(N) form, warm-up clip, objective), the rule that picks one, the resampling unit and the
+interval level. What the data decide, using the training sizes only: nested leave-one-size-out
+inside the training sizes scores every candidate (mean over inner folds of the MARE on the size
+each inner fit left out); the lowest score among candidates whose fit on all training sizes is
+identified wins. Only then is the held-out size predicted and scored. Nothing of it is used
+before that, not even its first point.
+
+Intervals: whole training curves are resampled (at least three distinct sizes kept), the chosen
+candidate is refitted on each resample (warm start), its predictions for the held-out size get
+residuals drawn from the fit's own log residuals (rlscale.scaling.intervals), and the percentile
+interval at `level` is scored by its coverage of the held-out points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rlscale.errors import UserError
+from rlscale.scaling.data import select
+from rlscale.scaling.fitting import fit_law
+from rlscale.scaling.intervals import (coverage, log_residuals, prediction_interval,
+                                       resample_curves, wide_intervals)
+from rlscale.scaling.laws import make_law
+from rlscale.scaling.metrics import errors
+
+
+@dataclass(frozen=True)
+class Choice:
+    law: str  # an E(N) form that can predict an unseen size
+    warmup_clip: int  # points dropped at the start of every training curve
+    objective: str  # mse with every curve weighted equally (the paper's) or huber in log space
+
+    def fit(self, pts, x0=None, check: bool = True):
+        law = make_law(self.law)
+        train = select(pts, warmup_clip=self.warmup_clip)
+        return fit_law(law, train, objective=self.objective,
+                       curve_weights=self.objective == "mse", x0=x0, check=check)
+
+    def label(self) -> str:
+        return f"{self.law}, warm-up clip {self.warmup_clip}, {self.objective}"
+
+
+CANDIDATES = tuple(Choice(law, clip, obj) for law in ("loglinear_kn_param", "loglinear_kn_param_q")
+                   for clip in (0, 5) for obj in ("mse", "huber"))
+
+
+def inner_score(choice: Choice, train) -> float:
+    """Mean over the training sizes of the MARE on that size when fitted on the others."""
+    scores = []
+    for s in np.unique(train.size):
+        m = train.size == s
+        try:
+            law = choice.fit(train.subset(~m))
+            scores.append(errors(train.y[m], law.predict(train.subset(m)))["mare"])
+        except UserError:  # too few points / sizes left for this form: it cannot be judged
+            return float("inf")
+    return float(np.mean(scores)) if scores else float("inf")
+
+
+def choose(train, candidates=CANDIDATES) -> tuple[Choice, object, list[dict]]:
+    """The candidate nested leave-one-size-out prefers, its fit on all training sizes, the
+    table of scores. Candidates whose full fit is not identified are passed over (unless all
+    are)."""
+    rows = []
+    for c in candidates:
+        try:
+            law = c.fit(train)
+        except UserError as e:
+            rows.append({**asdict(c), "inner_mare": float("inf"), "identified": False,
+                         "flags": [str(e)]})
+            continue
+        rows.append({**asdict(c), "inner_mare": inner_score(c, train),
+                     "identified": law.result_.identified, "flags": law.result_.flags,
+                     "_law": law, "_choice": c})
+    fitted = [r for r in rows if "_law" in r]
+    if not fitted:
+        raise UserError("extrapolate: no candidate law could be fitted on the training sizes")
+    pool = [r for r in fitted if r["identified"]] or fitted
+    best = min(pool, key=lambda r: r["inner_mare"])
+    table = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    return best["_choice"], best["_law"], table
+
+
+def boot_predictions(choice: Choice, law, train, test, n: int, rng) -> tuple[np.ndarray, list]:
+    """(B, len(test)) predictions of the chosen candidate refitted on curve resamples."""
+    preds, params = [], []
+    for _ in range(n):
+        sample = resample_curves(train, rng)
+        try:
+            bl = choice.fit(sample, x0=law.params_, check=False)
+        except UserError:
+            continue
+        preds.append(bl.predict(test))
+        params.append(bl.params_)
+    return np.array(preds), params
+
+
+def param_intervals(params: list[dict], level: float) -> dict[str, tuple[float, float]]:
+    a = (1 - level) / 2
+    names = params[0].keys() if params else []
+    return {k: (float(np.quantile([p[k] for p in params], a)),
+                float(np.quantile([p[k] for p in params], 1 - a))) for k in names}
+
+
+def extrapolate(pts, size: float | None = None, level: float = 0.9, n_boot: int = 200,
+                seed: int = 0, candidates=CANDIDATES) -> dict:
+    """Fit every size but `size` (default: the largest) and predict it; see the module doc."""
+    sizes = np.unique(pts.size)
+    if len(sizes) < 3:
+        raise UserError(f"{pts.source or 'data'}: extrapolation needs at least 3 sizes "
+                        f"(found {len(sizes)})")
+    size = float(sizes[-1] if size is None else size)
+    held = np.isclose(pts.size, size, rtol=1e-9)
+    if not held.any():
+        raise UserError(f"--size {size:g}: no such size in {pts.source or 'the data'}")
+    train, test = pts.subset(~held), pts.subset(held)
+    choice, law, table = choose(train, candidates)
+    pred = law.predict(test)
+    rng = np.random.default_rng(seed)
+    preds, params = boot_predictions(choice, law, train, test, n_boot, rng)
+    fitted = select(train, warmup_clip=choice.warmup_clip)
+    resid = log_residuals(fitted.y, law.predict(fitted))
+    lo, hi = prediction_interval(preds, resid, level, rng)
+    intervals = param_intervals(params, level)
+    flags = list(law.result_.flags) + wide_intervals(intervals, law.specs_)
+    if len(np.unique(train.size)) < 4:  # every resample keeps the same three sizes
+        flags.append("fewer than 4 training sizes: the curve bootstrap cannot measure the "
+                     "size-to-size uncertainty")
+    err = errors(test.y, pred)
+    return {"protocol": "extrapolate", "size": size, "level": level,
+            "mare": err["mare"], "coverage": coverage(test.y, lo, hi), "prediction": err,
+            "choice": asdict(choice), "chosen_by": "nested leave-one-size-out on training sizes",
+            "candidates": table, "params": dict(law.params_),
+            "intervals": {k: list(v) for k, v in intervals.items()},
+            "n_boot": len(preds), "seed": seed, "identified": not flags, "flags": flags,
+            "converged": law.result_.converged, "n_train": len(train),
+            "curve": {"x": test.x.tolist(), "y": test.y.tolist(), "pred": pred.tolist(),
+                      "lo": lo.tolist(), "hi": hi.tolist()}}
+
+
+def loso_extrapolate(pts, level: float = 0.9, n_boot: int = 200, seed: int = 0,
+                     candidates=CANDIDATES) -> dict:
+    """The extrapolation protocol with every size held out in turn (choices re-made per fold)."""
+    folds = [extrapolate(pts, s, level, n_boot, seed, candidates) for s in np.unique(pts.size)]
+    y, pred, inside = [], [], []
+    for f in folds:
+        c = f.pop("curve")
+        y += c["y"]
+        pred += c["pred"]
+        inside += [lo <= v <= hi for v, lo, hi in zip(c["y"], c["lo"], c["hi"])]
+    err = errors(y, pred)
+    return {"protocol": "loso", "level": level, "mare": err["mare"],
+            "coverage": float(np.mean(inside)), "prediction": err, "folds": folds,
+            "identified": all(f["identified"] for f in folds)}
