@@ -1,8 +1,8 @@
 """Tasks: math problems (question, answer, optional chain of thought) and their prompts.
 
 Sources: GSM8K-format and MATH-format files (JSONL / JSON / Parquet), HF `datasets` names when
-online, reasoning-gym's `gsm_symbolic`, and an own arithmetic word-problem generator sized for
-micro models. The held-out split never overlaps training: questions are compared after
+online, reasoning-gym's `gsm_symbolic`, and an own arithmetic generator sized for micro models
+(rlscale.arith: chains with a difficulty level per problem). The held-out split never overlaps training: questions are compared after
 `normalize_question`, and for procedural sources a question belongs to the test side iff a
 stable hash of its normalised text says so, so no seed or size of any train stream (GRPO prompts,
 pre-training corpus) can ever produce a test question. The test split depends on the spec and
@@ -12,14 +12,14 @@ n_test only (a fixed held-out set, as DESIGN.md asks); `seed` draws and orders t
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
 
 from rlscale.errors import UserError
+from rlscale.files import parse_json, read_json
 from rlscale.rewards import last_boxed
 
 STOP_STRINGS = ("\n\nQuestion:", "Question:")  # a base model would go on with a new question
@@ -90,130 +90,6 @@ def split_train_test(problems: list[Problem], n_test: int | None, seed: int = 0,
     train = _dedupe(problems, exclude={normalize_question(p.question) for p in test})
     random.Random(seed).shuffle(train)
     return train, test
-
-
-# ---------------------------------------------------------------- arithmetic word problems
-@dataclass(frozen=True)
-class ArithConfig:
-    """Chains of small-integer steps; every operand and intermediate stays in [0, max_value]."""
-
-    min_terms: int = 2  # numbers in the chain; steps = terms - 1
-    max_terms: int = 3
-    max_value: int = 50
-    ops: str = "+-"  # any of "+-*"
-    max_factor: int = 3  # multipliers for "*" are 2..max_factor
-    style: str = "words"  # "words": a short story; "expr": "What is 3 + 4 - 2?"
-
-    def validate(self) -> "ArithConfig":
-        if not 2 <= self.min_terms <= self.max_terms <= 20:
-            raise UserError(f"arith: need 2 <= min_terms <= max_terms <= 20, got {self}")
-        if not 2 <= self.max_value <= 10**6:
-            raise UserError(f"arith: max_value must be in 2..1000000, got {self.max_value}")
-        if not self.ops or set(self.ops) - set("+-*"):
-            raise UserError(f"arith: ops must be a non-empty subset of '+-*', got {self.ops!r}")
-        if self.max_factor < 2:
-            raise UserError(f"arith: max_factor must be >= 2, got {self.max_factor}")
-        if self.style not in ("words", "expr"):
-            raise UserError(f"arith: style must be 'words' or 'expr', got {self.style!r}")
-        return self
-
-
-ARITH_PRESETS = {
-    "easy": ArithConfig(min_terms=2, max_terms=2, max_value=20, ops="+-"),
-    "medium": ArithConfig(min_terms=2, max_terms=3, max_value=50, ops="+-"),
-    "hard": ArithConfig(min_terms=3, max_terms=4, max_value=100, ops="+-*", max_factor=5),
-}
-_NAMES = (("Tom", "He"), ("Ann", "She"), ("Sam", "He"), ("Mia", "She"), ("Ben", "He"),
-          ("Eva", "She"), ("Max", "He"), ("Zoe", "She"))
-_OBJECTS = ("apples", "pens", "books", "coins", "cards", "eggs", "shells", "stamps")
-_PHRASES = {
-    "+": ("{P} gets {b} more.", "{P} finds {b} more.", "{P} buys {b} more."),
-    "-": ("{P} gives away {b}.", "{P} loses {b}.", "{P} sells {b}."),
-    "*": ("Now {p} has {b} times as many.",),
-}
-
-
-def _chain(rng: random.Random, cfg: ArithConfig) -> tuple[int, list[tuple[str, int, int]]]:
-    """A start value and steps (op, operand, result), all numbers within [0, max_value]."""
-    while True:
-        start = cur = rng.randint(2, cfg.max_value)  # 2+: "1 apples" reads badly
-        steps = []
-        for _ in range(rng.randint(cfg.min_terms, cfg.max_terms) - 1):
-            ok = [op for op in cfg.ops if (op == "+" and cur < cfg.max_value) or
-                  (op == "-" and cur > 0) or (op == "*" and 1 <= cur and 2 * cur <= cfg.max_value)]
-            if not ok:
-                break
-            op = rng.choice(ok)
-            if op == "+":
-                b = rng.randint(1, cfg.max_value - cur)
-                res = cur + b
-            elif op == "-":
-                b = rng.randint(1, cur)
-                res = cur - b
-            else:
-                b = rng.randint(2, min(cfg.max_factor, cfg.max_value // cur))
-                res = cur * b
-            steps.append((op, b, res))
-            cur = res
-        else:
-            return start, steps  # a chain that ran out of feasible ops is drawn again
-
-
-def _arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
-    start, steps = _chain(rng, cfg)
-    lines, prev = [], start
-    for op, b, res in steps:
-        lines.append(f"{prev} {op} {b} = {res}")
-        prev = res
-    solution = "\n".join(lines + [f"#### {prev}"])
-    if cfg.style == "expr":
-        expr = str(start)
-        for i, (op, b, _) in enumerate(steps):
-            if op == "*" and i > 0 and any(o != "*" for o, _, _ in steps[:i]):
-                expr = f"({expr})"  # the chain is evaluated left to right
-            expr = f"{expr} {op} {b}"
-        question = f"What is {expr}?"
-    else:
-        name, pronoun = rng.choice(_NAMES)
-        obj = rng.choice(_OBJECTS)
-        parts = [f"{name} has {start} {obj}."]
-        for op, b, _ in steps:
-            parts.append(rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=b))
-        parts.append(f"How many {obj} does {name} have now?")
-        question = " ".join(parts)
-    return Problem(question, str(prev), solution, level=len(steps))
-
-
-def arith_problems(n: int, seed: int, cfg: ArithConfig = ArithConfig()) -> list[Problem]:
-    """n seeded arithmetic word problems (duplicates possible; load_task dedupes)."""
-    cfg.validate()
-    rng = random.Random(seed)
-    return [_arith_problem(rng, cfg) for _ in range(n)]
-
-
-def parse_arith_spec(spec: str) -> ArithConfig:
-    """'arith' | 'arith:<preset>' | 'arith:<preset>,key=value,...' | 'arith:key=value,...'."""
-    cfg = ARITH_PRESETS["medium"]
-    rest = spec.split(":", 1)[1] if ":" in spec else ""
-    types = {f.name: f.type for f in fields(ArithConfig)}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        if "=" not in item:
-            if item not in ARITH_PRESETS:
-                raise UserError(f"task {spec!r}: unknown arith preset {item!r}; choose one of "
-                                f"{', '.join(ARITH_PRESETS)} or key=value")
-            cfg = ARITH_PRESETS[item]
-            continue
-        key, value = (s.strip() for s in item.split("=", 1))
-        if key not in types:
-            raise UserError(f"task {spec!r}: unknown arith setting {key!r}; choose from "
-                            f"{', '.join(types)}")
-        if types[key] in ("int", int):
-            try:
-                value = int(value)
-            except ValueError:
-                raise UserError(f"task {spec!r}: {key} must be an integer, got {value!r}") from None
-        cfg = replace(cfg, **{key: value})
-    return cfg.validate()
 
 
 # ---------------------------------------------------------------- reasoning-gym gsm_symbolic
@@ -316,22 +192,13 @@ def read_problems(path: str | Path) -> tuple[list[Problem], str]:
             raise UserError(f"{path}: not a readable Parquet file ({type(e).__name__})") from None
         items = [(f"{path}:row {i + 1}", r) for i, r in enumerate(rows)]
     elif suffix in (".jsonl", ".json"):
+        # depth- and size-limited JSON, errors naming file and line (rlscale.files)
         raw = path.read_text(encoding="utf-8", errors="replace")
         if suffix == ".json" and raw.lstrip().startswith("["):
-            try:
-                rows = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
-            items = [(f"{path}:item {i + 1}", r) for i, r in enumerate(rows)]
+            items = [(f"{path}:item {i + 1}", r) for i, r in enumerate(read_json(path))]
         else:
-            items = []
-            for i, line in enumerate(raw.split("\n")):
-                if line.strip():
-                    try:
-                        items.append((f"{path}:{i + 1}", json.loads(line)))
-                    except json.JSONDecodeError as e:
-                        raise UserError(f"{path}:{i + 1}:{e.colno}: not valid JSON "
-                                        f"({e.msg})") from None
+            items = [(f"{path}:{i + 1}", parse_json(line, f"{path}:{i + 1}"))
+                     for i, line in enumerate(raw.split("\n")) if line.strip()]
     else:
         raise UserError(f"{path}: unknown data file type {suffix!r}; use .jsonl, .json or "
                         f".parquet")
@@ -385,6 +252,8 @@ def load_task(spec: str, seed: int = 0, n_test: int | None = None,
     head = spec.split(":", 1)[0]
     if head in ("arith", "gsm_symbolic") and not Path(spec).exists():
         if head == "arith":
+            from rlscale.arith import arith_problems, parse_arith_spec  # it imports Problem
+
             cfg = parse_arith_spec(spec)
             gen = lambda n, s: arith_problems(n, s, cfg)  # noqa: E731
         else:
@@ -417,7 +286,7 @@ def load_task(spec: str, seed: int = 0, n_test: int | None = None,
             raise UserError(f"{path}: too few distinct problems for a train and a test split")
         return Task(path.stem, train, test, fmt)
     raise UserError(f"unknown task {spec!r}; use gsm8k, math, gsm_symbolic, arith, "
-                    f"arith:<easy|medium|hard>, or a .jsonl/.json/.parquet file")
+                    f"arith:<easy|medium|hard|ladder>, or a .jsonl/.json/.parquet file")
 
 
 # ---------------------------------------------------------------- prompts

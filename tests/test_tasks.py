@@ -1,17 +1,16 @@
 """Tasks: loaders, procedural generators, non-overlapping splits, prompts."""
 
+import collections
 import json
 import re
 
 import pytest
 
+from rlscale.arith import ARITH_PRESETS, ArithConfig, arith_problems, parse_arith_spec
 from rlscale.errors import UserError
 from rlscale.tasks import (
-    ARITH_PRESETS,
     STOP_STRINGS,
-    ArithConfig,
     Problem,
-    arith_problems,
     corpus_texts,
     fewshot_exemplars,
     format_prompt,
@@ -19,7 +18,6 @@ from rlscale.tasks import (
     gsm_symbolic_problems,
     load_task,
     normalize_question,
-    parse_arith_spec,
     split_train_test,
 )
 
@@ -197,7 +195,7 @@ def test_arith_expr_style_and_spec_parsing():
             parse_arith_spec(bad)
 
 
-@pytest.mark.parametrize("spec", ["arith", "arith:easy", "arith:hard"])
+@pytest.mark.parametrize("spec", ["arith", "arith:easy", "arith:hard", "arith:ladder"])
 def test_procedural_split_never_overlaps_and_is_fixed(spec):
     a = load_task(spec, seed=0, n_test=300, n_train=3000)
     b = load_task(spec, seed=1, n_test=100, n_train=3000)
@@ -209,6 +207,39 @@ def test_procedural_split_never_overlaps_and_is_fixed(spec):
     test = {normalize_question(p.question) for p in a.test}
     assert not test & {normalize_question(p.question) for p in b.train}
     assert load_task(spec, seed=0, n_test=300, n_train=3000).train == a.train  # deterministic
+
+
+def test_levels_are_steps_and_span_the_spectrum():
+    cfg = ARITH_PRESETS["ladder"]
+    probs = arith_problems(3000, seed=4, cfg=cfg)
+    for p in probs:
+        check_arith(p, cfg)
+        assert p.level == p.solution.count("\n")  # one line per step, then "#### N"
+    counts = collections.Counter(p.level for p in probs)
+    levels = range(cfg.min_terms - 1, cfg.max_terms)
+    assert set(counts) == set(levels)
+    assert min(counts.values()) > 0.5 * len(probs) / len(levels)  # every level well represented
+    styles = collections.Counter(p.question.startswith("What is ") for p in probs)
+    assert min(styles.values()) > 0.4 * len(probs)  # stories and expressions mixed
+    ops = {line.split()[1] for p in probs for line in p.solution.split("\n")[:-1]}
+    assert ops == {"+", "-", "*"}
+    assert max(int(p.answer) for p in probs) > 90  # two-digit numbers, carries
+    assert arith_problems(50, seed=4, cfg=cfg) == probs[:50]  # deterministic
+
+
+def test_transfer_family_is_disjoint_from_the_main_task():
+    from rlscale.study import PRESETS
+
+    for preset in PRESETS.values():
+        transfer = getattr(preset, "transfer_task", "")
+        if not transfer:
+            continue
+        main = load_task(preset.task, n_test=50, n_train=500)
+        other = load_task(transfer, n_test=50, n_train=100)
+        main_levels = {p.level for p in main.train + main.test}
+        assert other.test and not {p.level for p in other.test} & main_levels, preset.name
+        qs = {normalize_question(p.question) for p in main.train + main.test}
+        assert not qs & {normalize_question(p.question) for p in other.test}
 
 
 def test_tiny_problem_space_is_a_clear_error():

@@ -1,0 +1,164 @@
+"""The arithmetic task generator: chains of integer steps with a difficulty spectrum.
+
+A problem is a start number and `steps` operations ("What is 12 + 7 * 3 - 40?" or a short
+story), solved by a worked chain "12 + 7 = 19 / 19 * 3 = 57 / 57 - 40 = 17 / #### 17". Its
+difficulty `level` is its number of steps: every step is one more place to copy an operand and
+compute (carries, borrows, products), so a model that gets one step right with probability p gets
+a level-L problem right with probability about p^L. A spread of levels therefore turns a model's
+per-step skill into a smooth accuracy, and larger models (higher p) score higher on every level;
+docs/study.md measures this on the micro ladder.
+
+Specs: 'arith' | 'arith:<preset>' | 'arith:<preset>,key=value,...' | 'arith:key=value,...'
+(keys are the fields of ArithConfig, e.g. `arith:min_terms=2,max_terms=7,max_value=99,
+ops=+-*,style=mixed`). Generation is seeded and deterministic; rlscale.tasks splits train/test.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields, replace
+
+from rlscale.errors import UserError
+from rlscale.tasks import Problem
+
+STYLES = ("words", "expr", "mixed")
+
+
+@dataclass(frozen=True)
+class ArithConfig:
+    """Chains of integer steps; every operand and intermediate stays in [0, max_value]."""
+
+    min_terms: int = 2  # numbers in the chain; steps (= the problem's level) = terms - 1
+    max_terms: int = 3  # the number of terms is drawn uniformly in [min_terms, max_terms]
+    max_value: int = 50
+    ops: str = "+-"  # any of "+-*"
+    max_factor: int = 3  # multipliers for "*" are 2..max_factor
+    style: str = "words"  # "words": a short story; "expr": "What is 3 + 4 - 2?"; "mixed": both
+
+    def validate(self) -> "ArithConfig":
+        if not 2 <= self.min_terms <= self.max_terms <= 20:
+            raise UserError(f"arith: need 2 <= min_terms <= max_terms <= 20, got {self}")
+        if not 2 <= self.max_value <= 10**6:
+            raise UserError(f"arith: max_value must be in 2..1000000, got {self.max_value}")
+        if not self.ops or set(self.ops) - set("+-*"):
+            raise UserError(f"arith: ops must be a non-empty subset of '+-*', got {self.ops!r}")
+        if self.max_factor < 2:
+            raise UserError(f"arith: max_factor must be >= 2, got {self.max_factor}")
+        if self.style not in STYLES:
+            raise UserError(f"arith: style must be one of {', '.join(STYLES)}, got "
+                            f"{self.style!r}")
+        return self
+
+
+ARITH_PRESETS = {
+    "easy": ArithConfig(min_terms=2, max_terms=2, max_value=20, ops="+-"),
+    "medium": ArithConfig(min_terms=2, max_terms=3, max_value=50, ops="+-"),
+    "hard": ArithConfig(min_terms=3, max_terms=4, max_value=100, ops="+-*", max_factor=5),
+    # the difficulty spectrum of the embedded study: 1 to 6 steps, two-digit numbers with
+    # carries and borrows, products, stories and expressions mixed (docs/study.md)
+    "ladder": ArithConfig(min_terms=2, max_terms=7, max_value=99, ops="+-*", max_factor=5,
+                          style="mixed"),
+}
+_NAMES = (("Tom", "He"), ("Ann", "She"), ("Sam", "He"), ("Mia", "She"), ("Ben", "He"),
+          ("Eva", "She"), ("Max", "He"), ("Zoe", "She"))
+_OBJECTS = ("apples", "pens", "books", "coins", "cards", "eggs", "shells", "stamps")
+_PHRASES = {
+    "+": ("{P} gets {b} more.", "{P} finds {b} more.", "{P} buys {b} more."),
+    "-": ("{P} gives away {b}.", "{P} loses {b}.", "{P} sells {b}."),
+    "*": ("Now {p} has {b} times as many.",),
+}
+
+
+def _feasible(op: str, cur: int, cfg: ArithConfig) -> bool:
+    return ((op == "+" and cur < cfg.max_value) or (op == "-" and cur > 0) or
+            (op == "*" and 1 <= cur and 2 * cur <= cfg.max_value))
+
+
+def _chain(rng: random.Random, cfg: ArithConfig) -> tuple[int, list[tuple[str, int, int]]]:
+    """A start value and steps (op, operand, result), all numbers within [0, max_value]."""
+    while True:
+        start = cur = rng.randint(2, cfg.max_value)  # 2+: "1 apples" reads badly
+        steps = []
+        for _ in range(rng.randint(cfg.min_terms, cfg.max_terms) - 1):
+            ok = [op for op in cfg.ops if _feasible(op, cur, cfg)]
+            if not ok:
+                break
+            op = rng.choice(ok)
+            if op == "+":
+                b = rng.randint(1, cfg.max_value - cur)
+                res = cur + b
+            elif op == "-":
+                b = rng.randint(1, cur)
+                res = cur - b
+            else:
+                b = rng.randint(2, min(cfg.max_factor, cfg.max_value // cur))
+                res = cur * b
+            steps.append((op, b, res))
+            cur = res
+        else:
+            return start, steps  # a chain that ran out of feasible ops is drawn again
+
+
+def _expr_question(start: int, steps) -> str:
+    expr = str(start)
+    for i, (op, b, _) in enumerate(steps):
+        if op == "*" and i > 0 and any(o != "*" for o, _, _ in steps[:i]):
+            expr = f"({expr})"  # the chain is evaluated left to right
+        expr = f"{expr} {op} {b}"
+    return f"What is {expr}?"
+
+
+def _words_question(rng: random.Random, start: int, steps) -> str:
+    name, pronoun = rng.choice(_NAMES)
+    obj = rng.choice(_OBJECTS)
+    parts = [f"{name} has {start} {obj}."]
+    for op, b, _ in steps:
+        parts.append(rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=b))
+    parts.append(f"How many {obj} does {name} have now?")
+    return " ".join(parts)
+
+
+def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
+    """One problem: its question, the worked chain ending in "#### N", level = its steps."""
+    start, steps = _chain(rng, cfg)
+    lines, prev = [], start
+    for op, b, res in steps:
+        lines.append(f"{prev} {op} {b} = {res}")
+        prev = res
+    solution = "\n".join(lines + [f"#### {prev}"])
+    style = cfg.style if cfg.style != "mixed" else rng.choice(("words", "expr"))
+    question = _expr_question(start, steps) if style == "expr" else _words_question(rng, start,
+                                                                                      steps)
+    return Problem(question, str(prev), solution, level=len(steps))
+
+
+def arith_problems(n: int, seed: int, cfg: ArithConfig = ArithConfig()) -> list[Problem]:
+    """n seeded arithmetic problems (duplicates possible; rlscale.tasks.load_task dedupes)."""
+    cfg.validate()
+    rng = random.Random(seed)
+    return [arith_problem(rng, cfg) for _ in range(n)]
+
+
+def parse_arith_spec(spec: str) -> ArithConfig:
+    """'arith' | 'arith:<preset>' | 'arith:<preset>,key=value,...' | 'arith:key=value,...'."""
+    cfg = ARITH_PRESETS["medium"]
+    rest = spec.split(":", 1)[1] if ":" in spec else ""
+    types = {f.name: f.type for f in fields(ArithConfig)}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        if "=" not in item:
+            if item not in ARITH_PRESETS:
+                raise UserError(f"task {spec!r}: unknown arith preset {item!r}; choose one of "
+                                f"{', '.join(ARITH_PRESETS)} or key=value")
+            cfg = ARITH_PRESETS[item]
+            continue
+        key, value = (s.strip() for s in item.split("=", 1))
+        if key not in types:
+            raise UserError(f"task {spec!r}: unknown arith setting {key!r}; choose from "
+                            f"{', '.join(types)}")
+        if types[key] in ("int", int):
+            try:
+                value = int(value)
+            except ValueError:
+                raise UserError(f"task {spec!r}: {key} must be an integer, got {value!r}") from None
+        cfg = replace(cfg, **{key: value})
+    return cfg.validate()
