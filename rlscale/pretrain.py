@@ -9,7 +9,8 @@ Two corpus knobs make the base model's competence "real but unreliable" in a way
 (see docs/study.md): `direct_frac` of the documents give the bare answer "#### N" without the
 chain of thought, and `slip_frac` of the chains make one arithmetic slip in their last step
 (the last result and the final answer are off by 1 or 2), as web-scale corpora hold solutions
-that skip steps or contain errors.
+that skip steps or contain errors. `plain_frac` of the documents end in "The answer is N."
+instead of "#### N", so a base model does not always write the marker a strict reward needs.
 
 Step s draws its documents from an RNG seeded by (seed, s), so the batches do not depend on
 what ran before and a resumed run reproduces the uninterrupted one. OUT holds
@@ -53,6 +54,7 @@ class PretrainConfig:
     loss_on: str = "all"  # all | answer (answer: only the tokens after "Answer:")
     direct_frac: float = 0.0  # share of documents answering "#### N" without the steps
     slip_frac: float = 0.0  # share of documents whose last step is off by 1 or 2
+    plain_frac: float = 0.0  # share of documents ending "The answer is N." instead of "#### N"
     n_problems: int = 0  # train problems to draw documents from (0: the task's default)
     vocab_size: int = 512  # micro tokenizer vocabulary
     seed: int = 0  # model init and batch order
@@ -95,11 +97,13 @@ class PretrainConfig:
             bad("n_problems", "must be >= 0")
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", "must be a positive number")
-        for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac"):
+        for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
         if self.direct_frac + self.slip_frac > 1:
             bad("slip_frac", "direct_frac + slip_frac must be <= 1")
+        if self.direct_frac + self.slip_frac + self.plain_frac > 1:
+            bad("plain_frac", "direct_frac + slip_frac + plain_frac must be <= 1")
         for name in ("weight_decay", "grad_clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 bad(name, "must be a finite number >= 0")
@@ -155,9 +159,17 @@ def slipped(solution: str, delta: int) -> str | None:
     return solution.strip()[: m.start()] + f"= {wrong}\n#### {wrong}"
 
 
+def plain_ending(solution: str) -> str:
+    """The solution with its final "#### N" line written as prose, "The answer is N.": the
+    ending a strict reward does not accept, so RL with it has a format to teach."""
+    body, sep, final = solution.rstrip().rpartition("####")
+    return f"{body}The answer is {final.strip()}." if sep else solution
+
+
 class Corpus:
-    """Tokenized documents of the train split, three variants each: the worked solution, the
-    bare answer and (where the chain allows) a slipped chain; `batch(step)` packs rows."""
+    """Tokenized documents of the train split, four variants each: the worked solution, the
+    bare answer, (where the chain allows) a slipped chain, and the worked solution ending in
+    prose instead of "#### N"; `batch(step)` packs rows."""
 
     def __init__(self, problems, tokenizer, cfg: PretrainConfig):
         from rlscale.tasks import format_prompt, format_solution
@@ -169,7 +181,8 @@ class Corpus:
         slips = [slipped(s, rng.choice((-2, -1, 1, 2))) for s in sols]
         enc = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
         self.prompt = enc(prompts)
-        self.variants = {"cot": enc(sols), "direct": enc(direct)}
+        self.variants = {"cot": enc(sols), "direct": enc(direct),
+                         "plain": enc([plain_ending(s) for s in sols])}
         self.slip = [None if s is None else ids for s, ids in
                      zip(slips, enc([s if s is not None else "" for s in slips]))]
         self.eos = tokenizer.eos_token_id
@@ -181,8 +194,11 @@ class Corpus:
         sol = self.variants["cot"][i]
         if u < cfg.direct_frac:
             sol = self.variants["direct"][i]
-        elif u < cfg.direct_frac + cfg.slip_frac and self.slip[i] is not None:
-            sol = self.slip[i]
+        elif u < cfg.direct_frac + cfg.slip_frac:
+            if self.slip[i] is not None:
+                sol = self.slip[i]
+        elif u < cfg.direct_frac + cfg.slip_frac + cfg.plain_frac:
+            sol = self.variants["plain"][i]
         ids = self.prompt[i] + sol + [self.eos]
         on_prompt = 1 if cfg.loss_on == "all" else 0
         return ids, [on_prompt] * len(self.prompt[i]) + [1] * (len(sol) + 1)
@@ -308,6 +324,7 @@ HELP = {
     "loss_on": "all | answer",
     "direct_frac": "share of documents giving only '#### N' (no chain of thought)",
     "slip_frac": "share of documents whose last step is off by 1 or 2",
+    "plain_frac": "share of documents ending 'The answer is N.' instead of '#### N'",
 }
 
 

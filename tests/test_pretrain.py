@@ -88,6 +88,24 @@ def test_direct_and_slip_variants():
     assert wrong == 20  # every chain slipped: the final answer is off
 
 
+def test_plain_variant_ends_in_prose_without_the_marker():
+    import random
+
+    from rlscale.pretrain import plain_ending
+
+    assert plain_ending(" 12 + 5 = 17\n#### 17") == " 12 + 5 = 17\nThe answer is 17."
+    assert plain_ending(" no marker") == " no marker"
+    corpus, tok = _corpus(plain_frac=1.0)
+    for i in range(10):
+        ids, _ = corpus.document(i, random.Random(i))
+        text = tok.decode(ids, skip_special_tokens=True)
+        assert "####" not in text and text.rstrip().endswith(".") and "The answer is " in text
+    rng = random.Random(0)
+    corpus, tok = _corpus(plain_frac=0.5)
+    plain = sum("####" not in tok.decode(corpus.document(i % 50, rng)[0]) for i in range(400))
+    assert 150 < plain < 250  # about half
+
+
 def test_pretrain_outputs_flops_and_loss(tmp_path):
     cfg = small_cfg()
     res = pretrain(cfg, tmp_path / "run")
@@ -143,6 +161,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kw, field", [
     (dict(tokens=0), "tokens"), (dict(lr=-1.0), "lr"), (dict(loss_on="prompt"), "loss-on"),
     (dict(direct_frac=0.7, slip_frac=0.5), "slip-frac"), (dict(rung="micro:3t"), "micro rung"),
+    (dict(slip_frac=0.5, plain_frac=0.6), "plain-frac"),
 ])
 def test_bad_settings_name_the_field(kw, field, tmp_path):
     with pytest.raises(UserError, match=field):
