@@ -50,7 +50,10 @@ class AllocPreset:
 
 
 PRESETS = {
-    "allocate": AllocPreset("allocate", "cpu"),
+    # three rungs x three budgets at 1/8, 1/4, 1/2 of the cpu study's tokens (sized for a 2-core
+    # machine shared with other jobs), 20 GRPO steps from each checkpoint
+    "allocate": AllocPreset("allocate", "cpu", token_fracs=(0.125, 0.25, 0.5), rl_steps=20,
+                            eval_samples=2, max_val_steps=40),
     "allocate-smoke": AllocPreset("allocate-smoke", "smoke", n_rungs=2, rl_steps=4,
                                   eval_every=2, heldout=24, eval_samples=2, n_boot=10,
                                   max_val_steps=6),
@@ -179,33 +182,32 @@ def _option(p: dict, kind: str) -> dict:
 
 
 def options_at(points: list[dict], budget: float) -> dict:
-    """The measured options at a budget, the best, and how much worse the two fixed recipes are."""
+    """The measured options at a budget, the best, and how much worse the two fixed recipes are.
+
+    Per checkpoint that fits: pure pre-training (its step-0 point), the smallest RL measured (its
+    first RL evaluation: the seed study's "RL ~0%") and the RL point that spends the most of
+    the budget."""
     ok = [p for p in points if p["C_total"] <= budget * (1 + 1e-9)]
     opts = []
     for curve in sorted({p["curve"] for p in ok}):
         mine = sorted((p for p in ok if p["curve"] == curve), key=lambda p: p["step"])
-        if mine and mine[0]["step"] == 0:
-            opts.append(_option(mine[0], "pretrain_only"))
         rl = [p for p in mine if p["step"] > 0]
+        if mine[0]["step"] == 0:
+            opts.append(_option(mine[0], "pretrain_only"))
         if rl:
+            opts.append(_option(rl[0], "rl_minimal"))
+        if len(rl) > 1:
             opts.append(_option(rl[-1], "rl"))
     if not opts:
         return {"C_total": budget, "options": [], "best": None}
     best = min(opts, key=lambda o: o["test_loss"])
     res = {"C_total": budget, "options": opts, "best": best}
-    first_rl = []
-    for curve in {p["curve"] for p in ok}:
-        rl = sorted((p for p in ok if p["curve"] == curve and p["step"] > 0),
-                    key=lambda p: p["step"])
-        if rl:
-            first_rl.append(_option(rl[0], "rl_minimal"))
-    pure = [o for o in opts if o["kind"] == "pretrain_only"]
-    for name, cands in (("pretrain_only", pure), ("rl_minimal", first_rl)):
+    for kind in ("pretrain_only", "rl_minimal"):
+        cands = [o for o in opts if o["kind"] == kind]
         if cands:
             o = min(cands, key=lambda c: c["test_loss"])
-            gap = o["test_loss"] - best["test_loss"]
-            se = math.hypot(o["test_loss_se"], best["test_loss_se"])
-            res[name] = {**o, "worse_by": gap, "worse_by_se": se}
+            res[kind] = {**o, "worse_by": o["test_loss"] - best["test_loss"],
+                         "worse_by_se": math.hypot(o["test_loss_se"], best["test_loss_se"])}
     return res
 
 

@@ -131,7 +131,7 @@ def sentence(b: dict) -> str:
     parts = []
     for key, what in (("pretrain_only", "pure pre-training"), ("rl_minimal", "the smallest RL")):
         o = b.get(key)
-        if o and o is not best and o.get("worse_by") is not None:
+        if o and o.get("worse_by") is not None:
             parts.append(f"{what} is worse by {o['worse_by']:.3f} ± {o['worse_by_se']:.3f}"
                          + (f" (RL share {_pct(o['rl_share'])})" if key == "rl_minimal" else ""))
     f = b.get("fitted")

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rlscale.grpo.cli", "GRPO post-training with compute accounting (resumable)"),
     "pretrain": ("rlscale.pretrain", "build and pre-train a micro-ladder rung"),
     "fit": ("rlscale.scaling.cli", "fit a scaling law, with intervals and prediction protocols"),
+    "plan": ("rlscale.plan", "split a compute budget between pre-training and RL from a joint fit"),
     "predict": ("rlscale.scaling.predict", "predicted test loss of a planned run from a fit, with its interval"),
     "sweep": ("rlscale.sweep", "run a grid of training runs as Ray tasks"),
     "runs": ("rlscale.store", "list / show / export the runs of a results database"),

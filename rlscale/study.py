@@ -487,8 +487,9 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
 
 # ---------------------------------------------------------------- CLI
 def configure(p) -> None:
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                   help="cpu: 4 rungs, <= 20 min on 2 cores; smoke: CI; gpu: up to 100M params")
+    p.add_argument("--preset", choices=sorted(PRESETS) + ["allocate", "allocate-smoke"],
+                   default="cpu", help="cpu: 4 rungs, <= 20 min on 2 cores; smoke: CI; gpu: up "
+                   "to 100M params; allocate: the pre-training / RL split (rlscale.allocation)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel jobs (default: the preset's; one thread each on CPU)")
@@ -499,6 +500,10 @@ def configure(p) -> None:
 def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: {args.workers}: must be >= 1")
+    if args.preset.startswith("allocate"):  # its own driver, on this module's scheduler
+        from rlscale.allocation import run_cli
+
+        return run_cli(args)
     summary = study(PRESETS[args.preset], args.out, args.workers, args.progress)
     print(f"report: {Path(args.out) / 'report.md'}; summary: {Path(args.out) / 'summary.json'}; "
           f"wall time {summary['wall_s']:.0f} s")
