@@ -174,3 +174,28 @@ def test_bad_values_name_file_and_column(tmp_path, capsys, edit, column):
 
 def test_sigmoid_rate_bounds():
     assert [(p.lo, p.hi) for p in Sigmoid(rate=True).specs()[:2]] == [(0.0, 1.0), (0.0, 1.0)]
+
+
+def test_protocols_on_runs_from_a_results_database(tmp_path, capsys, synth, monkeypatch):
+    """Runs imported into a results database (as a sweep or `rlscale import` leaves them)."""
+    from rlscale.files import atomic_write_json
+    from rlscale.store import import_run_dir
+
+    monkeypatch.setattr("rlscale.scaling.extrapolation.CANDIDATES", FEW[:1])
+    pts = synth.points(seed=7, noise=0.01, n=12)
+    db = tmp_path / "results.sqlite"
+    for s in np.unique(pts.size):
+        run = tmp_path / f"run{s:g}"
+        m = pts.size == s
+        atomic_write_json(run / "config.json", {"model": f"m{s:g}", "N": float(s), "steps": 12})
+        rows = [{"step": int(t), "C_paper": float(1e12 * x), "test_loss": float(y)}
+                for t, x, y in zip(pts.step[m], pts.x[m], pts.y[m])]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        import_run_dir(db, run)
+    for proto in (["extrapolate"], ["compute-half", "--law", "loglinear_kn"]):
+        assert cli.main(["fit", "--data", str(db), "--x", "C_paper", "--protocol", *proto,
+                         "--bootstrap", "10", "--out", str(tmp_path / proto[0]),
+                         "--no-plots"]) == 0
+        fj = json.loads((tmp_path / proto[0] / "fit.json").read_text())
+        assert fj["n_curves"] == 5 and fj["protocol"]["mare"] < 0.05
+    assert "extrapolate: size=1e+10" in capsys.readouterr().out
