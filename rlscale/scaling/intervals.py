@@ -77,10 +77,13 @@ def coverage(y, lo, hi) -> float:
 
 
 def wide_intervals(intervals: dict[str, tuple[float, float]], specs) -> list[str]:
-    """Flags for positive parameters whose interval spans more than a decade (hi / lo > 10):
-    the data do not pin them down."""
+    """Flags for positive parameters (log-scaled or bounded below by 0) whose interval spans
+    more than a decade (hi / lo > 10): the data do not pin them down. A signed parameter (an
+    intercept, an exponent e1 of either sign) has no scale to compare a decade with."""
     flags = []
     for p in specs:
+        if not (p.log or p.lo >= 0):
+            continue
         lo, hi = intervals.get(p.name, (np.nan, np.nan))
         if not (np.isfinite(lo) and np.isfinite(hi)):
             continue
