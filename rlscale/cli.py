@@ -1,17 +1,20 @@
 """`rlscale` command line: one subcommand per stage of the loop.
 
 Each subcommand lives in its stage's module, which exposes `configure(parser)` (flags only, no
-heavy imports) and `run(args) -> int`. This file only dispatches and turns bad input (UserError,
-bad flags) into one line on stderr and exit code 2.
+heavy imports) and `run(args) -> int`. This file dispatches: it parses, runs the checks at the
+door (rlscale.checks: ranges, files, the machine) before the command does any work, and turns
+bad input (UserError, bad flags) into one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 
 from rlscale import __version__
+from rlscale.checks import check
 from rlscale.errors import UserError
 
 # name -> (module exposing configure/run, one-line help)
@@ -24,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("rlscale.plan", "split a compute budget between pre-training and RL from a joint fit"),
     "predict": ("rlscale.scaling.predict", "predicted test loss of a planned run from a fit, with its interval"),
     "sweep": ("rlscale.sweep", "run a grid of training runs as Ray tasks"),
-    "runs": ("rlscale.store", "list / show / export the runs of a results database"),
+    "runs": ("rlscale.runs", "list / show / export the runs of a results database"),
     "export-verl": ("rlscale.verl", "write the verl launch command and reward module for a run"),
     "import": ("rlscale.importers", "import verl logs or TRL runs into a results database"),
 }
@@ -38,17 +41,14 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+@functools.lru_cache(maxsize=1)
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree (built once per process: parsing does not change it)."""
     parser = OneLineParser(prog="rlscale", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"rlscale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("rlscale"):
-                continue  # stage not built yet in this checkout
-            raise
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.configure(p)
         p.set_defaults(_run=module.run)
@@ -57,15 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad flag (one line already written), --help, --version
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
+        check(args.command, args)
         return int(args._run(args) or 0)
     except UserError as e:
         sys.stderr.write(f"rlscale {args.command}: error: {e}\n")
         return e.exit_code
+    except OSError as e:  # the disk, not the code: full, read-only, no permission
+        where = f": {e.filename}" if e.filename else ""
+        sys.stderr.write(f"rlscale {args.command}: error: {e.strerror or e}{where}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"rlscale {args.command}: interrupted; the run is resumable (rerun it; `train` takes --resume)\n")
         return 130

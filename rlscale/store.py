@@ -10,29 +10,34 @@ mode with a busy timeout, every write is one short `BEGIN IMMEDIATE` transaction
 transaction that still meets a lock is retried with backoff, so no writer loses a row.
 
 The fitter reads `fit_rows(db)`: one dict per step with N, step, D, C_paper, test_loss, ...
-CLI: `rlscale runs list|show RUN|export --format csv|parquet --out FILE [--db DB]`; run
-directories are indexed by `rlscale import run RUN_DIR...` (rlscale.importers).
+CLI: `rlscale runs` (rlscale.runs); run directories are indexed by `rlscale import run RUN_DIR...`
+(rlscale.importers).
+
+Which database: one rule for every command (`default_db`): --db, else $RLSCALE_DB, else
+results.sqlite in the working directory. A database is created only by a command that writes,
+only after its inputs are valid, and in one step (built aside, then linked into place); an
+existing file that is not an rlscale database (empty, not SQLite, another program's SQLite) is
+refused and never altered.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import random
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rlscale.errors import UserError
-from rlscale.files import atomic_write_bytes, atomic_write_text, dumps
+from rlscale.finite import finite_float
+from rlscale.files import dumps
 from rlscale.rundir import read_run
 
 DEFAULT_DB = "results.sqlite"
+DB_ENV = "RLSCALE_DB"
 STATUSES = ("pending", "running", "done", "failed")
 SOURCES = ("rlscale", "verl", "trl")
 # Keys a run writes into config.json that are results of the run, not choices: left out of the
@@ -68,6 +73,8 @@ CREATE INDEX IF NOT EXISTS metrics_step ON metrics(step);
 CREATE INDEX IF NOT EXISTS metrics_c ON metrics(C_paper);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
+_COLUMNS = {"runs": {"run_id", "config", "status", "attempts", "run_dir", "N", "source"},
+            "metrics": {"run_id", "step", "row"}}
 
 
 def config_hash(config: dict) -> str:
@@ -84,6 +91,17 @@ def train_fields(config: dict) -> dict:
     return TrainConfig.settings_of(config)
 
 
+def default_db() -> str:
+    """The results database when no --db is given: $RLSCALE_DB, else ./results.sqlite."""
+    return os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+def add_db_flag(parser) -> None:
+    """The --db flag of every command that reads or writes a results database."""
+    parser.add_argument("--db", default=None, help=f"results database (default: ${DB_ENV}, "
+                        f"else {DEFAULT_DB} in the working directory)")
+
+
 def is_db(path: str | os.PathLike) -> bool:
     """True when the file is an SQLite database (lets `rlscale fit --data` accept one)."""
     try:
@@ -93,14 +111,65 @@ def is_db(path: str | os.PathLike) -> bool:
         return False
 
 
-class Store:
-    """A results database. Cheap to open; open one per process (connections are not shared)."""
+def check_db(path: str | os.PathLike, create: bool = False) -> Path:
+    """Refuse a --db that is not ours, without touching it; a missing one is fine if create."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a results database")
+    if not path.exists():
+        if create:
+            return path
+        raise UserError(f"{path}: no such results database")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: an empty file, not a results database; refusing to write "
+                        "into it (remove it or choose another --db)")
+    if not is_db(path):
+        raise UserError(f"{path}: not an SQLite results database")
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
+        try:
+            cols = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")}
+                    for t in ("runs", "metrics")}
+            n_tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"{path}: unreadable SQLite file ({e})") from None
+    if n_tables and not (_COLUMNS["runs"] <= cols["runs"] and _COLUMNS["metrics"] <= cols["metrics"]):
+        raise UserError(f"{path}: an SQLite database of another program (no rlscale runs/metrics "
+                        "tables); refusing to alter it (choose another --db)")
+    return path
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 60.0):
-        self.path = Path(path)
-        if self.path.exists() and self.path.stat().st_size > 0 and not is_db(self.path):
-            raise UserError(f"{self.path}: not an SQLite results database")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+def _create(path: Path) -> None:
+    """Build a new database aside and link it into place: no half-made file, no clobbering."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")  # stored in the file: every opener uses WAL
+        conn.executescript(_SCHEMA)
+        conn.close()
+        try:
+            os.link(tmp, path)  # fails if another process created it first: theirs stands
+        except FileExistsError:
+            pass
+    finally:
+        for f in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            f.unlink(missing_ok=True)
+
+
+class Store:
+    """A results database. Cheap to open; open one per process (connections are not shared).
+
+    create=False (readers) requires an existing database; create=True makes a new one.
+    """
+
+    def __init__(self, path: str | os.PathLike, timeout: float = 60.0, create: bool = True):
+        self.path = check_db(path, create)
+        if not self.path.exists():
+            _create(self.path)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock
         # up front instead of failing on upgrade from a read lock halfway through.
         self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
@@ -228,25 +297,15 @@ class Store:
                                 (run_id,))
         return [json.loads(r[0]) for r in cur]
 
-    def metric_count(self, run_id: str | None = None) -> int:
-        if run_id is None:
-            return int(self.conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0])
-        return int(self.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?",
-                                     (run_id,)).fetchone()[0])
-
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return finite_float(v)  # NaN/inf read as "not measured" (rlscale.finite)
 
 
 def _run_dict(row: sqlite3.Row) -> dict:
     d = dict(row)
     d["config"] = json.loads(d["config"])
     return d
-
-
-def open_store(path: str | os.PathLike | None) -> Store:
-    return Store(path or DEFAULT_DB)
 
 
 def import_run_dir(db: Store | str | os.PathLike, run_dir: str | os.PathLike,
@@ -282,9 +341,7 @@ def fit_rows(db: str | os.PathLike, status: tuple[str, ...] | None = None,
     One dict per (run, step), sorted by run then step; eval_only keeps the steps that have a
     test_loss. status limits the runs (e.g. ('done',)); None takes every run.
     """
-    if not Path(db).is_file():
-        raise UserError(f"{db}: no such results database")
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         out = []
         for run in store.runs():
             if status and run["status"] not in status:
@@ -296,111 +353,3 @@ def fit_rows(db: str | os.PathLike, status: tuple[str, ...] | None = None,
                     continue
                 out.append({**base, **m})
     return out
-
-
-# -- export -----------------------------------------------------------------------------------
-def table(db: str | os.PathLike) -> tuple[list[str], list[dict]]:
-    rows = fit_rows(db, eval_only=False)
-    first = ["run_id", "source", "N", *RUN_COLUMNS, "step", "D", "C_paper", "test_loss"]
-    extra = sorted({k for r in rows for k in r if k not in first})
-    cols = first + [k for k in extra if not isinstance(_first(rows, k), (dict, list))]
-    return cols, rows
-
-
-def _first(rows: list[dict], key: str) -> Any:
-    return next((r[key] for r in rows if r.get(key) is not None), None)
-
-
-def export(db: str | os.PathLike, out: str | os.PathLike, fmt: str) -> int:
-    cols, rows = table(db)
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(out, buf.getvalue())
-    elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        data = {c: [_scalar(r.get(c)) for r in rows] for c in cols}
-        sink = pa.BufferOutputStream()
-        pq.write_table(pa.table({c: _column(v) for c, v in data.items()}), sink)
-        atomic_write_bytes(out, sink.getvalue().to_pybytes())
-    else:
-        raise UserError(f"--format: {fmt!r} is not csv or parquet")
-    return len(rows)
-
-
-def _scalar(v: Any) -> Any:
-    return v if v is None or isinstance(v, (int, float, str, bool)) else dumps(v)
-
-
-def _column(values: list) -> Any:
-    import pyarrow as pa
-
-    kinds = {type(v) for v in values if v is not None}
-    if kinds <= {int, float} and kinds:  # one numeric type per column (ints widen to float)
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    if kinds <= {bool} or kinds <= {str}:
-        return pa.array(values)
-    return pa.array([None if v is None else str(v) for v in values], pa.string())
-
-
-# -- CLI ----------------------------------------------------------------------------------------
-def configure(parser) -> None:
-    sub = parser.add_subparsers(dest="runs_cmd", metavar="ACTION", required=True)
-    p = sub.add_parser("list", help="one line per run")
-    p.add_argument("--status", choices=STATUSES)
-    p = sub.add_parser("show", help="a run's config and its per-step metrics")
-    p.add_argument("run", help="run id or unique prefix")
-    p = sub.add_parser("export", help="every run's per-step metrics as CSV or Parquet")
-    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    p.add_argument("--out", required=True)
-    for p in sub.choices.values():
-        p.add_argument("--db", default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def run(args) -> int:
-    if not Path(args.db).is_file():
-        raise UserError(f"--db: {args.db}: no such results database")
-    if args.runs_cmd == "export":
-        n = export(args.db, args.out, args.format)
-        print(f"wrote {n} rows to {args.out}")
-        return 0
-    with Store(args.db) as store:
-        if args.runs_cmd == "list":
-            head = ("run_id", "status", "tries", "source", "model", "N", "steps", "test_loss")
-            lines = [head]
-            for r in store.runs(args.status):
-                ms = store.metrics(r["run_id"])
-                last_loss = next((m["test_loss"] for m in reversed(ms)
-                                  if m.get("test_loss") is not None), None)
-                lines.append((r["run_id"], r["status"], r["attempts"], r["source"],
-                              r["config"].get("model"), r["N"],
-                              ms[-1]["step"] if ms else 0, last_loss))
-            _print_table(lines)
-        else:
-            r = store.run(args.run)
-            print(dumps({k: v for k, v in r.items()}, indent=2))
-            ms = store.metrics(r["run_id"])
-            if ms:
-                keys = ["step", *(k for k in ("D", "C_paper", "reward_mean", "test_loss")
-                                  if any(k in m for m in ms))]
-                _print_table([keys] + [[m.get(k) for k in keys] for m in ms])
-    return 0
-
-
-def _print_table(lines: list, file=None) -> None:
-    cells = [[_fmt(v) for v in line] for line in lines]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip(), file=file or sys.stdout)

@@ -6,19 +6,27 @@ SPEC.toml
     [resources]  per-run Ray resource request: num_cpus (default 1), num_gpus (default 0), memory
 
 A run is identified by the hash of its resolved TrainConfig (rlscale.store.config_hash) and
-lives in OUT/runs/<run_id>. The results database (default OUT/results.sqlite) holds each run's
+lives in OUT/runs/<run_id>. The results database (--db; default as every command's, see
+rlscale.store.default_db, so `rlscale runs list` finds it) holds each run's
 status, attempts and metrics, so a second invocation skips finished runs and runs nothing when
 all are done. Failures: a worker that dies (killed, out of memory) is retried by Ray
 (max_retries); an exception in a run is retried by the driver; together at most --max-retries
 retries per run and invocation (a rerun gives failed runs a fresh budget). Every attempt resumes
 from the run's latest checkpoint when one exists; a failed run keeps its finished steps in the DB.
 Local Ray by default (`ray.init(num_cpus=--workers)`), a cluster with --address.
+
+Nothing is written before the whole spec is valid: every grid point resolves to a valid config
+naming a model and task that exist, the grid has at most MAX_RUNS points, Ray is installed, and
+the database is an rlscale one. One sweep at a time per OUT (rlscale.procs.dir_lock); Ray's
+local processes share the driver's fate, and a task's worker dies with its raylet.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import tomllib
 import signal
 import sys
 import threading
@@ -26,14 +34,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlscale.checks import model_spec, require, task_spec
 from rlscale.errors import UserError
+from rlscale.procs import die_with_parent, dir_lock
+from rlscale.store import STATUSES, Store, add_db_flag, check_db, config_hash, default_db, import_run_dir
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-from rlscale.store import STATUSES, Store, config_hash, import_run_dir
-
+MAX_RUNS = 10_000  # grid points: far above a sweep one would run, far below a hang
 RESOURCE_KEYS = {"num_cpus": 1, "num_gpus": 0, "memory": None}
 # test hook: "RUN_ID" SIGKILLs the worker of that run's 1st attempt after its first checkpoint;
 # "RUN_ID:always" every attempt's (a run that can never finish)
@@ -74,6 +80,9 @@ def load_spec(path: str | Path) -> Spec:
     for k, v in grid.items():
         if not isinstance(v, list) or not v:
             raise UserError(f"{path}: [grid] {k}: expected a non-empty list of values")
+    points = math.prod(len(v) for v in grid.values())
+    if points > MAX_RUNS:
+        raise UserError(f"{path}: [grid] has {points:,} points; at most {MAX_RUNS:,} per sweep")
     both = sorted(set(base) & set(grid))
     if both:
         raise UserError(f"{path}: {', '.join(both)} in both [base] and [grid]")
@@ -84,6 +93,9 @@ def load_spec(path: str | Path) -> Spec:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise UserError(f"{path}: [resources] {k}: expected a number >= 0, got {v!r}")
         resources[k] = v
+    if not base and not grid:
+        raise UserError(f"{path}: empty sweep spec: give train options in [base] and lists to "
+                        "sweep in [grid]")
     return Spec(path, base, grid, resources)
 
 
@@ -99,6 +111,8 @@ def expand(spec: Spec) -> list[Run]:
         preset = opts.pop("preset", None)
         try:
             cfg = resolve(preset, opts).validate().to_dict()
+            model_spec(cfg["model"], "model")
+            task_spec(cfg["task"], "task")
         except UserError as e:
             raise UserError(f"{spec.path}: grid point {point}: {e}") from None
         rid = config_hash(cfg)
@@ -113,13 +127,13 @@ def _kill_after_first_checkpoint(run_dir: Path) -> threading.Event:
     Returns an event that disarms the hook: Ray reuses worker processes, so a hook outliving its
     task must not kill a later task.
     """
-    from rlscale.grpo.checkpoint import latest_checkpoint
+    from rlscale.grpo.checkpoint import checkpoints
 
     stop = threading.Event()
 
     def watch():
         while not stop.wait(0.01):
-            if latest_checkpoint(run_dir) is not None:
+            if checkpoints(run_dir):
                 os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -140,6 +154,7 @@ def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: s
     from rlscale.grpo.config import TrainConfig
     from rlscale.grpo.trainer import train
 
+    die_with_parent()  # a worker outlives neither its raylet nor a killed local driver
     run_dir_p = Path(run_dir)
     run_dir_p.mkdir(parents=True, exist_ok=True)
     with Store(db_path) as store:
@@ -244,7 +259,15 @@ def sweep(spec_path: str | Path, out: str | Path | None = None, db: str | Path |
     spec = load_spec(spec_path)
     runs = expand(spec)
     out = Path(out) if out else spec.path.with_suffix("")
-    db = Path(db) if db else out / "results.sqlite"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out}: is an existing file; name a directory")
+    db = check_db(db or default_db(), create=True)
+    require("ray", "rlscale sweep")
+    with dir_lock(out, "sweep"):
+        return _sweep(spec, runs, out, db, address, max_retries, workers, stream)
+
+
+def _sweep(spec, runs, out, db, address, max_retries, workers, stream) -> dict:
     run_dirs = {r.run_id: str((out / "runs" / r.run_id).resolve()) for r in runs}
     kill_hook = os.environ.get(TEST_KILL_ENV, "")
 
@@ -330,7 +353,7 @@ def _index_partial(store: Store, run_id: str, run_dir: str) -> None:
 
 
 def _summary(store: Store, runs: list[Run], stream) -> None:
-    from rlscale.store import _print_table
+    from rlscale.runs import print_table
 
     keys = sorted({k for r in runs for k in r.point})
     lines = [("run_id", *keys, "status", "tries", "steps", "test_loss")]
@@ -342,7 +365,7 @@ def _summary(store: Store, runs: list[Run], stream) -> None:
         loss = next((m["test_loss"] for m in reversed(ms) if m.get("test_loss") is not None), None)
         lines.append((r.run_id, *(r.point.get(k) for k in keys), info["status"],
                       info["attempts"], ms[-1]["step"] if ms else 0, loss))
-    _print_table(lines, file=stream)
+    print_table(lines, file=stream)
     stream.write("summary: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "\n")
 
 
@@ -355,7 +378,7 @@ def configure(parser) -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="local Ray CPUs, i.e. parallel runs of num_cpus=1 (default 2)")
     parser.add_argument("--out", help="sweep directory (default: SPEC path without .toml)")
-    parser.add_argument("--db", help="results database (default OUT/results.sqlite)")
+    add_db_flag(parser)
 
 
 def run(args) -> int:

@@ -47,8 +47,8 @@ def test_atomic_and_keep_latest(tmp_path):
     opt = torch.optim.AdamW(model.parameters())
     (tmp_path / ck.CKPT_DIR / ".step_0000009.tmp").mkdir(parents=True)  # a killed save
     assert ck.latest_checkpoint(tmp_path) is None
-    ck.save_checkpoint(tmp_path, 2, model, opt, {})
-    ck.save_checkpoint(tmp_path, 4, model, opt, {})
+    ck.save_checkpoint(tmp_path, 2, model, opt, {}, keep=1)
+    ck.save_checkpoint(tmp_path, 4, model, opt, {}, keep=1)
     assert [p.name for p in ck.checkpoints(tmp_path)] == ["step_0000004"]
     half = tmp_path / ck.CKPT_DIR / "step_0000006"  # no state.json: not a checkpoint
     half.mkdir()

@@ -1,17 +1,20 @@
-"""Sweeps (spec, expansion, local Ray runs, a killed worker) and the optional trackers."""
+"""Sweeps (spec, expansion, local Ray runs, a killed worker); the trackers: test_trackers.py."""
 
 import json
 import shutil
-import sys
 import time
-import types
+from pathlib import Path
 
 import pytest
 
 from rlscale.errors import UserError
 from rlscale.store import Store, import_run_dir
 from rlscale.sweep import TEST_KILL_ENV, expand, load_spec, sweep
-from rlscale.trackers import make_trackers, parse_names
+
+
+def run_sweep(spec, **kw):
+    """A sweep whose database lies in its own folder (the default is the working directory's)."""
+    return sweep(spec, db=Path(spec).with_suffix("") / "results.sqlite", **kw)
 
 
 def write(path, text):
@@ -67,74 +70,6 @@ def test_missing_spec(tmp_path):
     assert cli.main(["sweep", str(tmp_path / "none.toml")]) == 2
 
 
-# -- trackers -------------------------------------------------------------------------------------
-def test_trackers_off_by_default_and_names_checked():
-    assert make_trackers([], "x", {}) == [] and make_trackers(None, "x", {}) == []
-    assert parse_names("tensorboard, wandb,tensorboard") == ["tensorboard", "wandb"]
-    with pytest.raises(UserError, match="unknown tracker 'tb'"):
-        parse_names("tb")
-
-
-@pytest.mark.parametrize("name,module", [("wandb", "wandb"), ("mlflow", "mlflow"),
-                                         ("tensorboard", "torch.utils.tensorboard")])
-def test_missing_tracker_package_is_one_line_error(monkeypatch, tmp_path, name, module):
-    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
-    with pytest.raises(UserError, match=f"pip install {name}"):
-        make_trackers([name], tmp_path, {"lr": 1e-6})
-
-
-def test_trackers_log_scalars_to_backends(monkeypatch, tmp_path):
-    calls = []
-    wandb = types.ModuleType("wandb")
-
-    class WRun:
-        def log(self, m, step):
-            calls.append(("wandb", m, step))
-
-        def finish(self):
-            calls.append(("wandb", "finish"))
-
-    wandb.init = lambda **kw: calls.append(("wandb.init", kw["config"], kw["id"])) or WRun()
-    mlflow = types.ModuleType("mlflow")
-    mlflow.start_run = lambda run_name: calls.append(("mlflow.start", run_name))
-    mlflow.log_params = lambda p: calls.append(("mlflow.params", p))
-    mlflow.log_metrics = lambda m, step: calls.append(("mlflow", m, step))
-    mlflow.end_run = lambda: calls.append(("mlflow", "end"))
-    tb = types.ModuleType("torch.utils.tensorboard")
-
-    class Writer:
-        def __init__(self, log_dir):
-            calls.append(("tb.dir", log_dir))
-
-        def add_text(self, *a):
-            pass
-
-        def add_scalar(self, k, v, step):
-            calls.append(("tb", k, v, step))
-
-        def flush(self):
-            pass
-
-        def close(self):
-            calls.append(("tb", "close"))
-
-    tb.SummaryWriter = Writer
-    for name, mod in (("wandb", wandb), ("mlflow", mlflow), ("torch.utils.tensorboard", tb)):
-        monkeypatch.setitem(sys.modules, name, mod)
-    run_dir = tmp_path / "run1"
-    ts = make_trackers(["tensorboard,wandb", "mlflow"], run_dir, {"lr": 1e-6})
-    assert len(ts) == 3
-    for t in ts:
-        t.log({"reward_mean": 0.5, "test_loss": None, "note": "x", "done": True,
-               "nan": float("nan"), "step": 3}, 3)
-        t.close()
-    assert ("wandb", {"reward_mean": 0.5, "step": 3.0}, 3) in calls
-    assert ("mlflow", {"reward_mean": 0.5, "step": 3.0}, 3) in calls
-    assert ("tb", "reward_mean", 0.5, 3) in calls and ("tb", "close") in calls
-    assert ("tb.dir", str(run_dir / "tensorboard")) in calls
-    assert ("wandb.init", {"lr": 1e-6}, "run1") in calls and ("mlflow", "end") in calls
-
-
 # -- Ray sweeps -----------------------------------------------------------------------------------
 
 MICRO = """
@@ -171,7 +106,7 @@ def ray_local():
 def test_local_sweep_runs_then_skips(tmp_path, ray_local, capsys):
     spec = write(tmp_path / "micro.toml", MICRO.format(seeds="[0, 1, 2, 3]"))
     t0 = time.time()
-    result = sweep(spec, workers=2, max_retries=1)
+    result = run_sweep(spec, workers=2, max_retries=1)
     first = time.time() - t0
     assert len(result) == 4 and set(result.values()) == {"done"}, capsys.readouterr().err
     db = tmp_path / "micro" / "results.sqlite"
@@ -186,7 +121,7 @@ def test_local_sweep_runs_then_skips(tmp_path, ray_local, capsys):
     err = capsys.readouterr().err
     assert "4 to run" in err and "summary: 0 pending, 0 running, 4 done, 0 failed" in err
     t1 = time.time()
-    assert sweep(spec, workers=2) == result
+    assert run_sweep(spec, workers=2) == result
     err = capsys.readouterr().err
     assert "4 already done, 0 to run" in err
     with Store(db) as s:
@@ -201,7 +136,7 @@ def test_killed_worker_run_is_retried_from_checkpoint(tmp_path, ray_local, monke
     victim = expand(load_spec(spec))[0].run_id
     monkeypatch.setenv(TEST_KILL_ENV, victim)
     t0 = time.time()
-    result = sweep(spec, workers=2, max_retries=2)
+    result = run_sweep(spec, workers=2, max_retries=2)
     assert set(result.values()) == {"done"}, capsys.readouterr().err
     with Store(tmp_path / "kill" / "results.sqlite") as s:
         assert s.run(victim)["attempts"] == 2
@@ -221,7 +156,7 @@ def test_killed_worker_run_is_retried_from_checkpoint(tmp_path, ray_local, monke
     shutil.rmtree(run_dir / "checkpoints")
     with Store(tmp_path / "kill" / "results.sqlite") as s:
         s.set_status(other, "running")
-    assert set(sweep(spec, workers=2, max_retries=0).values()) == {"done"}
+    assert set(run_sweep(spec, workers=2, max_retries=0).values()) == {"done"}
     with Store(tmp_path / "kill" / "results.sqlite") as s:
         assert s.run(other)["attempts"] == 2 and s.run(victim)["attempts"] == 2
         assert [m["step"] for m in s.metrics(other)] == [0, 1, 2, 3]
@@ -237,7 +172,7 @@ def test_worker_that_always_dies_fails_after_k_retries_then_rerun_resumes(
     victim = expand(load_spec(spec))[1].run_id
     monkeypatch.setenv(TEST_KILL_ENV, victim + ":always")
     t0 = time.time()
-    result = sweep(spec, workers=2, max_retries=1)
+    result = run_sweep(spec, workers=2, max_retries=1)
     assert result[victim] == "failed" and list(result.values()).count("done") == 1
     db = tmp_path / "die" / "results.sqlite"
     with Store(db) as s:
@@ -248,7 +183,7 @@ def test_worker_that_always_dies_fails_after_k_retries_then_rerun_resumes(
     # the cause is gone: a second invocation gives the failed run a fresh budget and it
     # finishes from its checkpoint; the finished run is skipped
     monkeypatch.delenv(TEST_KILL_ENV)
-    assert set(sweep(spec, workers=2, max_retries=0).values()) == {"done"}
+    assert set(run_sweep(spec, workers=2, max_retries=0).values()) == {"done"}
     with Store(db) as s:
         assert s.run(victim)["attempts"] == 3 and s.metrics(victim)[-1]["step"] == 2
         assert all(s.run(r)["attempts"] == 1 for r in result if r != victim)
@@ -275,14 +210,16 @@ def test_attempt_over_the_cap_fails_without_training(tmp_path):
 
 
 def test_failing_run_is_retried_then_failed(tmp_path, ray_local, capsys):
+    # a task file that exists passes the checks before the sweep; its content fails in the run
+    write(tmp_path / "broken.jsonl", '{"question": "1 + 1?", "answer": "#### 2"}\n{"question"\n')
     spec = write(tmp_path / "bad.toml", MICRO.format(seeds="[0]").replace(
-        'task = "arith"', f'task = "{tmp_path / "missing.jsonl"}"'))
-    result = sweep(spec, workers=2, max_retries=1)
+        'task = "arith"', f'task = "{tmp_path / "broken.jsonl"}"'))
+    result = run_sweep(spec, workers=2, max_retries=1)
     (rid, status), = result.items()
     assert status == "failed"
     with Store(tmp_path / "bad" / "results.sqlite") as s:
         r = s.run(rid)
-        assert r["attempts"] == 2 and "missing.jsonl" in r["error"]
+        assert r["attempts"] == 2 and "broken.jsonl" in r["error"]
     err = capsys.readouterr().err
     assert "retrying" in err and "summary: 0 pending, 0 running, 0 done, 1 failed" in err
 

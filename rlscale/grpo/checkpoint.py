@@ -3,23 +3,32 @@
     model.safetensors      weights (tied tensors stored once)
     optimizer.safetensors  optimizer tensors (Adam moments, step counts), no pickle
     state.json             optimizer hyper-parameters, RNG states, data cursor, counters
+    complete.json          written last: the size of every file above (the completion marker)
 
 A checkpoint is written into a hidden temporary directory and renamed into place, so a
 killed process leaves either the previous checkpoint or the new one, never half of one; the
-rename is the commit. Older checkpoints are deleted after the new one is in place.
+rename is the commit. The two newest are kept: if the newest is damaged after the fact (a
+truncated or missing file, seen by the marker's sizes and the safetensors headers),
+`latest_checkpoint` sets it aside as step_<N>.damaged, says so in one line and resumes from
+the one before.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import struct
+import sys
 from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, read_json
 
 CKPT_DIR = "checkpoints"
+MARKER = "complete.json"
+FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
 _NAME = re.compile(r"^step_(\d+)$")
 
 
@@ -73,7 +82,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
 
-def save_checkpoint(run_dir, step: int, model, optimizer, state: dict, keep: int = 1) -> Path:
+def save_checkpoint(run_dir, step: int, model, optimizer, state: dict, keep: int = 2) -> Path:
     """Write checkpoint `step` atomically and keep only the newest `keep` checkpoints."""
     from safetensors.torch import save_file, save_model
 
@@ -88,6 +97,7 @@ def save_checkpoint(run_dir, step: int, model, optimizer, state: dict, keep: int
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     atomic_write_json(tmp / "state.json", {**state, "step": step, "optimizer": meta,
                                            "rng": rng_state()})
+    atomic_write_json(tmp / MARKER, {"files": {f: (tmp / f).stat().st_size for f in FILES}})
     for f in tmp.iterdir():  # weights reach the disk before the rename commits them
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -101,17 +111,76 @@ def save_checkpoint(run_dir, step: int, model, optimizer, state: dict, keep: int
 
 
 def checkpoints(run_dir) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
+    """Committed checkpoints of a run (step_<N> directories), oldest first."""
     root = Path(run_dir) / CKPT_DIR
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := _NAME.match(p.name)) and (p / "state.json").is_file()]
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
+def damage(path) -> str | None:
+    """Why checkpoint `path` cannot be loaded (a missing or truncated file), or None."""
+    path = Path(path)
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        return f"{path / missing[0]}: missing"
+    sizes = {f: (path / f).stat().st_size for f in FILES}
+    if (path / MARKER).is_file():  # absent in checkpoints written before the marker existed
+        try:
+            want = json.loads((path / MARKER).read_text())["files"]
+        except (ValueError, KeyError, TypeError):
+            return f"{path / MARKER}: unreadable"
+        for f in FILES:
+            if want.get(f) != sizes[f]:
+                return f"{path / f}: {sizes[f]:,} bytes, {want.get(f)} written"
+    for f in FILES[:2]:
+        why = _safetensors_damage(path / f, sizes[f])
+        if why:
+            return f"{path / f}: {why}"
+    try:
+        json.loads((path / "state.json").read_text())
+    except (ValueError, UnicodeDecodeError):
+        return f"{path / 'state.json'}: not valid JSON"
+    return None
+
+
+def _safetensors_damage(path: Path, size: int) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensor bytes the
+    header's data_offsets span: a truncated file is shorter than the header says."""
+    if size < 8:
+        return f"truncated ({size} bytes)"
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > size - 8 or n > 100 << 20:
+            return "truncated or not safetensors (header runs past the end)"
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items()
+                       if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "not a safetensors file (unreadable header)"
+    if 8 + n + end != size:
+        return f"truncated ({size:,} bytes, the header says {8 + n + end:,})"
+    return None
+
+
 def latest_checkpoint(run_dir) -> Path | None:
+    """The newest loadable checkpoint. A damaged newer one is renamed step_<N>.damaged (kept
+    for inspection, out of the way of later saves) with one line on stderr; UserError when
+    checkpoints exist but none is loadable."""
     found = checkpoints(run_dir)
+    bad = []
+    while found and (why := damage(found[-1])):
+        bad.append(why)
+        path = found.pop()
+        os.replace(path, path.with_name(path.name + ".damaged"))
+    if bad and not found:
+        raise UserError(f"{bad[0]}; no earlier good checkpoint to resume from (remove "
+                        f"{Path(run_dir) / CKPT_DIR} to start the run over)")
+    if bad:
+        sys.stderr.write(f"checkpoint damaged ({bad[0]}); resuming from the previous good one, "
+                         f"{found[-1].name}\n")
     return found[-1] if found else None
 
 
@@ -128,8 +197,13 @@ def load_checkpoint(path, model, optimizer=None) -> dict:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{path}/model.safetensors: does not fit the model ({first[:200]})") from None
     if optimizer is not None:
-        tensors = load_file(str(path / "optimizer.safetensors"))
-        optimizer.load_state_dict(optimizer_from_flat(tensors, state["optimizer"]))
+        try:
+            tensors = load_file(str(path / "optimizer.safetensors"))
+            optimizer.load_state_dict(optimizer_from_flat(tensors, state["optimizer"]))
+        except (RuntimeError, KeyError, ValueError, OSError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"{path}/optimizer.safetensors: does not fit the optimizer "
+                            f"({first[:200]})") from None
     set_rng_state(state.get("rng", {}))
     return state
 
