@@ -151,7 +151,11 @@ class _Stopper:
 
 @torch.no_grad()
 def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
-    """Sample completions for one batch of tokenized prompts; returns per-row token lists."""
+    """Sample completions for one batch of tokenized prompts; returns per-row token lists.
+
+    One function on purpose (~75 lines): the decode loop shares a dozen per-batch locals
+    (caches, token buffer, live rows, lengths) between the compact and the generic path; split
+    up, they would travel as a state object through the per-token hot loop."""
     from rlscale.models import fast
 
     device = next(model.parameters()).device

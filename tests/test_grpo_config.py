@@ -56,3 +56,46 @@ def test_unique_prompts_with_reuse():
 def test_unknown_preset():
     with pytest.raises(UserError, match="preset"):
         resolve("verl")
+
+
+@pytest.mark.parametrize("change, flag", [
+    ({"batch_size": 10**9}, "--batch-size"),
+    ({"group_size": 10**7}, "--group-size"),
+    ({"eval_max_new_tokens": 10**8}, "--eval-max-new-tokens"),
+    ({"max_new_tokens": 10**8}, "--max-new-tokens"),
+    ({"seed": 2**64}, "--seed"),
+    ({"seed": -1}, "--seed"),
+    ({"data_seed": 10**400}, "--data-seed"),
+    ({"device": "tpu"}, "--device"),
+    ({"dtype": "int8"}, "--dtype"),
+    ({"top_p": 1.5}, "--top-p"),
+    ({"adam_beta2": 1.0}, "--adam-beta2"),
+    ({"temperature": float("inf")}, "--temperature"),
+])
+def test_ranges_from_field_metadata(change, flag):
+    with pytest.raises(UserError) as e:
+        TrainConfig.from_dict(change).validate()
+    msg = str(e.value)
+    assert msg.startswith(flag) and "\n" not in msg and ("must be" in msg or "unknown" in msg)
+
+
+def test_every_field_carries_help_and_numbers_a_range():
+    import dataclasses
+
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"], f.name
+        if str(f.type) in ("int", "float"):
+            assert "range" in f.metadata, f.name  # every number says what it may be
+    assert set(TrainConfig.resumable()) == {"steps", "eval_every", "checkpoint_every", "lr",
+                                            "device", "rollout_batch_size", "micro_batch_size",
+                                            "checkpoint_policy"}
+    saved = {**TrainConfig().to_dict(), "N": 123, "device_used": "cpu"}
+    assert TrainConfig.settings_of(saved) == TrainConfig().to_dict()
+
+
+def test_mini_batch_defaults_to_the_batch():
+    assert TrainConfig(batch_size=4).mini_batch_size == 4  # one update per step
+    assert TrainConfig(batch_size=4).updates_per_step() == 1
+    assert resolve(None, {"batch_size": 6}).validate().mini_batch_size == 6
+    assert resolve("paper").mini_batch_size == 128  # a preset's own mini-batch stays
+    assert resolve("paper", {"mini_batch_size": 256}).updates_per_step() == 2

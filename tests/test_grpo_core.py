@@ -100,3 +100,24 @@ def test_logprobs_and_entropy_from_logits():
     assert lp.item() == pytest.approx(math.log(0.75))
     _, ent = core.logprobs_from_logits(logits, torch.tensor([[1]]), entropy=True)
     assert ent.item() == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+
+
+def test_low_var_kl_clamps_the_log_ratio_before_exp():
+    """Far from the reference (log-ratio 200: exp overflows fp32) the penalty stays 10 and its
+    gradient finite, where an unclamped exp gives inf and, through the clamp, a NaN gradient."""
+    logp = torch.tensor([-200.0, 0.0, -1.0], requires_grad=True)
+    ref = torch.tensor([0.0, -200.0, 0.0])
+    kl = core.low_var_kl(logp, ref)
+    kl.sum().backward()
+    assert torch.isfinite(kl).all() and torch.isfinite(logp.grad).all()
+    assert kl[0].item() == 10.0 and kl[2].item() == pytest.approx(math.e - 2)
+    assert logp.grad[2].item() == pytest.approx(1 - math.e)  # d/dlogp (e^d - d - 1), d = 1
+
+
+def test_logprobs_from_logits_entropy_outside_autograd():
+    logits = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    labels = torch.tensor([[0, 6, 3], [1, 1, 2]])
+    lp, ent = core.logprobs_from_logits(logits, labels, entropy=True, entropy_grad=False)
+    ref = torch.log_softmax(logits, -1).gather(-1, labels[..., None]).squeeze(-1)
+    assert torch.allclose(lp, ref) and lp.requires_grad and not ent.requires_grad
+    assert torch.equal(lp, core.logprobs_from_logits(logits, labels))

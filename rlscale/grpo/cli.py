@@ -70,6 +70,6 @@ def run(args) -> int:
 
     result = train(cfg, args.out, resume=args.resume, progress=args.progress,
                    trackers=tuple(parse_names(args.tracker)))
-    keep = ("steps", "D", "reward_mean", "test_loss", "C_paper", "C_itemized")
+    keep = ("steps", "D", "reward_mean", "test_loss", "C_paper", "C_itemized", "policy")
     print(dumps({"run_dir": result["run_dir"], **{k: result[k] for k in keep if k in result}}))
     return 0

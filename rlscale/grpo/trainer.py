@@ -10,8 +10,8 @@
                             `rlscale eval --model RUN_DIR/policy` and transformers load it
     RUN_DIR/policies/step_N the policy at each checkpoint, with --checkpoint-policy
 
-A step reads as its phases: `rollout` (prompts -> completions -> rewards -> advantages, the
-batch generator), `old_and_ref_logprobs`, `update` (the mini-batch loop), `metrics_row`.
+A step reads as its phases: `rollout` (the batch generator: prompts, completions, rewards,
+advantages), `old_and_ref_logprobs`, `update` (the mini-batch loop), `account`, `metrics_row`.
 
 Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / completion_tokens
 (cumulative; step_* for this step; prompts counted once per rollout), C_paper / C_itemized
@@ -173,9 +173,9 @@ class _Trainer:
 
     def save(self) -> None:
         """Checkpoint the last finished step (not weights half-way through a step)."""
-        if self.dirty or self.saved_step == self.state["step"]:
-            return
         step = self.state["step"]
+        if self.dirty or self.saved_step == step:
+            return
         ck.save_checkpoint(self.run_dir, step, self.model, self.optimizer, dict(self.state))
         if self.cfg.checkpoint_policy:
             save_model(self.model, self.tok, self.run_dir / "policies" / f"step_{step:07d}")
@@ -269,7 +269,7 @@ class _Trainer:
             sums["grad_norms"].append(float(gn))
             self.optimizer.step()
         with torch.no_grad():  # one reduction per tensor and one check (NaN/inf propagate)
-            _check_finite(step, "the weights", torch.stack([p.sum() for p in self.model.parameters()]))
+            _check_finite(step, "a weight", torch.stack([p.sum() for p in self.model.parameters()]))
         self.model.eval()
         return sums
 
