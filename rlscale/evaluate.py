@@ -292,7 +292,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
                 texts, clipped = _sample(model, tokenizer, prompts, cfg.samples, params, seed,
                                          cfg.batch_size)
                 new = [{"shots": shots, "index": i, "question": problems[i].question,
-                        "answer": problems[i].answer, "level": getattr(problems[i], "level", None),
+                        "answer": problems[i].answer, "level": problems[i].level,
                         "prompt": p, "completions": t,
                         "scores": score(t, problems[i].answer, checks), "clipped": cl}
                        for i, p, t, cl in zip(idx, prompts, texts, clipped)]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rlscale import findings as F
+from rlscale import findings_evals as E
 from rlscale.files import atomic_write_json, atomic_write_text, read_json
 from rlscale.rundir import policy_dir, read_run
 
@@ -174,8 +175,8 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100) -> tuple[dict, li
         F.k_increases_with_n(data["curves"], fits["loglinear_kn_C"]),
         F.law_fit(data["curves"], {"C_paper": fits["loglinear_kn_C"], "D": fits["loglinear_kn_D"]}),
         F.data_reuse(reuse), gain, F.reward_format(cf, strict),
-        F.rl_sharpens_or_expands(data["evals"]), F.greedy_gain(data["rungs"]),
-        F.transfer(data["rungs"], transfer_task), F.few_shot_stability(data["rungs"])]
+        E.rl_sharpens_or_expands(data["evals"]), E.greedy_gain(data["rungs"]),
+        E.transfer(data["rungs"], transfer_task), E.few_shot_stability(data["rungs"])]
     d = gain["details"]
     fits["gain_power"] = ({"law": "gain_power", "params": {"a": d["a"], "b": gain["value"]},
                            "r2": d["r2"], "b_interval": gain["interval"], "n_points": d["n_runs"],

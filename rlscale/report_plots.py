@@ -70,42 +70,52 @@ def accuracy_vs_compute(rungs):
     return fig
 
 
+def _panels(n: int):
+    """One panel per rung, side by side, sharing the y axis."""
+    fig, axes = _plt().subplots(1, n, figsize=(3.2 * n + 0.8, 3.8), sharey=True, squeeze=False,
+                                layout="constrained")
+    return fig, list(axes[0])
+
+
 def pass_at_k(rungs):
-    """pass@k vs k (log2): dashed before RL, solid after (seed mean), one colour per rung."""
-    fig, ax = _plt().subplots(figsize=(6.4, 4.6))
-    for i, r in enumerate(rungs):
-        c = COLORS[i % len(COLORS)]
-        for key, style, label in (("pass_at_k_before", "--o", "base"),
-                                  ("pass_at_k_after", "-s", "after RL")):
+    """pass@k vs k (log2) per rung: the base model and the RL-trained one (seed mean)."""
+    fig, axes = _panels(len(rungs))
+    for ax, r in zip(axes, rungs):
+        for key, style, color, label in (("pass_at_k_before", "--o", "tab:gray", "base"),
+                                         ("pass_at_k_after", "-s", "tab:blue", "after RL")):
             pk = r[key]
             if pk:
                 ks = sorted(pk, key=int)
-                ax.plot([int(k) for k in ks], [pk[k] for k in ks], style, color=c, ms=4,
-                        mfc="white" if label == "base" else c, label=f"{r['rung']} {label}")
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="k (samples per problem)", ylabel="pass@k (unbiased estimator)",
-           title="pass@k before (dashed) and after (solid) RL")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+                ax.plot([int(k) for k in ks], [pk[k] for k in ks], style, color=color, ms=4,
+                        label=label)
+        ax.set_xscale("log", base=2)
+        ax.set(title=r["rung"], xlabel="k (samples per problem)", ylim=(-0.02, 1.02))
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("pass@k (unbiased estimator)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("pass@k before and after RL: RL sharpens if the curves meet at large k")
     return fig
 
 
 def by_level(rungs):
-    """Greedy 0-shot accuracy per difficulty level, before (dashed) and after (solid) RL."""
-    fig, ax = _plt().subplots(figsize=(6.4, 4.6))
-    for i, r in enumerate(rungs):
-        c = COLORS[i % len(COLORS)]
-        for key, style, label in (("by_level_before", "--o", "base"),
-                                  ("by_level_after", "-s", "after RL")):
-            lv = r.get(key) or {}
-            if lv:
-                xs = sorted(lv, key=float)
-                ax.plot([float(x) for x in xs], [lv[x] for x in xs], style, color=c, ms=5,
-                        mfc="white" if label == "base" else c, label=f"{r['rung']} {label}")
-    ax.set(xlabel="difficulty level (steps of the problem)", ylabel="greedy 0-shot accuracy",
-           ylim=(-0.02, 1.02), title="Accuracy per difficulty level")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    """Greedy 0-shot accuracy per difficulty level per rung: base and after RL, as bars."""
+    import numpy as np
+
+    fig, axes = _panels(len(rungs))
+    for ax, r in zip(axes, rungs):
+        levels = sorted(set(r.get("by_level_before") or {}) | set(r.get("by_level_after") or {}),
+                        key=float)
+        x = np.arange(len(levels))
+        for off, key, color, label in ((-0.2, "by_level_before", "tab:gray", "base"),
+                                       (0.2, "by_level_after", "tab:blue", "after RL")):
+            vals = [(r.get(key) or {}).get(lv, np.nan) for lv in levels]
+            ax.bar(x + off, vals, width=0.4, color=color, label=label)
+        ax.set_xticks(x, levels)
+        ax.set(title=r["rung"], xlabel="difficulty level (steps)", ylim=(0, 1.02))
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("greedy 0-shot accuracy")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Accuracy per difficulty level, before and after RL")
     return fig
 
 

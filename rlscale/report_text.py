@@ -58,11 +58,39 @@ def findings_table(s: dict) -> list[str]:
     L = ["## Findings", "", "| id | claim | statistic | value | interval | reproduced |",
          "|---|---|---|---|---|---|"]
     for f in s["findings"]:
-        note = f["details"].get("note") or f["details"].get("error")
+        note = f["details"].get("note") or f["details"].get("error") or shown(f)
         stat = f["statistic"] + (f" ({note})" if note else "")
         L.append(f"| `{f['id']}` | {f['claim']} | {stat} | {_f(f['value'])} | "
                  f"{_iv(f['interval'])} | {_verdict(f['reproduced'])} |")
     return L + [""]
+
+
+def shown(f: dict) -> str:
+    """The numbers behind a finding's value, in one line (from its details)."""
+    d, i = f["details"], f["id"]
+    if i == "k_increases_with_n" and d.get("fitted", {}).get("K_max") is not None:
+        k = d["fitted"]
+        sat = {True: "yes", False: "no", None: "undetermined"}[k["saturates"]]
+        return (f"k per rung {', '.join(f'{v:.3g}' for v in d['k_per_rung'].values())}; fitted "
+                f"K_max {_f(k['K_max'])} {_iv(k['K_max_interval'])}, N0 {_f(k['N0'])} "
+                f"{_iv(k['N0_interval'])}; saturates within the ladder: {sat}")
+    if i == "law_fit" and "intra" in d:
+        return (f"R² {_f(d['r2']['C_paper'])} (C), {_f(d['r2']['D'])} (D); intra MARE "
+                f"{_f(d['intra']['C_paper'].get('mare'))} (C), {_f(d['intra']['D'].get('mare'))} (D)")
+    if i == "data_reuse" and "arms" in d:
+        return "; ".join(f"tau {a['tau']}: {a['final_test_loss']:.3f} ± {a['final_se']:.3f} "
+                         f"({a['unique_prompts']} unique)" for a in d["arms"])
+    if i == "gain_vs_size" and "r2" in d:
+        return (f"R² {_f(d['r2'])}; gain per rung "
+                + ", ".join(f"{g:+.3f}" for g in d["gain_per_rung"].values()))
+    if i == "reward_format" and "base_format_gap" in d:
+        return f"base model custom_flexible - strict accuracy {d['base_format_gap']:+.3f}"
+    if i == "rl_sharpens_or_expands" and "rungs" in d:
+        return "; ".join(f"{r['rung']}: pass@1 {r['d_pass1']:+.3f}, pass@{r['k_max']} "
+                         f"{r['d_passk']:+.3f}" for r in d["rungs"])
+    if i.startswith("size_") and d.get("comparisons"):
+        return f"{len(d['comparisons'])} comparisons"
+    return ""
 
 
 def rungs_table(s: dict) -> list[str]:

@@ -5,8 +5,11 @@ Stages (each cached in OUT and resumable; `rlscale study` again skips what is fi
     task        OUT/task/{train,test}.jsonl: the procedural task, written once, used by all
     pretrain    OUT/pretrain/<rung>/         each rung pre-trained on the train split
     baseline    OUT/baseline/<rung>/         k-shot (0..5) accuracy of each pre-trained model
-    rl          OUT/runs/<run>/              GRPO per rung (held-out test loss through training),
-                                              a data-reuse arm (tau) and a reward arm on one rung
+    rl          OUT/runs/<run>/              GRPO per rung and seed (held-out test loss through
+                                              training), a data-reuse arm (tau) and a reward arm
+    evals       OUT/evals/<rung>/<model>/    pass@k, transfer, greedy 0-shot of each pre-trained
+                                              model and each main run's final policy
+                                              (rlscale.study_evals)
     report      OUT/report.md, OUT/*.png, OUT/summary.json, OUT/results.sqlite
 
 The jobs of the middle stages run in `workers` processes (one thread each on CPU): a small
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, atomic_write_text, dumps, read_json
+from rlscale.study_evals import eval_cost, eval_specs, eval_units, run_evals
 
 KSHOTS = (0, 1, 2, 3, 4, 5)
 
@@ -149,10 +153,10 @@ def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
                     seed=preset.seed),
                deps=(pre.name,), cost=len(KSHOTS) * preset.kshot_problems * (n + 5e4) * 4e-8,
                total=len(KSHOTS) * preset.kshot_problems, meta={"rung": r.name})
-    evals = [e for e in (_passk_eval(preset, out), _transfer_eval(preset)) if e]
+    evals = eval_specs(preset, out, after=False)
     before = Job(f"evals:{tag}", "evals", str(out / "evals" / tag / "base"),
                  dict(model=model, base=model, run="", evals=evals), deps=(pre.name,),
-                 cost=_eval_cost(evals, n), total=_eval_units(evals),
+                 cost=eval_cost(evals, n), total=eval_units(evals),
                  meta={"rung": r.name, "when": "before"})
     return [pre, base, before]
 
@@ -195,40 +199,14 @@ def _evals_job(preset: Preset, r: Rung, n: int, out: Path, rl: Job) -> Job:
     final policy."""
     from rlscale.rundir import policy_dir
 
-    greedy = dict(sub="greedy", task=str(out / "task"), shots=(0,), samples=1, temperature=0.0,
-                  n_problems=preset.kshot_problems, max_new_tokens=preset.max_new_tokens,
-                  seed=preset.seed)
-    evals = [e for e in (greedy, _passk_eval(preset, out), _transfer_eval(preset)) if e]
-    run = Path(rl.out)
+    tag = rung_tag(r.name)
+    evals = eval_specs(preset, out, after=True)
     return Job(f"evals:{rl.name.removeprefix('rl:')}:after", "evals",
-               str(out / "evals" / rung_tag(r.name) / run.name),
-               dict(model=str(policy_dir(run)), base=str(out / "pretrain" / rung_tag(r.name) / "model"),
-                    run=str(run), evals=evals),
-               deps=(rl.name,), cost=_eval_cost(evals, n), total=_eval_units(evals),
+               str(out / "evals" / tag / Path(rl.out).name),
+               dict(model=str(policy_dir(rl.out)), base=str(out / "pretrain" / tag / "model"),
+                    run=rl.out, evals=evals),
+               deps=(rl.name,), cost=eval_cost(evals, n), total=eval_units(evals),
                meta={**rl.meta, "when": "after", "run": rl.name})
-
-
-def _passk_eval(preset: Preset, out: Path) -> dict:
-    return dict(sub="passk", task=str(out / "task"), shots=(0,), samples=preset.passk_samples,
-                temperature=preset.passk_temperature,
-                n_problems=preset.passk_problems or preset.kshot_problems,
-                max_new_tokens=preset.max_new_tokens, seed=preset.seed)
-
-
-def _transfer_eval(preset: Preset) -> dict | None:
-    if not preset.transfer_task:
-        return None
-    return dict(sub="transfer", task=preset.transfer_task, shots=(0,), samples=1,
-                temperature=0.0, n_problems=preset.kshot_problems,
-                max_new_tokens=preset.max_new_tokens, seed=preset.seed)
-
-
-def _eval_units(evals: list[dict]) -> int:
-    return sum(len(e["shots"]) * e["n_problems"] for e in evals)
-
-
-def _eval_cost(evals: list[dict], n: int) -> float:
-    return sum(len(e["shots"]) * e["n_problems"] * e["samples"] for e in evals) * (n + 5e4) * 4e-8
 
 
 def _approx_n(rung) -> int:
@@ -260,44 +238,6 @@ def run_job(kind: str, out: str, params: dict, threads: int) -> dict:
     if kind == "evals":
         return run_evals(out, params)
     raise ValueError(kind)
-
-
-def run_evals(out: str, params: dict) -> dict:
-    """The evals of one model (loaded once) into out/<sub>/: each resumable on its own."""
-    from rlscale.evaluate import EvalConfig, evaluate
-
-    model, tok = load_policy(params)
-    res = {}
-    for e in params["evals"]:
-        kw = {k: v for k, v in e.items() if k != "sub"}
-        cfg = EvalConfig(model=params["model"], out=str(Path(out) / e["sub"]),
-                         **{**kw, "shots": tuple(kw["shots"])})
-        res[e["sub"]] = evaluate(cfg, model, tok)
-    return res
-
-
-def load_policy(params: dict):
-    """(model, tokenizer) of an evals job: the pre-trained model, or a run's final policy: its
-    policy/ directory, else (a run written before policies were saved) its last checkpoint's
-    weights in the pre-trained model."""
-    import torch
-
-    from rlscale.grpo import checkpoint as ck
-    from rlscale.models import load_model
-    from rlscale.rundir import policy_dir
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not params["run"]:
-        return load_model(params["base"], device=device)
-    policy = policy_dir(params["run"])
-    if (policy / "config.json").is_file():
-        return load_model(str(policy), device=device)
-    latest = ck.latest_checkpoint(params["run"])
-    if latest is None:
-        raise UserError(f"{params['run']}: no policy/ and no checkpoint to evaluate")
-    model, tok = load_model(params["base"], device=device)
-    ck.load_checkpoint(latest, model)
-    return model.eval(), tok
 
 
 def job_progress(job: Job) -> int:

@@ -1,0 +1,104 @@
+"""Findings from the evaluation jobs (rlscale.study_evals): pass@k, greedy accuracy, transfer
+and few-shot prompts, before vs after RL. Same shape and rules as rlscale.findings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rlscale.findings import SE_Z, finding
+
+
+def _delta(before: dict, afters: list[dict], key: str, k: str) -> tuple[float, float]:
+    """Seed-mean after minus before of a pass@k (or accuracy) value, with the combined SE."""
+    b, bse = before[key][k], before[f"{key}_se"][k]
+    a = float(np.mean([x[key][k] for x in afters]))
+    ase = math.sqrt(sum(x[f"{key}_se"][k] ** 2 for x in afters)) / len(afters)
+    return a - b, math.hypot(bse, ase)
+
+
+def rl_sharpens_or_expands(evals: list[dict]) -> dict:
+    """pass@1 and pass@k_max before vs after RL, per rung."""
+    claim = ("RL sharpens rather than expands: it raises pass@1 but not pass@k at the largest k "
+             "(the base model's samples already hold what RL finds).")
+    stat = ("seed-mean change in pass@k_max (after - before), mean over rungs; interval: +-2 SE "
+            "of that mean")
+    rows = []
+    for r in evals:
+        if not r.get("before") or not r.get("after"):
+            continue
+        kmax = str(max(int(k) for k in r["before"]["pass_at_k"]))
+        d1, s1 = _delta(r["before"], r["after"], "pass_at_k", "1")
+        dk, sk = _delta(r["before"], r["after"], "pass_at_k", kmax)
+        rows.append({"N": r["N"], "rung": r["rung"], "k_max": int(kmax), "d_pass1": d1, "se1": s1,
+                     "d_passk": dk, "sek": sk, "crossover": dk < -SE_Z * sk,
+                     "sharpens": d1 > SE_Z * s1 and dk <= SE_Z * sk, "expands": dk > SE_Z * sk})
+    if not rows:
+        return finding("rl_sharpens_or_expands", claim, stat, None, None, None,
+                       note="no pass@k evals")
+    dk = float(np.mean([r["d_passk"] for r in rows]))
+    se = math.sqrt(sum(r["sek"] ** 2 for r in rows)) / len(rows)
+    n = len(rows)
+    verdict = (True if sum(r["sharpens"] for r in rows) > n / 2 else
+               False if sum(r["expands"] for r in rows) > n / 2 else None)
+    return finding("rl_sharpens_or_expands", claim, stat, dk, (dk - SE_Z * se, dk + SE_Z * se),
+                   verdict, rungs=rows,
+                   rule="true: most rungs raise pass@1 by > 2 SE while pass@k_max moves <= 2 SE; "
+                        "false: most rungs raise pass@k_max by > 2 SE (RL expands); else null")
+
+
+def greedy_gain(rungs: list[dict]) -> dict:
+    """Greedy 0-shot accuracy before vs after RL (seed mean) on the same held-out problems."""
+    claim = "RL raises greedy (temperature 0) accuracy, not only sampled accuracy, on most rungs."
+    stat = ("share of rungs whose seed-mean greedy 0-shot accuracy rises by > 2 SE; "
+            "interval: [that share, share rising at all]")
+    rows = [r for r in rungs
+            if r.get("final_greedy") is not None and r.get("baseline_greedy") is not None]
+    if not rows:
+        return finding("greedy_gain", claim, stat, None, None, None,
+                       note="no greedy evals after RL")
+    up = [r["final_greedy"] - r["baseline_greedy"] > SE_Z * math.hypot(
+        r["baseline_greedy_se"], r["final_greedy_se"]) for r in rows]
+    share = sum(up) / len(rows)
+    any_up = sum(r["final_greedy"] > r["baseline_greedy"] for r in rows) / len(rows)
+    return finding("greedy_gain", claim, stat, share, (share, any_up), share > 0.5,
+                   per_rung={r["rung"]: [r["baseline_greedy"], r["final_greedy"]] for r in rows},
+                   rule="true: more than half the rungs rise by > 2 SE")
+
+
+def transfer(rungs: list[dict], task: str) -> dict:
+    """Greedy 0-shot accuracy on a task family RL never saw, before vs after."""
+    claim = f"RL on the study task transfers to a task family it never saw ({task or 'none set'})."
+    stat = "mean over rungs of the seed-mean change in greedy transfer accuracy; interval: +-2 SE"
+    rows = [r for r in rungs if r.get("transfer_before") and r.get("transfer_after")]
+    if not task or not rows:
+        return finding("transfer", claim, stat, None, None, None,
+                       note="no transfer task in this preset" if not task else "no transfer evals")
+    ds, ses = [], []
+    for r in rows:
+        b, a = r["transfer_before"], r["transfer_after"]
+        ds.append(float(np.mean([x["accuracy"] for x in a])) - b["accuracy"])
+        ses.append(math.hypot(b["se"], math.sqrt(sum(x["se"] ** 2 for x in a)) / len(a)))
+    d, se = float(np.mean(ds)), math.sqrt(sum(s * s for s in ses)) / len(ses)
+    return finding("transfer", claim, stat, d, (d - SE_Z * se, d + SE_Z * se),
+                   True if d > SE_Z * se else None if d >= -SE_Z * se else False,
+                   per_rung={r["rung"]: dd for r, dd in zip(rows, ds)},
+                   rule="true: the mean change exceeds 2 SE; false: a drop beyond 2 SE; else null")
+
+
+def few_shot_stability(rungs: list[dict], ratio: float = 0.8) -> dict:
+    """5-shot greedy accuracy against 0-shot, per rung (the seed study saw collapse at 1-2)."""
+    claim = (f"Few-shot prompts do not collapse the base models: 5-shot greedy accuracy >= "
+             f"{ratio:g} x 0-shot on every rung.")
+    stat = "smallest ratio of 5-shot to 0-shot greedy accuracy over rungs; interval: [min, max]"
+    ratios = {}
+    for r in rungs:
+        ks = {int(k): v for k, v in r.get("kshot_greedy", {}).items()}
+        if 0 in ks and 5 in ks and ks[0] > 0:
+            ratios[r["rung"]] = ks[5] / ks[0]
+    if not ratios:
+        return finding("few_shot_stability", claim, stat, None, None, None, note="no k-shot evals")
+    vals = list(ratios.values())
+    return finding("few_shot_stability", claim, stat, min(vals), (min(vals), max(vals)),
+                   min(vals) >= ratio, per_rung=ratios, rule=f"true: every ratio >= {ratio:g}")
