@@ -74,6 +74,6 @@ def test_train_api_refuses_a_missing_device_before_writing(tmp_path):
     from rlscale.grpo.config import TrainConfig
     from rlscale.grpo.trainer import train
 
-    with pytest.raises(UserError, match="--device cuda:1"):
+    with pytest.raises(UserError, match="--device.*cuda:1"):
         train(TrainConfig(device="cuda:1", steps=1), tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from rlscale.checks import device as check_device
 from rlscale.errors import UserError
 from rlscale.evaluate import heldout_test_loss
 from rlscale.files import JsonlWriter, atomic_write_json, read_json, read_jsonl, truncate_jsonl
@@ -81,17 +82,10 @@ def _check_resume_config(saved: dict, cfg: TrainConfig, path: Path) -> None:
 
 
 def _device(cfg: TrainConfig) -> str:
-    """The device to train on; a device this machine lacks is a one-line error."""
-    if not cfg.device:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.device.startswith("cuda"):
-        index = int(cfg.device.partition(":")[2] or 0)
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise UserError(f"--device {cfg.device}: no such CUDA device on this machine "
-                            f"(torch {torch.__version__}); use --device cpu")
-    if cfg.device == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps: MPS is not available on this machine; use --device cpu")
-    return cfg.device
+    """The device to train on; one this machine lacks is a one-line error (rlscale.checks,
+    the same check the CLI makes at the door, here for sweeps and the study too)."""
+    check_device(cfg.device)
+    return cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
