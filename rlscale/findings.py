@@ -182,6 +182,7 @@ def points(curves: list[dict], x: str):
 def fit_kn(curves: list[dict], x: str, n_boot: int = 100, seed: int = 0):
     """loglinear_kn on x: (summary dict, law, points, bootstrap); an error is a summary."""
     from rlscale.scaling import LogLinearKN, bootstrap, fit_law
+    from rlscale.scaling.intervals import wide_intervals
 
     try:
         pts = points(curves, x)
@@ -192,8 +193,7 @@ def fit_kn(curves: list[dict], x: str, n_boot: int = 100, seed: int = 0):
         return err, None, None, None
     res = law.result_
     iv = boot.intervals(0.9)
-    flags = list(res.flags) + [f"{p} 90% interval spans more than a decade"
-                               for p in ("K_max", "N0") if _decades(iv[p]) > 1]
+    flags = list(res.flags) + wide_intervals({p: iv[p] for p in ("K_max", "N0")}, law.specs_)
     out = {"law": "loglinear_kn", "x": x, "K_max": law.params_["K_max"], "N0": law.params_["N0"],
            "params": dict(law.params_), "r2": res.r2, "n_points": len(pts),
            "converged": bool(res.converged), "at_bounds": list(res.at_bound),
@@ -202,13 +202,6 @@ def fit_kn(curves: list[dict], x: str, n_boot: int = 100, seed: int = 0):
            "identified": not flags,
            "k_of_N": {f"{n:.6g}": float(law.k_of([n])[0]) for n in np.unique(pts.size)}}
     return out, law, pts, boot
-
-
-def _decades(iv) -> float:
-    lo, hi = iv
-    if not (lo > 0 and hi > 0 and math.isfinite(lo) and math.isfinite(hi)):
-        return math.inf
-    return math.log10(hi / lo)
 
 
 def intra_mare(curves: list[dict], x: str) -> dict:
