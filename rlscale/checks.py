@@ -5,7 +5,8 @@ value costs milliseconds and writes nothing. Three layers (docs/reliability.md):
   1. every flag: an int beyond 64 bits or a float that is NaN/inf; an --out that names an
      existing file where a directory is meant;
   2. the ranges in RANGES, per command and flag (train's own ranges live with its settings in
-     rlscale.grpo.config, the fitter's in rlscale.scaling; both are called here too);
+     rlscale.grpo.config and are checked here too; the fitter and the importers check their
+     flags in their own modules, before any work);
   3. the combination against the machine: the device named is present, the batch x group x
      length of the largest forward fits in memory, optional packages are installed.
 """
@@ -33,8 +34,6 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("pretrain", "checkpoint_every"): (1, None), ("pretrain", "log_every"): (1, None),
     ("study", "workers"): (1, 256),
     ("sweep", "workers"): (1, 1 << 16), ("sweep", "max_retries"): (0, 100),
-    ("import", "batch_size"): (1, BIG), ("import", "n_params"): (1, 1e15),
-    ("import", "rollout_n"): (1, BIG),
     ("export-verl", "max_prompt_length"): (1, BIG), ("export-verl", "gpus_per_node"): (1, 1024),
     ("export-verl", "nnodes"): (1, 1 << 16),
 }

@@ -23,9 +23,10 @@ DEFAULT_PROTOCOL_BOOT = 200
 
 def configure(parser) -> None:
     inp = parser.add_argument_group("data")
-    inp.add_argument("--data", required=True, help="CSV / JSONL / Parquet table, a run "
+    inp.add_argument("--data", default=None, help="CSV / JSONL / Parquet table, a run "
                        "directory (or a directory of them), a results .db, a verl log or a TRL "
-                       "output dir / trainer_state.json")
+                       "output dir / trainer_state.json (default: the results database of "
+                       "`rlscale sweep` / `import`: $RLSCALE_DB, else ./results.sqlite)")
     inp.add_argument("--format", default="auto",
                        choices=["auto", "table", "runs", "db", "verl", "trl"])
     inp.add_argument("--x", default="C_flops", help="x column (default C_flops; C_paper, D...)")
@@ -98,6 +99,9 @@ def _table(law, intervals, level) -> str:
 def run(args) -> int:
     import numpy as np
 
+    from rlscale.store import default_db
+
+    args.data = args.data or default_db()  # the one database rule of every command
     check_args(args)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # numeric warnings are the fit's business, not output
