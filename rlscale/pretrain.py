@@ -55,6 +55,8 @@ class PretrainConfig:
     direct_frac: float = 0.0  # share of documents answering "#### N" without the steps
     slip_frac: float = 0.0  # share of documents whose last step is off by 1 or 2
     plain_frac: float = 0.0  # share of documents ending "The answer is N." instead of "#### N"
+    short_seq_len: int = 0  # rows this long (more rows: same tokens) before the last long_frac
+    long_frac: float = 1.0  # share of the steps, at the end, whose rows are seq_len long
     n_problems: int = 0  # train problems to draw documents from (0: the task's default)
     vocab_size: int = 512  # micro tokenizer vocabulary
     seed: int = 0  # model init and batch order
@@ -97,11 +99,14 @@ class PretrainConfig:
             bad("n_problems", "must be >= 0")
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", "must be a positive number")
-        for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac"):
+        for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac",
+                     "long_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
         if self.direct_frac + self.slip_frac > 1:
             bad("slip_frac", "direct_frac + slip_frac must be <= 1")
+        if self.short_seq_len and (self.short_seq_len < 1 or self.seq_len % self.short_seq_len):
+            bad("short_seq_len", "must divide seq_len (0 = every row seq_len long)")
         if self.direct_frac + self.slip_frac + self.plain_frac > 1:
             bad("plain_frac", "direct_frac + slip_frac + plain_frac must be <= 1")
         for name in ("weight_decay", "grad_clip"):
@@ -203,21 +208,35 @@ class Corpus:
         on_prompt = 1 if cfg.loss_on == "all" else 0
         return ids, [on_prompt] * len(self.prompt[i]) + [1] * (len(sol) + 1)
 
+    def row_shape(self, step: int) -> tuple[int, int]:
+        """(rows, row length) of a step: short rows first (cheaper attention, fewer documents
+        per row), then seq_len rows for the last long_frac of the steps, so that the model
+        learns the positions of few-shot prompts (as LLMs extend their context late in
+        pre-training); every step holds batch_size x seq_len tokens."""
+        cfg = self.cfg
+        short = cfg.short_seq_len
+        if short and short != cfg.seq_len and step < cfg.steps() - round(cfg.long_frac *
+                                                                          cfg.steps()):
+            return cfg.batch_size * (cfg.seq_len // short), short
+        return cfg.batch_size, cfg.seq_len
+
     def batch(self, step: int):
-        """(inputs, targets, mask) [batch_size, seq_len] for a step, seeded by (seed, step)."""
+        """(inputs, targets, mask) [rows, length] for a step (`row_shape`), seeded by
+        (seed, step)."""
         import torch
 
         cfg = self.cfg
+        n_rows, length = self.row_shape(step)
         rng = random.Random(cfg.seed * 1_000_003 + step)
         rows, masks = [], []
-        for _ in range(cfg.batch_size):
+        for _ in range(n_rows):
             ids, mask = [], []
-            while len(ids) < cfg.seq_len + 1:  # whole documents from the row's start
+            while len(ids) < length + 1:  # whole documents from the row's start
                 d, m = self.document(rng.randrange(len(self.prompt)), rng)
                 ids += d
                 mask += m
-            rows.append(ids[: cfg.seq_len + 1])
-            masks.append(mask[1 : cfg.seq_len + 1])
+            rows.append(ids[: length + 1])
+            masks.append(mask[1 : length + 1])
         x = torch.tensor(rows)
         return x[:, :-1], x[:, 1:], torch.tensor(masks, dtype=torch.float32)
 

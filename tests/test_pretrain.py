@@ -88,6 +88,19 @@ def test_direct_and_slip_variants():
     assert wrong == 20  # every chain slipped: the final answer is off
 
 
+def test_short_rows_first_then_long_rows_with_the_same_tokens():
+    corpus, tok = _corpus(short_seq_len=16, long_frac=0.25)  # 12 steps: the last 3 long
+    shapes = [tuple(corpus.batch(s)[0].shape) for s in range(12)]
+    assert shapes == [(32, 16)] * 9 + [(8, 64)] * 3
+    x, y, m = corpus.batch(0)
+    assert all(tok.decode(r[:8]).startswith("Question") for r in x)  # document starts
+    assert y.shape == m.shape == x.shape
+    corpus, _ = _corpus()  # default: every row seq_len long
+    assert {tuple(corpus.batch(s)[0].shape) for s in range(12)} == {(8, 64)}
+    with pytest.raises(UserError, match="short-seq-len"):
+        small_cfg(short_seq_len=24).validate()
+
+
 def test_plain_variant_ends_in_prose_without_the_marker():
     import random
 
