@@ -57,6 +57,8 @@ class PretrainConfig:
     plain_frac: float = 0.0  # share of documents ending "The answer is N." instead of "#### N"
     short_seq_len: int = 0  # rows this long (more rows: same tokens) before the last long_frac
     long_frac: float = 1.0  # share of the steps, at the end, whose rows are seq_len long
+    blank_join_frac: float = 0.0  # share of documents followed by a blank line, as few-shot
+    # exemplars are, instead of EOS: a packed row then reads like a k-shot prompt
     n_problems: int = 0  # train problems to draw documents from (0: the task's default)
     vocab_size: int = 512  # micro tokenizer vocabulary
     seed: int = 0  # model init and batch order
@@ -100,7 +102,7 @@ class PretrainConfig:
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", "must be a positive number")
         for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac",
-                     "long_frac"):
+                     "long_frac", "blank_join_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
         if self.direct_frac + self.slip_frac > 1:
@@ -191,6 +193,7 @@ class Corpus:
         self.slip = [None if s is None else ids for s, ids in
                      zip(slips, enc([s if s is not None else "" for s in slips]))]
         self.eos = tokenizer.eos_token_id
+        self.blank = enc(["\n\n"])[0]
         self.cfg = cfg
 
     def document(self, i: int, rng: random.Random) -> tuple[list[int], list[int]]:
@@ -204,9 +207,11 @@ class Corpus:
                 sol = self.slip[i]
         elif u < cfg.direct_frac + cfg.slip_frac + cfg.plain_frac:
             sol = self.variants["plain"][i]
-        ids = self.prompt[i] + sol + [self.eos]
+        joined = cfg.blank_join_frac and rng.random() < cfg.blank_join_frac  # no draw at 0
+        end = self.blank if joined else [self.eos]
+        ids = self.prompt[i] + sol + end
         on_prompt = 1 if cfg.loss_on == "all" else 0
-        return ids, [on_prompt] * len(self.prompt[i]) + [1] * (len(sol) + 1)
+        return ids, [on_prompt] * len(self.prompt[i]) + [1] * (len(sol) + len(end))
 
     def row_shape(self, step: int) -> tuple[int, int]:
         """(rows, row length) of a step: short rows first (cheaper attention, fewer documents

@@ -69,38 +69,52 @@ class Preset:
     passk_samples: int = 32  # samples per problem: pass@k for k = 1, 2, 4, ... up to this
     passk_temperature: float = 1.0  # the rollout temperature: what RL itself samples from
     transfer_task: str = ""  # a task family RL never sees (greedy, before/after); "" = none
+    plain_frac: float = 0.0  # corpus documents ending "The answer is N." (rlscale.pretrain)
+    short_seq_len: int = 0  # pre-training rows before the long phase (0: all seq_len)
+    long_frac: float = 1.0  # share of pre-training steps, at the end, in seq_len rows
+    blank_join_frac: float = 0.0  # corpus documents joined by a blank line, as few-shot shots
 
 
-_TASK = "arith:min_terms=2,max_terms=3,max_value=20,style=expr"
+# The task of the embedded study: chains of 1-4 steps (the level), numbers up to 30, + - *,
+# stories and expressions mixed; transfer: 5-6 steps, longer than any chain in pre-training or
+# RL. Every rung of a preset is pre-trained on the same number of tokens (one rule, as a model
+# series shares one corpus); docs/study.md has the measurements behind each choice.
+_TASK = "arith:ladder"
+_TRANSFER = "arith:ladder,min_terms=6,max_terms=7"
+_CORPUS = dict(slip_frac=0.1, direct_frac=0.0, plain_frac=0.2, blank_join_frac=0.5)
 PRESETS: dict[str, Preset] = {
-    # the README's first command: four rungs spanning 30x in N, at most 20 minutes on 2 cores
+    # the README's first command: four rungs spanning 31x in N, on 2 cores
     "cpu": Preset(
-        name="cpu", task=_TASK, n_train=4000,
-        rungs=(Rung("micro:20k", 5_000_000, 1.2e-2, 3e-4, 40),
+        name="cpu", task=_TASK, transfer_task=_TRANSFER, n_train=20000,
+        # pre-training lr tuned by pre-training loss; RL lr = pre-training lr / 47 (docs/study.md)
+        rungs=(Rung("micro:20k", 3_000_000, 1e-2, 2e-4, 40),
                Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 40),
                Rung("micro:200k", 3_000_000, 7e-3, 1.5e-4, 40),
-               Rung("micro:600k", 3_000_000, 4e-3, 1e-4, 40)),
-        slip_frac=0.3, direct_frac=0.0, batch_size=32, group_size=8, max_new_tokens=48,
-        eval_every=5, heldout=400, eval_samples=4, kshot_problems=200, arm_rung="micro:60k"),
+               Rung("micro:600k", 3_000_000, 6e-3, 1.3e-4, 40)),
+        **_CORPUS, batch_size=32, group_size=8, max_new_tokens=80, eval_every=5, heldout=200,
+        eval_samples=4, kshot_problems=200, passk_problems=64, arm_rung="micro:60k",
+        taus=(1, 4, 8), seq_len=512, pretrain_batch=8, short_seq_len=128, long_frac=0.3),
     # CI: every stage and file, minutes not science
     "smoke": Preset(
-        name="smoke", task=_TASK, n_train=600,
+        name="smoke", task=_TASK, transfer_task=_TRANSFER, n_train=600,
         rungs=(Rung("micro:20k", 60_000, 1e-2, 3e-4, 4),
                Rung("micro:60k", 60_000, 8e-3, 2e-4, 4)),
-        slip_frac=0.3, direct_frac=0.0, batch_size=8, group_size=4, max_new_tokens=24,
-        eval_every=2, heldout=24, eval_samples=2, kshot_problems=8, arm_rung="micro:20k",
-        seq_len=64, pretrain_batch=8),
-    # a GPU: the ladder up to 100M parameters, more data and steps
+        **_CORPUS, batch_size=8, group_size=4, max_new_tokens=32, eval_every=2, heldout=24,
+        eval_samples=2, kshot_problems=8, passk_samples=4, arm_rung="micro:20k",
+        seq_len=128, pretrain_batch=4, short_seq_len=64, long_frac=0.3),
+    # a GPU: the ladder up to 100M parameters, harder levels (1-6 steps, numbers up to 99)
     "gpu": Preset(
-        name="gpu", task="arith:min_terms=2,max_terms=4,max_value=50,style=expr", n_train=20000,
-        rungs=(Rung("micro:200k", 20_000_000, 5e-3, 1e-4, 200),
-               Rung("micro:2m", 40_000_000, 2e-3, 5e-5, 200),
-               Rung("micro:6m", 60_000_000, 1.5e-3, 3e-5, 200),
-               Rung("micro:20m", 100_000_000, 1e-3, 2e-5, 200),
-               Rung("micro:100m", 200_000_000, 6e-4, 1e-5, 200)),
-        slip_frac=0.3, direct_frac=0.0, batch_size=128, group_size=8, max_new_tokens=96,
-        eval_every=20, heldout=1000, eval_samples=4, kshot_problems=500, arm_rung="micro:2m",
-        pretrain_batch=128, seq_len=256, workers=1),
+        name="gpu", task="arith:ladder,max_terms=7,max_value=99",
+        transfer_task="arith:ladder,min_terms=8,max_terms=9,max_value=99", n_train=50000,
+        rungs=(Rung("micro:200k", 20_000_000, 7e-3, 1.5e-4, 200),
+               Rung("micro:2m", 20_000_000, 3e-3, 6e-5, 200),
+               Rung("micro:6m", 20_000_000, 2e-3, 4e-5, 200),
+               Rung("micro:20m", 20_000_000, 1.2e-3, 2.5e-5, 200),
+               Rung("micro:100m", 20_000_000, 6e-4, 1.3e-5, 200)),
+        **_CORPUS, batch_size=128, group_size=8, max_new_tokens=128, eval_every=20,
+        heldout=1000, eval_samples=4, kshot_problems=500, passk_problems=200,
+        arm_rung="micro:2m", pretrain_batch=32, seq_len=1024, short_seq_len=256,
+        long_frac=0.3, workers=1),
 }
 
 
@@ -145,6 +159,8 @@ def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
               dict(rung=r.name, task=str(out / "task"), tokens=r.tokens, lr=r.pretrain_lr,
                    batch_size=preset.pretrain_batch, seq_len=preset.seq_len,
                    slip_frac=preset.slip_frac, direct_frac=preset.direct_frac, seed=preset.seed,
+                   plain_frac=preset.plain_frac, short_seq_len=preset.short_seq_len,
+                   long_frac=preset.long_frac, blank_join_frac=preset.blank_join_frac,
                    checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),
               cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name})
     base = Job(f"baseline:{tag}", "baseline", str(out / "baseline" / tag),

@@ -101,6 +101,14 @@ def test_short_rows_first_then_long_rows_with_the_same_tokens():
         small_cfg(short_seq_len=24).validate()
 
 
+def test_blank_join_packs_rows_like_fewshot_prompts():
+    corpus, tok = _corpus(blank_join_frac=1.0)
+    text = tok.decode(corpus.batch(0)[0][0])
+    assert "\n\nQuestion: " in text and tok.eos_token not in text
+    corpus, tok = _corpus()  # default: EOS between documents
+    assert "\n\nQuestion: " not in tok.decode(corpus.batch(0)[0][0])
+
+
 def test_plain_variant_ends_in_prose_without_the_marker():
     import random
 

@@ -223,7 +223,7 @@ def test_levels_are_steps_and_span_the_spectrum():
     assert min(styles.values()) > 0.4 * len(probs)  # stories and expressions mixed
     ops = {line.split()[1] for p in probs for line in p.solution.split("\n")[:-1]}
     assert ops == {"+", "-", "*"}
-    assert max(int(p.answer) for p in probs) > 90  # two-digit numbers, carries
+    assert max(int(p.answer) for p in probs) > 0.9 * cfg.max_value  # two-digit numbers
     assert arith_problems(50, seed=4, cfg=cfg) == probs[:50]  # deterministic
 
 

@@ -60,7 +60,8 @@ LADDER: dict[str, MicroRung] = {
     "20k": MicroRung(hidden=32, layers=2, heads=2, intermediate=64),
     "60k": MicroRung(hidden=48, layers=2, heads=3, intermediate=144),
     "200k": MicroRung(hidden=64, layers=4, heads=4, intermediate=192),
-    "600k": MicroRung(hidden=96, layers=5, heads=3, intermediate=288),
+    # I = 3.33 h: 646k, so that 20k..600k spans more than 30x
+    "600k": MicroRung(hidden=96, layers=5, heads=3, intermediate=320),
     # hidden 128 x 4 layers and 256 x 8: the reference models of DESIGN.md's measurements
     "1m": MicroRung(hidden=128, layers=4, heads=4, intermediate=384),
     "2m": MicroRung(hidden=160, layers=6, heads=5, intermediate=480),
