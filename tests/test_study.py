@@ -31,7 +31,7 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     arm = [j for j in jobs.values() if j.kind == "rl" and j.meta["rung"] == preset.arm_rung
            and j.meta["seed"] == preset.seed]
     taus = sorted(j.meta["tau"] for j in arm if j.meta["reward"] == "custom_flexible")
-    assert taus == [1, 4, 16]
+    assert taus == sorted(preset.taus) and taus[0] == 1 and taus[-1] >= 4
     # the data-reuse arm compares equal total prompts: same steps x batch, fewer unique prompts
     totals = {j.params["steps"] * j.params["batch_size"] for j in arm}
     assert len(totals) == 1
