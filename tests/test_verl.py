@@ -190,7 +190,7 @@ def verl_verdicts(tmp_path, launches: list[list[str]]) -> list[str]:
     path = tmp_path / "launches.jsonl"
     path.write_text("".join(json.dumps(a) + "\n" for a in launches))
     r = subprocess.run([verl_python(), str(REPO / "tests" / "verl_validate.py"), str(path)],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=1200)
     verdicts = [line for line in r.stdout.splitlines() if line.startswith(("ok", "rejected"))]
     assert r.returncode == 0 and len(verdicts) == len(launches), r.stdout[-3000:] + r.stderr[-3000:]
     return verdicts
