@@ -12,6 +12,8 @@ from pathlib import Path
 from rlscale.errors import UserError
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+HUB_PROBE_S = 5  # seconds to wait for the hub's host before calling it unreachable
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.bin")
 
 
@@ -54,6 +56,35 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~")) or os.sep * 2 in spec or spec.count("/") > 1
 
 
+def _hub_offline(spec: str) -> bool:
+    """True when the hub cannot be used now (HF_HUB_OFFLINE, or its host does not answer within
+    seconds) and the model is in the local cache; UserError when it is not cached either, so a
+    hub name without network fails at once instead of after the hub client's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    except Exception as e:  # not a valid repo id
+        raise UserError(f"--model: {spec!r} is neither a model directory nor a hub name "
+                        f"({type(e).__name__})") from None
+    offline = constants.HF_HUB_OFFLINE
+    if not offline and not any(os.environ.get(v) for v in PROXY_VARS):  # a proxy: let it try
+        url = urlparse(constants.ENDPOINT)
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https"
+                                                                 else 80)),
+                                     timeout=HUB_PROBE_S).close()
+        except OSError:
+            offline = True
+    if offline and not cached:
+        raise UserError(f"hub model {spec!r}: not in the local Hugging Face cache and the hub "
+                        f"({constants.ENDPOINT}) cannot be reached; give a local model directory")
+    return offline
+
+
 def load_model(spec: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False,
                seed: int = 0):
     """(model, tokenizer) for a spec: a local directory, a hub name or `micro:<rung>`.
@@ -75,16 +106,19 @@ def load_model(spec: str, device: str = "cpu", dtype=None, trust_remote_code: bo
         return model.to(device=device, dtype=torch_dtype).eval(), tok
 
     path = Path(spec).expanduser()
+    offline = False
     if path.exists() or _looks_like_path(spec):
         check_model_dir(path)
         source, where = str(path), str(path)
     else:
         source, where = spec, f"hub model {spec!r}"
+        offline = _hub_offline(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                            local_files_only=offline)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-        )
+            source, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code,
+            local_files_only=offline)
     except UserError:
         raise
     except Exception as e:  # no network, no such repo, gated, bad config, ...
