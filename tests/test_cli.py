@@ -1,0 +1,153 @@
+"""rlscale.cli and rlscale.checks: dispatch, one-line errors, the checks at the door."""
+
+import argparse
+import os
+
+import pytest
+
+from rlscale import checks
+from rlscale.cli import COMMANDS, build_parser, main
+from rlscale.errors import UserError
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_every_command_is_registered_and_has_help(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in COMMANDS)
+    for name in COMMANDS:
+        assert main([name, "--help"]) == 0, name
+        assert capsys.readouterr().out.strip()
+
+
+def test_bad_flag_returns_2_with_one_line(capsys):
+    assert main(["eval", "--samples", "x"]) == 2
+    assert "--samples" in one_line(capsys)
+    assert main(["no-such-command"]) == 2
+    assert "invalid choice" in one_line(capsys)
+    assert main([]) == 2  # no command: the help, exit 2
+
+
+def test_user_error_is_one_line_with_the_command(capsys, tmp_path):
+    assert main(["runs", "list", "--db", str(tmp_path / "none.sqlite")]) == 2
+    line = one_line(capsys)
+    assert line.startswith("rlscale runs: error:") and "none.sqlite" in line
+
+
+def test_os_error_is_one_line(capsys, tmp_path):
+    from rlscale.store import Store
+
+    db = tmp_path / "r.sqlite"
+    Store(db).close()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    # --out under a path whose parent is a file: the OS refuses, the CLI says so in one line
+    assert main(["runs", "export", "--db", str(db), "--out", str(blocker / "x.csv")]) == 2
+    assert "rlscale runs: error:" in one_line(capsys)
+
+
+def _ns(**kw):
+    return argparse.Namespace(**kw)
+
+
+def test_check_every_flag_for_64_bits_and_finite():
+    with pytest.raises(UserError, match=r"--seed: .*more than 64 bits"):
+        checks.check("fit", _ns(seed=1 << 64))
+    with pytest.raises(UserError, match=r"--delta: nan: not a finite number"):
+        checks.check("fit", _ns(delta=float("nan")))
+    with pytest.raises(UserError, match=r"--shots: .*64 bits"):
+        checks.check("fit", _ns(shots=(0, 1 << 70)))
+    checks.check("fit", _ns(seed=(1 << 63) - 1, delta=1e-3, flag=True))
+
+
+def test_check_ranges_and_out(tmp_path):
+    with pytest.raises(UserError, match=r"--vocab-size: 1: must be in \[258, "):
+        checks.check("pretrain", _ns(vocab_size=1))
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match="--out: .*existing file"):
+        checks.check("fit", _ns(out=str(tmp_path / "f")))
+    checks.check("runs", _ns(out=str(tmp_path / "f")))  # runs export writes a file: fine
+
+
+def test_device_checks(monkeypatch):
+    checks.device("")
+    checks.device("cpu")
+    checks.device("auto")
+    for bad in ("tpu", "cuda:x", "mps:1", "gpu"):
+        with pytest.raises(UserError, match="unknown device"):
+            checks.device(bad)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="no CUDA device on this machine"):
+        checks.device("cuda")
+
+
+def test_memory_estimate():
+    checks.fits(8, 64, 512, "cpu", "x")
+    with pytest.raises(UserError, match=r"--batch-size x --seq-len: .* GiB"):
+        checks.fits(1 << 20, 1 << 20, 512, "cpu", "--batch-size x --seq-len")
+    assert checks.memory_bytes("cpu") == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def test_vocab_of_reads_a_local_config(tmp_path):
+    (tmp_path / "config.json").write_text('{"vocab_size": 151936}')
+    assert checks.vocab_of(str(tmp_path)) == 151936
+    assert checks.vocab_of("micro:tiny") == 258
+
+
+def test_require_names_the_extra(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(UserError, match=r"pip install 'rlscale\[sweep\]'"):
+        checks.require("ray", "rlscale sweep")
+    with pytest.raises(UserError, match=r"pip install some-pkg"):
+        checks.require("some_pkg", "x")
+
+
+def test_task_and_model_specs(tmp_path):
+    checks.task_spec("arith")
+    checks.task_spec("arith:easy")
+    checks.task_spec("gsm8k")
+    (tmp_path / "t.jsonl").write_text("{}\n")
+    checks.task_spec(str(tmp_path / "t.jsonl"))
+    with pytest.raises(UserError, match="--task: 'nope.jsonl': no such file"):
+        checks.task_spec("nope.jsonl")
+    checks.model_spec("micro:tiny")
+    checks.model_spec("Qwen/Qwen2.5-0.5B")  # a hub name: checked when loaded
+    with pytest.raises(UserError, match="unknown micro rung"):
+        checks.model_spec("micro:nope")
+    with pytest.raises(UserError, match="--model: .*no such model directory"):
+        checks.model_spec("./no/such/dir")
+
+
+def test_parser_is_built_once():
+    assert build_parser() is build_parser()
+
+
+@pytest.mark.slow
+def test_train_resumes_from_previous_checkpoint_when_the_last_is_truncated(tmp_path, capsys):
+    from rlscale.files import read_jsonl
+    from rlscale.grpo import checkpoint as ck
+
+    flags = ["train", "--model", "micro:tiny", "--task", "arith:easy", "--batch-size", "2",
+             "--group-size", "2", "--mini-batch-size", "2", "--max-new-tokens", "4",
+             "--heldout", "2", "--eval-every", "0", "--checkpoint-every", "1", "--steps", "3",
+             "--out", str(tmp_path / "run")]
+    assert main(flags[:-4] + ["--steps", "2", "--out", str(tmp_path / "run")]) == 0
+    last = ck.checkpoints(tmp_path / "run")[-1]
+    assert last.name == "step_0000002"
+    f = last / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    capsys.readouterr()
+    assert main(flags + ["--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from the previous good one, step_0000001" in err
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    assert steps == sorted(set(steps)) and steps[-1] == 3  # nothing twice, nothing lost
