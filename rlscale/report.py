@@ -88,7 +88,8 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
     last = [c["evals"][-1] for c in curves]
     base_acc, base_se = _mean_se([1 - e["test_loss"] for e in first],
                                  [e["test_loss_se"] for e in first])
-    fin_acc, fin_se = _mean_se([1 - e["test_loss"] for e in last], [e["test_loss_se"] for e in last])
+    fin_acc, fin_se = _mean_se([1 - e["test_loss"] for e in last],
+                               [e["test_loss_se"] for e in last])
     check = base.get("primary_check") or "custom_flexible"
     zero = base["results"]["0"]["checks"][check]
     greedy = [x for p in after if (x := eval_check(p / "greedy"))]
@@ -218,8 +219,7 @@ def write_report(preset, jobs, out: Path, n_boot: int = 100) -> dict:
     summary = {"preset": preset.name, "task": preset.task, "seed": preset.seed,
                "wall_s": study.get("wall_s"), "job_s": study.get("job_s", {}),
                "rungs": data["rungs"], "arms": arms, "fits": fits, "findings": table,
-               "k_per_rung_slope": next(f for f in table if f["id"] == "k_increases_with_n")
-               ["details"]["k_per_rung"],
+               "k_per_rung_slope": k_by_rung(data["rungs"], table),
                "run_settings": run_settings(data["curves"]),
                "settings": dataclasses.asdict(preset),
                "all_rungs_improved": all(r["gain"] > 2 * math.hypot(r["baseline_se"], r["final_se"])
@@ -228,6 +228,12 @@ def write_report(preset, jobs, out: Path, n_boot: int = 100) -> dict:
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "report.md", markdown(summary))
     return summary
+
+
+def k_by_rung(rungs: list[dict], table: list[dict]) -> dict[str, float | None]:
+    """The findings' per-rung k (seed-mean log-log slope on C), keyed by rung name."""
+    k = next(f for f in table if f["id"] == "k_increases_with_n")["details"]["k_per_rung"]
+    return {r["rung"]: k.get(f"{float(r['N']):.6g}") for r in rungs}
 
 
 def _store(data: dict, out: Path) -> None:

@@ -111,7 +111,7 @@ def rungs_table(s: dict) -> list[str]:
             f"{_f(r['baseline_greedy'])} -> {_f(r['final_greedy'])} | "
             f"{_f(pb.get('1'))} -> {_f(pa.get('1'))} | "
             f"{_f(pb.get(kmax)) if kmax else 'n/a'} -> {_f(pa.get(kmax)) if kmax else 'n/a'}"
-            f"{f' (k={kmax})' if kmax else ''} | {_f(ks.get(format(float(r['N']), '.6g')))} | "
+            f"{f' (k={kmax})' if kmax else ''} | {_f(ks.get(r['rung']))} | "
             f"`{'`, `'.join(r['rl_models'])}` |")
     return L + [""]
 
