@@ -137,7 +137,9 @@ def sentence(b: dict) -> str:
     f = b.get("fitted")
     if f:
         parts.append(f"the fit puts the optimum at N={_fmt_n(f['N'])}, RL share "
-                     f"{_pct(f['rl_share'])}, loss {f['predicted_test_loss']:.3f}")
+                     f"{_pct(f['rl_share'])}, loss {f['predicted_test_loss']:.3f}"
+                     + (f" (extrapolated in {', '.join(f['extrapolated'])})"
+                        if f.get("extrapolated") else ""))
     return s + ("; " + "; ".join(parts) if parts else "") + "."
 
 

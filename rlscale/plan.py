@@ -7,9 +7,9 @@ The fit is the one `rlscale study --preset allocate` writes (OUT/allocation_fit.
 made here from your own runs that vary pre-training tokens: `--points runs.csv --fit FIT.json`
 fits a joint law (rlscale.scaling.joint; the form with the lowest leave-one-curve-out error)
 to a CSV with columns N (non-embedding parameters), pretrain_tokens, rl_flops (C_paper of the
-RL so far), test_loss, and optionally test_loss_se and curve (one id per pre-trained
-checkpoint's RL run), writes it to FIT.json and plans from it. docs/study.md shows how to build
-that CSV from a results database. The frontier plot goes to --plot (default: beside the fit).
+RL so far; or C_paper), test_loss, and optionally test_loss_se and curve (one id per
+pre-trained checkpoint's RL run; or run_id), writes it to FIT.json and plans from it: the CSV of
+`rlscale runs export --format csv` plus a pretrain_tokens column (docs/study.md). The frontier plot goes to --plot (default: beside the fit).
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ def fit_points(csv_path, fit_path, n_boot: int):
 
     rows = []
     for line, r in read_csv(csv_path):
+        # `rlscale runs export --format csv` names them C_paper and run_id
+        r = {"rl_flops": r.get("C_paper"), "curve": r.get("run_id"), **r}
+        if r.get("test_loss") in (None, ""):  # a step without an evaluation
+            continue
         row = {}
         for k in ("N", "pretrain_tokens", "rl_flops", "test_loss", "test_loss_se"):
             v = r.get(k)
@@ -93,6 +97,11 @@ def run(args) -> int:
     print(f"plan: budget={budget:.6g} N={f['N']:.0f} pretrain_tokens={f['pretrain_tokens']:.0f} "
           f"rl_flops={f['rl_flops']:.6g} rl_share={f['rl_share']:.4f} "
           f"predicted_test_loss={f['predicted_test_loss']:.4f} interval={lo:.4f},{hi:.4f}")
+    if f.get("extrapolated"):  # stdout keeps its one line; the caveat goes to stderr
+        import sys
+
+        sys.stderr.write(f"plan: note: the optimum lies outside the fitted data in "
+                         f"{', '.join(f['extrapolated'])} (an extrapolation)\n")
     plot = Path(args.plot) if args.plot else Path(args.fit).parent / "plan_frontier.png"
     plot_frontier(fit, plot, budget / 30, budget * 30, mark=f)
     return 0

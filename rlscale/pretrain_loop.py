@@ -38,12 +38,12 @@ def wsd_branches(loop: "Loop", out: Path, tok, st: dict, summary: dict) -> list[
             raise UserError(f"{out}: the stable phase is at step {st['step']}, past the start "
                             f"({start}) of the unfinished branch {bdir.name}; use another --out")
         if st["step"] < start:
-            loop.run(out, st, start, lambda s: lr_at(s, cfg))
+            loop.run(out, st, start, lambda s: lr_at(s, cfg), loop.view(None))
         loop.save(out, st)  # a killed branch restarts from the trunk here
         trunk = loop.snapshot()
         bst = loop.load(bdir) or {"step": start, "wall_s": 0.0}
         t0, step0 = time.perf_counter(), bst["step"]
-        loop.run(bdir, bst, end, lambda s, e=end: lr_at(s, cfg, e))
+        loop.run(bdir, bst, end, lambda s, e=end: lr_at(s, cfg, e), loop.view(end))
         info = {**summary, "config": {**summary["config"], "tokens": end * cfg.batch_size *
                                       cfg.seq_len}, "decay_start": start}
         done.append(loop.finish(bdir, tok, bst, end, info, time.perf_counter() - t0, step0))
@@ -72,10 +72,16 @@ class Loop:
     into a run directory (the trunk's or a branch's) and save the last finished step when
     interrupted."""
 
-    def __init__(self, cfg: PretrainConfig, corpus, model, device: str, bar):
+    def __init__(self, cfg, corpus, model, device: str, bar, fast: bool | None = None):
+        """fast: the compact forward of rlscale.models.fast instead of transformers' (None: where
+        it reproduces the model exactly); docs/benchmarks.md has what each costs."""
         import torch
 
+        from rlscale.models import fast as fast_mod
+
         self.cfg, self.corpus, self.model, self.device, self.bar = cfg, corpus, model, device, bar
+        self.fast = fast_mod.supports(model) if fast is None else fast
+        self._rope = None
         decay = [p for p in model.parameters() if p.dim() >= 2]  # no decay on norms
         rest = [p for p in model.parameters() if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": cfg.weight_decay},
@@ -88,15 +94,34 @@ class Loop:
             else contextlib.nullcontext
         self.clean = True  # the weights are those of a finished step
 
-    def step(self, step: int, lr: float) -> float:
+    def view(self, end: int | None):
+        """The corpus as the wsd run of one budget sees it. With short rows first
+        (short_seq_len), the trunk uses short rows and every decay branch seq_len rows: a
+        budget's long-row phase is its own decay, as in a separate run of that budget."""
+        import copy
+        import dataclasses
+
+        cfg = self.cfg
+        if cfg.schedule != "wsd" or not getattr(cfg, "short_seq_len", 0):
+            return self.corpus
+        if end is None:
+            sub = dataclasses.replace(cfg, long_frac=0.0)
+        else:
+            sub = dataclasses.replace(cfg, tokens=end * cfg.batch_size * cfg.seq_len, budgets="",
+                                      long_frac=(end - cfg.decay_start(end)) / end)
+        view = copy.copy(self.corpus)
+        view.cfg = sub
+        return view
+
+    def step(self, step: int, lr: float, corpus=None) -> float:
         import torch
         import torch.nn.functional as F
 
-        x, y, m = (t.to(self.device) for t in self.corpus.batch(step))
+        x, y, m = (t.to(self.device) for t in (corpus or self.corpus).batch(step))
         for g in self.opt.param_groups:
             g["lr"] = lr
         with self.amp():
-            logits = self.model(input_ids=x, use_cache=False).logits
+            logits = self.forward(x)
         nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
         loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
         self.opt.zero_grad(set_to_none=True)
@@ -108,14 +133,31 @@ class Loop:
         self.clean = True
         return loss.item()
 
-    def run(self, run_dir: Path, st: dict, end: int, lr_fn) -> None:
+    def forward(self, x):
+        """Logits [B, S, V] of full rows (no padding)."""
+        if not self.fast:
+            return self.model(input_ids=x, use_cache=False).logits
+        import torch
+
+        from rlscale.models.fast import FastDecoder
+
+        dec = FastDecoder(self.model, grad=True)  # fused weights: rebuilt after every update
+        B, S = x.shape
+        if self._rope is None or self._rope[0].shape[0] < S:
+            with torch.no_grad():
+                self._rope = dec.rope_tables(S)
+        pos = torch.arange(S, device=x.device).expand(B, S)
+        valid = torch.ones(B, S, dtype=torch.bool, device=x.device)
+        return dec.prefill(x, pos, valid, self._rope, last_only=False)[0]
+
+    def run(self, run_dir: Path, st: dict, end: int, lr_fn, corpus=None) -> None:
         """Steps st["step"] .. end - 1 (st advances in place), logged to RUN_DIR/loss.jsonl."""
         cfg, log = self.cfg, JsonlWriter(run_dir / "loss.jsonl")
         t0, losses, saved = time.perf_counter(), [], st["step"]
         wall0 = st["wall_s"]
         try:
             for step in range(st["step"], end):
-                losses.append(self.step(step, lr_fn(step)))
+                losses.append(self.step(step, lr_fn(step), corpus))
                 st["step"], st["wall_s"] = step + 1, wall0 + time.perf_counter() - t0
                 if st["step"] % cfg.log_every == 0 or st["step"] == end:
                     log.write({"step": st["step"], "tokens": st["step"] * cfg.batch_size *

@@ -159,6 +159,8 @@ class JointFit:
     n_choices: list | None = None  # sizes a plan may choose (e.g. the ladder's rungs)
     n_range: list | None = None  # [min, max] N of the fitted data
     level: float = 0.9
+    d_range: list | None = None  # [min, max] pre-training tokens of the fitted data
+    t_max: float | None = None  # the most RL tokens (C_RL / 6N) of the fitted data
 
     def predict(self, n, d, c_rl) -> np.ndarray:
         return predict(self.form, self.params, n, d, c_rl)
@@ -167,7 +169,8 @@ class JointFit:
         return {"law": f"joint_{self.form}", "form": self.form, "params": self.params,
                 "intervals": self.intervals, "r2": self.r2, "rmse_log": self.rmse_log,
                 "n_points": self.n_points, "n_curves": self.n_curves, "level": self.level,
-                "n_choices": self.n_choices, "n_range": self.n_range, "boot": self.boot}
+                "n_choices": self.n_choices, "n_range": self.n_range, "d_range": self.d_range,
+                "t_max": self.t_max, "boot": self.boot}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "fit") -> "JointFit":
@@ -180,7 +183,8 @@ class JointFit:
             return cls(form, params, float(d.get("r2", float("nan"))),
                        float(d.get("rmse_log", float("nan"))), int(d.get("n_points", 0)),
                        int(d.get("n_curves", 0)), d.get("intervals"), d.get("boot"),
-                       d.get("n_choices"), d.get("n_range"), float(d.get("level", 0.9)))
+                       d.get("n_choices"), d.get("n_range"), float(d.get("level", 0.9)),
+                       d.get("d_range"), d.get("t_max"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{source}: not a joint fit (allocation_fit.json): {e!s:.80}") from None
 
@@ -197,7 +201,9 @@ def fit_joint(data: JointData, form: str, n_boot: int = 100, seed: int = 0,
     r2 = 1.0 - float(np.sum((data.loss - pred) ** 2)) / ss if ss > 0 else float("nan")
     rmse = float(np.sqrt(np.mean((np.log(pred) - np.log(data.loss)) ** 2)))
     fit = JointFit(form, params, r2, rmse, len(data.loss), int(len(np.unique(data.curve))),
-                   level=level, n_range=[float(data.n.min()), float(data.n.max())])
+                   level=level, n_range=[float(data.n.min()), float(data.n.max())],
+                   d_range=[float(data.d.min()), float(data.d.max())],
+                   t_max=float(np.max(data.c_rl / (6.0 * data.n))))
     if n_boot:
         rng = np.random.default_rng(seed)
         curves = np.unique(data.curve)
@@ -273,5 +279,13 @@ def frontier(fit: JointFit, budget: float, sizes=None) -> dict:
         preds = [float(predict(fit.form, b, n, d, c_rl)) for b in fit.boot]
         a = (1 - fit.level) / 2
         lo, hi = float(np.quantile(preds, a)), float(np.quantile(preds, 1 - a))
+    outside = []  # where the optimum leaves the fitted data: an extrapolation, flagged
+    if fit.n_range and not fit.n_range[0] <= n <= fit.n_range[1]:
+        outside.append("N")
+    if fit.d_range and not fit.d_range[0] / 1.001 <= d <= fit.d_range[1] * 1.001:
+        outside.append("pretrain_tokens")
+    if fit.t_max is not None and c_rl / (6 * n) > fit.t_max * 1.001:
+        outside.append("rl_flops")
     return {"C_total": float(budget), "N": n, "pretrain_tokens": d, "rl_flops": c_rl,
-            "rl_share": s, "predicted_test_loss": val, "interval": [lo, hi]}
+            "rl_share": s, "predicted_test_loss": val, "interval": [lo, hi],
+            "extrapolated": outside}

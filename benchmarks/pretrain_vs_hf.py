@@ -1,0 +1,141 @@
+"""Pre-training throughput: rlscale's loop vs a plain transformers training loop, same run.
+
+Both sides train the same micro rung (same initial weights, same packed batches from the task's
+corpus, AdamW with the same hyper-parameters, grad clip 1.0, fp32 on the CPU):
+
+    hf       model(input_ids, labels) -> loss (transformers' causal-LM loss), loss.backward(),
+             clip, torch.optim.AdamW (default implementation), step
+    rlscale  rlscale.pretrain_loop.Loop.step: the loop `rlscale pretrain` runs (the compact
+             forward of rlscale.models.fast, fused AdamW, loss on the logits)
+    rlscale_hf_forward  the same loop with transformers' forward (what the compact forward adds)
+
+The sides alternate over rounds (so drifts of a shared machine hit both), with warm-up steps
+first; the median step time of each side gives tokens/s and MFU = model FLOPs per second over
+the measured matmul peak (rlscale.flops.matmul_peak_flops, same thread count). Model FLOPs per
+step: 6 N T (N non-embedding) + 6 h V T (the LM head) + 3 x the causal attention forward.
+
+    .venv/bin/python benchmarks/pretrain_vs_hf.py [--rungs 200k,1m] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def build(rung: str, batch: int, seq: int, seed: int = 0):
+    from rlscale.models import build_micro, non_embedding_params
+    from rlscale.pretrain import Corpus, PretrainConfig, corpus_tokenizer
+    from rlscale.tasks import load_task
+
+    cfg = PretrainConfig(rung=f"micro:{rung}", task="arith", batch_size=batch, seq_len=seq,
+                         tokens=batch * seq * 1000, slip_frac=0.3, lr=3e-3)
+    task = load_task(cfg.task, seed=0, n_test=1, n_train=2000)
+    tok = corpus_tokenizer(task.train, cfg.vocab_size)
+    corpus = Corpus(task.train, tok, cfg)
+    model = build_micro(cfg.rung, tok, seed=seed).train()
+    return cfg, corpus, model, non_embedding_params(model)
+
+
+def hf_labels_side(model, cfg):
+    """transformers' own loss path: model(input_ids, labels=...) shifts and averages."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
+                            weight_decay=cfg.weight_decay)
+
+    def step(batch):
+        x, y, _ = batch
+        full = torch.cat([x, y[:, -1:]], 1)  # seq + 1 tokens; HF predicts full[1:] from full[:-1]
+        out = model(input_ids=full[:, :-1], labels=full[:, :-1].clone(), use_cache=False)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return out.loss.item()
+
+    return step
+
+
+def rlscale_side(model, cfg, corpus, fast=None):
+    from rlscale.pretrain_loop import Loop
+
+    class _Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix(self, **kw):
+            pass
+
+    loop = Loop(cfg, corpus, model, "cpu", _Bar(), fast=fast)
+    return lambda step: loop.step(step, cfg.lr)
+
+
+def model_flops(model, n_params: int, batch: int, seq: int) -> float:
+    from rlscale.flops import attention_forward_flops
+
+    c = model.config
+    d_attn = c.num_attention_heads * (getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
+    tokens = batch * seq
+    attn = attention_forward_flops(c.num_hidden_layers, d_attn, [seq] * batch)
+    return 6.0 * (n_params + c.hidden_size * c.vocab_size) * tokens + 3.0 * attn
+
+
+def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int, peak: float):
+    import copy
+
+    cfg, corpus, model, n = build(rung, batch, seq)
+    sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None}
+    models = {k: copy.deepcopy(model) for k in sides}
+    sides["hf"] = hf_labels_side(models["hf"], cfg)
+    sides["rlscale"] = rlscale_side(models["rlscale"], cfg, corpus)
+    sides["rlscale_hf_forward"] = rlscale_side(models["rlscale_hf_forward"], cfg, corpus, False)
+    batches = [corpus.batch(i) for i in range(warmup + steps)]
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    order = list(sides)
+    for r in range(rounds):
+        for name in (order if r % 2 == 0 else order[::-1]):
+            fn = sides[name]
+            arg = (lambda i: batches[i]) if name == "hf" else (lambda i: i)
+            for i in range(warmup):
+                fn(arg(i))
+            for i in range(warmup, warmup + steps):
+                t0 = time.perf_counter()
+                fn(arg(i))
+                times[name].append(time.perf_counter() - t0)
+    flops = model_flops(model, n, batch, seq)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    tps = {k: batch * seq / v for k, v in med.items()}
+    mfu = {k: flops / v / peak for k, v in med.items()}
+    print(f"pretrain_vs_hf rung={rung} N={n} batch={batch}x{seq} "
+          f"hf_tokens_per_s={tps['hf']:.0f} rlscale_tokens_per_s={tps['rlscale']:.0f} "
+          f"speedup={med['hf'] / med['rlscale']:.2f} hf_mfu={mfu['hf']:.3f} "
+          f"rlscale_mfu={mfu['rlscale']:.3f} "
+          f"rlscale_hf_forward_speedup={med['hf'] / med['rlscale_hf_forward']:.2f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rungs", default="200k,1m")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per side and round")
+    ap.add_argument("--warmup", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+
+    from rlscale.flops import matmul_peak_flops
+
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak_flops("cpu")
+    print(f"# torch {torch.__version__}, {args.threads} threads, fp32 matmul peak "
+          f"{peak / 1e9:.1f} GFLOP/s (2048^3)", flush=True)
+    for rung in args.rungs.split(","):
+        bench(rung.strip(), args.batch, args.seq, args.rounds, args.steps, args.warmup, peak)
+
+
+if __name__ == "__main__":
+    main()
