@@ -93,7 +93,7 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
     check = base.get("primary_check") or "custom_flexible"
     zero = base["results"]["0"]["checks"][check]
     greedy = [x for p in after if (x := eval_check(p / "greedy"))]
-    row = {
+    return {
         "rung": r.name, "N": pre["N"], "pretrain_tokens": pre["tokens"],
         "tokens_per_param": pre["tokens"] / pre["N"], "pretrain_flops": pre["flops"],
         "pretrain_lr": r.pretrain_lr, "pretrain_final_loss": pre["final_loss"],
@@ -116,16 +116,15 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
         "pass_at_k_after": _passk(ev["after"]),
         "by_level_before": {lv: v["accuracy"] for lv, v in zero.get("by_level", {}).items()},
         "by_level_after": _levels(greedy),
-        "transfer_before": eval_check(before / "transfer"),
-        "transfer_after": [x for p in after if (x := eval_check(p / "transfer"))],
+        "transfer_before": _acc_se(eval_check(before / "transfer")),
+        "transfer_after": [_acc_se(x) for p in after if (x := eval_check(p / "transfer"))],
         "run_dir": curves[0]["dir"], "run_dirs": [c["dir"] for c in curves],
         "rl_models": [c["model"] for c in curves],
     }
-    for key in ("transfer_before",):
-        if row[key]:
-            row[key] = {k: row[key][k] for k in ("accuracy", "se")}
-    row["transfer_after"] = [{k: t[k] for k in ("accuracy", "se")} for t in row["transfer_after"]]
-    return row
+
+
+def _acc_se(check: dict | None) -> dict | None:
+    return {k: check[k] for k in ("accuracy", "se")} if check else None
 
 
 def _passk(checks: list[dict]) -> dict[str, float]:
