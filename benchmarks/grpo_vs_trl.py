@@ -53,24 +53,27 @@ def build(rung: str, out: Path) -> int:
     return non_embedding_params(model)
 
 
-def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path):
-    """(seconds of each timed step, MFU of each timed step)."""
+def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path, b: int = B, g: int = G,
+                 new_tokens: int = NEW_TOKENS, device: str = "cpu"):
+    """(seconds of each timed step, MFU of each timed step); the rows are in work/metrics.jsonl.
+    On CUDA the trainer runs bf16 (its default there), on the CPU fp32."""
     from rlscale.files import read_jsonl
     from rlscale.grpo.config import TrainConfig
     from rlscale.grpo.trainer import train
 
     cfg = TrainConfig.from_dict(dict(
-        model=str(model_dir), task="arith:easy", batch_size=B, group_size=G,
-        max_new_tokens=NEW_TOKENS, suppress_eos=True, kl_coef=0.0, steps=warmup + steps,
-        lr=1e-6, reward="flexible", heldout=1, eval_every=0, eval_max_new_tokens=1,
-        checkpoint_every=10**6, device="cpu", seed=0))
+        model=str(model_dir), task="arith:easy", batch_size=b, group_size=g,
+        mini_batch_size=b, max_new_tokens=new_tokens, suppress_eos=True, kl_coef=0.0,
+        steps=warmup + steps, lr=1e-6, reward="flexible", heldout=1, eval_every=0,
+        eval_max_new_tokens=1, checkpoint_every=10**6, device=device, seed=0))
     train(cfg, work, progress=False)
     rows = [r for r in read_jsonl(work / "metrics.jsonl") if r["step"] > warmup]
     return [r["time_step"] for r in rows], [r["mfu"] for r in rows]
 
 
-def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> list[float]:
-    """Seconds of each timed step (between TRL's optimizer steps)."""
+def time_trl(model_dir: Path, steps: int, warmup: int, work: Path, b: int = B, g: int = G,
+             new_tokens: int = NEW_TOKENS, device: str = "cpu") -> list[float]:
+    """Seconds of each timed step (between TRL's optimizer steps); bf16 on CUDA, as rlscale."""
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -86,12 +89,14 @@ def time_trl(model_dir: Path, steps: int, warmup: int, work: Path) -> list[float
         return [float(len(c) % 3 == 0) for c in completions]  # any signal; its cost is tiny
 
     args = GRPOConfig(
-        output_dir=str(work), per_device_train_batch_size=B * G, num_generations=G,
-        max_completion_length=NEW_TOKENS, beta=0.0, learning_rate=1e-6, temperature=1.0,
-        max_steps=warmup + steps + 1, use_cpu=True, bf16=False, report_to=[], save_strategy="no",
+        output_dir=str(work), per_device_train_batch_size=b * g, num_generations=g,
+        max_completion_length=new_tokens, beta=0.0, learning_rate=1e-6, temperature=1.0,
+        max_steps=warmup + steps + 1, use_cpu=device == "cpu", bf16=device != "cpu",
+        model_init_kwargs={"dtype": "bfloat16" if device != "cpu" else "float32"},
+        report_to=[], save_strategy="no",
         logging_steps=10**6, num_iterations=1, gradient_accumulation_steps=1,
         generation_kwargs={"suppress_tokens": [tok.eos_token_id]}, seed=0)
-    data = Dataset.from_dict({"prompt": prompts(B * (warmup + steps + 2))})
+    data = Dataset.from_dict({"prompt": prompts(b * (warmup + steps + 2))})
     trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=args,
                           train_dataset=data, processing_class=tok, callbacks=[Clock()])
     t0 = time.perf_counter()
