@@ -98,7 +98,8 @@ def few_shot_stability(rungs: list[dict], ratio: float = 0.8) -> dict:
         if 0 in ks and 5 in ks and ks[0] > 0:
             ratios[r["rung"]] = ks[5] / ks[0]
     if not ratios:
-        return finding("few_shot_stability", claim, stat, None, None, None, note="no k-shot evals")
+        return finding("few_shot_stability", claim, stat, None, None, None,
+                       note="no rung with 0-shot and 5-shot evals and 0-shot accuracy > 0")
     vals = list(ratios.values())
     return finding("few_shot_stability", claim, stat, min(vals), (min(vals), max(vals)),
                    min(vals) >= ratio, per_rung=ratios, rule=f"true: every ratio >= {ratio:g}")
