@@ -100,7 +100,7 @@ PRESETS: dict[str, Preset] = {
         rungs=(Rung("micro:20k", 60_000, 1e-2, 3e-4, 4),
                Rung("micro:60k", 60_000, 8e-3, 2e-4, 4)),
         **_CORPUS, batch_size=8, group_size=4, max_new_tokens=32, eval_every=2, heldout=24,
-        eval_samples=2, kshot_problems=8, passk_samples=4, arm_rung="micro:20k",
+        eval_samples=2, kshot_problems=8, arm_rung="micro:20k",
         seq_len=128, pretrain_batch=4, short_seq_len=64, long_frac=0.3),
     # a GPU: the ladder up to 100M parameters, harder levels (1-6 steps, numbers up to 99)
     "gpu": Preset(

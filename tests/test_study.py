@@ -191,7 +191,7 @@ def test_rerun_skips_finished_work_and_other_settings_are_refused(smoke):
     again = study(_smoke(), out, progress=False)
     assert {p: p.stat().st_mtime_ns for name in logs for p in out.rglob(name)} == before
     assert again["rungs"] == summary["rungs"]
-    other = dataclasses.replace(_smoke(), slip_frac=0.1)
+    other = dataclasses.replace(_smoke(), slip_frac=_smoke().slip_frac + 0.1)
     with pytest.raises(UserError, match="other settings"):
         study(other, out, progress=False)
 
