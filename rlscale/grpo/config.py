@@ -20,7 +20,7 @@ from rlscale.errors import UserError
 from rlscale.rewards import REWARDS
 
 REWARD_NAMES = tuple(REWARDS)
-DTYPES = ("", "fp32", "bf16", "fp16")
+DTYPES = ("", "fp32", "bf16", "fp16", "float32", "bfloat16", "float16")  # as load_model
 _DEVICE = re.compile(r"^(|cpu|mps|cuda(:\d+)?)$")
 # Count caps lie far above any run this tool aims at (the paper: 512 prompts x 8, 1k tokens);
 # they turn a typo (--batch-size 1000000000) into a one-line error instead of an out-of-memory.
