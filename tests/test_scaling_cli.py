@@ -41,7 +41,15 @@ def test_fit_writes_json_and_plots_and_prints_a_table(tmp_path, capsys, synth):
 @pytest.mark.parametrize("protocol, extra", [("intra", ["--first-steps", "10"]),
                                              ("inter", ["--max-size", "3e9"]),
                                              ("loso", [])])
-def test_protocols_report_errors_on_the_unseen_part(tmp_path, protocol, extra, synth):
+def test_protocols_report_errors_on_the_unseen_part(tmp_path, protocol, extra, synth,
+                                                   monkeypatch):
+    from rlscale.scaling.extrapolation import Choice
+
+    # loso runs the extrapolation protocol per size: one candidate, few resamples, to stay fast
+    monkeypatch.setattr("rlscale.scaling.extrapolation.CANDIDATES",
+                        (Choice("loglinear_kn_param", 0, "mse"),))
+    if protocol == "loso":
+        extra = [*extra, "--bootstrap", "10"]
     data = synth_csv(synth, tmp_path / "d.csv")
     out = tmp_path / protocol
     rc = cli.main(["fit", "--data", data, "--law", "loglinear_kn_param", "--x", "D",
