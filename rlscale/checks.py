@@ -35,7 +35,8 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("study", "workers"): (1, 256),
     ("sweep", "workers"): (1, 1 << 16), ("sweep", "max_retries"): (0, 100),
     ("export-verl", "max_prompt_length"): (1, BIG), ("export-verl", "gpus_per_node"): (1, 1024),
-    ("export-verl", "nnodes"): (1, 1 << 16),
+    ("export-verl", "nnodes"): (1, 1 << 16), ("plan", "bootstrap"): (0, 100_000),
+    ("predict", "seed"): (0, INT64),
 }
 # commands whose --out is a directory (runs export writes a file)
 DIR_OUT = ("study", "eval", "train", "pretrain", "fit", "sweep", "export-verl")
@@ -208,7 +209,7 @@ def _train(args) -> None:
     device(cfg.device)
     # the largest forward: one micro-batch (default: a whole mini-batch of groups) of prompt +
     # completion rows; the rollout of a whole step, and the evaluation, decode one token a time
-    rows = cfg.micro_batch_size or cfg.mini_batch_size * cfg.group_size
+    rows = cfg.micro_batch_size or (cfg.mini_batch_size or cfg.batch_size) * cfg.group_size
     fits(rows, cfg.max_new_tokens, vocab_of(cfg.model), cfg.device,
          "--mini-batch-size x --group-size x --max-new-tokens")
     for name in (args.tracker or "").split(","):

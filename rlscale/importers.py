@@ -268,7 +268,10 @@ def run(args) -> int:
             for d in args.run_dirs:
                 print(f"{import_run_dir(store, d)}  {d}")
         return 0
-    config = dict(read_json(args.config)) if args.config else {}
+    config = read_json(args.config) if args.config else {}
+    if not isinstance(config, dict):
+        raise UserError(f"--config: {args.config}: expected a JSON object")
+    config = dict(config)
     n = args.n_params if args.n_params is not None else config.get("N")
     if not _finite(n) or n <= 0:
         raise UserError("--n-params: give the non-embedding parameter count N (> 0), "

@@ -456,11 +456,16 @@ def configure(p) -> None:
 def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: {args.workers}: must be >= 1")
+    from rlscale.procs import dir_lock
+
     if args.preset.startswith("allocate"):  # its own driver, on this module's scheduler
         from rlscale.allocation import run_cli
 
-        return run_cli(args)
-    summary = study(PRESETS[args.preset], args.out, args.workers, args.progress)
+        with dir_lock(args.out, "study"):
+            return run_cli(args)
+
+    with dir_lock(args.out, "study"):  # one study per directory; a dead holder does not block
+        summary = study(PRESETS[args.preset], args.out, args.workers, args.progress)
     print(f"report: {Path(args.out) / 'report.md'}; summary: {Path(args.out) / 'summary.json'}; "
           f"wall time {summary['wall_s']:.0f} s")
     return 0
