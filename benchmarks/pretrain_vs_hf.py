@@ -91,13 +91,13 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
     sides["hf"] = hf_labels_side(models["hf"], cfg)
     sides["rlscale"] = rlscale_side(models["rlscale"], cfg, corpus)
     sides["rlscale_hf_forward"] = rlscale_side(models["rlscale_hf_forward"], cfg, corpus, False)
-    batches = [corpus.batch(i) for i in range(warmup + steps)]
     times: dict[str, list[float]] = {k: [] for k in sides}
     order = list(sides)
     for r in range(rounds):
         for name in (order if r % 2 == 0 else order[::-1]):
             fn = sides[name]
-            arg = (lambda i: batches[i]) if name == "hf" else (lambda i: i)
+            # both sides build their batch inside the timed step (a loop must make its data)
+            arg = (lambda i: corpus.batch(i)) if name == "hf" else (lambda i: i)
             for i in range(warmup):
                 fn(arg(i))
             for i in range(warmup, warmup + steps):
