@@ -1,0 +1,289 @@
+"""The pre-training / RL split: wsd branches, the joint law, the allocation study, `rlscale plan`."""
+
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlscale.errors import UserError
+from rlscale.pretrain import Corpus, PretrainConfig, lr_at, pretrain
+
+TASK = "arith:easy,style=expr"
+ROWS = 8 * 64
+
+
+def wsd_cfg(**kw) -> PretrainConfig:
+    base = dict(rung="micro:20k", task=TASK, tokens=30 * ROWS, batch_size=8, seq_len=64,
+                n_problems=200, checkpoint_every=4, log_every=2, lr=3e-3, schedule="wsd",
+                budgets=f"{10 * ROWS},{20 * ROWS}", decay_frac=0.2)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def _same(a, b) -> bool:
+    return a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_wsd_schedule_stable_then_one_decay_per_budget():
+    cfg = wsd_cfg(lr=1e-2, min_lr_frac=0.1, warmup_frac=0.2)
+    assert cfg.budget_steps() == [10, 20, 30]
+    assert cfg.warmup_steps() == 2  # 20% of the smallest budget, shared by all
+    assert [lr_at(s, cfg) for s in range(2)] == pytest.approx([5e-3, 1e-2])
+    assert all(lr_at(s, cfg) == 1e-2 for s in range(2, 30))  # the trunk never decays
+    assert cfg.decay_start(30) == 24 and cfg.decay_start(10) == 8
+    branch = [lr_at(s, cfg, 30) for s in range(24, 30)]
+    assert all(a > b for a, b in zip(branch, branch[1:]))
+    assert branch[-1] == pytest.approx(1e-3)  # down to the floor at the budget's last step
+    with pytest.raises(UserError, match="budgets"):
+        wsd_cfg(schedule="cosine").validate()
+    with pytest.raises(UserError, match="budgets"):
+        wsd_cfg(budgets="1e3,abc").validate()
+
+
+@pytest.mark.parametrize("short", [0, 32])  # 32: short rows on the trunk, long in the decays
+def test_wsd_branches_are_hf_models_and_equal_a_separate_run(tmp_path, short):
+    from rlscale.models import load_model
+
+    res = pretrain(wsd_cfg(short_seq_len=short), tmp_path / "w")
+    assert [b["tokens"] for b in res["branches"]] == [10 * ROWS, 20 * ROWS, 30 * ROWS]
+    assert all(b["flops"] == 6 * res["N"] * b["tokens"] for b in res["branches"])
+    for b in res["branches"]:
+        model, tok = load_model(b["model_dir"])  # an ordinary HF directory
+        assert model is not None and tok is not None
+    assert not list((tmp_path / "w").glob("**/checkpoints"))
+    assert _same(_weights(tmp_path / "w" / "model"),
+                 _weights(tmp_path / "w" / "branches" / f"{30 * ROWS:09d}" / "model"))
+    # the smallest budget's branch is exactly a separate wsd run of that budget
+    alone = pretrain(wsd_cfg(tokens=10 * ROWS, budgets="", short_seq_len=short), tmp_path / "alone")
+    assert _same(_weights(tmp_path / "w" / "branches" / f"{10 * ROWS:09d}" / "model"),
+                 _weights(tmp_path / "alone" / "model"))
+    assert alone["final_loss"] == pytest.approx(res["branches"][0]["final_loss"])
+
+
+@pytest.mark.parametrize("die_at", [9, 26])  # inside the first branch, inside the last
+def test_wsd_branches_resume_to_the_same_weights(tmp_path, monkeypatch, die_at):
+    full = pretrain(wsd_cfg(), tmp_path / "full")
+    real, calls = Corpus.batch, {"n": 0}
+
+    def dies(self, step):  # the die_at-th batch drawn (trunk 0-7, branch 8-9, trunk 10-15, ...)
+        calls["n"] += 1
+        if calls["n"] == die_at:
+            raise KeyboardInterrupt
+        return real(self, step)
+
+    monkeypatch.setattr(Corpus, "batch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(wsd_cfg(), tmp_path / "cut")
+    monkeypatch.setattr(Corpus, "batch", real)
+    with pytest.raises(UserError, match="already holds"):
+        pretrain(wsd_cfg(), tmp_path / "cut")
+    res = pretrain(wsd_cfg(), tmp_path / "cut", resume=True)
+    for a, b in zip(full["branches"], res["branches"]):
+        assert _same(_weights(tmp_path / "full" / "branches" / f"{a['tokens']:09d}" / "model"),
+                     _weights(tmp_path / "cut" / "branches" / f"{b['tokens']:09d}" / "model"))
+    lines = (tmp_path / "cut" / "loss.jsonl").read_text().splitlines()
+    steps = [json.loads(x)["step"] for x in lines]
+    assert steps == sorted(set(steps))  # nothing logged twice
+
+
+def test_wsd_survives_sigkill(tmp_path):
+    """A killed process (no chance to save) resumes from its last periodic checkpoint."""
+    out = tmp_path / "k"
+    code = ("import sys; from tests.test_allocation import wsd_cfg; from rlscale.pretrain import "
+            f"pretrain; pretrain(wsd_cfg(checkpoint_every=3), {str(out)!r}, resume=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(Path(__file__).parent.parent))
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("branches/*/pretrain.json")):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    res = pretrain(wsd_cfg(checkpoint_every=3), out, resume=True)
+    ref = pretrain(wsd_cfg(checkpoint_every=3), tmp_path / "ref")
+    for a, b in zip(ref["branches"], res["branches"]):
+        assert a["tokens"] == b["tokens"]
+        assert _same(_weights(tmp_path / "ref" / "branches" / f"{a['tokens']:09d}" / "model"),
+                     _weights(out / "branches" / f"{b['tokens']:09d}" / "model"))
+
+
+# ---------------------------------------------------------------- the joint law
+def _synthetic(form="rl_power", noise=0.02, seed=0):
+    from rlscale.scaling.joint import predict
+
+    p = dict(E=0.02, A=0.1, alpha=0.5, B=0.2, beta=0.6, T0=1e5, k=0.4, N_ref=6e4, D_ref=1.5e6)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in (2e4, 6e4, 2e5):
+        for d in (7.5e5, 1.5e6, 3e6):
+            for step in range(0, 31, 5):
+                c = step * 15000 * 6 * n
+                loss = float(predict(form, p, n, d, c)) * math.exp(rng.normal(0, noise))
+                rows.append(dict(N=n, pretrain_tokens=d, rl_flops=c, test_loss=loss,
+                                 test_loss_se=0.01, curve=f"{n}/{d}"))
+    return p, rows
+
+
+def test_joint_fit_recovers_a_known_law_and_its_frontier():
+    from rlscale.scaling.joint import JointData, JointFit, fit_joint, frontier
+
+    p, rows = _synthetic(noise=0.005)
+    fit = fit_joint(JointData.from_rows(rows), "rl_power", n_boot=20)
+    assert fit.r2 > 0.99
+    assert fit.params["k"] == pytest.approx(0.4, rel=0.1)
+    assert fit.params["T0"] == pytest.approx(1e5, rel=0.3)
+    assert fit.intervals["k"][0] <= fit.params["k"] <= fit.intervals["k"][1]
+    sizes = (2e4, 6e4, 2e5)
+    f = frontier(fit, 1e12, sizes=sizes)
+    assert f["N"] in sizes
+    assert f["N"] * f["pretrain_tokens"] * 6 + f["rl_flops"] == pytest.approx(1e12)
+    assert 0 <= f["rl_share"] <= 1 and f["interval"][0] <= f["predicted_test_loss"] * 1.01
+    # no other split of the same budget is better under the fit
+    for n in sizes:
+        for s in (0.0, 0.1, 0.5, 0.9):
+            d = (1 - s) * 1e12 / (6 * n)
+            assert fit.predict(n, d, s * 1e12) >= f["predicted_test_loss"] - 1e-9
+    again = JointFit.from_dict(json.loads(json.dumps(fit.to_dict())))
+    assert frontier(again, 1e12, sizes=sizes)["predicted_test_loss"] == pytest.approx(
+        f["predicted_test_loss"])
+
+
+def test_joint_form_choice_and_bad_data():
+    from rlscale.scaling.joint import JointData, choose_form
+
+    _, rows = _synthetic(form="rl_power", noise=0.01)
+    form, scores = choose_form(JointData.from_rows(rows), forms=("rl_power", "rl_floor"))
+    assert set(scores) == {"rl_power", "rl_floor"} and form in scores
+    with pytest.raises(UserError, match="test_loss"):
+        JointData.from_rows([dict(rows[0], test_loss=1.5)] + rows[1:])
+    with pytest.raises(UserError, match="at least 8"):
+        JointData.from_rows(rows[:3])
+
+
+# ---------------------------------------------------------------- the study and plan
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    from rlscale.allocation import PRESETS, allocate
+
+    out = tmp_path_factory.mktemp("alloc")
+    return out, allocate(PRESETS["allocate-smoke"], out, workers=2, progress=False)
+
+
+def test_allocation_outputs_and_schema(smoke):
+    out, res = smoke
+    for name in ("allocation.json", "allocation_fit.json", "allocation.md",
+                 "allocation_frontier.png", "allocation_share.png"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "allocation.json").read_text())
+    assert [b["C_total"] for b in saved["budgets"]] == sorted(b["C_total"] for b in saved["budgets"])
+    for b in saved["budgets"]:
+        assert b["options"] and 0 <= b["best"]["rl_share"] <= 1
+        assert b["best"]["test_loss"] == min(o["test_loss"] for o in b["options"])
+    law = saved["law"]
+    assert law["name"].startswith("joint_") and law["params"] and law["intervals"]
+    assert math.isfinite(law["r2"])
+    v = saved["validation"]
+    assert {"predicted", "measured", "se", "within_2se"} <= set(v)
+    assert v["within_2se"] == (abs(v["measured"] - v["predicted_at_realised"]) <= 2 * v["se"])
+    assert len((out / "allocation.md").read_text().splitlines()) > len(saved["budgets"])
+
+
+def test_allocation_numbers_recompute_from_metrics(smoke):
+    out, res = smoke
+    saved = json.loads((out / "allocation.json").read_text())
+    for b in saved["budgets"]:
+        for o in b["options"]:
+            run = out / "runs" / o["curve"]
+            rows = {r["step"]: r for r in map(json.loads,
+                                              (run / "metrics.jsonl").read_text().splitlines())}
+            cfg = json.loads((run / "config.json").read_text())
+            pre = json.loads((Path(cfg["model"]).parent / "pretrain.json").read_text())
+            row = rows[o["step"]]
+            assert o["test_loss"] == row["test_loss"] and o["rl_flops"] == row["C_paper"]
+            assert o["pretrain_tokens"] == pre["tokens"] and o["N"] == pre["N"]
+            assert o["C_total"] == pytest.approx(6 * pre["N"] * pre["tokens"] + row["C_paper"])
+            assert o["C_total"] <= b["C_total"] * (1 + 1e-9)
+    v = saved["validation"]
+    last = json.loads((out / "validation" / "rl" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert v["measured"] == last["test_loss"]
+
+
+def test_allocation_rerun_skips_finished_work(smoke):
+    import time
+
+    from rlscale.allocation import PRESETS, allocate
+
+    out, res = smoke
+    before = {p: p.stat().st_mtime for p in out.glob("runs/*/metrics.jsonl")}
+    t0 = time.perf_counter()
+    again = allocate(PRESETS["allocate-smoke"], out, workers=2, progress=False)
+    assert {p: p.stat().st_mtime for p in out.glob("runs/*/metrics.jsonl")} == before
+    assert again["validation"]["measured"] == res["validation"]["measured"]
+    assert time.perf_counter() - t0 < 60
+
+
+PLAN = re.compile(r"^plan: budget=\S+ N=\d+ pretrain_tokens=\d+ rl_flops=\S+ rl_share=[\d.]+ "
+                  r"predicted_test_loss=[\d.]+ interval=\S+,\S+$")
+
+
+def test_plan_prints_one_line_and_writes_the_plot(smoke, tmp_path, capsys):
+    from rlscale.cli import main
+
+    out, res = smoke
+    budget = res["budgets"][-1]["C_total"]
+    assert main(["plan", "--fit", str(out / "allocation_fit.json"), "--budget", f"{budget:.4g}",
+                 "--plot", str(tmp_path / "f.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and PLAN.match(lines[0]), lines
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("budget", ["-1", "0", "abc", "nan", "inf"])
+def test_plan_bad_budget_exits_2(smoke, budget, capsys):
+    from rlscale.cli import main
+
+    out, _ = smoke
+    assert main(["plan", "--fit", str(out / "allocation_fit.json"), "--budget", budget]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--budget" in err[0]
+
+
+def test_plan_bad_fit_exits_2(smoke, tmp_path, capsys):
+    from rlscale.cli import main
+
+    out, _ = smoke
+    bad = tmp_path / "bad.json"
+    for content in ("{not json", "[1, 2]", json.dumps({"form": "rl_power", "params": {"E": 1}}),
+                    (out / "allocation.json").read_text()):
+        bad.write_text(content)
+        assert main(["plan", "--fit", str(bad), "--budget", "1e12"]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["plan", "--fit", str(tmp_path / "missing.json"), "--budget", "1e12"]) == 2
+
+
+def test_plan_fits_a_users_own_runs(tmp_path, capsys):
+    from rlscale.cli import main
+
+    _, rows = _synthetic()
+    csv = tmp_path / "runs.csv"
+    keys = ("N", "pretrain_tokens", "rl_flops", "test_loss", "test_loss_se", "curve")
+    csv.write_text(",".join(keys) + "\n" + "".join(
+        ",".join(str(r[k]) for k in keys) + "\n" for r in rows))
+    fit = tmp_path / "fit.json"
+    assert main(["plan", "--points", str(csv), "--fit", str(fit), "--budget", "1e12",
+                 "--bootstrap", "10"]) == 0
+    assert PLAN.match(capsys.readouterr().out.strip())
+    assert json.loads(fit.read_text())["form"] in ("rl_power", "rl_kn", "rl_floor")
+    csv.write_text("N,pretrain_tokens,rl_flops,test_loss\n1e5,x,0,0.5\n")
+    assert main(["plan", "--points", str(csv), "--fit", str(fit), "--budget", "1e12"]) == 2
