@@ -199,3 +199,14 @@ def test_protocols_on_runs_from_a_results_database(tmp_path, capsys, synth, monk
         fj = json.loads((tmp_path / proto[0] / "fit.json").read_text())
         assert fj["n_curves"] == 5 and fj["protocol"]["mare"] < 0.05
     assert "extrapolate: size=1e+10" in capsys.readouterr().out
+
+
+def test_interval_flags_bound_and_decade():
+    from rlscale.scaling.intervals import wide_intervals
+    from rlscale.scaling.laws import LogLinearKNParam
+
+    specs = LogLinearKNParam().specs()
+    iv = {"K_max": (0.1, 0.12), "N0": (1e9, 3e10), "e0": (-1.0, 1.0), "e1": (-0.5, 0.5),
+          "x0": (-100.0, 12.0)}
+    assert wide_intervals(iv, specs) == ["N0 interval spans more than a decade",
+                                         "x0 interval reaches its bound"]

@@ -77,16 +77,18 @@ def coverage(y, lo, hi) -> float:
 
 
 def wide_intervals(intervals: dict[str, tuple[float, float]], specs) -> list[str]:
-    """Flags for positive parameters (log-scaled or bounded below by 0) whose interval spans
-    more than a decade (hi / lo > 10): the data do not pin them down. A signed parameter (an
-    intercept, an exponent e1 of either sign) has no scale to compare a decade with."""
+    """Flags for parameters the resamples do not pin down: an interval reaching one of the
+    parameter's bounds, or, for positive parameters (log-scaled or bounded below by 0), one
+    spanning more than a decade (hi / lo > 10). A signed parameter (an intercept, e1) has no
+    scale to compare a decade with."""
     flags = []
     for p in specs:
-        if not (p.log or p.lo >= 0):
-            continue
         lo, hi = intervals.get(p.name, (np.nan, np.nan))
         if not (np.isfinite(lo) and np.isfinite(hi)):
             continue
-        if lo > 0 and hi / lo > 10:
+        tol = 1e-6 * (p.hi - p.lo) if not p.log else 0.0
+        if lo <= p.lo + tol or hi >= p.hi - tol:  # resample fits ran to the edge: unpinned
+            flags.append(f"{p.name} interval reaches its bound")
+        elif (p.log or p.lo >= 0) and lo > 0 and hi / lo > 10:
             flags.append(f"{p.name} interval spans more than a decade")
     return flags
