@@ -102,7 +102,8 @@ def refused(argv: list[str], cwd: Path, names: tuple[str, ...] = ()) -> str:
     assert rc == 2, (argv, rc, err.getvalue()[-2000:])
     assert len(lines) == 1, (argv, lines[:20])
     assert "Traceback" not in err.getvalue()
-    changed = {k for k in set(before) | set(_tree(cwd)) if before.get(k) != _tree(cwd).get(k)}
+    after = _tree(cwd)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     assert not changed, (argv, sorted(changed)[:10])
     assert took < CASE_SECONDS, (argv, took)
     if names:
