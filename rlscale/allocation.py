@@ -37,7 +37,7 @@ from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_
 @dataclass(frozen=True)
 class AllocPreset:
     name: str
-    base: str  # the study preset (rlscale.study.PRESETS) whose task, corpus, rungs and GRPO use
+    base: str  # the study preset (rlscale.study_plan.PRESETS) whose task, corpus, rungs and GRPO use
     n_rungs: int = 3  # its smallest rungs
     token_fracs: tuple[float, ...] = (0.25, 0.5, 1.0)  # budgets per rung, x its preset tokens
     decay_frac: float = 0.2  # each budget's decay branch, share of its steps
@@ -63,7 +63,7 @@ PRESETS = {
 
 def base_preset(p: AllocPreset):
     from rlscale.models import LADDER, rung_name
-    from rlscale.study import PRESETS as STUDY
+    from rlscale.study_plan import PRESETS as STUDY
 
     base = STUDY[p.base]
     rungs = sorted(base.rungs, key=lambda r: _approx_n(LADDER[rung_name(r.name)]))[: p.n_rungs]
@@ -109,7 +109,7 @@ def _rl_params(p: AllocPreset, base, rung, model: str, out: Path, steps: int, ev
 def plan_jobs(p: AllocPreset, out: Path) -> list:
     """Pre-training (one wsd run per rung, a branch per budget) and GRPO per checkpoint."""
     from rlscale.pretrain_loop import tokens_tag
-    from rlscale.study import Job, rung_tag
+    from rlscale.study_plan import Job, rung_tag
 
     base, rungs = base_preset(p)
     jobs = []
@@ -252,7 +252,7 @@ def validation_plan(p: AllocPreset, points: list[dict], budgets: list[float], ou
 def validation_jobs(p: AllocPreset, plan: dict, points: list[dict], out: Path) -> list:
     """Pre-train the predicted rung for the predicted tokens, then GRPO for the predicted RL
     FLOPs (steps from the RL FLOPs per step this rung measured)."""
-    from rlscale.study import Job, rung_tag
+    from rlscale.study_plan import Job
 
     base, rungs = base_preset(p)
     pred = plan["predicted"]
@@ -309,7 +309,7 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     import torch
 
     from rlscale import allocation_report as rep
-    from rlscale import study as st
+    from rlscale import scheduler, study_plan
     from rlscale.pretrain import corpus_tokenizer
     from rlscale.tasks import load_task
 
@@ -329,17 +329,17 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     workers = workers or base.workers
     threads = 1 if workers > 1 and not torch.cuda.is_available() else 0
     try:
-        st.write_task(base, out)
+        study_plan.write_task(base, out)
         corpus_tokenizer(load_task(str(out / "task"), seed=base.seed).train)  # warm the cache
         jobs = plan_jobs(p, out)
-        st.schedule(jobs, workers, threads, progress)
+        scheduler.schedule(jobs, workers, threads, progress)
         points = collect(jobs)
         budgets = budget_grid(points)
         if len(budgets) < 2:
             raise UserError(f"{out}: the measured compute spans too little for two budgets")
         plan = validation_plan(p, points, budgets, out)
         vjobs = validation_jobs(p, plan, points, out)
-        st.schedule(vjobs, workers, threads, progress)
+        scheduler.schedule(vjobs, workers, threads, progress)
         val = validation_result(plan, vjobs)
         fit = fit_law(points, plan["form"], sorted({q["N"] for q in points}), p.n_boot)
         atomic_write_json(out / "allocation_fit.json", fit.to_dict())

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, fields, replace
 
 from rlscale.errors import UserError
-from rlscale.tasks import Problem
+from rlscale.problem import Problem
 
 STYLES = ("words", "expr", "mixed")
 

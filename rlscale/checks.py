@@ -201,7 +201,7 @@ def _pretrain(args) -> None:
 
 
 def _train(args) -> None:
-    from rlscale.grpo.cli import config_from_args
+    from rlscale.grpo.config import config_from_args
 
     cfg = config_from_args(args).validate()
     model_spec(cfg.model)

@@ -27,14 +27,15 @@ import dataclasses
 import math
 import random
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlscale.errors import UserError
-from rlscale.files import JsonlWriter, atomic_write_json, read_json, truncate_jsonl
+from rlscale.files import atomic_write_json, read_json
+from rlscale.pretrain_loop import STATE_FILE, lr_at  # lr_at: the schedule, public here too
 
-STATE_FILE = "pretrain.json"
 # settings that may change when resuming: they do not change what the finished steps did
 RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "device")
 
@@ -132,25 +133,6 @@ class PretrainConfig:
 
         rung_name(self.rung)
         return self
-
-
-def lr_at(step: int, cfg: PretrainConfig, end: int | None = None) -> float:
-    """cosine: linear warm-up over warmup_frac of the steps, then cosine from lr to
-    min_lr_frac * lr. wsd: the same warm-up, then lr held constant (the trunk); the branch of
-    the budget ending at step `end` decays from lr to the floor as 1 - sqrt over its last
-    decay_frac of the steps (the shape Hagele et al. 2024 found to match cosine)."""
-    warm = cfg.warmup_steps()
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    floor = cfg.min_lr_frac
-    if cfg.schedule == "wsd":
-        start = cfg.decay_start(end) if end is not None else None
-        if start is None or step < start:
-            return cfg.lr
-        t = (step - start + 1) / (end - start)
-        return cfg.lr * (floor + (1 - floor) * (1 - math.sqrt(min(t, 1.0))))
-    t = (step - warm) / max(1, cfg.steps() - warm)
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 _LAST_EQ = re.compile(r"=\s*(-?\d+)\s*\n####\s*(-?\d+)\s*$")
@@ -274,16 +256,9 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
     cfg.validate()
     out = Path(out_dir)
     state_path = out / STATE_FILE
-    saved = read_json(state_path) if state_path.is_file() else None
-    started = saved is not None or ck.checkpoints(out)
-    if started and not resume:
-        raise UserError(f"{out}: already holds a pre-training run; pass --resume to continue it "
-                        f"or choose another --out")
-    if saved is not None:
-        ck.check_resume(saved.get("config", {}), dataclasses.asdict(cfg), RESUMABLE_CHANGES,
-                        state_path)
-        if saved.get("done") and (out / "model").is_dir():
-            return saved
+    saved = _saved_run(cfg, out, resume)
+    if saved is not None and saved.get("done") and (out / "model").is_dir():
+        return saved
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # the held-out side is fixed by a hash of the question, whatever n_test: ask for one
@@ -297,7 +272,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
             if cfg.schedule == "wsd" else ends[-1])
     bar = tqdm(total=work, desc=f"pretrain {cfg.rung}", unit="step", disable=_no_bar(progress),
                dynamic_ncols=True, leave=False)
-    from rlscale.pretrain_loop import Loop, copy_model, wsd_branches
+    from rlscale.pretrain_loop import Loop, copy_model, wsd_branches  # torch: not at CLI start-up
 
     loop = Loop(cfg, Corpus(task.train, tok, cfg), model, device, bar)
     st = (loop.load(out) if resume else None) or {"step": 0, "wall_s": 0.0}
@@ -322,16 +297,23 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
                                                   "decay_start", "wall_s", "model_dir")}
                                for b in branches]
     atomic_write_json(state_path, summary)
-    import shutil
-
     shutil.rmtree(out / ck.CKPT_DIR, ignore_errors=True)  # the model dirs are the result now
     return summary
 
 
-def _read_log(path: Path) -> list[dict]:
-    from rlscale.files import read_jsonl
+def _saved_run(cfg: PretrainConfig, out: Path, resume: bool) -> dict | None:
+    """The run already in out (None if none), after checking that resuming it is allowed."""
+    from rlscale.grpo import checkpoint as ck
 
-    return read_jsonl(path, tolerate_torn_tail=True) if path.exists() else []
+    state_path = out / STATE_FILE
+    saved = read_json(state_path) if state_path.is_file() else None
+    if (saved is not None or ck.checkpoints(out)) and not resume:
+        raise UserError(f"{out}: already holds a pre-training run; pass --resume to continue it "
+                        f"or choose another --out")
+    if saved is not None:
+        ck.check_resume(saved.get("config", {}), dataclasses.asdict(cfg), RESUMABLE_CHANGES,
+                        state_path)
+    return saved
 
 
 def _no_bar(progress: bool | None) -> bool:

@@ -13,20 +13,50 @@ compare with separate cosine runs is measured in docs/study.md.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlscale.errors import UserError
-from rlscale.files import JsonlWriter, atomic_write_json, read_json, truncate_jsonl
+from rlscale.files import JsonlWriter, atomic_write_json, read_json, read_jsonl, truncate_jsonl
+
+if TYPE_CHECKING:  # only for annotations: rlscale.pretrain imports this module
+    from rlscale.pretrain import PretrainConfig
+
+STATE_FILE = "pretrain.json"  # a finished range's summary, the mark that it is done
+
+
+def lr_at(step: int, cfg: PretrainConfig, end: int | None = None) -> float:
+    """cosine: linear warm-up over warmup_frac of the steps, then cosine from lr to
+    min_lr_frac * lr. wsd: the same warm-up, then lr held constant (the trunk); the branch of
+    the budget ending at step `end` decays from lr to the floor as 1 - sqrt over its last
+    decay_frac of the steps (the shape Hagele et al. 2024 found to match cosine)."""
+    warm = cfg.warmup_steps()
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    floor = cfg.min_lr_frac
+    if cfg.schedule == "wsd":
+        start = cfg.decay_start(end) if end is not None else None
+        if start is None or step < start:
+            return cfg.lr
+        t = (step - start + 1) / (end - start)
+        return cfg.lr * (floor + (1 - floor) * (1 - math.sqrt(min(t, 1.0))))
+    t = (step - warm) / max(1, cfg.steps() - warm)
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def read_log(path: Path) -> list[dict]:
+    return read_jsonl(path, tolerate_torn_tail=True) if path.exists() else []
+
+
 
 
 def wsd_branches(loop: "Loop", out: Path, tok, st: dict, summary: dict) -> list[dict]:
     """Run the stable trunk up to each budget's decay start, fork a decay branch there into
     OUT/branches/<tokens>/, and go on from the trunk. Order makes it resumable: the trunk is
     checkpointed at the fork and only moves on once the branch is done."""
-    from rlscale.pretrain import STATE_FILE, lr_at
-
     cfg, done = loop.cfg, []
     for end in cfg.budget_steps():
         bdir = out / "branches" / tokens_tag(end * cfg.batch_size * cfg.seq_len)
@@ -208,14 +238,13 @@ class Loop:
         """Save run_dir/model (HF format) and run_dir/pretrain.json for a finished range."""
         from rlscale.flops import pretrain_flops
         from rlscale.models import save_model
-        from rlscale.pretrain import STATE_FILE, _read_log
 
         cfg = self.cfg
         self.model.eval()
         save_model(self.model, tok, run_dir / "model")
         self.model.train()
         tokens = end * cfg.batch_size * cfg.seq_len
-        curve = _read_log(run_dir / "loss.jsonl")
+        curve = read_log(run_dir / "loss.jsonl")
         res = {**info, "done": True, "steps": end, "tokens": tokens,
                "flops": pretrain_flops(info["N"], tokens), "wall_s": st["wall_s"],
                "tokens_per_s": (end - step0) * cfg.batch_size * cfg.seq_len / max(seconds, 1e-9),

@@ -6,7 +6,7 @@ online, reasoning-gym's `gsm_symbolic`, and an own arithmetic generator sized fo
 `normalize_question`, and for procedural sources a question belongs to the test side iff a
 stable hash of its normalised text says so, so no seed or size of any train stream (GRPO prompts,
 pre-training corpus) can ever produce a test question. The test split depends on the spec and
-n_test only (a fixed held-out set, as DESIGN.md asks); `seed` draws and orders the train split.
+n_test only (a fixed held-out set; docs/architecture.md); `seed` draws and orders the train split.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
 
+from rlscale.arith import arith_problems, parse_arith_spec
 from rlscale.errors import UserError
 from rlscale.files import parse_json, read_json
+from rlscale.problem import Problem
 from rlscale.rewards import last_boxed
 
 STOP_STRINGS = ("\n\nQuestion:", "Question:")  # a base model would go on with a new question
@@ -27,14 +29,6 @@ TEST_BUCKETS = 8  # procedural tasks: 1/8 of the question space is reserved for 
 DEFAULT_N_TEST = 500
 DEFAULT_N_TRAIN = {"arith": 20000, "gsm_symbolic": 5000}
 PROCEDURAL_BLOCK = 2048
-
-
-@dataclass(frozen=True)
-class Problem:
-    question: str
-    answer: str  # canonical number (GSM8K) or LaTeX expression (MATH)
-    solution: str | None = None  # chain of thought ending in "#### N" or a \boxed{} answer
-    level: int | None = None  # difficulty level (procedural tasks; "level" in task files)
 
 
 @dataclass
@@ -252,8 +246,6 @@ def load_task(spec: str, seed: int = 0, n_test: int | None = None,
     head = spec.split(":", 1)[0]
     if head in ("arith", "gsm_symbolic") and not Path(spec).exists():
         if head == "arith":
-            from rlscale.arith import arith_problems, parse_arith_spec  # it imports Problem
-
             cfg = parse_arith_spec(spec)
             gen = lambda n, s: arith_problems(n, s, cfg)  # noqa: E731
         else:

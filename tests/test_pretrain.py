@@ -168,7 +168,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         pretrain(cfg, tmp_path / "cut")
     # interrupted before step 8's update: the last finished step (7) is saved on the way out
-    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step_0000007"]
+    # (the one before it is kept too, as the fallback if the newest is damaged)
+    saved = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
+    assert saved[-1] == "step_0000007" and len(saved) <= 2
     monkeypatch.setattr(Corpus, "batch", real)
     pretrain(cfg, tmp_path / "cut", resume=True)
     a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
@@ -198,8 +200,6 @@ def test_cli_pretrain(tmp_path, capsys):
                "--batch-size", "4", "--seq-len", "32", "--n-problems", "100", "--out", str(out)])
     assert rc == 0 and (out / "model" / "model.safetensors").is_file()
     assert "N=" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as e:
-        main(["pretrain", "--tokens", "lots", "--out", str(out)])
-    assert e.value.code == 2
+    assert main(["pretrain", "--tokens", "lots", "--out", str(out)]) == 2  # a bad flag: exit 2
     assert main(["pretrain", "--rung", "micro:20k", "--task", TASK, "--tokens", "2e3",
                  "--out", str(out)]) == 2  # exists, no --resume: one-line error

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
-SKIP = ("preset",)
 
 
 def configure(p) -> None:
+    from rlscale.grpo.config import CLI_SKIP as SKIP
     from rlscale.grpo.config import PRESETS, TrainConfig
 
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -44,26 +44,11 @@ def argparse_bool():
     return argparse.BooleanOptionalAction
 
 
-def config_from_args(args):
-    """The TrainConfig these flags ask for (with --resume: the saved one, changed by flags)."""
-    from pathlib import Path
-
-    from rlscale.files import read_json
-    from rlscale.grpo.config import TrainConfig, resolve
-
-    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in SKIP]
-    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    saved_path = Path(args.out) / "config.json"
-    if args.resume and saved_path.exists():
-        saved = read_json(saved_path)
-        known = {k: saved[k] for k in names + ["preset"] if k in saved}
-        return TrainConfig.from_dict({**known, **given})
-    return resolve(args.preset, given)
-
-
 def run(args) -> int:
     from rlscale.files import dumps
     from rlscale.grpo.trainer import train
+
+    from rlscale.grpo.config import config_from_args
 
     cfg = config_from_args(args)
     from rlscale.trackers import parse_names

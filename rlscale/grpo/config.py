@@ -15,8 +15,10 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from rlscale.errors import UserError
+from rlscale.files import read_json
 from rlscale.rewards import REWARDS
 
 REWARD_NAMES = tuple(REWARDS)
@@ -221,3 +223,18 @@ def resolve(preset: str | None, overrides: dict | None = None) -> TrainConfig:
     d.update({k: v for k, v in (overrides or {}).items() if v is not None})
     d["preset"] = preset
     return TrainConfig.from_dict(d)
+
+
+CLI_SKIP = ("preset",)  # fields that are not flags of `rlscale train`
+
+
+def config_from_args(args):
+    """The TrainConfig these flags ask for (with --resume: the saved one, changed by flags)."""
+    names = [f.name for f in fields(TrainConfig) if f.name not in CLI_SKIP]
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    saved_path = Path(args.out) / "config.json"
+    if args.resume and saved_path.exists():
+        saved = read_json(saved_path)
+        known = {k: saved[k] for k in names + ["preset"] if k in saved}
+        return TrainConfig.from_dict({**known, **given})
+    return resolve(args.preset, given)

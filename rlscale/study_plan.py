@@ -1,0 +1,225 @@
+"""The study's presets and its plan: every job of `rlscale study` with its inputs and cost.
+
+Lower than the scheduler (rlscale.scheduler) and the study driver (rlscale.study), so the
+allocation experiment (rlscale.allocation) plans its jobs on the same presets without a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlscale.files import atomic_write_text, dumps
+from rlscale.study_evals import eval_cost, eval_specs, eval_units
+
+KSHOTS = (0, 1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str  # micro ladder rung, e.g. "micro:200k"
+    tokens: int  # pre-training tokens
+    pretrain_lr: float
+    rl_lr: float
+    rl_steps: int
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    task: str  # arith spec; materialised once into OUT/task
+    n_train: int  # train problems (pre-training corpus and RL prompts)
+    rungs: tuple[Rung, ...]
+    slip_frac: float  # pre-training corpus knobs (rlscale.pretrain)
+    direct_frac: float
+    batch_size: int  # GRPO prompts per step
+    group_size: int
+    max_new_tokens: int
+    eval_every: int
+    heldout: int  # held-out problems x samples at temperature 0.7: the test loss
+    eval_samples: int
+    kshot_problems: int  # baseline k-shot eval (greedy)
+    arm_rung: str  # the rung of the data-reuse and reward arms
+    taus: tuple[int, ...] = (1, 4, 16)
+    arm_reward: str = "strict"  # compared with the main runs' custom_flexible
+    seq_len: int = 128
+    pretrain_batch: int = 32
+    workers: int = 2
+    seed: int = 0
+    rl_seeds: int = 2  # GRPO seeds per main rung (the arms use seed 0): mean and spread
+    passk_problems: int = 0  # held-out problems of the pass@k evals; 0 = kshot_problems
+    passk_samples: int = 32  # samples per problem: pass@k for k = 1, 2, 4, ... up to this
+    passk_temperature: float = 1.0  # the rollout temperature: what RL itself samples from
+    transfer_task: str = ""  # a task family RL never sees (greedy, before/after); "" = none
+    plain_frac: float = 0.0  # corpus documents ending "The answer is N." (rlscale.pretrain)
+    short_seq_len: int = 0  # pre-training rows before the long phase (0: all seq_len)
+    long_frac: float = 1.0  # share of pre-training steps, at the end, in seq_len rows
+    blank_join_frac: float = 0.0  # corpus documents joined by a blank line, as few-shot shots
+
+
+# The task of the embedded study: chains of 1-4 steps (the level), numbers up to 30, + - *,
+# stories and expressions mixed; transfer: 5-6 steps, longer than any chain in pre-training or
+# RL. Every rung of a preset is pre-trained on the same number of tokens (one rule, as a model
+# series shares one corpus); docs/study.md has the measurements behind each choice.
+_TASK = "arith:ladder"
+_TRANSFER = "arith:ladder,min_terms=6,max_terms=7"
+_CORPUS = dict(slip_frac=0.1, direct_frac=0.0, plain_frac=0.2, blank_join_frac=0.5)
+PRESETS: dict[str, Preset] = {
+    # the README's first command: four rungs spanning 31x in N, on 2 cores
+    "cpu": Preset(
+        name="cpu", task=_TASK, transfer_task=_TRANSFER, n_train=20000,
+        # pre-training lr tuned by pre-training loss; RL lr = pre-training lr / 47 (docs/study.md)
+        rungs=(Rung("micro:20k", 3_000_000, 1e-2, 2e-4, 40),
+               Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 40),
+               Rung("micro:200k", 3_000_000, 7e-3, 1.5e-4, 40),
+               Rung("micro:600k", 3_000_000, 6e-3, 1.3e-4, 40)),
+        **_CORPUS, batch_size=32, group_size=8, max_new_tokens=80, eval_every=5, heldout=200,
+        eval_samples=4, kshot_problems=200, passk_problems=64, arm_rung="micro:60k",
+        taus=(1, 4, 8), seq_len=512, pretrain_batch=8, short_seq_len=128, long_frac=0.3),
+    # CI: every stage and file, minutes not science
+    "smoke": Preset(
+        name="smoke", task=_TASK, transfer_task=_TRANSFER, n_train=600,
+        rungs=(Rung("micro:20k", 60_000, 1e-2, 3e-4, 4),
+               Rung("micro:60k", 60_000, 8e-3, 2e-4, 4)),
+        **_CORPUS, batch_size=8, group_size=4, max_new_tokens=32, eval_every=2, heldout=24,
+        eval_samples=2, kshot_problems=8, arm_rung="micro:20k",
+        seq_len=128, pretrain_batch=4, short_seq_len=64, long_frac=0.3),
+    # a GPU: the ladder up to 100M parameters, harder levels (1-6 steps, numbers up to 99)
+    "gpu": Preset(
+        name="gpu", task="arith:ladder,max_terms=7,max_value=99",
+        transfer_task="arith:ladder,min_terms=8,max_terms=9,max_value=99", n_train=50000,
+        rungs=(Rung("micro:200k", 20_000_000, 7e-3, 1.5e-4, 200),
+               Rung("micro:2m", 20_000_000, 3e-3, 6e-5, 200),
+               Rung("micro:6m", 20_000_000, 2e-3, 4e-5, 200),
+               Rung("micro:20m", 20_000_000, 1.2e-3, 2.5e-5, 200),
+               Rung("micro:100m", 20_000_000, 6e-4, 1.3e-5, 200)),
+        **_CORPUS, batch_size=128, group_size=8, max_new_tokens=128, eval_every=20,
+        heldout=1000, eval_samples=4, kshot_problems=500, passk_problems=200,
+        arm_rung="micro:2m", pretrain_batch=32, seq_len=1024, short_seq_len=256,
+        long_frac=0.3, workers=1),
+}
+
+
+# ---------------------------------------------------------------- jobs
+@dataclass
+class Job:
+    name: str  # e.g. "pretrain:micro:200k", "rl:200k", "baseline:micro:20k"
+    kind: str  # pretrain | baseline | rl
+    out: str  # the job's directory
+    params: dict  # what the worker needs (plain data: it crosses a process boundary)
+    deps: tuple[str, ...] = ()
+    cost: float = 1.0  # estimated seconds, for ordering and the overall bar
+    total: int = 1  # units of its progress bar (steps / problems)
+    meta: dict = field(default_factory=dict)  # for the report: rung, tau, reward
+
+
+def rung_tag(rung: str) -> str:
+    return rung.removeprefix("micro:")
+
+
+def plan(preset: Preset, out: Path) -> list[Job]:
+    """Every job of the study, with its inputs and estimated cost."""
+    from rlscale.models import LADDER, rung_name
+
+    jobs: list[Job] = []
+    for r in preset.rungs:
+        n = _approx_n(LADDER[rung_name(r.name)])
+        jobs += _base_jobs(preset, r, n, out)
+        for arm in _rl_arms(preset, r):
+            jobs.append(_rl_job(preset, r, n, out, *arm))
+            if arm[-1]:  # a main run: evaluated after RL
+                jobs.append(_evals_job(preset, r, n, out, jobs[-1]))
+    return jobs
+
+
+def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
+    """Pre-training, the k-shot baseline and the pre-RL evals (pass@k, transfer) of a rung."""
+    tag = rung_tag(r.name)
+    steps = max(1, r.tokens // (preset.pretrain_batch * preset.seq_len))
+    model = str(out / "pretrain" / tag / "model")
+    pre = Job(f"pretrain:{tag}", "pretrain", str(out / "pretrain" / tag),
+              dict(rung=r.name, task=str(out / "task"), tokens=r.tokens, lr=r.pretrain_lr,
+                   batch_size=preset.pretrain_batch, seq_len=preset.seq_len,
+                   slip_frac=preset.slip_frac, direct_frac=preset.direct_frac, seed=preset.seed,
+                   plain_frac=preset.plain_frac, short_seq_len=preset.short_seq_len,
+                   long_frac=preset.long_frac, blank_join_frac=preset.blank_join_frac,
+                   checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),
+              cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name})
+    base = Job(f"baseline:{tag}", "baseline", str(out / "baseline" / tag),
+               dict(model=model, task=str(out / "task"), shots=KSHOTS,
+                    n_problems=preset.kshot_problems, max_new_tokens=preset.max_new_tokens,
+                    seed=preset.seed),
+               deps=(pre.name,), cost=len(KSHOTS) * preset.kshot_problems * (n + 5e4) * 4e-8,
+               total=len(KSHOTS) * preset.kshot_problems, meta={"rung": r.name})
+    evals = eval_specs(preset, out, after=False)
+    before = Job(f"evals:{tag}", "evals", str(out / "evals" / tag / "base"),
+                 dict(model=model, base=model, run="", evals=evals), deps=(pre.name,),
+                 cost=eval_cost(evals, n), total=eval_units(evals),
+                 meta={"rung": r.name, "when": "before"})
+    return [pre, base, before]
+
+
+def _rl_arms(preset: Preset, r: Rung) -> list[tuple[str, int, str, int, bool]]:
+    """(run-name suffix, tau, reward, seed, main) of every GRPO run of a rung: the main runs
+    (one per seed), and on the arm rung the data-reuse and reward arms (seed 0)."""
+    tau0 = preset.taus[0] if preset.taus else 1
+    arms = [("" if s == 0 else f"-s{s}", tau0, "custom_flexible", preset.seed + s, True)
+            for s in range(max(1, preset.rl_seeds))]
+    if r.name == preset.arm_rung:
+        arms += [(f"-tau{t}", t, "custom_flexible", preset.seed, False) for t in preset.taus[1:]]
+        arms += [(f"-{preset.arm_reward}", 1, preset.arm_reward, preset.seed, False)]
+    return arms
+
+
+def _rl_job(preset: Preset, r: Rung, n: int, out: Path, suffix: str, tau: int, reward: str,
+            seed: int, main: bool) -> Job:
+    from rlscale.grpo.config import resolve
+
+    tag = rung_tag(r.name)
+    cfg = resolve(None, dict(
+        model=str(out / "pretrain" / tag / "model"), task=str(out / "task"), lr=r.rl_lr,
+        batch_size=preset.batch_size, group_size=preset.group_size,
+        mini_batch_size=preset.batch_size, steps=r.rl_steps, reuse=tau, reward=reward,
+        max_new_tokens=preset.max_new_tokens, eval_every=preset.eval_every,
+        heldout=preset.heldout, eval_samples=preset.eval_samples, eval_temperature=0.7,
+        temperature=1.0, seed=seed, checkpoint_every=max(5, r.rl_steps // 4),
+        data_seed=preset.seed)).validate()
+    evals = r.rl_steps // max(1, preset.eval_every) + 2
+    cost = (r.rl_steps * preset.batch_size * preset.group_size
+            + evals * preset.heldout * preset.eval_samples) * (n + 5e4) * 6e-8
+    return Job(f"rl:{tag}{suffix}", "rl", str(out / "runs" / f"{tag}{suffix}"), cfg.to_dict(),
+               deps=(f"pretrain:{tag}",), cost=cost, total=r.rl_steps,
+               meta={"rung": r.name, "tau": tau, "reward": reward, "seed": seed, "main": main})
+
+
+def _evals_job(preset: Preset, r: Rung, n: int, out: Path, rl: Job) -> Job:
+    """After RL: greedy 0-shot on the baseline's problems, pass@k and transfer, of the run's
+    final policy."""
+    from rlscale.rundir import policy_dir
+
+    tag = rung_tag(r.name)
+    evals = eval_specs(preset, out, after=True)
+    return Job(f"evals:{rl.name.removeprefix('rl:')}:after", "evals",
+               str(out / "evals" / tag / Path(rl.out).name),
+               dict(model=str(policy_dir(rl.out)), base=str(out / "pretrain" / tag / "model"),
+                    run=rl.out, evals=evals),
+               deps=(rl.name,), cost=eval_cost(evals, n), total=eval_units(evals),
+               meta={**rl.meta, "when": "after", "run": rl.name})
+
+
+def _approx_n(rung) -> int:
+    return rung.layers * (4 * rung.hidden**2 + 3 * rung.hidden * rung.intermediate)
+
+
+def write_task(preset: Preset, out: Path) -> None:
+    """OUT/task/{train,test}.jsonl in GSM8K format, once (a rerun keeps the same files)."""
+    from rlscale.tasks import load_task
+
+    task_dir = out / "task"
+    if (task_dir / "test.jsonl").is_file() and (task_dir / "train.jsonl").is_file():
+        return
+    task = load_task(preset.task, seed=preset.seed, n_test=preset.heldout, n_train=preset.n_train)
+    for split, problems in (("train", task.train), ("test", task.test)):
+        atomic_write_text(task_dir / f"{split}.jsonl", "".join(
+            dumps({"question": p.question, "answer": p.solution, "level": p.level}) + "\n"
+            for p in problems))
