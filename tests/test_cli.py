@@ -151,3 +151,26 @@ def test_train_resumes_from_previous_checkpoint_when_the_last_is_truncated(tmp_p
     assert "resuming from the previous good one, step_0000001" in err
     steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == 3  # nothing twice, nothing lost
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"intermediate_size": 2}, "do not have the shapes config.json describes"),  # x2: wrong shapes
+    ({"model_type": "nosuchtype"}, "nosuchtype"),
+])
+def test_broken_model_directory_is_one_line(tmp_path, capsys, change, says):
+    import json
+
+    from rlscale.models import load_model, save_model
+
+    model, tok = load_model("micro:tiny")
+    d = save_model(model, tok, tmp_path / "model")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update({k: cfg[k] * v if k == "intermediate_size" else v for k, v in change.items()})
+    (d / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(d), "--task", "arith", "--shots", "0",
+                 "--n-problems", "2", "--out", str(out)]) == 2
+    err = one_line(capsys)
+    assert says in err and "Traceback" not in err
+    assert not out.exists()  # nothing written

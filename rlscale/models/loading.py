@@ -6,6 +6,7 @@ never unpickled. trust_remote_code stays off unless the caller asks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -114,20 +115,41 @@ def load_model(spec: str, device: str = "cpu", dtype=None, trust_remote_code: bo
         source, where = spec, f"hub model {spec!r}"
         offline = _hub_offline(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
-                                            local_files_only=offline)
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code,
-            local_files_only=offline)
+        with _quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                local_files_only=offline)
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype, use_safetensors=True,
+                trust_remote_code=trust_remote_code, local_files_only=offline)
     except UserError:
         raise
     except Exception as e:  # no network, no such repo, gated, bad config, ...
+        if "ignore_mismatched_sizes" in str(e):  # transformers' own report is many lines
+            raise UserError(f"{where}: weights in model.safetensors do not have the shapes "
+                            "config.json describes (a config from another model?)") from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{where}: cannot load ({type(e).__name__}: {first[:300]})") from None
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token  # batched generation needs a pad id
     tok.padding_side = "left"
     return model.to(device).eval(), tok
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' load reports, warnings and progress bars off (they run to many lines; a
+    failure is said in one line by the caller), restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity(hf_logging.CRITICAL)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def save_model(model, tokenizer, directory) -> Path:
@@ -141,8 +163,9 @@ def save_model(model, tokenizer, directory) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        with _quiet_transformers():  # no "Writing model shards" bar on every checkpoint
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
