@@ -32,6 +32,7 @@ from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from rlscale.flops import pretrain_flops
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,10 @@ def curve_points(run_dir: Path, pretrain_dir: Path, rung: str) -> list[dict]:
     for r in read_jsonl(run_dir / "metrics.jsonl", tolerate_torn_tail=True):
         if r.get("test_loss") is None:
             continue
-        c_rl = float(r["C_paper"])
+        c_rl, c_pre = float(r["C_paper"]), pretrain_flops(n, d)
         out.append({"curve": run_dir.name, "rung": rung, "N": n, "pretrain_tokens": d,
-                    "pretrain_flops": 6.0 * n * d, "rl_flops": c_rl, "step": int(r["step"]),
-                    "C_total": 6.0 * n * d + c_rl, "rl_share": c_rl / (6.0 * n * d + c_rl),
+                    "pretrain_flops": c_pre, "rl_flops": c_rl, "step": int(r["step"]),
+                    "C_total": c_pre + c_rl, "rl_share": c_rl / (c_pre + c_rl),
                     "test_loss": float(r["test_loss"]),
                     "test_loss_se": float(r.get("test_loss_se") or 0.0)})
     return out
