@@ -34,6 +34,7 @@ class ArithConfig:
     ops: str = "+-"  # any of "+-*"
     max_factor: int = 3  # multipliers for "*" are 2..max_factor
     style: str = "words"  # "words": a short story; "expr": "What is 3 + 4 - 2?"; "mixed": both
+    expr_share: float = 0.5  # "mixed": the share of expressions
 
     def validate(self) -> "ArithConfig":
         if not 2 <= self.min_terms <= self.max_terms <= 20:
@@ -44,6 +45,8 @@ class ArithConfig:
             raise UserError(f"arith: ops must be a non-empty subset of '+-*', got {self.ops!r}")
         if self.max_factor < 2:
             raise UserError(f"arith: max_factor must be >= 2, got {self.max_factor}")
+        if not 0 <= self.expr_share <= 1:
+            raise UserError(f"arith: expr_share must be in [0, 1], got {self.expr_share}")
         if self.style not in STYLES:
             raise UserError(f"arith: style must be one of {', '.join(STYLES)}, got "
                             f"{self.style!r}")
@@ -109,6 +112,11 @@ def _expr_question(start: int, steps) -> str:
     return f"What is {expr}?"
 
 
+def question_style(question: str) -> str:
+    """"expr" for a bare expression ("What is 3 + 4?"), else "words" (a story)."""
+    return "expr" if question.startswith("What is ") else "words"
+
+
 def _words_question(rng: random.Random, start: int, steps) -> str:
     name, pronoun = rng.choice(_NAMES)
     obj = rng.choice(_OBJECTS)
@@ -119,6 +127,12 @@ def _words_question(rng: random.Random, start: int, steps) -> str:
     return " ".join(parts)
 
 
+def _mixed_style(rng: random.Random, expr_share: float) -> str:
+    if expr_share == 0.5:  # the draw of earlier versions: the same problems as before
+        return rng.choice(("words", "expr"))
+    return "expr" if rng.random() < expr_share else "words"
+
+
 def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
     """One problem: its question, the worked chain ending in "#### N", level = its steps."""
     start, steps = _chain(rng, cfg)
@@ -127,7 +141,7 @@ def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
         lines.append(f"{prev} {op} {b} = {res}")
         prev = res
     solution = "\n".join(lines + [f"#### {prev}"])
-    style = cfg.style if cfg.style != "mixed" else rng.choice(("words", "expr"))
+    style = cfg.style if cfg.style != "mixed" else _mixed_style(rng, cfg.expr_share)
     question = _expr_question(start, steps) if style == "expr" else _words_question(rng, start,
                                                                                       steps)
     return Problem(question, str(prev), solution, level=len(steps))
@@ -156,10 +170,11 @@ def parse_arith_spec(spec: str) -> ArithConfig:
         if key not in types:
             raise UserError(f"task {spec!r}: unknown arith setting {key!r}; choose from "
                             f"{', '.join(types)}")
-        if types[key] in ("int", int):
+        kind = {"int": int, "float": float}.get(str(types[key]), types[key])
+        if kind in (int, float):
             try:
-                value = int(value)
+                value = kind(value)
             except ValueError:
-                raise UserError(f"task {spec!r}: {key} must be an integer, got {value!r}") from None
+                raise UserError(f"task {spec!r}: {key} must be a number, got {value!r}") from None
         cfg = replace(cfg, **{key: value})
     return cfg.validate()

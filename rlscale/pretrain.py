@@ -54,6 +54,8 @@ class PretrainConfig:
     grad_clip: float = 1.0  # 0 disables
     loss_on: str = "all"  # all | answer (answer: only the tokens after "Answer:")
     direct_frac: float = 0.0  # share of documents answering "#### N" without the steps
+    direct_style: str = ""  # "expr" | "words": bare answers only for that question style
+    # (drawn apart from slips and plain endings); "" = any document
     slip_frac: float = 0.0  # share of documents whose last step is off by 1 or 2
     plain_frac: float = 0.0  # share of documents ending "The answer is N." instead of "#### N"
     short_seq_len: int = 0  # rows this long (more rows: same tokens) before the last long_frac
@@ -106,11 +108,13 @@ class PretrainConfig:
                      "long_frac", "blank_join_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
-        if self.direct_frac + self.slip_frac > 1:
+        if self.direct_style not in ("", "expr", "words"):
+            bad("direct_style", "choose expr, words or '' (any)")
+        if not self.direct_style and self.direct_frac + self.slip_frac > 1:
             bad("slip_frac", "direct_frac + slip_frac must be <= 1")
         if self.short_seq_len and (self.short_seq_len < 1 or self.seq_len % self.short_seq_len):
             bad("short_seq_len", "must divide seq_len (0 = every row seq_len long)")
-        if self.direct_frac + self.slip_frac + self.plain_frac > 1:
+        if (self.direct_frac * (not self.direct_style) + self.slip_frac + self.plain_frac) > 1:
             bad("plain_frac", "direct_frac + slip_frac + plain_frac must be <= 1")
         for name in ("weight_decay", "grad_clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
@@ -174,21 +178,35 @@ class Corpus:
                          "plain": enc([plain_ending(s) for s in sols])}
         self.slip = [None if s is None else ids for s, ids in
                      zip(slips, enc([s if s is not None else "" for s in slips]))]
+        from rlscale.arith import question_style
+
+        # the documents whose style may answer bare (all of them unless direct_style is set)
+        self.direct_ok = [not cfg.direct_style or question_style(p.question) == cfg.direct_style
+                          for p in problems]
         self.eos = tokenizer.eos_token_id
         self.blank = enc(["\n\n"])[0]
         self.cfg = cfg
 
+    def _solution(self, i: int, rng: random.Random) -> list[int]:
+        """Document i's answer: bare, slipped, with a plain ending, or the worked chain."""
+        u, cfg = rng.random(), self.cfg
+        direct = cfg.direct_frac
+        if cfg.direct_style:  # bare answers for one question style: a draw of their own
+            if self.direct_ok[i] and u < direct:
+                return self.variants["direct"][i]
+            u, direct = rng.random(), 0.0
+        if u < direct:
+            return self.variants["direct"][i]
+        if u < direct + cfg.slip_frac:
+            return self.slip[i] if self.slip[i] is not None else self.variants["cot"][i]
+        if u < direct + cfg.slip_frac + cfg.plain_frac:
+            return self.variants["plain"][i]
+        return self.variants["cot"][i]
+
     def document(self, i: int, rng: random.Random) -> tuple[list[int], list[int]]:
         """(token ids, loss mask) of document i in a variant drawn by rng."""
-        u, cfg = rng.random(), self.cfg
-        sol = self.variants["cot"][i]
-        if u < cfg.direct_frac:
-            sol = self.variants["direct"][i]
-        elif u < cfg.direct_frac + cfg.slip_frac:
-            if self.slip[i] is not None:
-                sol = self.slip[i]
-        elif u < cfg.direct_frac + cfg.slip_frac + cfg.plain_frac:
-            sol = self.variants["plain"][i]
+        cfg = self.cfg
+        sol = self._solution(i, rng)
         joined = cfg.blank_join_frac and rng.random() < cfg.blank_join_frac  # no draw at 0
         end = self.blank if joined else [self.eos]
         ids = self.prompt[i] + sol + end
@@ -329,6 +347,7 @@ HELP = {
     "tokens": "pre-training tokens D (e.g. 2e6)",
     "loss_on": "all | answer",
     "direct_frac": "share of documents giving only '#### N' (no chain of thought)",
+    "direct_style": "bare answers only for questions of this style: expr | words ('' = any)",
     "slip_frac": "share of documents whose last step is off by 1 or 2",
     "plain_frac": "share of documents ending 'The answer is N.' instead of '#### N'",
 }

@@ -203,3 +203,23 @@ def test_cli_pretrain(tmp_path, capsys):
     assert main(["pretrain", "--tokens", "lots", "--out", str(out)]) == 2  # a bad flag: exit 2
     assert main(["pretrain", "--rung", "micro:20k", "--task", TASK, "--tokens", "2e3",
                  "--out", str(out)]) == 2  # exists, no --resume: one-line error
+
+
+def test_direct_style_gives_bare_answers_to_one_question_style_only():
+    import random
+
+    from rlscale.arith import question_style
+
+    corpus, tok = _corpus(task="arith:ladder", direct_frac=1.0, direct_style="expr",
+                          slip_frac=0.5)
+    styles = {"expr": [], "words": []}
+    for i in range(60):
+        text = tok.decode(corpus.document(i, random.Random(i))[0], skip_special_tokens=True)
+        q, a = text.split("Answer:", 1)
+        styles[question_style(q.removeprefix("Question:").strip())].append(
+            a.strip().startswith("####"))
+    assert styles["expr"] and all(styles["expr"])  # every expression answered bare
+    assert styles["words"] and not any(styles["words"])  # every story worked out
+    with pytest.raises(UserError, match="direct-style"):
+        small_cfg(direct_style="latex").validate()
+    small_cfg(direct_style="expr", direct_frac=0.9, slip_frac=0.5).validate()  # drawn apart

@@ -190,7 +190,8 @@ def test_arith_expr_style_and_spec_parsing():
     assert parse_arith_spec("arith") == ARITH_PRESETS["medium"]
     assert parse_arith_spec("arith:easy") == ARITH_PRESETS["easy"]
     for bad in ["arith:extreme", "arith:foo=1", "arith:max_value=x", "arith:ops=/",
-                "arith:min_terms=1", "arith:style=poem"]:
+                "arith:min_terms=1", "arith:style=poem", "arith:expr_share=1.5",
+                "arith:expr_share=nan", "arith:expr_share=x"]:
         with pytest.raises(UserError, match="arith"):
             parse_arith_spec(bad)
 
@@ -225,6 +226,21 @@ def test_levels_are_steps_and_span_the_spectrum():
     assert ops == {"+", "-", "*"}
     assert max(int(p.answer) for p in probs) > 0.9 * cfg.max_value  # two-digit numbers
     assert arith_problems(50, seed=4, cfg=cfg) == probs[:50]  # deterministic
+
+
+def test_expr_share_sets_the_mix_of_styles():
+    from rlscale.arith import question_style
+
+    for share in (0.0, 0.3, 1.0):
+        cfg = parse_arith_spec(f"arith:ladder,expr_share={share}")
+        styles = [question_style(p.question) for p in arith_problems(2000, seed=1, cfg=cfg)]
+        assert abs(styles.count("expr") / len(styles) - share) < 0.04
+    # the default share draws the problems of earlier versions (held-out sets do not move)
+    first = arith_problems(2, seed=2, cfg=parse_arith_spec("arith:ladder,max_value=30,"
+                                                           "expr_share=0.5"))
+    assert [p.question for p in first] == [
+        "What is 29 + 1?",
+        "Sam has 28 shells. He sells 9. He finds 10 more. How many shells does Sam have now?"]
 
 
 def test_transfer_family_is_disjoint_from_the_main_task():
