@@ -51,11 +51,12 @@ class AllocPreset:
 
 
 PRESETS = {
-    # three rungs x three budgets at 1/8, 1/4, 1/2 of the cpu study's tokens (sized for a 2-core
-    # machine shared with other jobs), 20 GRPO steps from each checkpoint; the decay branch is
-    # the last 30% of a budget's steps, the cpu study's long-row share
-    "allocate": AllocPreset("allocate", "cpu", token_fracs=(0.125, 0.25, 0.5), rl_steps=20,
-                            eval_samples=2, max_val_steps=40, decay_frac=0.3),
+    # three rungs x three budgets at 1/3, 2/3 and all of the cpu study's tokens (the 60k rung
+    # crosses its copy transition between 2M and 3M tokens: docs/study.md), 30 GRPO steps from
+    # each checkpoint; the decay branch is the last 30% of a budget's steps, the cpu study's
+    # long-row share
+    "allocate": AllocPreset("allocate", "cpu", token_fracs=(1 / 3, 2 / 3, 1.0), rl_steps=30,
+                            eval_samples=4, max_val_steps=60, decay_frac=0.3),
     "allocate-smoke": AllocPreset("allocate-smoke", "smoke", n_rungs=2, rl_steps=4,
                                   eval_every=2, heldout=24, eval_samples=2, n_boot=10,
                                   max_val_steps=6),
@@ -87,8 +88,8 @@ def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], dec
                   schedule="wsd", budgets=",".join(str(b) for b in budgets if b != tokens),
                   decay_frac=decay_frac, checkpoint_every=max(10, steps // 10),
                   log_every=max(1, min(10, steps // 20)))
-    for knob in ("slip_frac", "direct_frac", "plain_frac", "blank_join_frac", "short_seq_len",
-                 "long_frac"):  # the base study's corpus (in wsd each decay is the long phase)
+    for knob in ("slip_frac", "direct_frac", "direct_style", "plain_frac", "blank_join_frac",
+                 "short_seq_len", "long_frac"):  # the base study's corpus (in wsd each decay is the long phase)
         if knob in names and hasattr(base, knob):
             params[knob] = getattr(base, knob)
     cfg = PretrainConfig(**params).validate()

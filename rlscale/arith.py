@@ -57,10 +57,10 @@ ARITH_PRESETS = {
     "easy": ArithConfig(min_terms=2, max_terms=2, max_value=20, ops="+-"),
     "medium": ArithConfig(min_terms=2, max_terms=3, max_value=50, ops="+-"),
     "hard": ArithConfig(min_terms=3, max_terms=4, max_value=100, ops="+-*", max_factor=5),
-    # the difficulty spectrum of the embedded study: 1 to 4 steps, numbers up to 30 with
-    # carries and borrows, products, stories and expressions mixed (docs/study.md: numbers up
-    # to 50 or 99 keep the small rungs before the copy transition at a CPU token budget)
-    "ladder": ArithConfig(min_terms=2, max_terms=5, max_value=30, ops="+-*", max_factor=5,
+    # the difficulty spectrum of the embedded study: 1 to 4 steps, numbers up to 20 with
+    # carries and borrows, products, stories and expressions mixed (docs/study.md: with numbers
+    # up to 30, 50 or 99 the 60k rung is still before the copy transition at 3M tokens)
+    "ladder": ArithConfig(min_terms=2, max_terms=5, max_value=20, ops="+-*", max_factor=5,
                           style="mixed"),
 }
 _NAMES = (("Tom", "He"), ("Ann", "She"), ("Sam", "He"), ("Mia", "She"), ("Ben", "He"),

@@ -103,3 +103,27 @@ def few_shot_stability(rungs: list[dict], ratio: float = 0.8) -> dict:
     vals = list(ratios.values())
     return finding("few_shot_stability", claim, stat, min(vals), (min(vals), max(vals)),
                    min(vals) >= ratio, per_rung=ratios, rule=f"true: every ratio >= {ratio:g}")
+
+
+def baseline_order(rungs: list[dict], scores: list[dict[int, float]], cap: float = 0.85) -> dict:
+    """Are the pre-trained baselines ordered by size? Greedy 0-shot accuracy of adjacent rungs
+    (ascending N) on the same held-out problems: each step with its paired SE (per-problem
+    differences) and the combined SE of the two accuracies; the largest rung must leave RL room
+    (at most `cap`)."""
+    steps = []
+    for (a, sa), (b, sb) in zip(zip(rungs, scores), zip(rungs[1:], scores[1:])):
+        common = sorted(sa.keys() & sb.keys())
+        d = np.array([sb[i] - sa[i] for i in common], dtype=float)
+        paired = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else None
+        step = b["baseline_greedy"] - a["baseline_greedy"]
+        combined = math.hypot(a["baseline_greedy_se"], b["baseline_greedy_se"])
+        steps.append({"from": a["rung"], "to": b["rung"], "step": step, "se_paired": paired,
+                      "se_combined": combined, "problems": len(common),
+                      "above_paired_se": paired is not None and step > paired,
+                      "above_combined_se": step > combined})
+    top = rungs[-1]["baseline_greedy"] if rungs else None
+    return {"increasing": all(s["step"] > 0 for s in steps),
+            "each_step_above_paired_se": all(s["above_paired_se"] for s in steps),
+            "each_step_above_combined_se": all(s["above_combined_se"] for s in steps),
+            "largest": top, "largest_at_most": cap, "room": top is not None and top <= cap,
+            "steps": steps}

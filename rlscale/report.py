@@ -16,7 +16,7 @@ import numpy as np
 
 from rlscale import findings as F
 from rlscale import findings_evals as E
-from rlscale.files import atomic_write_json, atomic_write_text, read_json
+from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from rlscale.rundir import policy_dir, read_run
 
 PASSK = (1, 2, 4, 8, 16, 32, 64, 128)  # the k reported (those <= the samples drawn)
@@ -56,7 +56,7 @@ def eval_check(path: Path) -> dict | None:
 
 def collect(preset, jobs) -> dict:
     """Main-run curves, arm curves, per-rung evals and the per-rung table."""
-    main, rungs, evals = [], [], []
+    main, rungs, evals, scores = [], [], [], []
     for r in preset.rungs:
         tag = r.name.removeprefix("micro:")
         mine = [j for j in jobs if j.meta.get("rung") == r.name]
@@ -68,12 +68,24 @@ def collect(preset, jobs) -> dict:
         pre = read_json(Path(next(j.out for j in mine if j.kind == "pretrain")) / "pretrain.json")
         base = read_json(Path(next(j.out for j in mine if j.kind == "baseline")) / "summary.json")
         rungs.append(rung_row(r, pre, base, curves, ev, before, [Path(j.out) for j in after]))
+        scores.append(zero_shot_scores(Path(next(j.out for j in mine if j.kind == "baseline")),
+                                       base.get("primary_check") or "custom_flexible"))
         main += curves
         evals.append(ev)
     arm_jobs = [j for j in jobs if j.kind == "rl" and j.meta["rung"] == preset.arm_rung
                 and j.meta["seed"] == preset.seed]
     arms = [curve(j) for j in arm_jobs]
-    return {"curves": main, "arms": arms, "evals": evals, "rungs": rungs}
+    return {"curves": main, "arms": arms, "evals": evals, "rungs": rungs,
+            "baseline_order": E.baseline_order(rungs, scores)}
+
+
+def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:
+    """Problem index -> the 0-shot greedy score of a baseline eval (for paired comparisons)."""
+    path = base_dir / "completions.jsonl"
+    if not path.is_file():
+        return {}
+    return {r["index"]: float(r["scores"][check][0]) for r in read_jsonl(path)
+            if r.get("shots") == 0}
 
 
 def _mean_se(values: list[float], ses: list[float]) -> tuple[float, float]:
@@ -217,7 +229,8 @@ def write_report(preset, jobs, out: Path, n_boot: int = 100) -> dict:
     arms = arm_rows(data["arms"])
     summary = {"preset": preset.name, "task": preset.task, "seed": preset.seed,
                "wall_s": study.get("wall_s"), "job_s": study.get("job_s", {}),
-               "rungs": data["rungs"], "arms": arms, "fits": fits, "findings": table,
+               "rungs": data["rungs"], "baseline_order": data["baseline_order"], "arms": arms,
+               "fits": fits, "findings": table,
                "k_per_rung_slope": k_by_rung(data["rungs"], table),
                "run_settings": run_settings(data["curves"]),
                "settings": dataclasses.asdict(preset),

@@ -22,6 +22,11 @@ def _verdict(v) -> str:
     return {True: "yes", False: "**no**", None: "not testable here"}[v]
 
 
+def _of_style(st: dict) -> str:
+    style = st.get("direct_style", "")
+    return {"expr": " (to expressions only)", "words": " (to stories only)"}.get(style, "")
+
+
 def markdown(s: dict) -> str:
     L = header(s) + findings_table(s) + rungs_table(s) + evals_tables(s) + fits_list(s) \
         + arms_table(s)
@@ -43,7 +48,8 @@ def header(s: dict) -> list[str]:
         f"Task `{s['task']}`. Held-out test loss = 1 - pass@1 on {rs['heldout']} problems x "
         f"{rs['eval_samples']} samples at temperature {rs['eval_temperature']}. Pre-training "
         f"corpus: the train split, {st['slip_frac']:.0%} of worked solutions slipping in their "
-        f"last step, {st['direct_frac']:.0%} bare answers, {st.get('plain_frac', 0.0):.0%} "
+        f"last step, {st['direct_frac']:.0%} bare answers{_of_style(st)}, "
+        f"{st.get('plain_frac', 0.0):.0%} "
         f"ending 'The answer is N.' instead of '#### N'. GRPO (from the runs' config.json): "
         f"B={rs['batch_size']} prompts x G={rs['group_size']}, rollout temperature "
         f"{rs['temperature']}, {one} per step, {kl}, clip {rs['clip_low']}/{rs['clip_high']}, "
@@ -114,7 +120,21 @@ def rungs_table(s: dict) -> list[str]:
             f"{_f(pb.get(kmax)) if kmax else 'n/a'} -> {_f(pa.get(kmax)) if kmax else 'n/a'}"
             f"{f' (k={kmax})' if kmax else ''} | {_f(ks.get(r['rung']))} | "
             f"`{'`, `'.join(r['rl_models'])}` |")
-    return L + [""]
+    return L + [""] + order_lines(s.get("baseline_order"))
+
+
+def order_lines(o: dict | None) -> list[str]:
+    """One sentence: are the pre-trained baselines (greedy 0-shot) ordered by size?"""
+    if not o or not o.get("steps"):
+        return []
+    steps = "; ".join(f"{x['from']} -> {x['to']} {x['step']:+.3f} (paired SE "
+                      f"{_f(x['se_paired'])}, combined SE {x['se_combined']:.3f})"
+                      for x in o["steps"])
+    yes = lambda b: "yes" if b else "no"  # noqa: E731
+    return [f"Greedy 0-shot baselines by size: {steps}. Increasing: {yes(o['increasing'])}; "
+            f"each step above its paired SE: {yes(o['each_step_above_paired_se'])}, above the "
+            f"combined SE: {yes(o['each_step_above_combined_se'])}; largest rung "
+            f"{_f(o['largest'])} (at most {o['largest_at_most']}: {yes(o['room'])}).", ""]
 
 
 def evals_tables(s: dict) -> list[str]:

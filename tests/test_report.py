@@ -185,3 +185,24 @@ def test_fixed_x_comparisons_only_inside_both_ranges():
     assert all(r["diff"] < 0 for r in rows)
     far = {**large, "evals": [{**e, "C_paper": 1000.0 * e["step"]} for e in large["evals"]]}
     assert F.fixed_x_comparisons([small, far], "C_paper") == []
+
+
+def test_baseline_order_pairs_the_same_problems():
+    from rlscale.findings_evals import baseline_order
+
+    skill = (np.arange(300) + 0.5) / 300  # a problem's difficulty, shared by every rung
+    scores, rungs = [], []
+    for i, p in enumerate((0.3, 0.45, 0.48, 0.8)):
+        s = {j: float(skill[j] < p) for j in range(300)}
+        acc = np.mean(list(s.values()))
+        scores.append(s)
+        rungs.append({"rung": f"r{i}", "baseline_greedy": acc,
+                      "baseline_greedy_se": math.sqrt(acc * (1 - acc) / 300)})
+    o = baseline_order(rungs, scores)
+    assert o["increasing"] and o["room"]  # the largest, 0.8, leaves RL room
+    assert [s["above_paired_se"] for s in o["steps"]] == [True, True, True]
+    # nested problems: a 0.03 step is far above its paired SE, not above the combined SE
+    assert not o["steps"][1]["above_combined_se"]
+    assert o["steps"][1]["se_paired"] < o["steps"][1]["se_combined"] / 2
+    flipped = baseline_order(rungs[::-1], scores[::-1])
+    assert not flipped["increasing"] and not flipped["each_step_above_paired_se"]
