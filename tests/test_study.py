@@ -103,6 +103,18 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
     out, summary = smoke
     preset = _smoke()
     assert [r["rung"] for r in summary["rungs"]] == [r.name for r in preset.rungs]
+    # the baseline ordering is recomputed from the baselines' own completions (paired)
+    order = summary["baseline_order"]
+    scores = []
+    for r in summary["rungs"]:
+        rows = [json.loads(x) for x in (out / "baseline" / r["rung"].removeprefix("micro:")
+                                        / "completions.jsonl").read_text().splitlines()]
+        scores.append({x["index"]: x["scores"]["custom_flexible"][0] for x in rows
+                       if x["shots"] == 0})
+    (step,) = order["steps"]
+    common = scores[0].keys() & scores[1].keys()
+    assert step["problems"] == len(common) == preset.kshot_problems
+    assert step["step"] == pytest.approx(np.mean([scores[1][i] - scores[0][i] for i in common]))
     for r in summary["rungs"]:
         tag = r["rung"].removeprefix("micro:")
         pre = json.loads((out / "pretrain" / tag / "pretrain.json").read_text())
