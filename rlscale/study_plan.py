@@ -76,7 +76,7 @@ PRESETS: dict[str, Preset] = {
         # pre-training lr tuned by pre-training loss; RL lr = pre-training lr / 47 (docs/study.md)
         rungs=(Rung("micro:20k", 3_000_000, 1e-2, 2e-4, 30),
                Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 30),
-               Rung("micro:200k", 3_000_000, 7e-3, 1.5e-4, 30),
+               Rung("micro:200k", 3_000_000, 1e-2, 2e-4, 30),
                Rung("micro:600k", 3_000_000, 6e-3, 1.3e-4, 30)),
         **_CORPUS, batch_size=16, group_size=8, max_new_tokens=80, eval_every=5, heldout=200,
         eval_samples=4, kshot_problems=300, passk_problems=64, arm_rung="micro:60k",
