@@ -79,7 +79,7 @@ PRESETS: dict[str, Preset] = {
                Rung("micro:200k", 3_000_000, 1e-2, 2e-4, 30),
                Rung("micro:600k", 3_000_000, 6e-3, 1.3e-4, 30)),
         **_CORPUS, batch_size=16, group_size=8, max_new_tokens=80, eval_every=5, heldout=200,
-        eval_samples=4, kshot_problems=300, passk_problems=64, arm_rung="micro:60k",
+        eval_samples=4, kshot_problems=200, passk_problems=64, arm_rung="micro:60k",
         taus=(1, 2, 4), seq_len=512, pretrain_batch=8, short_seq_len=128, long_frac=0.3),
     # CI: every stage and file, minutes not science
     "smoke": Preset(
@@ -224,7 +224,8 @@ def write_task(preset: Preset, out: Path) -> None:
     task_dir = out / "task"
     if (task_dir / "test.jsonl").is_file() and (task_dir / "train.jsonl").is_file():
         return
-    task = load_task(preset.task, seed=preset.seed, n_test=preset.heldout, n_train=preset.n_train)
+    n_test = max(preset.heldout, preset.kshot_problems, preset.passk_problems)  # every eval's
+    task = load_task(preset.task, seed=preset.seed, n_test=n_test, n_train=preset.n_train)
     for split, problems in (("train", task.train), ("test", task.test)):
         atomic_write_text(task_dir / f"{split}.jsonl", "".join(
             dumps({"question": p.question, "answer": p.solution, "level": p.level}) + "\n"
