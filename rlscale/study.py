@@ -84,6 +84,10 @@ def configure(p) -> None:
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel jobs (default: the preset's; one thread each on CPU)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="a replicate: the seed of the train split, the pre-training "
+                        "initialisation and batch order and the RL runs (the held-out problems "
+                        "do not move; default: the preset's, 0)")
     p.add_argument("--progress", action="store_true", default=None,
                    help="progress bars even when stderr is not a terminal")
 
@@ -93,14 +97,22 @@ def run(args) -> int:
         raise UserError(f"--workers: {args.workers}: must be >= 1")
     from rlscale.procs import dir_lock
 
+    if args.seed is not None and not 0 <= args.seed < 2**31:
+        raise UserError(f"--seed: {args.seed}: must be in [0, 2^31)")
     if args.preset.startswith("allocate"):  # its own driver, on this module's scheduler
         from rlscale.allocation import run_cli
 
+        if args.seed is not None:
+            raise UserError(f"--seed: the {args.preset} preset takes its seed from its base "
+                            f"study preset; run it without --seed")
         with dir_lock(args.out, "study"):
             return run_cli(args)
 
     with dir_lock(args.out, "study"):  # one study per directory; a dead holder does not block
-        summary = study(PRESETS[args.preset], args.out, args.workers, args.progress)
+        preset = PRESETS[args.preset]
+        if args.seed is not None:
+            preset = dataclasses.replace(preset, seed=args.seed)
+        summary = study(preset, args.out, args.workers, args.progress)
     print(f"report: {Path(args.out) / 'report.md'}; summary: {Path(args.out) / 'summary.json'}; "
           f"wall time {summary['wall_s']:.0f} s")
     return 0

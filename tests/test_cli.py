@@ -174,3 +174,18 @@ def test_broken_model_directory_is_one_line(tmp_path, capsys, change, says):
     err = one_line(capsys)
     assert says in err and "Traceback" not in err
     assert not out.exists()  # nothing written
+
+
+def test_study_seed_is_a_replicate_and_not_for_allocate(tmp_path, capsys, monkeypatch):
+    import rlscale.study as study_mod
+
+    seen = {}
+    monkeypatch.setattr(study_mod, "study", lambda preset, *a: seen.setdefault("p", preset) and
+                        {"wall_s": 0.0})
+    assert main(["study", "--preset", "smoke", "--seed", "3", "--out", str(tmp_path / "a")]) == 0
+    assert seen["p"].seed == 3 and seen["p"].rungs == study_mod.PRESETS["smoke"].rungs
+    assert main(["study", "--preset", "allocate-smoke", "--seed", "3", "--out",
+                 str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seed" in err[0]
+    assert not (tmp_path / "b" / "study.json").exists()
