@@ -138,3 +138,10 @@ def test_score_is_r2_and_predict_before_fit_is_an_error(synth):
     assert abs(law.score(pts) - law.result_.r2) < 1e-12
     with pytest.raises(UserError, match="before fit"):
         LogLinearKN().predict(pts)
+
+
+def test_size_names_read_like_model_names():
+    from rlscale.scaling.plots import size_name
+
+    assert [size_name(n) for n in (72e9, 7.2e9, 5e8, 6.82e6, 646_496, 20_704, 512)] == [
+        "72B", "7.2B", "0.5B", "6.82M", "646k", "20.7k", "0.512k"]

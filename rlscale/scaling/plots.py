@@ -39,7 +39,12 @@ def save_png(fig, path: Path) -> str:
 
 
 def size_name(n: float) -> str:
-    return f"{n / 1e9:g}B" if n >= 1e8 else f"{n / 1e6:g}M"
+    """0.5e9 -> "0.5B", 7.2e9 -> "7.2B", 6.8e6 -> "6.8M", 20704 -> "20.7k" (3 significant
+    digits: a legend, not a record)."""
+    for unit, scale, floor in (("B", 1e9, 1e8), ("M", 1e6, 1e6), ("k", 1e3, 0.0)):
+        if n >= floor:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.3g}"
 
 
 def curve_slopes(pts) -> dict[float, float]:
