@@ -1,6 +1,7 @@
 """The full-size model path on the CPU: Qwen2.5-0.5B and Qwen3-0.6B architectures (random init,
-rlscale.models.archs) saved as HF directories, then `rlscale eval` and one `rlscale train` step
-on them by directory, each in its own process; plus the bf16 check on a micro rung.
+rlscale.models.archs) saved as HF directories, then `rlscale eval` on both and one `rlscale train`
+step on Qwen3-0.6B by directory (Qwen2.5's training path at small width: the suite's time), each
+in its own process; plus the bf16 check on a micro rung.
 
 One model at a time (a 0.5B train step peaks near 10 GB here); prompts, groups and tokens are
 as few as the commands allow. `pytest -s tests/test_fullsize.py` prints each command's wall time
@@ -47,6 +48,52 @@ def rlscale(*args, tmp):
             usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1e6)
 
 
+# The full-size train step (~80 s, 9 GB, a 7.5 GB checkpoint) runs on the larger architecture;
+# the other's training path runs on its own config at small width (same class, same code path).
+FULL_TRAIN = {"qwen2.5-0.5b": False, "qwen3-0.6b": True}
+
+
+def _eval(model_dir, tmp_path):
+    rc, err, *cost = rlscale("eval", "--model", str(model_dir), "--task", "arith",
+                             "--n-problems", "2", "--max-new-tokens", "4", "--shots", "0",
+                             "--out", str(tmp_path / "eval"), tmp=tmp_path)
+    assert rc == 0, err[-3000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary  # the held-out accuracy table exists (random weights: accuracy near 0)
+    return cost
+
+
+def _train(model_dir, tmp_path):
+    run = tmp_path / f"run-{model_dir.name}"
+    rc, err, *cost = rlscale("train", "--model", str(model_dir), "--task", "arith",
+                             "--steps", "1", "--batch-size", "2", "--group-size", "2",
+                             "--mini-batch-size", "2", "--max-new-tokens", "4",
+                             "--heldout", "1", "--eval-every", "0", "--checkpoint-every", "1",
+                             "--out", str(run), tmp=tmp_path)
+    assert rc == 0, err[-3000:]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in rows] == [0, 1] and rows[1]["C_paper"] > 0
+    return json.loads((run / "config.json").read_text()), cost
+
+
+def _small(arch, tok, path):
+    """The architecture's own config class at small width: its training path, in seconds."""
+    import transformers
+
+    from rlscale.models.archs import ARCHS
+
+    cls, settings = ARCHS[arch]
+    small = {k: v for k, v in settings.items() if k not in ("layer_types", "max_window_layers")}
+    small.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    cfg = getattr(transformers, cls)(**small, eos_token_id=tok.eos_token_id,
+                                     pad_token_id=tok.pad_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    assert type(model).__name__ == cls.replace("Config", "ForCausalLM")
+    return save_model(model, tok, path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(EXPECTED_N))
 def test_fullsize_model_dir_eval_and_train_step(tmp_path, arch):
@@ -57,27 +104,16 @@ def test_fullsize_model_dir_eval_and_train_step(tmp_path, arch):
     del model
     assert (model_dir / "model.safetensors").is_file() or \
         (model_dir / "model.safetensors.index.json").is_file()
-
-    rc, err, ev_s, ev_cpu, ev_gb = rlscale("eval", "--model", str(model_dir), "--task", "arith",
-                             "--n-problems", "2", "--max-new-tokens", "4", "--shots", "0",
-                             "--out", str(tmp_path / "eval"), tmp=tmp_path)
-    assert rc == 0, err[-3000:]
-    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert summary  # the held-out accuracy table exists (random weights: accuracy near 0)
-
-    rc, err, tr_s, tr_cpu, tr_gb = rlscale("train", "--model", str(model_dir), "--task", "arith",
-                             "--steps", "1", "--batch-size", "2", "--group-size", "2",
-                             "--mini-batch-size", "2", "--max-new-tokens", "4",
-                             "--heldout", "1", "--eval-every", "0", "--checkpoint-every", "1",
-                             "--out", str(tmp_path / "run"), tmp=tmp_path)
-    assert rc == 0, err[-3000:]
-    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in rows] == [0, 1]
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["N"] == EXPECTED_N[arch] and rows[1]["C_paper"] > 0
+    ev_s, ev_cpu, ev_gb = _eval(model_dir, tmp_path)
+    train_dir = model_dir if FULL_TRAIN[arch] else _small(arch, tok, tmp_path / f"{arch}-small")
+    config, (tr_s, tr_cpu, tr_gb) = _train(train_dir, tmp_path)
+    if FULL_TRAIN[arch]:
+        assert config["N"] == EXPECTED_N[arch]
+    else:
+        assert 0 < config["N"] < 10**6
     print(f"\nfullsize arch={arch} N={EXPECTED_N[arch]} eval_wall_s={ev_s:.0f} "
-          f"eval_cpu_s={ev_cpu:.0f} eval_peak_rss_gb={ev_gb:.1f} train_wall_s={tr_s:.0f} "
-          f"train_cpu_s={tr_cpu:.0f} train_peak_rss_gb={tr_gb:.1f}")
+          f"eval_cpu_s={ev_cpu:.0f} eval_peak_rss_gb={ev_gb:.1f} train_full={FULL_TRAIN[arch]} "
+          f"train_wall_s={tr_s:.0f} train_cpu_s={tr_cpu:.0f} train_peak_rss_gb={tr_gb:.1f}")
 
 
 # -- bf16 on a micro rung -------------------------------------------------------------------------
