@@ -215,3 +215,13 @@ def test_cli_rejects_bad_flags(tmp_path):
 
     assert main(["study", "--preset", "huge", "--out", str(tmp_path)]) == 2
     assert main(["study", "--workers", "0", "--out", str(tmp_path / "w")]) == 2
+
+
+def test_task_file_holds_every_evals_problems(tmp_path):
+    from rlscale.study_plan import write_task
+
+    preset = dataclasses.replace(PRESETS["smoke"], heldout=10, kshot_problems=30,
+                                 passk_problems=20, n_train=50)
+    write_task(preset, tmp_path)
+    lines = (tmp_path / "task" / "test.jsonl").read_text().splitlines()
+    assert len(lines) == 30  # the largest eval, not only the RL test loss's held-out problems
