@@ -88,8 +88,9 @@ def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], dec
                   schedule="wsd", budgets=",".join(str(b) for b in budgets if b != tokens),
                   decay_frac=decay_frac, checkpoint_every=max(10, steps // 10),
                   log_every=max(1, min(10, steps // 20)))
+    # the base study's corpus (in wsd each decay is the long phase)
     for knob in ("slip_frac", "direct_frac", "direct_style", "plain_frac", "blank_join_frac",
-                 "short_seq_len", "long_frac"):  # the base study's corpus (in wsd each decay is the long phase)
+                 "short_seq_len", "long_frac"):
         if knob in names and hasattr(base, knob):
             params[knob] = getattr(base, knob)
     cfg = PretrainConfig(**params).validate()

@@ -110,11 +110,12 @@ class PretrainConfig:
                 bad(name, "must be in [0, 1]")
         if self.direct_style not in ("", "expr", "words"):
             bad("direct_style", "choose expr, words or '' (any)")
-        if not self.direct_style and self.direct_frac + self.slip_frac > 1:
+        shared = 0.0 if self.direct_style else self.direct_frac  # styled: a draw of its own
+        if shared + self.slip_frac > 1:
             bad("slip_frac", "direct_frac + slip_frac must be <= 1")
         if self.short_seq_len and (self.short_seq_len < 1 or self.seq_len % self.short_seq_len):
             bad("short_seq_len", "must divide seq_len (0 = every row seq_len long)")
-        if (self.direct_frac * (not self.direct_style) + self.slip_frac + self.plain_frac) > 1:
+        if shared + self.slip_frac + self.plain_frac > 1:
             bad("plain_frac", "direct_frac + slip_frac + plain_frac must be <= 1")
         for name in ("weight_decay", "grad_clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
@@ -165,6 +166,7 @@ class Corpus:
     prose instead of "#### N"; `batch(step)` packs rows."""
 
     def __init__(self, problems, tokenizer, cfg: PretrainConfig):
+        from rlscale.arith import question_style
         from rlscale.tasks import format_prompt, format_solution
 
         rng = random.Random(f"slip|{cfg.seed}")
@@ -178,8 +180,6 @@ class Corpus:
                          "plain": enc([plain_ending(s) for s in sols])}
         self.slip = [None if s is None else ids for s, ids in
                      zip(slips, enc([s if s is not None else "" for s in slips]))]
-        from rlscale.arith import question_style
-
         # the documents whose style may answer bare (all of them unless direct_style is set)
         self.direct_ok = [not cfg.direct_style or question_style(p.question) == cfg.direct_style
                           for p in problems]

@@ -66,10 +66,10 @@ def collect(preset, jobs) -> dict:
         ev = {"rung": r.name, "N": curves[0]["N"], "before": eval_check(before / "passk"),
               "after": [x for j in after if (x := eval_check(Path(j.out) / "passk"))]}
         pre = read_json(Path(next(j.out for j in mine if j.kind == "pretrain")) / "pretrain.json")
-        base = read_json(Path(next(j.out for j in mine if j.kind == "baseline")) / "summary.json")
+        base_dir = Path(next(j.out for j in mine if j.kind == "baseline"))
+        base = read_json(base_dir / "summary.json")
         rungs.append(rung_row(r, pre, base, curves, ev, before, [Path(j.out) for j in after]))
-        scores.append(zero_shot_scores(Path(next(j.out for j in mine if j.kind == "baseline")),
-                                       base.get("primary_check") or "custom_flexible"))
+        scores.append(zero_shot_scores(base_dir, base.get("primary_check") or "custom_flexible"))
         main += curves
         evals.append(ev)
     arm_jobs = [j for j in jobs if j.kind == "rl" and j.meta["rung"] == preset.arm_rung
