@@ -11,12 +11,17 @@ VERL_VENV := .venv-verl
 
 .PHONY: study test env verl-env clean
 
+# What the study needs; the test extras (TRL, Ray, hypothesis: the peers the tests run against)
+# come on top, for `make test` only, so a fresh-clone `make study` does not wait for them.
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# The CPU build of torch first (it lies on this machine's disk); then the rest, which it satisfies.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	# The CPU build of torch in the same call (it lies on this machine's disk), so the resolver
+	# takes it and never reaches for a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0 -e .
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/pip install -q torch==2.13.0 -e '.[test]'
 	touch $@
 
 env: $(BIN)/.installed
@@ -38,7 +43,7 @@ verl-env: $(VERL_VENV)/.installed
 study: $(BIN)/.installed
 	$(BIN)/rlscale study --preset $(PRESET) --out $(STUDY_OUT)
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q
 
 clean:

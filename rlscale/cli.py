@@ -20,6 +20,7 @@ from rlscale.errors import UserError
 # name -> (module exposing configure/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("rlscale.study", "run the embedded micro-ladder scaling study end to end"),
+    "replicates": ("rlscale.replicates", "how a study's findings hold across seeds (several study directories)"),
     "eval": ("rlscale.evaluate", "k-shot accuracy, pass@k and test loss of a model on a task"),
     "train": ("rlscale.grpo.cli", "GRPO post-training with compute accounting (resumable)"),
     "pretrain": ("rlscale.pretrain", "build and pre-train a micro-ladder rung"),

@@ -225,3 +225,41 @@ def test_task_file_holds_every_evals_problems(tmp_path):
     write_task(preset, tmp_path)
     lines = (tmp_path / "task" / "test.jsonl").read_text().splitlines()
     assert len(lines) == 30  # the largest eval, not only the RL test loss's held-out problems
+
+
+def test_replicates_table_the_seeds_of_real_summaries(smoke, tmp_path, capsys):
+    """`rlscale replicates` over the smoke study and a copy of it as another seed, with one
+    finding's verdict flipped: counts per finding, per-seed checks that agree with the
+    summary's own flags, and one-line errors on bad input."""
+    from rlscale.cli import main
+    from rlscale.replicates import checks
+
+    out, summary = smoke
+    other = json.loads(json.dumps(summary))
+    other["seed"] = summary["seed"] + 1
+    first = next(f for f in other["findings"] if f["reproduced"] is not None)
+    first["reproduced"] = not first["reproduced"]
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
+    md = tmp_path / "rep.md"
+    assert main(["replicates", str(out), str(tmp_path / "s1"), "--out", str(md)]) == 0
+    t = json.loads(md.with_suffix(".json").read_text())
+    assert t["seeds"] == [summary["seed"], summary["seed"] + 1]
+    row = next(f for f in t["findings"] if f["id"] == first["id"])
+    assert row["reproduced_in"] == 1 and row["failed_in"] == 1
+    c = checks(summary)
+    assert (c["rungs_gain_above_2se"] == c["n_rungs"]) == summary["all_rungs_improved"]
+    assert c["baselines_ordered"] == bool(summary["baseline_order"]["increasing"] and summary[
+        "baseline_order"]["each_step_above_combined_se"])
+    assert md.read_text() in capsys.readouterr().out
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "summary.json").write_text("{not json")
+    other["preset"] = "gpu"
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "summary.json").write_text(json.dumps(other))
+    for dirs, words in (([out], "at least 2"), ([out, tmp_path / "bad"], "bad"),
+                        ([out, tmp_path / "gpu"], "preset"), ([out, out], "same seed"),
+                        ([out, tmp_path / "none"], "no such file")):
+        assert main(["replicates", *map(str, dirs)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
