@@ -1,11 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
-#   make study   builds the environment and runs the embedded micro study (CPU preset)
+#   make study   builds the environment and runs the embedded micro study (CPU preset;
+#                SEED=N: a replicate, compare replicates with `rlscale replicates DIR...`)
 #   make test    builds the environment and runs the test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STUDY_OUT ?= studies/micro
 PRESET ?= cpu
+SEED ?=
 
 VERL_VENV := .venv-verl
 
@@ -21,12 +23,12 @@ $(BIN)/.installed: pyproject.toml
 	# The CPU build of torch in the same call (it lies on this machine's disk), so the resolver
 	# takes it and never reaches for a CUDA build.
 	$(BIN)/pip install -q --no-compile torch==2.13.0 -e .
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 	touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/pip install -q --no-compile torch==2.13.0 -e '.[test]'
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 	touch $@
 
 env: $(BIN)/.installed
@@ -46,7 +48,7 @@ $(VERL_VENV)/.installed:
 verl-env: $(VERL_VENV)/.installed
 
 study: $(BIN)/.installed
-	$(BIN)/rlscale study --preset $(PRESET) --out $(STUDY_OUT)
+	$(BIN)/rlscale study --preset $(PRESET) --out $(STUDY_OUT) $(if $(SEED),--seed $(SEED))
 
 test: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q
