@@ -90,7 +90,7 @@ def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], dec
                   log_every=max(1, min(10, steps // 20)))
     # the base study's corpus (in wsd each decay is the long phase)
     for knob in ("slip_frac", "direct_frac", "direct_style", "plain_frac", "blank_join_frac",
-                 "short_seq_len", "long_frac"):
+                 "short_seq_len", "long_frac", "numbers"):
         if knob in names and hasattr(base, knob):
             params[knob] = getattr(base, knob)
     cfg = PretrainConfig(**params).validate()
@@ -333,7 +333,8 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     threads = 1 if workers > 1 and not torch.cuda.is_available() else 0
     try:
         study_plan.write_task(base, out)
-        corpus_tokenizer(load_task(str(out / "task"), seed=base.seed).train)  # warm the cache
+        corpus_tokenizer(load_task(str(out / "task"), seed=base.seed).train,  # warm the cache
+                         numbers=base.numbers)
         jobs = plan_jobs(p, out)
         scheduler.schedule(jobs, workers, threads, progress)
         points = collect(jobs)

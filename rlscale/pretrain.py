@@ -64,6 +64,8 @@ class PretrainConfig:
     # exemplars are, instead of EOS: a packed row then reads like a k-shot prompt
     n_problems: int = 0  # train problems to draw documents from (0: the task's default)
     vocab_size: int = 512  # micro tokenizer vocabulary
+    numbers: str = "digits"  # micro tokenizer: a space before a number stays a token of its own
+    # ("digits") or joins the first digit ("spaced"); rlscale.models.tokenizer says why
     seed: int = 0  # model init and batch order
     data_seed: int = 0  # the task's train split (as in rlscale train)
     checkpoint_every: int = 100  # steps
@@ -120,6 +122,8 @@ class PretrainConfig:
         for name in ("weight_decay", "grad_clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 bad(name, "must be a finite number >= 0")
+        if self.numbers not in ("digits", "spaced"):
+            bad("numbers", "choose digits or spaced")
         if self.loss_on not in ("all", "answer"):
             bad("loss_on", "choose all or answer")
         if self.schedule not in ("cosine", "wsd"):
@@ -246,13 +250,14 @@ class Corpus:
         return x[:, :-1], x[:, 1:], torch.tensor(masks, dtype=torch.float32)
 
 
-def corpus_tokenizer(problems, vocab_size: int = 512, n_docs: int = 4000):
+def corpus_tokenizer(problems, vocab_size: int = 512, n_docs: int = 4000,
+                     numbers: str = "digits"):
     """The micro tokenizer trained on the first n_docs train documents (cached on disk)."""
     from rlscale.models import micro_tokenizer
     from rlscale.tasks import format_prompt, format_solution
 
     docs = [format_prompt(p) + format_solution(p) for p in problems[:n_docs]]
-    return micro_tokenizer(vocab_size, corpus=docs)
+    return micro_tokenizer(vocab_size, corpus=docs, numbers=numbers)
 
 
 def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
@@ -281,7 +286,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # the held-out side is fixed by a hash of the question, whatever n_test: ask for one
     task = load_task(cfg.task, seed=cfg.data_seed, n_test=1, n_train=cfg.n_problems or None)
-    tok = tokenizer or corpus_tokenizer(task.train, cfg.vocab_size)
+    tok = tokenizer or corpus_tokenizer(task.train, cfg.vocab_size, numbers=cfg.numbers)
     model = build_micro(cfg.rung, tok, seed=cfg.seed).to(device).train()
     summary = {"config": dataclasses.asdict(cfg), "rung": cfg.rung, "N": non_embedding_params(model),
                "n_train_problems": len(task.train), "device": device, "done": False}
@@ -350,6 +355,8 @@ HELP = {
     "direct_style": "bare answers only for questions of this style: expr | words ('' = any)",
     "slip_frac": "share of documents whose last step is off by 1 or 2",
     "plain_frac": "share of documents ending 'The answer is N.' instead of '#### N'",
+    "numbers": "tokenizer: a space before a number stays its own token (digits) or joins the "
+               "first digit (spaced)",
 }
 
 

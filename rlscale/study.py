@@ -60,7 +60,8 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
     from rlscale.pretrain import corpus_tokenizer
     from rlscale.tasks import load_task
 
-    corpus_tokenizer(load_task(str(out / "task"), seed=preset.seed).train)  # warm the cache once
+    corpus_tokenizer(load_task(str(out / "task"), seed=preset.seed).train,  # warm the cache
+                     numbers=preset.numbers)
     jobs = plan(preset, out)
     try:
         times = schedule(jobs, workers, threads, progress)

@@ -56,6 +56,28 @@ def test_tokenizer_digits_roundtrip_special_tokens(tok):
     assert tok.padding_side == "left"
 
 
+def test_tokenizer_spaced_numbers_join_the_space_to_the_first_digit(tmp_path):
+    """numbers="spaced": the token before a number's first digit is the word before it, not a
+    bare space shared by every number; digits stay single; text round-trips; own cache key."""
+    spaced = micro_tokenizer(corpus=corpus(), cache=tmp_path, numbers="spaced")
+    plain = micro_tokenizer(corpus=corpus(), cache=tmp_path)
+    assert len(list((tmp_path / "tokenizers").glob("*.json"))) == 2
+    text = "Tom loses 19. What is 4 + 13?\n17 - 3 = 14\n#### 14"
+    for tok, first in ((spaced, ["Ġ1", "Ġ4", "Ġ1", "Ġ3", "Ġ1", "Ġ1"]),
+                       (plain, ["1", "4", "1", "3", "1", "1"])):
+        pieces = tok.tokenize(text)
+        digits = [i for i, p in enumerate(pieces) if any(c.isdigit() for c in p)]
+        assert "".join(pieces[i].lstrip("Ġ") for i in digits) == "1941317314" "14"
+        # the first digit of each number after a space: "Ġ1" spaced; "1" after a bare "Ġ" plain
+        starts = [i for i in digits if i - 1 not in digits and pieces[i - 1] != "Ċ"]
+        assert [pieces[i] for i in starts] == first
+        assert all((pieces[i - 1] == "Ġ") == (tok is plain) for i in starts)
+    for t in (text, " 7", "a  12 b", ""):
+        assert spaced.decode(spaced(t)["input_ids"]) == t
+    with pytest.raises(ValueError, match="numbers"):
+        micro_tokenizer(corpus=corpus(), cache=tmp_path, numbers="words")
+
+
 def test_tokenizer_deterministic_and_cached(tmp_path, monkeypatch):
     a = micro_tokenizer(corpus=corpus(), cache=tmp_path / "a")
     b = micro_tokenizer(corpus=corpus(), cache=tmp_path / "b")

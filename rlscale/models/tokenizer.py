@@ -2,7 +2,12 @@
 
 Byte-level, so any text (GSM8K, MATH, model output) encodes without unknown tokens; digits are
 split into single tokens before BPE so that every number is a sequence of digit tokens (micro
-models learn arithmetic much more easily when "123" is always 1, 2, 3). Training is
+models learn arithmetic much more easily when "123" is always 1, 2, 3). Where a number follows
+a space, `numbers` decides what the space becomes: "digits" (the default, Qwen's way) keeps it
+a token of its own, so every number in a sentence is preceded by the same token " ";
+"spaced" joins it to the first digit (" 1", "2", "3", GPT-2's way), so the token before a
+number's first digit is the word before it ("loses", "+"). That is the key an induction head
+matches on to copy an operand out of a question (docs/study.md, session 5). Training is
 deterministic; the result is cached on disk under a key that hashes every setting (and the
 corpus itself), so repeated use is a file read.
 """
@@ -22,6 +27,7 @@ PAD_TOKEN = "<|pad|>"
 TOKENIZER_VERSION = 1
 DEFAULT_VOCAB_SIZE = 512
 DEFAULT_CORPUS_DOCS = 4000
+NUMBERS = ("digits", "spaced")  # what a space before a number becomes (module docstring)
 
 
 def cache_dir() -> Path:
@@ -36,16 +42,17 @@ def _default_corpus(n_docs: int, seed: int, task_spec: str) -> list[str]:
     return list(corpus_texts(n_docs, seed, task_spec=task_spec))
 
 
-def train_bpe_json(texts: Iterable[str], vocab_size: int) -> str:
+def train_bpe_json(texts: Iterable[str], vocab_size: int, numbers: str = "digits") -> str:
     """Train the byte-level BPE on texts; returns the `tokenizers` JSON (deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    if numbers not in NUMBERS:
+        raise ValueError(f"numbers: {numbers!r}: choose one of {', '.join(NUMBERS)}")
+    split = (pre_tokenizers.Digits(individual_digits=True) if numbers == "digits" else
+             pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"))  # " 1", "2", "3"
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
+        [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -76,8 +83,11 @@ def micro_tokenizer(
     seed: int = 0,
     task_spec: str = "arith",
     cache: Path | str | None = None,
+    numbers: str = "digits",
 ):
     """The micro tokenizer as a `PreTrainedTokenizerFast` (eos `<|endoftext|>`, pad `<|pad|>`).
+
+    numbers: "digits" or "spaced", what a space before a number becomes (module docstring).
 
     corpus: training texts; default `rlscale.tasks.corpus_texts(n_docs, seed, task_spec)`.
     The trained tokenizer is cached under `cache` (default `cache_dir()`), written atomically,
@@ -85,6 +95,8 @@ def micro_tokenizer(
     version for the default corpus), so a second call is a file read.
     """
     h = hashlib.sha256(f"v{TOKENIZER_VERSION}|{vocab_size}|".encode())
+    if numbers != "digits":  # the default's keys are those of earlier versions: caches stay
+        h.update(f"numbers={numbers}|".encode())
     if corpus is None:  # keyed by the settings: a cached tokenizer needs no corpus at all
         from rlscale import __version__
 
@@ -99,5 +111,5 @@ def micro_tokenizer(
     if not path.is_file():
         if texts is None:
             texts = _default_corpus(n_docs, seed, task_spec)
-        atomic_write_text(path, train_bpe_json(texts, vocab_size))
+        atomic_write_text(path, train_bpe_json(texts, vocab_size, numbers))
     return _wrap(path)
