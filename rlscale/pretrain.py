@@ -122,8 +122,10 @@ class PretrainConfig:
         for name in ("weight_decay", "grad_clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 bad(name, "must be a finite number >= 0")
-        if self.numbers not in ("digits", "spaced"):
-            bad("numbers", "choose digits or spaced")
+        from rlscale.models.tokenizer import NUMBERS
+
+        if self.numbers not in NUMBERS:
+            bad("numbers", f"choose {' or '.join(NUMBERS)}")
         if self.loss_on not in ("all", "answer"):
             bad("loss_on", "choose all or answer")
         if self.schedule not in ("cosine", "wsd"):
