@@ -58,7 +58,10 @@ def header(s: dict) -> list[str]:
         "A finding is *reproduced* by a rule fixed before the runs (stated in summary.json "
         "`findings[].details.rule`): yes when the data resolve the claim at two standard "
         "errors, no when they resolve against it (or miss the threshold the claim names), "
-        "not testable when the study has no data for it or the effect is within the noise.", ""]
+        "not testable when the study has no data for it or the effect is within the noise.",
+        f"These are one draw of the data order and initialisation (study seed {s.get('seed', 0)}): "
+        "rerun with `rlscale study --seed N` into other directories and compare with "
+        "`rlscale replicates DIR DIR ...` before calling a finding a property of the ladder.", ""]
 
 
 def findings_table(s: dict) -> list[str]:
