@@ -335,6 +335,13 @@ def _broken_files(w: Path) -> None:
     for name, text in {"trl_bad": "{", "trl_deep": DEEP, "trl_empty": '{"log_history": []}'}.items():
         (w / name).mkdir()
         (w / name / "trainer_state.json").write_text(text)
+    for name, text in {"st_bad": "{", "st_deep": DEEP, "st_list": "[1]",  # study summaries
+                       "st_a": '{"preset": "cpu", "task": "t", "seed": 0, "rungs": [], '
+                               '"findings": []}',
+                       "st_b": '{"preset": "gpu", "task": "t", "seed": 1, "rungs": [], '
+                               '"findings": []}'}.items():
+        (w / name).mkdir()
+        (w / name / "summary.json").write_text(text)
     (w / "cfg_bad.json").write_text("{")
     (w / "cfg_list.json").write_text("[1]")
     for name, files in {"m_empty": {}, "m_pickle": {"config.json": "{}", "pytorch_model.bin": "x"},
@@ -389,6 +396,9 @@ FILE_CASES = [
     (["predict", "--fit", "cfg_bad.json", "--size", "1e9", "--compute", "1e20"], ("cfg_bad",)),
     (["predict", "--fit", "nofit.json", "--size", "1e9", "--compute", "1e20"], ("nofit",)),
     (["train", *BASE["train"][1:-2], "--out", "r_badcfg", "--resume"], ("config.json",)),
+    *[(["replicates", "st_a", n], (n,)) for n in ("st_bad", "st_deep", "st_list", "st_b",
+                                                  "nodir")],
+    (["replicates", "st_a", "st_a", "--out", "rep.md"], ("seed",)),
 ]
 
 
