@@ -24,6 +24,17 @@ import numpy as np
 SE_Z = 2.0  # "resolved" = more than two (combined) standard errors
 
 
+def gain_in_se(rung: dict) -> float | None:
+    """A rung's RL gain (final minus baseline held-out accuracy, summary.json `rungs`) in units
+    of the combined standard error of the two; None when a standard error is missing."""
+    if rung.get("baseline_se") is None or rung.get("final_se") is None:
+        return None
+    se, gain = math.hypot(rung["baseline_se"], rung["final_se"]), rung["gain"]
+    if se:
+        return gain / se
+    return math.copysign(math.inf, gain) if gain else 0.0  # no noise: the sign decides
+
+
 def finding(id_, claim, statistic, value, interval, reproduced, **details) -> dict:
     return {"id": id_, "claim": claim, "statistic": statistic, "value": _num(value),
             "interval": None if interval is None else [_num(v) for v in interval],

@@ -12,15 +12,11 @@ gain above 2 combined SE, greedy rising). It reads only what the studies wrote.
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, atomic_write_text, read_json
-
-SE_Z = 2.0  # as rlscale.findings: "resolved" = more than two combined standard errors
-
 
 def load(dirs: list[str]) -> list[dict]:
     """The summaries of replicates of one preset, in seed order. One line per bad input."""
@@ -47,10 +43,11 @@ def load(dirs: list[str]) -> list[dict]:
 
 def checks(s: dict) -> dict:
     """The issue-level checks of one replicate, from its summary."""
+    from rlscale.findings import SE_Z, gain_in_se  # numpy: not at CLI start-up
+
     rungs = s["rungs"]
     order = s.get("baseline_order") or {}
-    gains = [r["gain"] / math.hypot(r["baseline_se"], r["final_se"])
-             if r.get("baseline_se") is not None and r.get("final_se") else None for r in rungs]
+    gains = [gain_in_se(r) for r in rungs]
     rises = [r.get("final_greedy") is not None and r.get("baseline_greedy") is not None
              and r["final_greedy"] > r["baseline_greedy"] for r in rungs]
     ratios = [r["kshot_greedy"]["5"] / r["kshot_greedy"]["0"] for r in rungs

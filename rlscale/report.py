@@ -234,7 +234,7 @@ def write_report(preset, jobs, out: Path, n_boot: int = 100) -> dict:
                "k_per_rung_slope": k_by_rung(data["rungs"], table),
                "run_settings": run_settings(data["curves"]),
                "settings": dataclasses.asdict(preset),
-               "all_rungs_improved": all(r["gain"] > 2 * math.hypot(r["baseline_se"], r["final_se"])
+               "all_rungs_improved": all((F.gain_in_se(r) or 0.0) > F.SE_Z
                                          for r in data["rungs"])}
     summary["figures"] = figures(data, summary, fitted, out)
     atomic_write_json(out / "summary.json", summary)
