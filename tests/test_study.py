@@ -22,11 +22,13 @@ def _n(rung: str) -> int:
     return r.layers * (4 * r.hidden**2 + 3 * r.hidden * r.intermediate)
 
 
-@pytest.mark.parametrize("name", ["cpu", "gpu"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-long", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
-    assert len(sizes) >= 4 and max(sizes) / min(sizes) >= 20
+    assert len(sizes) >= 4 and max(sizes) / min(sizes) >= 30  # issue 10: at least 30x
+    # one budget rule per preset: every rung pre-trains on the same number of tokens
+    assert len({r.tokens for r in preset.rungs}) == 1
     jobs = {j.name: j for j in plan(preset, tmp_path)}
     arm = [j for j in jobs.values() if j.kind == "rl" and j.meta["rung"] == preset.arm_rung
            and j.meta["seed"] == preset.seed]
@@ -50,6 +52,21 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
             after = [e for e in jobs.values() if e.kind == "evals" and j.name in e.deps]
             assert len(after) == 1 and {e["sub"] for e in after[0].params["evals"]} >= {
                 "greedy", "passk"}
+
+
+def test_cpu_long_is_the_cpu_ladder_moved_up_one_rung():
+    """cpu-long keeps the cpu preset's corpus, RL and evals, and pre-trains its shared rungs
+    exactly as cpu does (their baselines are the same models for the same seed); only the
+    20k rung is dropped and the 2m rung added, its RL lr by the same lr / 47 rule."""
+    cpu, long = PRESETS["cpu"], PRESETS["cpu-long"]
+    shared = {r.name: r for r in cpu.rungs}
+    assert [r.name for r in long.rungs] == [r.name for r in cpu.rungs[1:]] + ["micro:2m"]
+    for r in long.rungs[:-1]:
+        assert r == shared[r.name]
+    top = long.rungs[-1]
+    assert top.rl_lr == pytest.approx(top.pretrain_lr / 47, rel=0.01)
+    same = {f.name for f in dataclasses.fields(cpu)} - {"name", "rungs"}
+    assert {k: getattr(long, k) for k in same} == {k: getattr(cpu, k) for k in same}
 
 
 def _smoke():
