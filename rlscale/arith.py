@@ -35,6 +35,10 @@ class ArithConfig:
     max_factor: int = 3  # multipliers for "*" are 2..max_factor
     style: str = "words"  # "words": a short story; "expr": "What is 3 + 4 - 2?"; "mixed": both
     expr_share: float = 0.5  # "mixed": the share of expressions
+    quote: bool = False  # every step restates what it works on: a story's step its sentence
+    # ("He gets 3 more: 14 + 3 = 17", as GSM8K's solutions restate their context in words), an
+    # expression's step the expression left ("17 - 5 * 2: 17 - 5 = 12"), so that every operand
+    # is copied from text just written rather than found by counting steps
 
     def validate(self) -> "ArithConfig":
         if not 2 <= self.min_terms <= self.max_terms <= 20:
@@ -58,10 +62,11 @@ ARITH_PRESETS = {
     "medium": ArithConfig(min_terms=2, max_terms=3, max_value=50, ops="+-"),
     "hard": ArithConfig(min_terms=3, max_terms=4, max_value=100, ops="+-*", max_factor=5),
     # the difficulty spectrum of the embedded study: 1 to 4 steps, numbers up to 20 with
-    # carries and borrows, products, stories and expressions mixed (docs/study.md: with numbers
-    # up to 30, 50 or 99 the 60k rung is still before the copy transition at 3M tokens)
+    # carries and borrows, products, stories and expressions mixed; story solutions quote their
+    # sentences, so that copying an operand is a look-up of the sentence just restated
+    # (docs/study.md, session 7: without it rungs below ~100k parameters copy or not by seed)
     "ladder": ArithConfig(min_terms=2, max_terms=5, max_value=20, ops="+-*", max_factor=5,
-                          style="mixed"),
+                          style="mixed", quote=True),
 }
 _NAMES = (("Tom", "He"), ("Ann", "She"), ("Sam", "He"), ("Mia", "She"), ("Ben", "He"),
           ("Eva", "She"), ("Max", "He"), ("Zoe", "She"))
@@ -103,13 +108,18 @@ def _chain(rng: random.Random, cfg: ArithConfig) -> tuple[int, list[tuple[str, i
             return start, steps  # a chain that ran out of feasible ops is drawn again
 
 
-def _expr_question(start: int, steps) -> str:
+def _expr(start: int, steps) -> str:
+    """The chain as an expression, evaluated left to right: "(3 + 4) * 2 - 5"."""
     expr = str(start)
     for i, (op, b, _) in enumerate(steps):
         if op == "*" and i > 0 and any(o != "*" for o, _, _ in steps[:i]):
             expr = f"({expr})"  # the chain is evaluated left to right
         expr = f"{expr} {op} {b}"
-    return f"What is {expr}?"
+    return expr
+
+
+def _expr_question(start: int, steps) -> str:
+    return f"What is {_expr(start, steps)}?"
 
 
 def question_style(question: str) -> str:
@@ -117,14 +127,15 @@ def question_style(question: str) -> str:
     return "expr" if question.startswith("What is ") else "words"
 
 
-def _words_question(rng: random.Random, start: int, steps) -> str:
+def _words_question(rng: random.Random, start: int, steps) -> tuple[str, list[str]]:
+    """The story, and its step sentences (one per step, without the full stop)."""
     name, pronoun = rng.choice(_NAMES)
     obj = rng.choice(_OBJECTS)
-    parts = [f"{name} has {start} {obj}."]
-    for op, b, _ in steps:
-        parts.append(rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=b))
-    parts.append(f"How many {obj} does {name} have now?")
-    return " ".join(parts)
+    said = [rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=b)[:-1]
+            for op, b, _ in steps]
+    parts = [f"{name} has {start} {obj}.", *(f"{x}." for x in said),
+             f"How many {obj} does {name} have now?"]
+    return " ".join(parts), said
 
 
 def _mixed_style(rng: random.Random, expr_share: float) -> str:
@@ -136,14 +147,21 @@ def _mixed_style(rng: random.Random, expr_share: float) -> str:
 def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
     """One problem: its question, the worked chain ending in "#### N", level = its steps."""
     start, steps = _chain(rng, cfg)
+    style = cfg.style if cfg.style != "mixed" else _mixed_style(rng, cfg.expr_share)
+    if style == "expr":
+        question, said = _expr_question(start, steps), None
+    else:
+        question, said = _words_question(rng, start, steps)
     lines, prev = [], start
-    for op, b, res in steps:
-        lines.append(f"{prev} {op} {b} = {res}")
+    for k, (op, b, res) in enumerate(steps):
+        if cfg.quote and said:  # the step's sentence, then its equation
+            lines.append(f"{said[k]}: {prev} {op} {b} = {res}")
+        elif cfg.quote:  # the expression left, then its first operation: "4 + 5 - 2: 4 + 5 = 9"
+            lines.append(f"{_expr(prev, steps[k:])}: {prev} {op} {b} = {res}")
+        else:
+            lines.append(f"{prev} {op} {b} = {res}")
         prev = res
     solution = "\n".join(lines + [f"#### {prev}"])
-    style = cfg.style if cfg.style != "mixed" else _mixed_style(rng, cfg.expr_share)
-    question = _expr_question(start, steps) if style == "expr" else _words_question(rng, start,
-                                                                                      steps)
     return Problem(question, str(prev), solution, level=len(steps))
 
 
@@ -170,8 +188,12 @@ def parse_arith_spec(spec: str) -> ArithConfig:
         if key not in types:
             raise UserError(f"task {spec!r}: unknown arith setting {key!r}; choose from "
                             f"{', '.join(types)}")
-        kind = {"int": int, "float": float}.get(str(types[key]), types[key])
-        if kind in (int, float):
+        kind = {"int": int, "float": float, "bool": bool}.get(str(types[key]), types[key])
+        if kind is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise UserError(f"task {spec!r}: {key} must be 1/0 (true/false), got {value!r}")
+            value = value.lower() in ("1", "true", "yes")
+        elif kind in (int, float):
             try:
                 value = kind(value)
             except ValueError:

@@ -27,9 +27,10 @@ def eval_specs(preset, out: Path, after: bool) -> list[dict]:
     specs.append(dict(sub="passk", task=task, samples=preset.passk_samples,
                       temperature=preset.passk_temperature,
                       n_problems=preset.passk_problems or preset.kshot_problems, **common))
-    if preset.transfer_task:
+    if preset.transfer_task:  # longer chains than RL's: twice the room, so none is cut short
         specs.append(dict(sub="transfer", task=preset.transfer_task, samples=1, temperature=0.0,
-                          n_problems=preset.kshot_problems, **common))
+                          n_problems=preset.kshot_problems,
+                          **{**common, "max_new_tokens": 2 * preset.max_new_tokens}))
     return specs
 
 

@@ -57,12 +57,14 @@ class Preset:
     blank_join_frac: float = 0.0  # corpus documents joined by a blank line, as few-shot shots
     direct_style: str = ""  # bare answers ("#### N") only for this question style ("" = any)
     numbers: str = "digits"  # micro tokenizer: "spaced" joins a number's leading space to its
-    # first digit (rlscale.models.tokenizer); tried for the cpu preset, not adopted (docs/study.md)
+    # first digit (rlscale.models.tokenizer); the study presets use it (docs/study.md, session 7)
 
 
 # The task of the embedded study: chains of 1-4 steps (the level), numbers up to 20, + - *,
-# stories and expressions mixed; transfer: 5-6 steps, longer than any chain in pre-training or
-# RL. Every rung of a preset is pre-trained on the same number of tokens (one rule, as a model
+# stories (whose worked solutions quote each sentence) and expressions mixed; transfer: 5-6
+# steps, longer than any chain in pre-training or RL. The tokenizer joins a number's space to
+# its first digit ("spaced"): with quoting, it makes copying an operand a look-up that the
+# smallest rungs learn in every seed tried (docs/study.md, session 7). Every rung of a preset is pre-trained on the same number of tokens (one rule, as a model
 # series shares one corpus). In the corpus 70% of the expressions are answered bare ("#### N",
 # as the web answers arithmetic), every story is worked out: a base model answers expressions
 # by guessing although it can work them out, a skill RL can bring forward (greedy accuracy can
@@ -70,7 +72,7 @@ class Preset:
 _TASK = "arith:ladder"
 _TRANSFER = "arith:ladder,min_terms=6,max_terms=7"
 _CORPUS = dict(slip_frac=0.1, direct_frac=0.7, direct_style="expr", plain_frac=0.2,
-               blank_join_frac=0.5)
+               blank_join_frac=0.5, numbers="spaced")
 PRESETS: dict[str, Preset] = {
     # the README's first command: four rungs spanning 31x in N, on 2 cores
     "cpu": Preset(
@@ -80,7 +82,7 @@ PRESETS: dict[str, Preset] = {
                Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 30),
                Rung("micro:200k", 3_000_000, 1e-2, 2e-4, 30),
                Rung("micro:600k", 3_000_000, 6e-3, 1.3e-4, 30)),
-        **_CORPUS, batch_size=16, group_size=8, max_new_tokens=80, eval_every=5, heldout=200,
+        **_CORPUS, batch_size=16, group_size=8, max_new_tokens=96, eval_every=5, heldout=200,
         eval_samples=4, kshot_problems=200, passk_problems=64, arm_rung="micro:60k",
         taus=(1, 2, 4), seq_len=512, pretrain_batch=8, short_seq_len=128, long_frac=0.3),
     # CI: every stage and file, minutes not science

@@ -164,7 +164,15 @@ def check_arith(p: Problem, cfg: ArithConfig):
     steps = lines[:-1]
     assert cfg.min_terms - 1 <= len(steps) <= cfg.max_terms - 1
     prev = None
-    for line in steps:
+    story = p.question.split(". ")[1:]  # the step sentences (then the question)
+    for k, line in enumerate(steps):
+        if cfg.quote:  # "He sells 4: 9 - 4 = 5", "9 - 4 * 2: 9 - 4 = 5"
+            said, line = line.split(": ")
+            if p.question.startswith("What is "):  # the expression left starts with the step
+                assert said.lstrip("(").startswith(line.split(" =")[0])
+                assert k or f"What is {said}?" == p.question
+            else:  # the step's own sentence, whose one number is the operand of the step
+                assert story[k] == said and re.findall(r"\d+", said) == [line.split()[2]]
         a, op, b, eq, c = line.split()
         a, b, c = int(a), int(b), int(c)
         assert eq == "=" and op in cfg.ops and prev in (None, a)
@@ -222,10 +230,27 @@ def test_levels_are_steps_and_span_the_spectrum():
     assert min(counts.values()) > 0.5 * len(probs) / len(levels)  # every level well represented
     styles = collections.Counter(p.question.startswith("What is ") for p in probs)
     assert min(styles.values()) > 0.4 * len(probs)  # stories and expressions mixed
-    ops = {line.split()[1] for p in probs for line in p.solution.split("\n")[:-1]}
+    ops = {line.split(": ")[-1].split()[1] for p in probs for line in p.solution.split("\n")[:-1]}
     assert ops == {"+", "-", "*"}
     assert max(int(p.answer) for p in probs) > 0.9 * cfg.max_value  # two-digit numbers
     assert arith_problems(50, seed=4, cfg=cfg) == probs[:50]  # deterministic
+
+
+def test_quoted_solutions_restate_each_sentence_and_draw_the_same_problems():
+    quoted = arith_problems(400, seed=3, cfg=ARITH_PRESETS["ladder"])
+    plain = arith_problems(400, seed=3, cfg=parse_arith_spec("arith:ladder,quote=0"))
+    assert [p.question for p in quoted] == [p.question for p in plain]  # same draws
+    for q, p in zip(quoted, plain):  # removing the quotes gives the plain chain
+        assert [x.split(": ")[-1] for x in q.solution.split("\n")] == p.solution.split("\n")
+        assert all(": " in x for x in q.solution.split("\n")[:-1])
+    expr = next(p for p in quoted if "(" in p.question and p.level == 4)
+    lines = expr.solution.split("\n")  # the expression left shrinks by one operation a line
+    assert lines[0].split(": ")[0] == expr.question.removeprefix("What is ").removesuffix("?")
+    assert lines[3].split(": ")[0] == lines[3].split(": ")[1].split(" =")[0]  # the last: a op b
+    assert parse_arith_spec("arith:ladder,quote=false").quote is False
+    assert parse_arith_spec("arith:easy,quote=1").quote is True
+    with pytest.raises(UserError, match="quote must be 1/0"):
+        parse_arith_spec("arith:ladder,quote=maybe")
 
 
 def test_expr_share_sets_the_mix_of_styles():
