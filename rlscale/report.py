@@ -16,6 +16,7 @@ import numpy as np
 
 from rlscale import findings as F
 from rlscale import findings_evals as E
+from rlscale.chains import chain_stats, mean_stats
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from rlscale.rundir import policy_dir, read_run
 
@@ -69,6 +70,7 @@ def collect(preset, jobs) -> dict:
         base_dir = Path(next(j.out for j in mine if j.kind == "baseline"))
         base = read_json(base_dir / "summary.json")
         rungs.append(rung_row(r, pre, base, curves, ev, before, [Path(j.out) for j in after]))
+        rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after]))
         scores.append(zero_shot_scores(base_dir, base.get("primary_check") or "custom_flexible"))
         main += curves
         evals.append(ev)
@@ -77,6 +79,18 @@ def collect(preset, jobs) -> dict:
     arms = [curve(j) for j in arm_jobs]
     return {"curves": main, "arms": arms, "evals": evals, "rungs": rungs,
             "baseline_order": E.baseline_order(rungs, scores)}
+
+
+def chain_rows(base_dir: Path, after: list[Path]) -> dict:
+    """Step-level diagnostics of the greedy 0-shot chains before and after RL (seed mean):
+    expressions answered bare, operands copied right, steps computed right (rlscale.chains)."""
+    def stats(d: Path):
+        path = d / "completions.jsonl"
+        return chain_stats(read_jsonl(path)) if path.is_file() else None
+
+    before = stats(base_dir)
+    return {"chains_before": before and mean_stats([before]),
+            "chains_after": mean_stats([x for d in after if (x := stats(d))])}
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:

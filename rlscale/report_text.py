@@ -160,7 +160,7 @@ def evals_tables(s: dict) -> list[str]:
                 f"{_f(b.get(lv), '.2f')} -> {_f(a.get(lv), '.2f')}" for lv in levels) + " |")
     else:
         L.append("The task's problems carry no difficulty level: no per-level table.")
-    L += [""]
+    L += [""] + chain_table(s["rungs"])
     if s["settings"].get("transfer_task"):
         L += [f"Transfer to `{s['settings']['transfer_task']}` (never seen by RL), greedy "
               "0-shot accuracy:", "", "| rung | before | after RL (seeds) |", "|---|---|---|"]
@@ -206,4 +206,21 @@ def arms_table(s: dict) -> list[str]:
                      f"{a['final_test_loss']:.3f} ± {a['final_se']:.3f} | "
                      f"{_f(a['final_acc_strict'], '.3f')} | "
                      f"{_f(a['final_acc_custom_flexible'], '.3f')} |")
+    return L + [""]
+
+
+def chain_table(rungs: list[dict]) -> list[str]:
+    """What the greedy 0-shot chains get right, before -> after RL (rlscale.chains)."""
+    if not any(r.get("chains_before") for r in rungs):
+        return []
+    L = ["Greedy 0-shot chains step by step, before -> after RL (seed mean): the share of "
+         "expressions answered bare (no working), and of the worked step lines those that copy "
+         "the problem's operand and those whose arithmetic is right:", "",
+         "| rung | expressions answered bare | operand copied right | arithmetic right |",
+         "|---|---|---|---|"]
+    for r in rungs:
+        b, a = r.get("chains_before") or {}, r.get("chains_after") or {}
+        L.append(f"| {r['rung']} | " + " | ".join(
+            f"{_f(b.get(k), '.2f')} -> {_f(a.get(k), '.2f')}"
+            for k in ("bare_expr", "operand_right", "arithmetic_right")) + " |")
     return L + [""]

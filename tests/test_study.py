@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlscale.chains import chain_stats, mean_stats
 from rlscale.errors import UserError
 from rlscale.grpo.config import resolve
 from rlscale.study import PRESETS, plan, study
@@ -157,6 +158,12 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
         assert r["baseline_greedy"] == base["results"]["0"]["checks"]["custom_flexible"]["accuracy"]
         greedy = [_acc(out / "evals" / tag / run / "greedy") for run in (tag, f"{tag}-s1")]
         assert r["final_greedy"] == pytest.approx(sum(g["accuracy"] for g in greedy) / 2)
+        # the step diagnostics: the baseline's, and the seed mean of the runs' greedy chains
+        assert r["chains_before"] == mean_stats([chain_stats(_jsonl(out / "baseline" / tag))])
+        after = [chain_stats(_jsonl(out / "evals" / tag / run / "greedy"))
+                 for run in (tag, f"{tag}-s1")]
+        assert r["chains_after"] == mean_stats(after)
+        assert r["chains_before"]["steps"] > 0  # smoke models write chains
         before = _acc(out / "evals" / tag / "base" / "passk")["pass_at_k"]
         assert r["pass_at_k_before"] == {k: before[k] for k in ("1", "2", "4", "8", "16", "32")
                                          if k in before}
@@ -175,6 +182,10 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
 
 def _evals(run_dir) -> list[dict]:
     return [x for x in _metrics(run_dir) if x.get("test_loss") is not None]
+
+
+def _jsonl(eval_dir) -> list[dict]:
+    return [json.loads(x) for x in (Path(eval_dir) / "completions.jsonl").read_text().splitlines()]
 
 
 def _acc(eval_dir) -> dict:

@@ -1,0 +1,60 @@
+"""What a model's worked chains get right, step by step: the diagnostics behind an accuracy.
+
+For the arithmetic task (rlscale.arith) a greedy completion either answers bare ("#### N") or
+works the chain out, one line per step, "[quote: ]a op b = c". A step can go wrong in two ways
+that call for different skills: the operand is not the problem's (copying: the k-th step's
+operand is the (k+1)-th number of the question, stories and expressions alike) or c is not
+a op b (arithmetic). Pure: parses completions.jsonl records; imports no models.
+
+    chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right"}
+"""
+
+from __future__ import annotations
+
+import re
+
+from rlscale.arith import question_style
+
+_STEP = re.compile(r"(?:.*: )?(\d{1,6}) ([-+*]) (\d{1,6}) = (\d{1,7})$")
+_MAX_LINES = 64  # a completion is bounded by max_new_tokens; this bounds the parse regardless
+
+
+def chain_stats(rows: list[dict]) -> dict:
+    """Shares over the 0-shot completions of rows (the first completion of each problem):
+    bare_expr: expressions answered bare; operand_right, arithmetic_right: of the parsed step
+    lines of worked completions, those copying the right operand / computing right."""
+    probs = bare = n_expr = steps = operand = arith = 0
+    for r in rows:
+        if r.get("shots", 0) != 0 or not r.get("completions"):
+            continue
+        probs += 1
+        text = r["completions"][0].strip()
+        if question_style(r["question"]) == "expr":
+            n_expr += 1
+            if text.startswith("####"):
+                bare += 1
+                continue
+        numbers = [int(x) for x in re.findall(r"\d+", r["question"])]
+        for k, line in enumerate(text.split("\n")[:_MAX_LINES]):
+            m = _STEP.match(line.strip()[:200])
+            if not m:
+                continue
+            a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+            steps += 1
+            operand += k + 1 < len(numbers) and b == numbers[k + 1]
+            arith += c == {"+": a + b, "-": a - b, "*": a * b}[op]
+    share = lambda x, n: x / n if n else None  # noqa: E731
+    return {"problems": probs, "bare_expr": share(bare, n_expr), "steps": steps,
+            "operand_right": share(operand, steps), "arithmetic_right": share(arith, steps)}
+
+
+def mean_stats(stats: list[dict]) -> dict | None:
+    """The seed mean of several chain_stats (None where no seed has the share)."""
+    if not stats:
+        return None
+    out = {}
+    for key in ("bare_expr", "operand_right", "arithmetic_right"):
+        vals = [s[key] for s in stats if s[key] is not None]
+        out[key] = sum(vals) / len(vals) if vals else None
+    out["steps"] = sum(s["steps"] for s in stats)
+    return out

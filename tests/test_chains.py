@@ -1,0 +1,48 @@
+"""Step-level diagnostics of worked chains (rlscale.chains): operand copied, arithmetic right,
+expressions answered bare, on hand-written completions with known answers."""
+
+import pytest
+
+from rlscale.arith import ARITH_PRESETS, arith_problems
+from rlscale.chains import chain_stats, mean_stats
+
+STORY = ("Tom has 14 cards. He gets 3 more. He sells 5. How many cards does Tom have now?")
+EXPR = "What is (6 - 2) * 3?"
+
+
+def row(question, completion, shots=0):
+    return {"shots": shots, "question": question, "completions": [completion]}
+
+
+def test_operands_and_arithmetic_are_told_apart():
+    rows = [
+        row(STORY, " He gets 3 more: 14 + 3 = 17\nHe sells 5: 17 - 5 = 12\n#### 12"),  # right
+        row(STORY, " He gets 3 more: 14 + 4 = 18\nHe sells 5: 18 - 5 = 12\n#### 12"),  # 1 bad op
+        row(EXPR, " (6 - 2) * 3: 6 - 2 = 4\n4 * 3: 4 * 3 = 13\n#### 13"),  # 1 bad product
+        row(EXPR, " #### 12"),  # bare
+        row(EXPR, " 6 - 2 = 4\n4 * 3 = 12\n#### 12"),  # unquoted chains parse alike
+        row(STORY, " He gets 3 more: 14 + 3 = 17\n#### 17", shots=2),  # not 0-shot: skipped
+    ]
+    s = chain_stats(rows)
+    assert s["problems"] == 5 and s["steps"] == 8
+    assert s["bare_expr"] == pytest.approx(1 / 3)
+    assert s["operand_right"] == pytest.approx(7 / 8)
+    assert s["arithmetic_right"] == pytest.approx(6 / 8)  # 14 + 4 = 18 is right, 18 - 5 = 12 not
+
+
+def test_the_task_s_own_solutions_are_all_right():
+    probs = arith_problems(300, seed=5, cfg=ARITH_PRESETS["ladder"])
+    s = chain_stats([row(p.question, " " + p.solution) for p in probs])
+    assert s["operand_right"] == 1.0 and s["arithmetic_right"] == 1.0 and s["bare_expr"] == 0.0
+    assert s["steps"] == sum(p.level for p in probs)
+
+
+def test_garbage_is_bounded_and_never_counted():
+    rows = [row(STORY, "x" * 1_000_000), row(STORY, "1 + 1 = 2\n" * 10_000),
+            row(STORY, " : : = = 3 +"), {"shots": 0, "question": STORY, "completions": []}]
+    s = chain_stats(rows)
+    assert s["steps"] == 64  # the line cap: a long completion cannot make the parse slow
+    assert chain_stats([])["operand_right"] is None
+    m = mean_stats([s, chain_stats([row(EXPR, " #### 12")])])
+    assert m["bare_expr"] == 1.0 and m["steps"] == 64
+    assert mean_stats([]) is None
