@@ -78,10 +78,10 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         name="cpu", task=_TASK, transfer_task=_TRANSFER, n_train=20000,
         # pre-training lr tuned by pre-training loss; RL lr = pre-training lr / 47 (docs/study.md)
-        rungs=(Rung("micro:20k", 3_000_000, 1e-2, 2e-4, 30),
-               Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 30),
-               Rung("micro:200k", 3_000_000, 1e-2, 2e-4, 30),
-               Rung("micro:600k", 3_000_000, 6e-3, 1.3e-4, 30)),
+        rungs=(Rung("micro:20k", 3_000_000, 1e-2, 2e-4, 60),
+               Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 60),
+               Rung("micro:200k", 3_000_000, 1e-2, 2e-4, 60),
+               Rung("micro:600k", 3_000_000, 6e-3, 1.3e-4, 60)),
         **_CORPUS, batch_size=16, group_size=8, max_new_tokens=96, eval_every=5, heldout=200,
         eval_samples=4, kshot_problems=200, passk_problems=64, arm_rung="micro:60k",
         taus=(1, 2, 4), seq_len=512, pretrain_batch=8, short_seq_len=128, long_frac=0.3),
@@ -108,12 +108,12 @@ PRESETS: dict[str, Preset] = {
         long_frac=0.3, workers=1),
 }
 
-# the cpu ladder moved up one rung (60k..2m, 33x), every rung above the copy transition that RL
-# needs (the 20k rung never makes it; docs/study.md, session 6): everything else is the cpu
-# preset's, so its 60k-600k models are the cpu preset's for a seed; the 2m rung's lr is the 600k
-# rung's scaled by 1/width (6e-3 x 96 / 160), its RL lr the lr / 47 rule
+# the cpu ladder moved up one rung (60k..2m, 33x), leaving out the 20k rung that RL cannot lift
+# (docs/study.md, sessions 6-7): everything else is the cpu preset's, so its 60k-600k models
+# are the cpu preset's for a seed; the 2m rung's lr is the 600k rung's scaled by 1/width
+# (6e-3 x 96 / 160), its RL lr the lr / 47 rule
 PRESETS["cpu-long"] = replace(PRESETS["cpu"], name="cpu-long", rungs=(
-    *PRESETS["cpu"].rungs[1:], Rung("micro:2m", 3_000_000, 3.6e-3, 7.7e-5, 30)))
+    *PRESETS["cpu"].rungs[1:], Rung("micro:2m", 3_000_000, 3.6e-3, 7.7e-5, 60)))
 
 # ---------------------------------------------------------------- jobs
 @dataclass
