@@ -62,8 +62,8 @@ ARITH_PRESETS = {
     "medium": ArithConfig(min_terms=2, max_terms=3, max_value=50, ops="+-"),
     "hard": ArithConfig(min_terms=3, max_terms=4, max_value=100, ops="+-*", max_factor=5),
     # the difficulty spectrum of the embedded study: 1 to 4 steps, numbers up to 20 with
-    # carries and borrows, products, stories and expressions mixed; story solutions quote their
-    # sentences, so that copying an operand is a look-up of the sentence just restated
+    # carries and borrows, products, stories and expressions mixed; every step restates what it
+    # works on (`quote`), so that copying an operand is a look-up of text just written
     # (docs/study.md, session 7: without it rungs below ~100k parameters copy or not by seed)
     "ladder": ArithConfig(min_terms=2, max_terms=5, max_value=20, ops="+-*", max_factor=5,
                           style="mixed", quote=True),

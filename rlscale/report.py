@@ -88,9 +88,10 @@ def chain_rows(base_dir: Path, after: list[Path]) -> dict:
         path = d / "completions.jsonl"
         return chain_stats(read_jsonl(path)) if path.is_file() else None
 
-    before = stats(base_dir)
-    return {"chains_before": before and mean_stats([before]),
-            "chains_after": mean_stats([x for d in after if (x := stats(d))])}
+    def mean(dirs: list[Path]):
+        return mean_stats([x for d in dirs if (x := stats(d))])
+
+    return {"chains_before": mean([base_dir]), "chains_after": mean(after)}
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:

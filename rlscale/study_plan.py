@@ -61,11 +61,12 @@ class Preset:
 
 
 # The task of the embedded study: chains of 1-4 steps (the level), numbers up to 20, + - *,
-# stories (whose worked solutions quote each sentence) and expressions mixed; transfer: 5-6
+# stories and expressions mixed, every worked step restating what it works on; transfer: 5-6
 # steps, longer than any chain in pre-training or RL. The tokenizer joins a number's space to
-# its first digit ("spaced"): with quoting, it makes copying an operand a look-up that the
-# smallest rungs learn in every seed tried (docs/study.md, session 7). Every rung of a preset is pre-trained on the same number of tokens (one rule, as a model
-# series shares one corpus). In the corpus 70% of the expressions are answered bare ("#### N",
+# its first digit ("spaced"): with the restated steps, copying an operand becomes a look-up
+# that the 20k-60k rungs learn in every seed tried (docs/study.md, session 7). Every rung of a
+# preset is pre-trained on the same number of tokens (one rule, as a model series shares one
+# corpus). In the corpus 70% of the expressions are answered bare ("#### N",
 # as the web answers arithmetic), every story is worked out: a base model answers expressions
 # by guessing although it can work them out, a skill RL can bring forward (greedy accuracy can
 # rise). docs/study.md has the measurements behind each choice.
