@@ -35,6 +35,9 @@ class ArithConfig:
     max_factor: int = 3  # multipliers for "*" are 2..max_factor
     style: str = "words"  # "words": a short story; "expr": "What is 3 + 4 - 2?"; "mixed": both
     expr_share: float = 0.5  # "mixed": the share of expressions
+    zipf: float = 0.0  # > 0: every number is drawn from its range with P(v) ~ v^-zipf, so that
+    # small numbers (and the arithmetic facts among them) are common and large ones rare, as
+    # facts are in text; 0: uniform (the draws of earlier versions)
     quote: bool = False  # every step restates what it works on: a story's step its sentence
     # ("He gets 3 more: 14 + 3 = 17", as GSM8K's solutions restate their context in words), an
     # expression's step the expression left ("17 - 5 * 2: 17 - 5 = 12"), so that every operand
@@ -49,6 +52,8 @@ class ArithConfig:
             raise UserError(f"arith: ops must be a non-empty subset of '+-*', got {self.ops!r}")
         if self.max_factor < 2:
             raise UserError(f"arith: max_factor must be >= 2, got {self.max_factor}")
+        if not 0 <= self.zipf <= 4:
+            raise UserError(f"arith: zipf must be in [0, 4], got {self.zipf}")
         if not 0 <= self.expr_share <= 1:
             raise UserError(f"arith: expr_share must be in [0, 1], got {self.expr_share}")
         if self.style not in STYLES:
@@ -61,12 +66,16 @@ ARITH_PRESETS = {
     "easy": ArithConfig(min_terms=2, max_terms=2, max_value=20, ops="+-"),
     "medium": ArithConfig(min_terms=2, max_terms=3, max_value=50, ops="+-"),
     "hard": ArithConfig(min_terms=3, max_terms=4, max_value=100, ops="+-*", max_factor=5),
-    # the difficulty spectrum of the embedded study: 1 to 4 steps, numbers up to 20 with
-    # carries and borrows, products, stories and expressions mixed; every step restates what it
-    # works on (`quote`), so that copying an operand is a look-up of text just written
-    # (docs/study.md, session 7: without it rungs below ~100k parameters copy or not by seed)
-    "ladder": ArithConfig(min_terms=2, max_terms=5, max_value=20, ops="+-*", max_factor=5,
-                          style="mixed", quote=True),
+    # the difficulty spectrum of the embedded study: 1 to 4 steps, numbers up to 40 drawn
+    # with P(v) ~ 1/v (`zipf`), products, stories and expressions mixed. The skew gives the
+    # arithmetic facts a head every rung learns ("17 + 2") and a tail of rare ones ("23 - 18")
+    # that only larger rungs learn from the same data, so per-step accuracy grows with N
+    # (docs/study.md, session 8: with uniform numbers up to 20 the 200k and 600k rungs both
+    # saturate). Every step restates what it works on (`quote`), so that copying an operand is
+    # a look-up of text just written (session 7: without it rungs below ~100k parameters copy
+    # or not by seed)
+    "ladder": ArithConfig(min_terms=2, max_terms=5, max_value=40, ops="+-*", max_factor=5,
+                          style="mixed", zipf=1.0, quote=True),
 }
 _NAMES = (("Tom", "He"), ("Ann", "She"), ("Sam", "He"), ("Mia", "She"), ("Ben", "He"),
           ("Eva", "She"), ("Max", "He"), ("Zoe", "She"))
@@ -83,10 +92,19 @@ def _feasible(op: str, cur: int, cfg: ArithConfig) -> bool:
             (op == "*" and 1 <= cur and 2 * cur <= cfg.max_value))
 
 
+def _draw(rng: random.Random, lo: int, hi: int, zipf: float) -> int:
+    """A number in [lo, hi]: uniform, or with P(v) ~ v^-zipf (lo >= 1)."""
+    if not zipf:
+        return rng.randint(lo, hi)
+    vals = range(lo, hi + 1)
+    return rng.choices(vals, weights=[v ** -zipf for v in vals])[0]
+
+
 def _chain(rng: random.Random, cfg: ArithConfig) -> tuple[int, list[tuple[str, int, int]]]:
     """A start value and steps (op, operand, result), all numbers within [0, max_value]."""
+    z = cfg.zipf
     while True:
-        start = cur = rng.randint(2, cfg.max_value)  # 2+: "1 apples" reads badly
+        start = cur = _draw(rng, 2, cfg.max_value, z)  # 2+: "1 apples" reads badly
         steps = []
         for _ in range(rng.randint(cfg.min_terms, cfg.max_terms) - 1):
             ok = [op for op in cfg.ops if _feasible(op, cur, cfg)]
@@ -94,13 +112,13 @@ def _chain(rng: random.Random, cfg: ArithConfig) -> tuple[int, list[tuple[str, i
                 break
             op = rng.choice(ok)
             if op == "+":
-                b = rng.randint(1, cfg.max_value - cur)
+                b = _draw(rng, 1, cfg.max_value - cur, z)
                 res = cur + b
             elif op == "-":
-                b = rng.randint(1, cur)
+                b = _draw(rng, 1, cur, z)
                 res = cur - b
             else:
-                b = rng.randint(2, min(cfg.max_factor, cfg.max_value // cur))
+                b = _draw(rng, 2, min(cfg.max_factor, cfg.max_value // cur), z)
                 res = cur * b
             steps.append((op, b, res))
             cur = res

@@ -253,6 +253,29 @@ def test_quoted_solutions_restate_each_sentence_and_draw_the_same_problems():
         parse_arith_spec("arith:ladder,quote=maybe")
 
 
+def test_zipf_makes_small_numbers_common_and_keeps_chains_correct():
+    uniform = parse_arith_spec("arith:ladder,max_value=40,zipf=0")
+    skewed = parse_arith_spec("arith:ladder,max_value=40,zipf=1")
+    assert skewed.zipf == 1.0 and uniform.zipf == 0.0
+    operands = {}
+    for name, cfg in (("uniform", uniform), ("zipf", skewed)):
+        probs = arith_problems(1500, seed=5, cfg=cfg)
+        for p in probs:
+            check_arith(p, cfg)
+        operands[name] = [int(line.split(": ")[-1].split()[2]) for p in probs
+                          for line in p.solution.split("\n")[:-1]]
+    share = {k: sum(b <= 3 for b in v) / len(v) for k, v in operands.items()}
+    assert share["zipf"] > 1.5 * share["uniform"]  # the head: small operands are common
+    assert max(operands["zipf"]) > 30  # and the tail still reaches large ones
+    # zipf=0 draws the problems of the uniform generator of earlier versions (pinned)
+    first = arith_problems(1, seed=7, cfg=parse_arith_spec("arith:ladder,max_value=20,zipf=0"))
+    assert first[0].question == ("Eva has 12 apples. She sells 11. She gets 3 more. "
+                                 "How many apples does Eva have now?")
+    for bad in ("arith:zipf=-1", "arith:zipf=9", "arith:zipf=x"):
+        with pytest.raises(UserError, match="zipf"):
+            parse_arith_spec(bad)
+
+
 def test_expr_share_sets_the_mix_of_styles():
     from rlscale.arith import question_style
 
@@ -261,7 +284,7 @@ def test_expr_share_sets_the_mix_of_styles():
         styles = [question_style(p.question) for p in arith_problems(2000, seed=1, cfg=cfg)]
         assert abs(styles.count("expr") / len(styles) - share) < 0.04
     # the default share draws the problems of earlier versions (held-out sets do not move)
-    first = arith_problems(2, seed=2, cfg=parse_arith_spec("arith:ladder,max_value=30,"
+    first = arith_problems(2, seed=2, cfg=parse_arith_spec("arith:ladder,max_value=30,zipf=0,"
                                                            "expr_share=0.5"))
     assert [p.question for p in first] == [
         "What is 29 + 1?",
