@@ -54,6 +54,8 @@ class ArithConfig:
             raise UserError(f"arith: max_factor must be >= 2, got {self.max_factor}")
         if not 0 <= self.zipf <= 4:
             raise UserError(f"arith: zipf must be in [0, 4], got {self.zipf}")
+        if self.zipf and self.max_value > 1000:  # each draw weighs its whole range
+            raise UserError(f"arith: zipf needs max_value <= 1000, got {self.max_value}")
         if not 0 <= self.expr_share <= 1:
             raise UserError(f"arith: expr_share must be in [0, 1], got {self.expr_share}")
         if self.style not in STYLES:

@@ -271,7 +271,7 @@ def test_zipf_makes_small_numbers_common_and_keeps_chains_correct():
     first = arith_problems(1, seed=7, cfg=parse_arith_spec("arith:ladder,max_value=20,zipf=0"))
     assert first[0].question == ("Eva has 12 apples. She sells 11. She gets 3 more. "
                                  "How many apples does Eva have now?")
-    for bad in ("arith:zipf=-1", "arith:zipf=9", "arith:zipf=x"):
+    for bad in ("arith:zipf=-1", "arith:zipf=9", "arith:zipf=x", "arith:zipf=1,max_value=5000"):
         with pytest.raises(UserError, match="zipf"):
             parse_arith_spec(bad)
 
