@@ -65,7 +65,8 @@ class Preset:
 # every worked step restating what it works on; transfer: 5-6
 # steps, longer than any chain in pre-training or RL. The tokenizer joins a number's space to
 # its first digit ("spaced"): with the restated steps, copying an operand becomes a look-up
-# that the 20k-60k rungs learn in every seed tried (docs/study.md, session 7). Every rung of a
+# that the 60k-600k rungs learn in every seed tried (the 20k rung in some: docs/study.md,
+# sessions 7-8). Every rung of a
 # preset is pre-trained on the same number of tokens (one rule, as a model series shares one
 # corpus). In the corpus 70% of the expressions are answered bare ("#### N",
 # as the web answers arithmetic), every story is worked out: a base model answers expressions
