@@ -167,13 +167,18 @@ def model_spec(spec: str, flag: str = "--model") -> None:
 def task_spec(spec: str, flag: str = "--task") -> None:
     """A task name the loader knows (arith options parsed) or an existing file / directory."""
     spec = str(spec).strip()
-    if Path(spec).expanduser().exists() or spec in ("gsm_symbolic", "gsm8k", "math"):
+    if Path(spec).expanduser().exists() or spec in ("gsm8k", "math"):
         return
-    if spec.split(":", 1)[0] == "arith":
+    if spec.split(":", 1)[0] in ("arith", "gsm_symbolic"):
         from rlscale.arith import parse_arith_spec
+        from rlscale.tasks import heldout_option
 
-        parse_arith_spec(spec)
-        return
+        gen_spec, _ = heldout_option(spec)  # ",heldout=validation": rlscale.tasks
+        if gen_spec == "gsm_symbolic":
+            return
+        if gen_spec.startswith("arith"):
+            parse_arith_spec(gen_spec)
+            return
     raise UserError(f"{flag}: {spec!r}: no such file, and not a task name (arith[:options], "
                     "gsm_symbolic, gsm8k, math)")
 

@@ -304,39 +304,54 @@ def run_gain(curve: dict) -> float:
 
 
 def gain_vs_size(curves: list[dict], n_boot: int = 200) -> dict:
-    """gain_power G = a N^b on every main run's gain; b's interval over seed draws."""
-    from rlscale.scaling import GainPower, fit_law
-    from rlscale.scaling.data import from_rows
+    """gain_power G = a N^b on every main run's gain, and Spearman rho of gain vs N.
 
+    The verdict is b's interval over seed draws; where some rung's gain is not positive there
+    is no power law, and the direction of the claim is tested by rho's interval instead."""
     claim = ("Smaller models gain more from RL: gain = a N^b with b < 0 (the seed study: gains "
              "falling with size, |b| = 0.19).")
-    stat = ("exponent b of gain_power fitted to every main run's gain (drop in held-out test "
-            "loss); interval: 5-95% over draws of one seed per rung")
     rungs = by_rung(curves)
     gains = {n: [run_gain(c) for c in cs] for n, cs in rungs.items()}
-
-    def fit(pairs):
-        rows = [{"x": 1.0, "gain": g, "N": n, "step": 0, "run": str(i)}
-                for i, (n, g) in enumerate(pairs)]
-        pts = from_rows(rows, "x", "gain", "N", "step", curve_col="run", source="study gains")
-        return fit_law(GainPower(), pts), pts
-
+    ns = sorted(gains)
+    draws = list(_seed_draws([[(n, g) for g in gains[n]] for n in ns], limit=n_boot))
+    rhos = [r for d in draws if math.isfinite(r := spearman(ns, [g for _, g in d]))]
+    rho = spearman(ns, [float(np.mean(gains[n])) for n in ns])
+    rho_iv = (float(np.quantile(rhos, 0.05)), float(np.quantile(rhos, 0.95))) if rhos else None
+    extra = dict(rho=_num(rho), rho_interval=rho_iv,
+                 gain_per_rung={f"{n:.6g}": float(np.mean(gains[n])) for n in ns})
     try:
-        law, pts = fit([(n, g) for n, gs in gains.items() for g in gs])
+        law, pts = _gain_power([(n, g) for n in ns for g in gains[n]])
     except Exception as e:  # noqa: BLE001 - e.g. a rung with no gain: no power law
-        return finding("gain_vs_size", claim, stat, None, None, None,
-                       error=f"{type(e).__name__}: {e}",
-                       gain_per_rung={f"{n:.6g}": float(np.mean(g)) for n, g in gains.items()})
+        stat = ("Spearman rho of gain vs N (every main run's drop in held-out test loss; no "
+                "power law: a gain is not positive); interval: 5-95% over draws of one seed per "
+                "rung")
+        verdict = None if rho_iv is None else (True if rho_iv[1] < 0 else
+                                               False if rho_iv[0] > 0 else None)
+        return finding("gain_vs_size", claim, stat, rho, rho_iv, verdict,
+                       no_power_law=f"{type(e).__name__}: {e}", **extra,
+                       rule="true: rho's interval below 0; false: above 0; null: it contains 0")
     bs = []
-    for draw in _seed_draws([[(n, g) for g in gains[n]] for n in sorted(gains)], limit=n_boot):
+    for draw in draws:
         try:
-            bs.append(fit(draw)[0].params_["b"])
+            bs.append(_gain_power(draw)[0].params_["b"])
         except Exception:  # noqa: BLE001 - a draw with a non-positive gain has no power law
             continue
     iv = (float(np.quantile(bs, 0.05)), float(np.quantile(bs, 0.95))) if bs else None
     b = law.params_["b"]
     verdict = None if iv is None else True if iv[1] < 0 else False if iv[0] > 0 else None
+    stat = ("exponent b of gain_power fitted to every main run's gain (drop in held-out test "
+            "loss); interval: 5-95% over draws of one seed per rung")
     return finding("gain_vs_size", claim, stat, b, iv, verdict, a=law.params_["a"],
-                   r2=law.result_.r2, n_runs=len(pts), flags=list(law.result_.flags),
-                   gain_per_rung={f"{n:.6g}": float(np.mean(g)) for n, g in gains.items()},
+                   r2=law.result_.r2, n_runs=len(pts), flags=list(law.result_.flags), **extra,
                    rule="true: b's interval below 0; false: above 0; null: it contains 0")
+
+
+def _gain_power(pairs: list[tuple[float, float]]):
+    """(gain_power law fitted to (N, gain) pairs, its points); raises where a gain <= 0."""
+    from rlscale.scaling import GainPower, fit_law
+    from rlscale.scaling.data import from_rows
+
+    rows = [{"x": 1.0, "gain": g, "N": n, "step": 0, "run": str(i)}
+            for i, (n, g) in enumerate(pairs)]
+    pts = from_rows(rows, "x", "gain", "N", "step", curve_col="run", source="study gains")
+    return fit_law(GainPower(), pts), pts

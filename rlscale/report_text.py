@@ -90,8 +90,9 @@ def shown(f: dict) -> str:
     if i == "data_reuse" and "arms" in d:
         return "; ".join(f"tau {a['tau']}: {a['final_test_loss']:.3f} ± {a['final_se']:.3f} "
                          f"({a['unique_prompts']} unique)" for a in d["arms"])
-    if i == "gain_vs_size" and "r2" in d:
-        return (f"R² {_f(d['r2'])}; gain per rung "
+    if i == "gain_vs_size" and "gain_per_rung" in d:
+        fit = f"R² {_f(d['r2'])}; " if "r2" in d else "no power law (a gain <= 0); "
+        return (f"{fit}rho {_f(d.get('rho'))} {_iv(d.get('rho_interval'))}; gain per rung "
                 + ", ".join(f"{g:+.3f}" for g in d["gain_per_rung"].values()))
     if i == "reward_format" and "base_format_gap" in d:
         return f"base model custom_flexible - strict accuracy {d['base_format_gap']:+.3f}"

@@ -7,6 +7,9 @@ online, reasoning-gym's `gsm_symbolic`, and an own arithmetic generator sized fo
 stable hash of its normalised text says so, so no seed or size of any train stream (GRPO prompts,
 pre-training corpus) can ever produce a test question. The test split depends on the spec and
 n_test only (a fixed held-out set; docs/architecture.md); `seed` draws and orders the train split.
+A procedural spec with `heldout=validation` ("arith:ladder,heldout=validation") keeps the same
+train split and draws its held-out side as the test split is drawn, from another stream: a
+validation set for choosing settings without looking at the test.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ TEST_BUCKETS = 8  # procedural tasks: 1/8 of the question space is reserved for 
 DEFAULT_N_TEST = 500
 DEFAULT_N_TRAIN = {"arith": 20000, "gsm_symbolic": 5000}
 PROCEDURAL_BLOCK = 2048
+# procedural held-out streams: the test split, and the one a spec's `heldout=validation` puts in
+# its place (drawn exactly as a test split of the same size, for choosing settings without
+# looking at the test; it may share a few frequent problems with the test split)
+HELDOUT_STREAMS = {"test": 10**6 + 7, "validation": 10**6 + 11}
 
 
 @dataclass
@@ -108,8 +115,10 @@ def gsm_symbolic_problems(n: int, seed: int) -> list[Problem]:
     return out
 
 
-def _procedural(gen, n_train: int, n_test: int, seed: int, name: str) -> tuple[list, list]:
-    """Fill the test side from a fixed stream and the train side from the seeded stream.
+def _procedural(gen, n_train: int, n_test: int, seed: int, name: str,
+                heldout: str = "test") -> tuple[list, list]:
+    """Fill the held-out side from a fixed stream (HELDOUT_STREAMS[heldout]) and the train side
+    from the seeded stream.
 
     A stream is fixed-size blocks drawn with seeds (stream, block index), so a split of size n
     is a prefix of any larger one (growing --n-problems keeps the first problems)."""
@@ -132,8 +141,22 @@ def _procedural(gen, n_train: int, n_test: int, seed: int, name: str) -> tuple[l
                                 f"problem space is too small (raise max_value or the terms)")
         return out
 
-    test = fill(10**6 + 7, n_test, True)  # fixed: the held-out set does not depend on seed
+    test = fill(HELDOUT_STREAMS[heldout], n_test, True)  # fixed: it does not depend on seed
     return fill(seed, n_train, False), test
+
+
+def heldout_option(spec: str) -> tuple[str, str]:
+    """('arith:ladder', 'validation') from 'arith:ladder,heldout=validation': the generator's
+    spec without the option, and which held-out stream to draw (default the test split's)."""
+    head, _, rest = spec.partition(":")
+    items = [s.strip() for s in rest.split(",") if s.strip()]
+    picked = [i for i in items if i.replace(" ", "").startswith("heldout=")]
+    heldout = picked[-1].split("=", 1)[1].strip() if picked else "test"
+    if heldout not in HELDOUT_STREAMS:
+        raise UserError(f"task {spec!r}: heldout must be one of {', '.join(HELDOUT_STREAMS)}, "
+                        f"got {heldout!r}")
+    rest = ",".join(i for i in items if i not in picked)
+    return (f"{head}:{rest}" if rest else head), heldout
 
 
 # ---------------------------------------------------------------- files and HF datasets
@@ -245,15 +268,16 @@ def load_task(spec: str, seed: int = 0, n_test: int | None = None,
         raise UserError(f"n_test must be >= 1, got {n_test}")
     head = spec.split(":", 1)[0]
     if head in ("arith", "gsm_symbolic") and not Path(spec).exists():
+        gen_spec, heldout = heldout_option(spec)
         if head == "arith":
-            cfg = parse_arith_spec(spec)
+            cfg = parse_arith_spec(gen_spec)
             gen = lambda n, s: arith_problems(n, s, cfg)  # noqa: E731
         else:
-            if spec != "gsm_symbolic":
-                raise UserError(f"task {spec!r}: gsm_symbolic takes no options")
+            if gen_spec != "gsm_symbolic":
+                raise UserError(f"task {spec!r}: gsm_symbolic takes no options but heldout")
             gen = gsm_symbolic_problems
         n_tr = DEFAULT_N_TRAIN[head] if n_train is None else n_train
-        train, test = _procedural(gen, n_tr, n_test or DEFAULT_N_TEST, seed, spec)
+        train, test = _procedural(gen, n_tr, n_test or DEFAULT_N_TEST, seed, spec, heldout)
         return Task(spec, train, test, "gsm")
     if spec in ("gsm8k", "math") and not Path(spec).exists():
         return _hf_task(spec, seed, n_test)

@@ -119,6 +119,12 @@ def test_task_and_model_specs(tmp_path):
     checks.task_spec(str(tmp_path / "t.jsonl"))
     with pytest.raises(UserError, match="--task: 'nope.jsonl': no such file"):
         checks.task_spec("nope.jsonl")
+    checks.task_spec("arith:ladder,heldout=validation")
+    checks.task_spec("gsm_symbolic:heldout=validation")
+    with pytest.raises(UserError, match="heldout must be one of test, validation, got 'dev'"):
+        checks.task_spec("arith:ladder,heldout=dev")
+    with pytest.raises(UserError, match="not a task name"):
+        checks.task_spec("gsm_symbolic:max_value=9")
     checks.model_spec("micro:tiny")
     checks.model_spec("Qwen/Qwen2.5-0.5B")  # a hub name: checked when loaded
     with pytest.raises(UserError, match="unknown micro rung"):

@@ -206,3 +206,27 @@ def test_baseline_order_pairs_the_same_problems():
     assert o["steps"][1]["se_paired"] < o["steps"][1]["se_combined"] / 2
     flipped = baseline_order(rungs[::-1], scores[::-1])
     assert not flipped["increasing"] and not flipped["each_step_above_paired_se"]
+
+
+def _gain_curves(gains: dict[float, list[float]]) -> list[dict]:
+    """Minimal main-run curves: test loss 0.8 at step 0, 0.8 - gain at the last evaluation."""
+    return [{"N": n, "seed": s, "evals": [{"step": 0, "test_loss": 0.8},
+                                           {"step": 60, "test_loss": 0.8 - g}]}
+            for n, gs in gains.items() for s, g in enumerate(gs)]
+
+
+def test_gain_vs_size_fits_a_power_law_or_tests_the_direction_by_rank():
+    falling = F.gain_vs_size(_gain_curves({1e4: [0.2, 0.21], 1e5: [0.12, 0.13],
+                                           1e6: [0.08, 0.07]}))
+    assert falling["reproduced"] is True and falling["value"] < 0  # b < 0: the seed study's
+    assert falling["details"]["r2"] > 0.9 and falling["details"]["rho"] == pytest.approx(-1.0)
+    # a rung that loses under RL: no power law, but gains rising with N contradict the claim
+    rising = F.gain_vs_size(_gain_curves({2e4: [-0.035, -0.042], 6e4: [0.0, 0.03],
+                                          2e5: [0.064, 0.074], 6e5: [0.172, 0.152]}))
+    assert rising["reproduced"] is False and rising["value"] == pytest.approx(1.0)
+    assert rising["interval"] == [1.0, 1.0] and "r2" not in rising["details"]
+    assert "rho" in rising["statistic"] and "no_power_law" in rising["details"]
+    # seeds that disagree on the order: the direction is not determined
+    mixed = F.gain_vs_size(_gain_curves({2e4: [-0.05, 0.10], 6e4: [0.02, 0.03],
+                                         2e5: [0.0, 0.08]}))
+    assert mixed["reproduced"] is None

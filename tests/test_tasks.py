@@ -218,6 +218,30 @@ def test_procedural_split_never_overlaps_and_is_fixed(spec):
     assert load_task(spec, seed=0, n_test=300, n_train=3000).train == a.train  # deterministic
 
 
+def test_validation_heldout_is_drawn_like_the_test_and_keeps_the_train_split():
+    test = load_task("arith:ladder", seed=0, n_test=400, n_train=3000)
+    val = load_task("arith:ladder,heldout=validation", seed=0, n_test=400, n_train=3000)
+    assert val.train == test.train  # same prompts and corpus: only the held-out side moves
+    assert no_overlap(val) and len(val.test) == 400
+    assert val.test[:100] == load_task("arith:ladder, heldout = validation", seed=3,
+                                       n_test=100, n_train=10).test  # fixed, a prefix
+    keys = {normalize_question(p.question) for p in test.test}
+    shared = sum(normalize_question(p.question) in keys for p in val.test)
+    assert shared < 80  # another stream: only frequent problems recur in both
+    # drawn as the test is: the same mix of styles and levels, up to sampling noise
+    for key in (lambda p: p.question.startswith("What is"), lambda p: p.level):
+        a = collections.Counter(map(key, test.test))
+        b = collections.Counter(map(key, val.test))
+        assert all(abs(a[k] - b[k]) < 60 for k in a | b), (a, b)
+    assert load_task("arith:heldout=test", seed=0, n_test=50, n_train=10).test == \
+        load_task("arith", seed=0, n_test=50, n_train=10).test
+    assert load_task("gsm_symbolic:heldout=validation", seed=0, n_test=20,
+                     n_train=20).test != load_task("gsm_symbolic", seed=0, n_test=20,
+                                                   n_train=20).test
+    with pytest.raises(UserError, match="heldout must be one of test, validation"):
+        load_task("arith:ladder,heldout=dev", seed=0, n_test=10, n_train=10)
+
+
 def test_levels_are_steps_and_span_the_spectrum():
     cfg = ARITH_PRESETS["ladder"]
     probs = arith_problems(3000, seed=4, cfg=cfg)
