@@ -169,15 +169,16 @@ def task_spec(spec: str, flag: str = "--task") -> None:
     spec = str(spec).strip()
     if Path(spec).expanduser().exists() or spec in ("gsm8k", "math"):
         return
-    if spec.split(":", 1)[0] in ("arith", "gsm_symbolic"):
+    head = spec.split(":", 1)[0]
+    if head in ("arith", "gsm_symbolic"):
         from rlscale.arith import parse_arith_spec
         from rlscale.tasks import heldout_option
 
         gen_spec, _ = heldout_option(spec)  # ",heldout=validation": rlscale.tasks
-        if gen_spec == "gsm_symbolic":
-            return
-        if gen_spec.startswith("arith"):
+        if head == "arith":
             parse_arith_spec(gen_spec)
+            return
+        if gen_spec == "gsm_symbolic":
             return
     raise UserError(f"{flag}: {spec!r}: no such file, and not a task name (arith[:options], "
                     "gsm_symbolic, gsm8k, math)")
