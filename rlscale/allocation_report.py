@@ -148,8 +148,10 @@ def markdown(result: dict) -> str:
     lines = ["# Where should compute go? (pre-training vs RL on the micro ladder)", "",
              "C_total = 6 N D_pre + C_RL (C_paper); test loss = 1 - pass@1 at T 0.7, held out.", ""]
     lines += [f"- {sentence(b)}" for b in result["budgets"]]
-    ps = ", ".join(f"{k} {val:.3g} [{law['intervals'][k][0]:.3g}, {law['intervals'][k][1]:.3g}]"
-                   if law.get("intervals") else f"{k} {val:.3g}"
+    flags = law.get("flags") or {}
+    ps = ", ".join((f"{k} {val:.3g} [{law['intervals'][k][0]:.3g}, {law['intervals'][k][1]:.3g}]"
+                    if law.get("intervals") else f"{k} {val:.3g}")
+                   + (f" (not identified: {flags[k]})" if k in flags else "")
                    for k, val in law["params"].items() if k not in ("N_ref", "D_ref"))
     lines += ["", f"Joint law `{law['name']}` (form chosen by {law['form_chosen_by']}; scores "
               + ", ".join(f"{k} {s:.4f}" for k, s in law["form_scores"].items())

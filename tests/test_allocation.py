@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rlscale.errors import UserError
+from rlscale.scaling.joint import FORMS
 from rlscale.pretrain import Corpus, PretrainConfig, lr_at, pretrain
 
 TASK = "arith:easy,style=expr"
@@ -159,6 +160,17 @@ def test_joint_fit_recovers_a_known_law_and_its_frontier():
         f["predicted_test_loss"])
 
 
+def test_joint_flags_parameters_the_data_do_not_pin_down():
+    from rlscale.scaling.joint import _bounds, _flags, specs
+
+    lo, hi = _bounds("rl_kn")
+    z = (lo + hi) / 2
+    z[[s[0] for s in specs("rl_kn")].index("K_max")] = hi[6]  # K_max at its upper bound
+    iv = {"N0": [1e4, 5e6], "T0": [1e4, 5e4]}
+    assert _flags("rl_kn", z, iv) == {"K_max": "at a bound",
+                                      "N0": "interval spans more than a decade"}
+
+
 def test_joint_form_choice_and_bad_data():
     from rlscale.scaling.joint import JointData, choose_form
 
@@ -169,6 +181,33 @@ def test_joint_form_choice_and_bad_data():
         JointData.from_rows([dict(rows[0], test_loss=1.5)] + rows[1:])
     with pytest.raises(UserError, match="at least 8"):
         JointData.from_rows(rows[:3])
+
+
+def test_rl_edge_recovers_a_competence_threshold_and_wins_the_form_choice():
+    """Data where RL lifts only models past a competence threshold (the micro ladder's
+    pattern): rl_edge finds the threshold a_c and beats the power law out of sample."""
+    from rlscale.scaling.joint import JointData, choose_form, fit_joint, predict
+
+    p = dict(E=0.05, A=0.25, alpha=0.6, B=0.25, beta=0.8, T0=1e5, k=0.5, a_c=0.3, gamma=4.0,
+             phi_max=0.9, N_ref=6e4, D_ref=1.5e6)
+    rng = np.random.default_rng(0)
+    rows = [dict(N=n, pretrain_tokens=d, rl_flops=s * 15000 * 6 * n, curve=f"{n}/{d}",
+                 test_loss=float(predict("rl_edge", p, n, d, s * 15000 * 6 * n))
+                 * math.exp(rng.normal(0, 0.01)), test_loss_se=0.01)
+            for n in (2e4, 6e4, 2e5) for d in (7.5e5, 1.5e6, 3e6) for s in range(0, 31, 5)]
+    # below the threshold RL gains nothing; above it, a lot
+    def gain(n, d):
+        return predict("rl_edge", p, n, d, 0) - predict("rl_edge", p, n, d, 30 * 9e4 * n)
+
+    assert gain(2e4, 7.5e5) < 0.001 < 0.1 < gain(6e4, 1.5e6)
+    data = JointData.from_rows(rows)
+    fit = fit_joint(data, "rl_edge", n_boot=10)
+    assert fit.r2 > 0.99
+    assert fit.params["a_c"] == pytest.approx(0.3, rel=0.1)
+    assert fit.intervals["a_c"][0] <= fit.params["a_c"] <= fit.intervals["a_c"][1]
+    assert "a_c" not in fit.flags and "gamma" not in fit.flags
+    form, scores = choose_form(data, forms=("rl_power", "rl_edge"))
+    assert form == "rl_edge" and scores["rl_edge"] < 0.1 * scores["rl_power"]
 
 
 # ---------------------------------------------------------------- the study and plan
@@ -192,6 +231,7 @@ def test_allocation_outputs_and_schema(smoke):
         assert b["best"]["test_loss"] == min(o["test_loss"] for o in b["options"])
     law = saved["law"]
     assert law["name"].startswith("joint_") and law["params"] and law["intervals"]
+    assert set(law["flags"]) <= set(law["params"])
     assert math.isfinite(law["r2"])
     v = saved["validation"]
     assert {"predicted", "measured", "se", "within_2se"} <= set(v)
@@ -284,6 +324,6 @@ def test_plan_fits_a_users_own_runs(tmp_path, capsys):
     assert main(["plan", "--points", str(csv), "--fit", str(fit), "--budget", "1e12",
                  "--bootstrap", "10"]) == 0
     assert PLAN.match(capsys.readouterr().out.strip())
-    assert json.loads(fit.read_text())["form"] in ("rl_power", "rl_kn", "rl_floor")
+    assert json.loads(fit.read_text())["form"] in FORMS
     csv.write_text("N,pretrain_tokens,rl_flops,test_loss\n1e5,x,0,0.5\n")
     assert main(["plan", "--points", str(csv), "--fit", str(fit), "--budget", "1e12"]) == 2

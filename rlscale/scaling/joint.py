@@ -9,6 +9,10 @@ RL law in the RL tokens T = C_RL / (6 N) (the tokens the RL steps processed):
     rl_power       L = L0 (1 + T / T0)^-k                 the paper's power law in C, started at L0
     rl_kn          L = L0 (1 + T / T0)^-k(N),  k(N) = K_max / (1 + N0 / N)   (the paper's k(N))
     rl_floor       L = F + (L0 - F) (1 + T / T0)^-k       RL removes only the part above a floor F
+    rl_edge        L = L0 (1 - phi (1 - (1 + T / T0)^-k)),  phi = phi_max / (1 + (a_c / a0)^gamma)
+                   RL lifts what the base model half-knows: the share of L0 it can remove grows
+                   with the base accuracy a0 = 1 - L0, half of phi_max at the competence a_c (a
+                   threshold, sharp for large gamma), so a model below it gains little
 
 N_ref and D_ref are the geometric means of the fitted data (conditioning only; stored with the
 fit). The residuals are log L (relative errors: losses span decades). The form is chosen by
@@ -38,7 +42,9 @@ _PRE = [("E", 0.0, 1.0, False), ("A", 1e-6, 10.0, True), ("alpha", 0.01, 3.0, Fa
 _RL = {"rl_power": [("T0", 1e2, 1e12, True), ("k", 1e-4, 5.0, False)],
        "rl_kn": [("T0", 1e2, 1e12, True), ("K_max", 1e-4, 5.0, False),
                  ("N0", 1e1, 1e12, True)],
-       "rl_floor": [("T0", 1e2, 1e12, True), ("k", 1e-4, 5.0, False), ("F", 0.0, 1.0, False)]}
+       "rl_floor": [("T0", 1e2, 1e12, True), ("k", 1e-4, 5.0, False), ("F", 0.0, 1.0, False)],
+       "rl_edge": [("T0", 1e2, 1e12, True), ("k", 1e-4, 5.0, False), ("a_c", 1e-3, 1.0, True),
+                   ("gamma", 0.1, 10.0, False), ("phi_max", 0.0, 1.0, False)]}
 FORMS = tuple(_RL)
 
 
@@ -94,6 +100,10 @@ def predict(form: str, p: dict, n, d, c_rl) -> np.ndarray:
         return l0 * g ** -p["k"]
     if form == "rl_kn":
         return l0 * g ** -(p["K_max"] / (1.0 + p["N0"] / n))
+    if form == "rl_edge":  # a0 clipped: a fit's L0 may pass 1 where no data are
+        a0 = np.clip(1.0 - l0, 1e-9, 1.0)
+        phi = p["phi_max"] / (1.0 + (p["a_c"] / a0) ** p["gamma"])
+        return l0 * (1.0 - phi * (1.0 - g ** -p["k"]))
     f = np.minimum(p["F"], l0)
     return f + (l0 - f) * g ** -p["k"]
 
@@ -117,7 +127,8 @@ def _starts(form, data: JointData, refs) -> list[np.ndarray]:
             for lt0 in (3.0, 5.0):
                 base = [e, math.log10(0.3), alpha, math.log10(0.3), beta, lt0]
                 rest = {"rl_power": [0.3], "rl_kn": [0.5, math.log10(float(np.median(data.n)))],
-                        "rl_floor": [0.5, 0.5 * lmin]}[form]
+                        "rl_floor": [0.5, 0.5 * lmin],
+                        "rl_edge": [0.5, math.log10(0.3), 2.0, 0.8]}[form]
                 out.append(np.array(base + rest))
     return out
 
@@ -161,6 +172,7 @@ class JointFit:
     level: float = 0.9
     d_range: list | None = None  # [min, max] pre-training tokens of the fitted data
     t_max: float | None = None  # the most RL tokens (C_RL / 6N) of the fitted data
+    flags: dict | None = None  # name -> why it is not identified (at a bound, interval > decade)
 
     def predict(self, n, d, c_rl) -> np.ndarray:
         return predict(self.form, self.params, n, d, c_rl)
@@ -170,7 +182,7 @@ class JointFit:
                 "intervals": self.intervals, "r2": self.r2, "rmse_log": self.rmse_log,
                 "n_points": self.n_points, "n_curves": self.n_curves, "level": self.level,
                 "n_choices": self.n_choices, "n_range": self.n_range, "d_range": self.d_range,
-                "t_max": self.t_max, "boot": self.boot}
+                "t_max": self.t_max, "flags": self.flags, "boot": self.boot}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "fit") -> "JointFit":
@@ -184,7 +196,7 @@ class JointFit:
                        float(d.get("rmse_log", float("nan"))), int(d.get("n_points", 0)),
                        int(d.get("n_curves", 0)), d.get("intervals"), d.get("boot"),
                        d.get("n_choices"), d.get("n_range"), float(d.get("level", 0.9)),
-                       d.get("d_range"), d.get("t_max"))
+                       d.get("d_range"), d.get("t_max"), d.get("flags"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{source}: not a joint fit (allocation_fit.json): {e!s:.80}") from None
 
@@ -219,7 +231,22 @@ def fit_joint(data: JointData, form: str, n_boot: int = 100, seed: int = 0,
         fit.intervals = {k: [float(np.quantile([b[k] for b in boot], a)),
                              float(np.quantile([b[k] for b in boot], 1 - a))]
                          for k in params if k not in refs}
+    fit.flags = _flags(form, z, fit.intervals)
     return fit
+
+
+def _flags(form, z, intervals) -> dict:
+    """Parameters the data do not pin down: at a bound of the search, or (log-scaled ones) a
+    bootstrap interval wider than a decade."""
+    lo, hi = _bounds(form)
+    out = {}
+    for (name, _, _, log), zi, a, b in zip(specs(form), z, lo, hi):
+        iv = (intervals or {}).get(name)
+        if min(zi - a, b - zi) <= 1e-3 * (b - a):
+            out[name] = "at a bound"
+        elif log and iv and iv[0] > 0 and iv[1] / iv[0] > 10:
+            out[name] = "interval spans more than a decade"
+    return out
 
 
 def loco_error(data: JointData, form: str) -> float:
