@@ -5,7 +5,8 @@ Reads the pass@k completions a study writes (OUT/evals/<rung>/base/passk and
 OUT/evals/<rung>/<run>/passk: problems x samples at the rollout temperature). A final answer
 that repeats one of the question's numbers is what a model does when it copies an operand in
 place of computing; the task itself puts the answer among the question's numbers for ~9% of
-the test problems (`--ceiling`).
+the test problems (`--ceiling`). right_of_bare / right_of_worked: accuracy of the answers given
+bare ("#### N") / worked out: what RL can gain by moving a model from the one to the other.
 
     .venv/bin/python experiments/answer_habits.py studies/micro [--ceiling]
 """
@@ -23,19 +24,23 @@ from rlscale.rewards import extract, normalize_number
 def habits(rows: list[dict]) -> dict:
     """Shares over every sampled completion of rows: bare ("#### N" first), copied (the final
     answer is a number of the question), right, and right among the copied."""
-    n = bare = copied = right = right_copied = 0
+    n = bare = copied = right = right_copied = right_bare = 0
     for r in rows:
         numbers = {normalize_number(x) for x in re.findall(r"\d+", r["question"])}
         gold = normalize_number(r["answer"])
         for text in r["completions"]:
             pred = normalize_number(extract("custom_flexible", text))
             n += 1
-            bare += text.strip().startswith("####")
+            is_bare = text.strip().startswith("####")
+            bare += is_bare
             copied += pred in numbers
             right += pred == gold
             right_copied += pred in numbers and pred == gold
+            right_bare += is_bare and pred == gold
     return {"samples": n, "bare": bare / n, "copied": copied / n, "right": right / n,
-            "right_of_copied": right_copied / max(copied, 1)}
+            "right_of_copied": right_copied / max(copied, 1),
+            "right_of_bare": right_bare / max(bare, 1),
+            "right_of_worked": (right - right_bare) / max(n - bare, 1)}
 
 
 def ceiling(rows: list[dict]) -> float:
