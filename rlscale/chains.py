@@ -7,6 +7,13 @@ operand is the (k+1)-th number of the question, stories and expressions alike) o
 a op b (arithmetic). Pure: parses completions.jsonl records; imports no models.
 
     chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right"}
+    answer_styles(rows) -> {"expr_samples", "worked_share", "right_worked", "right_bare",
+                            "worked_advantage"}
+
+The second reads sampled completions (pass@k, at the rollout temperature): how often a model
+works an expression out rather than answering bare, and how often each kind is right. RL can
+gain by moving a model from guessing to working only where working is right more often: the
+worked advantage (docs/study.md, session 10).
 """
 
 from __future__ import annotations
@@ -57,4 +64,36 @@ def mean_stats(stats: list[dict]) -> dict | None:
         vals = [s[key] for s in stats if s[key] is not None]
         out[key] = sum(vals) / len(vals) if vals else None
     out["steps"] = sum(s["steps"] for s in stats)
+    return out
+
+
+def answer_styles(rows: list[dict], check: str = "custom_flexible") -> dict:
+    """Over every sampled completion of the 0-shot expression questions of rows (scored by
+    `check`): the share worked out, the accuracy of worked and of bare answers, and the worked
+    advantage (their difference; None where either kind is missing)."""
+    worked = bare = right_worked = right_bare = 0
+    for r in rows:
+        if r.get("shots", 0) != 0 or question_style(r["question"]) != "expr":
+            continue
+        for text, score in zip(r.get("completions") or [], r["scores"][check]):
+            if text.lstrip().startswith("####"):
+                bare, right_bare = bare + 1, right_bare + score
+            else:
+                worked, right_worked = worked + 1, right_worked + score
+    rw = right_worked / worked if worked else None
+    rb = right_bare / bare if bare else None
+    return {"expr_samples": worked + bare,
+            "worked_share": worked / (worked + bare) if worked + bare else None,
+            "right_worked": rw, "right_bare": rb,
+            "worked_advantage": rw - rb if rw is not None and rb is not None else None}
+
+
+def mean_styles(stats: list[dict]) -> dict | None:
+    """The seed mean of several answer_styles (None where no seed has the share)."""
+    if not stats:
+        return None
+    out = {"expr_samples": sum(s["expr_samples"] for s in stats)}
+    for key in ("worked_share", "right_worked", "right_bare", "worked_advantage"):
+        vals = [s[key] for s in stats if s[key] is not None]
+        out[key] = sum(vals) / len(vals) if vals else None
     return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from rlscale import findings as F
 from rlscale import findings_evals as E
-from rlscale.chains import chain_stats, mean_stats
+from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from rlscale.rundir import policy_dir, read_run
 
@@ -71,6 +71,7 @@ def collect(preset, jobs) -> dict:
         base = read_json(base_dir / "summary.json")
         rungs.append(rung_row(r, pre, base, curves, ev, before, [Path(j.out) for j in after]))
         rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after]))
+        rungs[-1].update(style_rows(before / "passk", [Path(j.out) / "passk" for j in after]))
         scores.append(zero_shot_scores(base_dir, base.get("primary_check") or "custom_flexible"))
         main += curves
         evals.append(ev)
@@ -92,6 +93,19 @@ def chain_rows(base_dir: Path, after: list[Path]) -> dict:
         return mean_stats([x for d in dirs if (x := stats(d))])
 
     return {"chains_before": mean([base_dir]), "chains_after": mean(after)}
+
+
+def style_rows(before: Path, after: list[Path]) -> dict:
+    """How the sampled (pass@k) answers to expressions are given, before and after RL (seed
+    mean): worked out or bare, and how often each is right (rlscale.chains.answer_styles)."""
+    def stats(d: Path):
+        path = d / "completions.jsonl"
+        return answer_styles(read_jsonl(path)) if path.is_file() else None
+
+    def mean(dirs: list[Path]):
+        return mean_styles([x for d in dirs if (x := stats(d))])
+
+    return {"answers_before": mean([before]), "answers_after": mean(after)}
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:

@@ -161,7 +161,7 @@ def evals_tables(s: dict) -> list[str]:
                 f"{_f(b.get(lv), '.2f')} -> {_f(a.get(lv), '.2f')}" for lv in levels) + " |")
     else:
         L.append("The task's problems carry no difficulty level: no per-level table.")
-    L += [""] + chain_table(s["rungs"])
+    L += [""] + chain_table(s["rungs"]) + style_table(s["rungs"])
     if s["settings"].get("transfer_task"):
         L += [f"Transfer to `{s['settings']['transfer_task']}` (never seen by RL), greedy "
               "0-shot accuracy:", "", "| rung | before | after RL (seeds) |", "|---|---|---|"]
@@ -224,4 +224,22 @@ def chain_table(rungs: list[dict]) -> list[str]:
         L.append(f"| {r['rung']} | " + " | ".join(
             f"{_f(b.get(k), '.2f')} -> {_f(a.get(k), '.2f')}"
             for k in ("bare_expr", "operand_right", "arithmetic_right")) + " |")
+    return L + [""]
+
+
+def style_table(rungs: list[dict]) -> list[str]:
+    """How each rung answers expressions when sampled, before -> after RL (rlscale.chains)."""
+    if not any(r.get("answers_before") for r in rungs):
+        return []
+    L = ["Expressions answered in the pass@k samples (the rollout temperature), before -> after "
+         "RL (seed mean): the share worked out, the accuracy of worked and of bare answers, and "
+         "the worked advantage (worked minus bare accuracy: what RL can gain by moving a rung "
+         "from guessing to working):", "",
+         "| rung | worked out | right when worked | right when bare | worked advantage |",
+         "|---|---|---|---|---|"]
+    for r in rungs:
+        b, a = r.get("answers_before") or {}, r.get("answers_after") or {}
+        L.append(f"| {r['rung']} | " + " | ".join(
+            f"{_f(b.get(k), '.3f')} -> {_f(a.get(k), '.3f')}"
+            for k in ("worked_share", "right_worked", "right_bare", "worked_advantage")) + " |")
     return L + [""]

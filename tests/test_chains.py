@@ -4,7 +4,7 @@ expressions answered bare, on hand-written completions with known answers."""
 import pytest
 
 from rlscale.arith import ARITH_PRESETS, arith_problems
-from rlscale.chains import chain_stats, mean_stats
+from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
 
 STORY = ("Tom has 14 cards. He gets 3 more. He sells 5. How many cards does Tom have now?")
 EXPR = "What is (6 - 2) * 3?"
@@ -46,3 +46,28 @@ def test_garbage_is_bounded_and_never_counted():
     m = mean_stats([s, chain_stats([row(EXPR, " #### 12")])])
     assert m["bare_expr"] == 1.0 and m["steps"] == 64
     assert mean_stats([]) is None
+
+
+def sampled(question, completions, scores, shots=0):
+    return {"shots": shots, "question": question, "completions": completions,
+            "scores": {"custom_flexible": scores}}
+
+
+def test_answer_styles_count_worked_and_bare_samples_of_expressions():
+    rows = [
+        sampled(EXPR, [" #### 12", " #### 7", " 6 - 2 = 4\n4 * 3 = 12\n#### 12", " #### 12"],
+                [1.0, 0.0, 1.0, 1.0]),
+        sampled(EXPR, [" 6 - 2 = 4\n4 * 3 = 13\n#### 13", "  #### 9"], [0.0, 0.0]),
+        sampled(STORY, [" #### 12", " #### 12"], [1.0, 1.0]),  # stories: not counted
+        sampled(EXPR, [" #### 12"], [1.0], shots=3),  # not 0-shot: not counted
+    ]
+    s = answer_styles(rows)
+    assert s["expr_samples"] == 6 and s["worked_share"] == pytest.approx(2 / 6)
+    assert s["right_worked"] == pytest.approx(1 / 2) and s["right_bare"] == pytest.approx(2 / 4)
+    assert s["worked_advantage"] == pytest.approx(0.0)
+    only_bare = answer_styles([sampled(EXPR, [" #### 12"], [1.0])])
+    assert only_bare["right_worked"] is None and only_bare["worked_advantage"] is None
+    assert answer_styles([])["worked_share"] is None
+    m = mean_styles([s, only_bare])
+    assert m["expr_samples"] == 7 and m["right_bare"] == pytest.approx(0.75)
+    assert m["worked_advantage"] == pytest.approx(0.0) and mean_styles([]) is None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlscale.chains import chain_stats, mean_stats
+from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
 from rlscale.errors import UserError
 from rlscale.grpo.config import resolve
 from rlscale.study import PRESETS, plan, study
@@ -163,6 +163,11 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
         after = [chain_stats(_jsonl(out / "evals" / tag / run / "greedy"))
                  for run in (tag, f"{tag}-s1")]
         assert r["chains_after"] == mean_stats(after)
+        # how the sampled (pass@k) answers to expressions are given, from the evals' files
+        assert r["answers_before"] == answer_styles(_jsonl(out / "evals" / tag / "base" / "passk"))
+        assert r["answers_after"] == mean_styles([answer_styles(_jsonl(out / "evals" / tag / run
+                                                                        / "passk"))
+                                                   for run in (tag, f"{tag}-s1")])
         before = _acc(out / "evals" / tag / "base" / "passk")["pass_at_k"]
         assert r["pass_at_k_before"] == {k: before[k] for k in ("1", "2", "4", "8", "16", "32")
                                          if k in before}
