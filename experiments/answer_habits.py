@@ -1,12 +1,12 @@
-"""How a study's models answer, before and after RL: bare answers, answers that repeat a number
-of the question, and accuracy (docs/study.md, session 10).
+"""How a study's models answer, before and after RL: answers that repeat a number of the
+question, and (rlscale.chains.answer_styles) expressions worked out or answered bare
+(docs/study.md, session 10).
 
 Reads the pass@k completions a study writes (OUT/evals/<rung>/base/passk and
 OUT/evals/<rung>/<run>/passk: problems x samples at the rollout temperature). A final answer
 that repeats one of the question's numbers is what a model does when it copies an operand in
 place of computing; the task itself puts the answer among the question's numbers for ~9% of
-the test problems (`--ceiling`). right_of_bare / right_of_worked: accuracy of the answers given
-bare ("#### N") / worked out: what RL can gain by moving a model from the one to the other.
+the test problems (`--ceiling`).
 
     .venv/bin/python experiments/answer_habits.py studies/micro [--ceiling]
 """
@@ -17,37 +17,34 @@ import argparse
 import re
 from pathlib import Path
 
+from rlscale.chains import answer_styles
 from rlscale.files import read_jsonl
 from rlscale.rewards import extract, normalize_number
 
 
-def habits(rows: list[dict]) -> dict:
-    """Shares over every sampled completion of rows: bare ("#### N" first), copied (the final
-    answer is a number of the question), right, and right among the copied."""
-    n = bare = copied = right = right_copied = right_bare = 0
+def _numbers(question: str) -> set:
+    return {normalize_number(x) for x in re.findall(r"\d+", question)}
+
+
+def copies(rows: list[dict]) -> dict:
+    """Over every sampled completion: the share whose final answer is a number of the question,
+    the share right, and the share right among the copies."""
+    n = copied = right = right_copied = 0
     for r in rows:
-        numbers = {normalize_number(x) for x in re.findall(r"\d+", r["question"])}
-        gold = normalize_number(r["answer"])
+        numbers, gold = _numbers(r["question"]), normalize_number(r["answer"])
         for text in r["completions"]:
             pred = normalize_number(extract("custom_flexible", text))
-            n += 1
-            is_bare = text.strip().startswith("####")
-            bare += is_bare
-            copied += pred in numbers
-            right += pred == gold
+            n, copied, right = n + 1, copied + (pred in numbers), right + (pred == gold)
             right_copied += pred in numbers and pred == gold
-            right_bare += is_bare and pred == gold
-    return {"samples": n, "bare": bare / n, "copied": copied / n, "right": right / n,
-            "right_of_copied": right_copied / max(copied, 1),
-            "right_of_bare": right_bare / max(bare, 1),
-            "right_of_worked": (right - right_bare) / max(n - bare, 1)}
+    return {"right": right / n, "copied": copied / n,
+            "right_of_copied": right_copied / max(copied, 1)}
 
 
 def ceiling(rows: list[dict]) -> float:
     """Share of problems whose answer is one of the question's numbers."""
-    hit = sum(normalize_number(r["answer"].rsplit("####", 1)[-1]) in
-              {normalize_number(x) for x in re.findall(r"\d+", r["question"])} for r in rows)
-    return hit / len(rows)
+    hits = sum(normalize_number(r["answer"].rsplit("####", 1)[-1]) in _numbers(r["question"])
+               for r in rows)
+    return hits / len(rows)
 
 
 def main() -> None:
@@ -62,11 +59,15 @@ def main() -> None:
     for rung in sorted((args.study / "evals").iterdir(), key=lambda p: (len(p.name), p.name)):
         for run in sorted(rung.iterdir(), key=lambda p: (p.name != "base", p.name)):
             path = run / "passk" / "completions.jsonl"
-            if path.is_file():
-                h = habits(read_jsonl(path))
-                when = "before" if run.name == "base" else f"after {run.name}"
-                print(f"{rung.name:>5} {when:<16} " + "  ".join(
-                    f"{k} {v:.3f}" for k, v in h.items() if k != "samples"))
+            if not path.is_file():
+                continue
+            rows = read_jsonl(path)
+            st = answer_styles(rows)
+            row = {**copies(rows), "expr worked": st["worked_share"],
+                   "expr right worked": st["right_worked"], "expr right bare": st["right_bare"]}
+            when = "before" if run.name == "base" else f"after {run.name}"
+            print(f"{rung.name:>5} {when:<16} " + "  ".join(
+                f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in row.items()))
 
 
 if __name__ == "__main__":
