@@ -7,7 +7,9 @@ of one preset (the same task and held-out problems, different seeds) and tables,
 its value and verdict in every replicate and how many reproduce it; per rung, the baseline and
 after-RL greedy accuracy and the RL gain in combined standard errors, with their spread over
 replicates; and per replicate the issue-level checks (baselines ordered by size, every rung's
-gain above 2 combined SE, greedy rising). It reads only what the studies wrote.
+gain above 2 combined SE, greedy rising); and, over every rung of every replicate, the RL gain
+against the base model's worked advantage (the edge of competence, rlscale.chains). It reads
+only what the studies wrote.
 """
 
 from __future__ import annotations
@@ -94,7 +96,21 @@ def table(summaries: list[dict]) -> dict:
             row[key] = {"values": vals, "mean": mean, "sd": sd}
         rungs.append(row)
     return {"seeds": seeds, "dirs": [s["_dir"] for s in summaries], "findings": findings,
-            "rungs": rungs, "checks": [checks(s) for s in summaries]}
+            "rungs": rungs, "checks": [checks(s) for s in summaries], "edge": edge(summaries)}
+
+
+def edge(summaries: list[dict]) -> dict:
+    """The edge of competence across every rung of every replicate: the worked advantage of
+    the base model (expressions sampled at the rollout temperature: worked minus bare accuracy,
+    rlscale.chains) against its RL gain (T 0.7 test accuracy), and their Spearman rho."""
+    from rlscale.findings import spearman  # scipy: not at CLI start-up
+
+    points = [{"seed": s.get("seed"), "rung": r["rung"], "N": r.get("N"),
+               "worked_advantage": (r.get("answers_before") or {}).get("worked_advantage"),
+               "gain": r.get("gain")} for s in summaries for r in s["rungs"]]
+    points = [p for p in points if p["worked_advantage"] is not None and p["gain"] is not None]
+    rho = spearman([p["worked_advantage"] for p in points], [p["gain"] for p in points])
+    return {"points": points, "rho": None if rho != rho else rho}
 
 
 def _f(x, spec=".3f") -> str:
@@ -134,6 +150,16 @@ def markdown(t: dict) -> str:
                      f"{_f(c['largest_baseline'])} | {c['rungs_gain_above_2se']} of "
                      f"{c['n_rungs']} | {gains} | {c['greedy_rises']} of {c['n_rungs']} | "
                      f"{_f(c['min_5shot_ratio'], '.2f')} |")
+    e = t.get("edge") or {}
+    if e.get("points"):
+        lines += ["", "## RL gain against the base model's worked advantage (every rung, every "
+                  "seed)", "", "Worked advantage: accuracy of expressions worked out minus that of "
+                  "bare answers, sampled before RL at the rollout temperature. "
+                  f"Spearman rho over the {len(e['points'])} points: {_f(e['rho'], '+.2f')}.", "",
+                  "| rung | seed | worked advantage | RL gain (T 0.7) |", "|---|---|---|---|"]
+        lines += [f"| {p['rung']} | {p['seed']} | {_f(p['worked_advantage'], '+.3f')} | "
+                  f"{_f(p['gain'], '+.3f')} |" for p in sorted(e["points"], key=lambda p: (
+                      p["N"] or 0, p["seed"] or 0))]
     lines += ["", "Directories: " + ", ".join(t["dirs"]), ""]
     return "\n".join(lines)
 

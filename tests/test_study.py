@@ -286,6 +286,12 @@ def test_replicates_table_the_seeds_of_real_summaries(smoke, tmp_path, capsys):
     assert c["baselines_ordered"] == bool(summary["baseline_order"]["increasing"] and summary[
         "baseline_order"]["each_step_above_combined_se"])
     assert md.read_text() in capsys.readouterr().out
+    # the edge of competence: every rung of both seeds, rho from the summaries' own numbers
+    pts = t["edge"]["points"]
+    assert len(pts) == 2 * len(summary["rungs"])
+    assert [p["worked_advantage"] for p in pts[:len(summary["rungs"])]] == [
+        r["answers_before"]["worked_advantage"] for r in summary["rungs"]]
+    assert "worked advantage" in md.read_text()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "summary.json").write_text("{not json")
     other["preset"] = "gpu"
