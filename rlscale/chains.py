@@ -75,7 +75,7 @@ def answer_styles(rows: list[dict], check: str = "custom_flexible") -> dict:
     for r in rows:
         if r.get("shots", 0) != 0 or question_style(r["question"]) != "expr":
             continue
-        for text, score in zip(r.get("completions") or [], r["scores"][check]):
+        for text, score in zip(r.get("completions") or [], (r.get("scores") or {}).get(check, [])):
             if text.lstrip().startswith("####"):
                 bare, right_bare = bare + 1, right_bare + score
             else:
