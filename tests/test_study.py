@@ -55,17 +55,13 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
                 "greedy", "passk"}
 
 
-def test_cpu_long_is_the_cpu_ladder_moved_up_one_rung():
-    """cpu-long keeps the cpu preset's corpus, RL and evals, and pre-trains its shared rungs
-    exactly as cpu does (their baselines are the same models for the same seed); only the
-    20k rung is dropped and the 2m rung added, its RL lr by the same lr / 47 rule."""
+def test_cpu_long_is_the_cpu_ladder_on_three_times_the_tokens():
+    """cpu-long keeps the cpu preset's rungs, corpus, RL and evals; only the pre-training
+    tokens change, by one rule for every rung (9M, 3x)."""
     cpu, long = PRESETS["cpu"], PRESETS["cpu-long"]
-    shared = {r.name: r for r in cpu.rungs}
-    assert [r.name for r in long.rungs] == [r.name for r in cpu.rungs[1:]] + ["micro:2m"]
-    for r in long.rungs[:-1]:
-        assert r == shared[r.name]
-    top = long.rungs[-1]
-    assert top.rl_lr == float(f"{top.pretrain_lr / 47:.2g}")  # the rule, to 2 digits
+    assert [r.name for r in long.rungs] == [r.name for r in cpu.rungs]
+    for a, b in zip(cpu.rungs, long.rungs):
+        assert b == dataclasses.replace(a, tokens=3 * a.tokens)
     same = {f.name for f in dataclasses.fields(cpu)} - {"name", "rungs"}
     assert {k: getattr(long, k) for k in same} == {k: getattr(cpu, k) for k in same}
 
