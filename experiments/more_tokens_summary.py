@@ -20,7 +20,7 @@ def acc(d: Path) -> str:
 
 
 def main(out: Path) -> None:
-    for rung in ("20k", "60k"):
+    for rung in sorted({d.name.split("-")[1] for d in out.glob("ev-*")}, key=lambda r: (len(r), r)):
         for budget in ("study", "more"):
             cells = []
             for when in ("base", "rl"):
