@@ -82,30 +82,29 @@ def collect(preset, jobs) -> dict:
             "baseline_order": E.baseline_order(rungs, scores)}
 
 
+def _before_after(name: str, stat, mean, before: Path, after: list[Path]) -> dict:
+    """{name}_before / {name}_after: `stat` of an eval's completions.jsonl, before RL and as the
+    seed mean (`mean`) of the after-RL evals; None where no file is there."""
+    def one(d: Path):
+        path = d / "completions.jsonl"
+        return stat(read_jsonl(path)) if path.is_file() else None
+
+    def seeds(dirs: list[Path]):
+        return mean([x for d in dirs if (x := one(d))])
+
+    return {f"{name}_before": seeds([before]), f"{name}_after": seeds(after)}
+
+
 def chain_rows(base_dir: Path, after: list[Path]) -> dict:
     """Step-level diagnostics of the greedy 0-shot chains before and after RL (seed mean):
     expressions answered bare, operands copied right, steps computed right (rlscale.chains)."""
-    def stats(d: Path):
-        path = d / "completions.jsonl"
-        return chain_stats(read_jsonl(path)) if path.is_file() else None
-
-    def mean(dirs: list[Path]):
-        return mean_stats([x for d in dirs if (x := stats(d))])
-
-    return {"chains_before": mean([base_dir]), "chains_after": mean(after)}
+    return _before_after("chains", chain_stats, mean_stats, base_dir, after)
 
 
 def style_rows(before: Path, after: list[Path]) -> dict:
     """How the sampled (pass@k) answers to expressions are given, before and after RL (seed
     mean): worked out or bare, and how often each is right (rlscale.chains.answer_styles)."""
-    def stats(d: Path):
-        path = d / "completions.jsonl"
-        return answer_styles(read_jsonl(path)) if path.is_file() else None
-
-    def mean(dirs: list[Path]):
-        return mean_styles([x for d in dirs if (x := stats(d))])
-
-    return {"answers_before": mean([before]), "answers_after": mean(after)}
+    return _before_after("answers", answer_styles, mean_styles, before, after)
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:

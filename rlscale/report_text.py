@@ -210,36 +210,34 @@ def arms_table(s: dict) -> list[str]:
     return L + [""]
 
 
+def _before_after_table(rungs, name: str, intro: str, cols: dict, spec: str) -> list[str]:
+    """A per-rung table of `{name}_before -> {name}_after` for the keys of cols (key -> header)."""
+    if not any(r.get(f"{name}_before") for r in rungs):
+        return []
+    L = [intro, "", "| rung | " + " | ".join(cols.values()) + " |", "|---|" + "---|" * len(cols)]
+    for r in rungs:
+        b, a = r.get(f"{name}_before") or {}, r.get(f"{name}_after") or {}
+        L.append(f"| {r['rung']} | " + " | ".join(
+            f"{_f(b.get(k), spec)} -> {_f(a.get(k), spec)}" for k in cols) + " |")
+    return L + [""]
+
+
 def chain_table(rungs: list[dict]) -> list[str]:
     """What the greedy 0-shot chains get right, before -> after RL (rlscale.chains)."""
-    if not any(r.get("chains_before") for r in rungs):
-        return []
-    L = ["Greedy 0-shot chains step by step, before -> after RL (seed mean): the share of "
-         "expressions answered bare (no working), and of the worked step lines those that copy "
-         "the problem's operand and those whose arithmetic is right:", "",
-         "| rung | expressions answered bare | operand copied right | arithmetic right |",
-         "|---|---|---|---|"]
-    for r in rungs:
-        b, a = r.get("chains_before") or {}, r.get("chains_after") or {}
-        L.append(f"| {r['rung']} | " + " | ".join(
-            f"{_f(b.get(k), '.2f')} -> {_f(a.get(k), '.2f')}"
-            for k in ("bare_expr", "operand_right", "arithmetic_right")) + " |")
-    return L + [""]
+    return _before_after_table(
+        rungs, "chains", "Greedy 0-shot chains step by step, before -> after RL (seed mean): the "
+        "share of expressions answered bare (no working), and of the worked step lines those that "
+        "copy the problem's operand and those whose arithmetic is right:",
+        {"bare_expr": "expressions answered bare", "operand_right": "operand copied right",
+         "arithmetic_right": "arithmetic right"}, ".2f")
 
 
 def style_table(rungs: list[dict]) -> list[str]:
     """How each rung answers expressions when sampled, before -> after RL (rlscale.chains)."""
-    if not any(r.get("answers_before") for r in rungs):
-        return []
-    L = ["Expressions answered in the pass@k samples (the rollout temperature), before -> after "
-         "RL (seed mean): the share worked out, the accuracy of worked and of bare answers, and "
-         "the worked advantage (worked minus bare accuracy: what RL can gain by moving a rung "
-         "from guessing to working):", "",
-         "| rung | worked out | right when worked | right when bare | worked advantage |",
-         "|---|---|---|---|---|"]
-    for r in rungs:
-        b, a = r.get("answers_before") or {}, r.get("answers_after") or {}
-        L.append(f"| {r['rung']} | " + " | ".join(
-            f"{_f(b.get(k), '.3f')} -> {_f(a.get(k), '.3f')}"
-            for k in ("worked_share", "right_worked", "right_bare", "worked_advantage")) + " |")
-    return L + [""]
+    return _before_after_table(
+        rungs, "answers", "Expressions answered in the pass@k samples (the rollout temperature), "
+        "before -> after RL (seed mean): the share worked out, the accuracy of worked and of bare "
+        "answers, and the worked advantage (worked minus bare accuracy: what RL can gain by "
+        "moving a rung from guessing to working):",
+        {"worked_share": "worked out", "right_worked": "right when worked",
+         "right_bare": "right when bare", "worked_advantage": "worked advantage"}, ".3f")
