@@ -29,7 +29,8 @@ def main(out: Path) -> None:
                     adv = answer_styles(read_jsonl(d / "t1" / "completions.jsonl"))
                     cells.append(f"{when}: greedy {acc(d / 'greedy')}, T=0.7 {acc(d / 't07')}, "
                                  f"worked advantage {adv['worked_advantage']:+.3f}")
-            print(rung, budget, " | ".join(cells))
+            if cells:
+                print(rung, budget, " | ".join(cells))
 
 
 if __name__ == "__main__":
