@@ -4,7 +4,7 @@ GRPO-shaped batch: 4 prompts x 8 samples, 64 new tokens (EOS suppressed), temper
 micro rungs 1m and 6m. Paths: hf (transformers' forward), torch (rlscale's compact forward, native
 kernels off), native (the compact forward with rlscale.models.native's C kernels, the default on
 the CPU). Interleaved rounds; min over rounds. Usage:
-  .venv/bin/python benchmarks/rollout_paths.py [--threads 1] [--rounds 4]
+  .venv/bin/python benchmarks/rollout_paths.py [--threads 1] [--rounds 4] [--ragged]
 """
 import argparse, random, sys, time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
@@ -17,6 +17,9 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--rounds", type=int, default=4)
 ap.add_argument("--rungs", default="1m,6m")
+ap.add_argument("--ragged", action="store_true",
+                help="score completions cut to lengths 1..64 (GRPO's are ragged: the training "
+                     "forward computes each length bucket only as long as its longest row)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 r = random.Random(0)
@@ -33,7 +36,10 @@ def use(path):
 for rung in a.rungs.split(","):
     m = build_micro(rung, tok, seed=0)
     g = generate(m, tok, prompts, ps, seed=0)
-    batch = batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id)
+    comps = g.completion_ids
+    if a.ragged:
+        comps = [c[:random.Random(i).randint(1, len(c))] for i, c in enumerate(comps)]
+    batch = batch_for_logprobs(g.prompt_ids, comps, tok.pad_token_id)
     def rollout(): generate(m, tok, prompts, ps, seed=0)
     def train():
         m.zero_grad(); sequence_logprobs(m, *batch).sum().backward()
@@ -50,4 +56,4 @@ for rung in a.rungs.split(","):
         h, t, n = (best[(what, p)] for p in PATHS)
         print(f"rollout_bench rung={rung} N={non_embedding_params(m)} {what}: hf={h:.3f}s "
               f"torch={t:.3f}s native={n:.3f}s speedup_vs_hf={h / n:.2f} "
-              f"native_vs_torch={t / n:.2f} threads={a.threads}")
+              f"native_vs_torch={t / n:.2f} threads={a.threads} ragged={a.ragged}")

@@ -291,14 +291,23 @@ def test_sequence_logprobs_are_the_sampling_policy(tok):
     assert model.lm_head.weight.grad is not None
 
 
-@pytest.mark.parametrize("make", [qwen3, qwen2])
-def test_shared_prompt_logprobs_and_grads_equal_hf(tok, make, monkeypatch):
-    """The compact training forward (a prompt shared by its G rows computed once) gives the
-    HF forward's log-probs and parameter gradients."""
+@pytest.mark.parametrize("make,layout", [(qwen3, "scattered"), (qwen2, "scattered"),
+                                         (qwen3, "groups")])
+def test_shared_prompt_logprobs_and_grads_equal_hf(tok, make, layout, monkeypatch):
+    """The compact training forward (a prompt shared by its G rows computed once, rows in
+    buckets of similar length) gives the HF forward's log-probs and parameter gradients:
+    prompts scattered over 6 rows (one bucket), or the trainer's 4 groups of 8 rows with
+    lengths 1..14 (four buckets)."""
     model = make(tok)
-    prompts = [PROMPTS[2], PROMPTS[0], PROMPTS[3], PROMPTS[0], PROMPTS[3], PROMPTS[2]]
-    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=7), seed=2)
-    ragged = [c[: 2 + i] for i, c in enumerate(g.completion_ids)]
+    if layout == "scattered":
+        prompts = [PROMPTS[2], PROMPTS[0], PROMPTS[3], PROMPTS[0], PROMPTS[3], PROMPTS[2]]
+    else:
+        prompts = [p for p in PROMPTS[:4] for _ in range(8)]
+    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=14, suppress_eos=True),
+                 seed=2)
+    ragged = [c[: 1 + (5 * i) % 14] for i, c in enumerate(g.completion_ids)]
+    if layout == "groups":
+        assert len(fast.length_buckets(torch.tensor([len(c) for c in ragged]), 8)) == 4
     batch = batch_for_logprobs(g.prompt_ids, ragged, tok.pad_token_id)
     w = torch.randn(batch[3].shape, generator=torch.Generator().manual_seed(0))
 

@@ -48,16 +48,20 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
         return out.logits[:, :-1]
     # rows with the same prompt (GRPO's G samples) share one prompt forward
     key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
-    G, order = _consecutive_group_size(key), torch.arange(B, device=input_ids.device)
-    if G == 1:  # not laid out in runs: sort rows by prompt (torch.unique costs ~10 ms)
-        _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
-        if bool((counts == counts[0]).all()):
-            G, order = int(counts[0]), torch.argsort(inverse, stable=True)
-    ids, mask, pos = input_ids[order], attention_mask[order].bool(), position_ids[order]
+    G = _consecutive_group_size(key)
+    if G > 1:  # the trainer's layout: runs of G rows
+        first = torch.arange(0, B, G, device=key.device)
+        owner = torch.arange(B, device=key.device) // G
+    else:  # any layout (torch.unique costs ~10 ms)
+        _, owner = torch.unique(key, dim=0, return_inverse=True)
+        first = torch.full((int(owner.max()) + 1,), B, device=key.device)
+        first = first.scatter_reduce(0, owner, torch.arange(B, device=key.device), "amin")
+    mask = attention_mask.bool()
+    cols = torch.arange(1, C + 1, device=mask.device)
+    lengths = (mask[:, P:] * cols).amax(1)  # through each row's last real token
     dec = fast.FastDecoder(model, grad=True)
-    logits = dec.completion_logits(ids[::G, :P], mask[::G, :P], pos[::G, :P], ids[:, P:],
-                                   pos[:, P:], G)
-    return logits[torch.argsort(order)]
+    return dec.completion_logits(input_ids[first, :P], mask[first, :P], position_ids[first, :P],
+                                 input_ids[:, P:], position_ids[:, P:], owner, lengths)
 
 
 def _consecutive_group_size(key: torch.Tensor) -> int:

@@ -13,7 +13,8 @@ gradients against the HF forward to 1e-5.
   row computes exactly what it would compute alone. The G samples of a prompt (GRPO groups)
   share one prompt cache: their queries attend to it in one matmul.
 - `completion_logits`: the training forward of prompt + completion, the prompt computed once
-  per group and attended to by its G completions; differentiable.
+  per group and attended to by its G completions, the completions in buckets of similar
+  length; differentiable.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class FastDecoder:
         self.eps = cfg.rms_norm_eps
         inner = model.model
         self.embed = inner.embed_tokens.weight
+        # as nn.Embedding: a pad token taken as input sends no gradient to its row (HF builds
+        # Qwen's embedding with padding_idx = pad_token_id; a sampled pad token is an input)
+        self.padding_idx = inner.embed_tokens.padding_idx
         self.lm_head = model.lm_head.weight
         self.norm = inner.norm.weight
         self.dtype = self.embed.dtype
@@ -115,6 +119,9 @@ class FastDecoder:
             * layer.post_attention_layernorm.weight,
             "wd": m.down_proj.weight,
         }
+
+    def _embed(self, ids):
+        return F.embedding(ids, self.embed, self.padding_idx)
 
     def _rms(self, x):
         """RMSNorm without weight (weights are folded into the next matrix), in fp32 as HF."""
@@ -171,7 +178,7 @@ class FastDecoder:
         eye = torch.eye(P, dtype=torch.bool, device=ids.device)
         causal = torch.ones(P, P, dtype=torch.bool, device=ids.device).tril()
         mask = (valid[:, None, None, :] & causal) | eye  # a pad row sees itself: no NaN rows
-        x = F.embedding(ids, self.embed).reshape(U * P, -1)
+        x = self._embed(ids).reshape(U * P, -1)
         cache = []
         for L in self.layers:
             q, k, v = self._qkv(L, x, U, P, cos, sin)
@@ -185,53 +192,64 @@ class FastDecoder:
         return self._logits(x[:, -1] if last_only else x), cache
 
     def completion_logits(self, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_pos,
-                          group: int):
-        """Logits predicting each completion token, prompts computed once per group.
+                          owner, lengths, max_buckets: int = 8):
+        """Logits predicting each completion token, every prompt computed once.
 
-        prompt_ids/valid/pos [U, P] (left-padded); comp_ids/pos [B = U * group, C], rows in
-        groups of `group` consecutive rows sharing a prompt. Returns [B, C, V]: row b, column j
-        predicts comp_ids[b, j]. Differentiable (build the decoder with grad=True); the
-        prompt's forward is done U times instead of B times, the GRPO training pass's saving.
+        prompt_ids/valid/pos [U, P] (left-padded); comp_ids/pos [B, C] (right-padded), row b
+        continuing prompt owner[b] with lengths[b] real tokens. Returns [B, C, V]: row b, column
+        j predicts comp_ids[b, j] (zeros past the row's length). Differentiable (build the
+        decoder with grad=True). Two savings over a plain forward of [B, P + C]: a prompt shared
+        by G rows (GRPO's group) is computed once, and rows are computed in up to max_buckets
+        buckets of similar length, each only as long as its longest row: GRPO completions are
+        ragged (mean ~half of the longest), and the padding would otherwise cost as much as the
+        tokens.
         """
         U, P = prompt_ids.shape
         B, C = comp_ids.shape
-        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        r, G = nh // nkv, group
         rope = self.rope_tables(int(max(prompt_pos.max(), comp_pos.max())) + 1)
         eye = torch.eye(P, dtype=torch.bool, device=self.device)
         causal = torch.ones(P, P, dtype=torch.bool, device=self.device).tril()
         pmask = (prompt_valid[:, None, None, :] & causal) | eye
         pbias = torch.zeros((U, 1, 1, P), dtype=self.dtype, device=self.device)
         pbias = pbias.masked_fill(~prompt_valid[:, None, None, :], float("-inf"))
-        cbias = torch.full((C, C), float("-inf"), dtype=self.dtype, device=self.device).triu(1)
-        cbias = cbias.repeat(r, 1)  # rows: (kv-group head, query position)
         pcs = [t[prompt_pos].unsqueeze(2) for t in rope]
-        ccs = [t[comp_pos].unsqueeze(2) for t in rope]
-        xp = F.embedding(prompt_ids, self.embed).reshape(U * P, -1)
-        xc = F.embedding(comp_ids, self.embed).reshape(B * C, -1)
+        parts = [(rows, n, owner[rows], [t[comp_pos[rows, :n]].unsqueeze(2) for t in rope])
+                 for rows, n in length_buckets(lengths, max_buckets)]
+        xp = self._embed(prompt_ids).reshape(U * P, -1)
+        xs = [self._embed(comp_ids[rows, :n]).reshape(len(rows) * n, -1)
+              for rows, n, _, _ in parts]
         for L in self.layers:
             q, kp, vp = self._qkv(L, xp, U, P, *pcs)
             kp, vp = kp.transpose(1, 2), vp.transpose(1, 2)  # [U, nkv, P, hd]
-            o = F.scaled_dot_product_attention(
-                q.transpose(1, 2), kp, vp, attn_mask=pmask, scale=1.0, enable_gqa=nh != nkv
-            )
-            xp = self._mlp_out(L, xp, o.transpose(1, 2).reshape(U * P, nh * hd))
-            q, kc, vc = self._qkv(L, xc, B, C, *ccs)
-            q = q.transpose(1, 2).reshape(B, nkv, r * C, hd)
-            kc, vc = kc.transpose(1, 2), vc.transpose(1, 2)  # [B, nkv, C, hd]
-            qg = q.view(U, G, nkv, r * C, hd).transpose(1, 2).reshape(U, nkv, G * r * C, hd)
-            sp = torch.matmul(qg, kp.transpose(-1, -2)) + pbias
-            sp = sp.view(U, nkv, G, r * C, P).transpose(1, 2).reshape(B, nkv, r * C, P)
-            sc = torch.matmul(q, kc.transpose(-1, -2)) + cbias
-            pp, pc = _softmax(torch.cat([sp, sc], -1)).split([P, C], -1)
-            pp = pp.reshape(U, G, nkv, r * C, P).transpose(1, 2).reshape(U, nkv, G * r * C, P)
-            op = torch.matmul(pp, vp).view(U, nkv, G, r * C, hd).transpose(1, 2)
-            o = op.reshape(B, nkv, r * C, hd) + torch.matmul(pc, vc)  # [B, nkv, r*C, hd]
-            o = o.view(B, nh, C, hd).transpose(1, 2).reshape(B * C, nh * hd)
-            xc = self._mlp_out(L, xc, o)
-        first = self._logits(xp.view(U, P, -1)[:, -1]).repeat_interleave(G, 0)[:, None]
-        rest = self._logits(xc.view(B, C, -1)[:, :-1])
-        return torch.cat([first, rest], 1)
+            o = F.scaled_dot_product_attention(q.transpose(1, 2), kp, vp, attn_mask=pmask,
+                                               scale=1.0, enable_gqa=self.n_heads != self.n_kv)
+            xp = self._mlp_out(L, xp, o.transpose(1, 2).reshape(U * P, -1))
+            xs = [self._completion_layer(L, x, kp, vp, pbias, own, cs, n)
+                  for x, (_, n, own, cs) in zip(xs, parts)]
+        last = self._logits(xp.view(U, P, -1)[:, -1])  # [U, V]: predicts each first token
+        out = [F.pad(torch.cat([last[own][:, None], self._logits(x.view(len(rows), n, -1)[:, :-1])],
+                               1), (0, 0, 0, C - n))
+               for x, (rows, n, own, _) in zip(xs, parts)]
+        order = torch.cat([rows for rows, _, _, _ in parts])
+        return torch.cat(out)[torch.argsort(order)]
+
+    def _completion_layer(self, L, x, kp, vp, pbias, own, cs, n: int):
+        """One layer for completion rows x [R * n, d] continuing prompts own [R]: attention to
+        their prompt's keys/values kp, vp [U, nkv, P, hd] (pad bias pbias [U, 1, 1, P]) and,
+        causally, to their own n tokens; then the MLP."""
+        R = own.shape[0]
+        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        r = nh // nkv
+        q, kc, vc = self._qkv(L, x, R, n, *cs)
+        q = q.transpose(1, 2).reshape(R, nkv, r * n, hd)  # rows: (head in kv group, position)
+        kc, vc = kc.transpose(1, 2), vc.transpose(1, 2)  # [R, nkv, n, hd]
+        cbias = torch.full((n, n), float("-inf"), dtype=self.dtype, device=self.device)
+        cbias = cbias.triu(1).repeat(r, 1)
+        sp = torch.matmul(q, kp[own].transpose(-1, -2)) + pbias[own]  # [R, nkv, r*n, P]
+        sc = torch.matmul(q, kc.transpose(-1, -2)) + cbias
+        pp, pc = _softmax(torch.cat([sp, sc], -1)).split([kp.shape[2], n], -1)
+        o = torch.matmul(pp, vp[own]) + torch.matmul(pc, vc)  # [R, nkv, r*n, hd]
+        return self._mlp_out(L, x, o.view(R, nh, n, hd).transpose(1, 2).reshape(R * n, nh * hd))
 
     def decode(self, tok, pos, state: "DecodeState", rope):
         """One new token per row: tok, pos [B] -> logits [B, V]; appends to state's cache."""
@@ -241,7 +259,7 @@ class FastDecoder:
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         r, col = nh // nkv, state.col
         cos, sin = rope[0][pos][:, None, None], rope[1][pos][:, None, None]  # [B, 1, 1, hd]
-        x = F.embedding(tok, self.embed)
+        x = self._embed(tok)
         prompts = state.prompt or [None] * len(self.layers)
         for L, kv, pkv in zip(self.layers, state.kv, prompts):
             q, k, v = self._qkv(L, x, B, 1, cos, sin)
@@ -311,6 +329,23 @@ class FastDecoder:
 # With the grouped layout of `_grouped_attention` (1m rung, 4 prompts x 8 rows, 26-token
 # prompts, 64 tokens, 1 thread, CPU time): shared 0.165 s, per row 0.184 s; at 6m 0.99 vs 1.10 s.
 GROUP_MIN_PROMPT = 16
+
+
+def length_buckets(lengths: torch.Tensor, max_buckets: int) -> list[tuple[torch.Tensor, int]]:
+    """Rows [B] split by length into up to max_buckets buckets of about equal size: [(rows,
+    columns)], each bucket computed over its longest row's columns (at least 1). Buckets of
+    equal length merge."""
+    B = lengths.shape[0]
+    k = max(1, min(max_buckets, B // 8))  # a bucket of fewer rows costs more in ops than it saves
+    order = torch.argsort(lengths, stable=True)
+    parts: list[tuple[torch.Tensor, int]] = []
+    for rows in order.tensor_split(k):
+        n = max(1, int(lengths[rows].max())) if len(rows) else 0
+        if parts and parts[-1][1] == n:
+            parts[-1] = (torch.cat([parts[-1][0], rows]), n)
+        elif len(rows):
+            parts.append((rows, n))
+    return parts
 
 
 class DecodeState:
