@@ -45,14 +45,13 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "study.json"
     mine = {"preset": json.loads(dumps(dataclasses.asdict(preset)))}  # tuples as JSON lists
-    if settings.is_file():
-        old = read_json(settings)
-        if old.get("preset") != mine["preset"]:
-            raise UserError(f"{settings}: {out} holds a study with other settings (preset "
-                            f"{old.get('preset', {}).get('name')!r}); use another --out")
+    old = read_json(settings) if settings.is_file() else {"preset": mine["preset"]}
+    if old.get("preset") != mine["preset"]:
+        raise UserError(f"{settings}: {out} holds a study with other settings (preset "
+                        f"{old.get('preset', {}).get('name')!r}); use another --out")
     t0 = time.perf_counter()
-    wall = read_json(settings).get("wall_s", 0.0) if settings.is_file() else 0.0
-    atomic_write_json(settings, {**mine, "wall_s": wall})
+    wall, job_s = old.get("wall_s", 0.0), old.get("job_s", {})  # of earlier invocations
+    atomic_write_json(settings, {**mine, "wall_s": wall, "job_s": job_s})
     progress = sys.stderr.isatty() if progress is None else progress
     workers = workers or preset.workers
     threads = 1 if workers > 1 and not torch.cuda.is_available() else 0
@@ -65,15 +64,19 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
     jobs = plan(preset, out)
     try:
         times = schedule(jobs, workers, threads, progress)
-    finally:
-        wall += time.perf_counter() - t0
-        atomic_write_json(settings, {**mine, "wall_s": wall})
-    old_times = read_json(settings).get("job_s", {})
-    atomic_write_json(settings, {**mine, "wall_s": wall, "job_s": {**old_times, **times}})
-    t1 = time.perf_counter()
+    except BaseException:  # killed or failed: the time its jobs ran still counts on resume
+        atomic_write_json(settings, {**mine, "wall_s": wall + time.perf_counter() - t0,
+                                     "job_s": job_s})
+        raise
+    # wall_s is the time of the invocations that ran jobs: re-summarising a finished study
+    # (e.g. after a report change) adds nothing
+    def elapsed() -> float:
+        return wall + (time.perf_counter() - t0 if times else 0.0)
+
+    job_s = {**job_s, **times}
+    atomic_write_json(settings, {**mine, "wall_s": elapsed(), "job_s": job_s})
     summary = report.write_report(preset, jobs, out)
-    atomic_write_json(settings, {**mine, "wall_s": wall + time.perf_counter() - t1,
-                                 "job_s": {**old_times, **times}})
+    atomic_write_json(settings, {**mine, "wall_s": elapsed(), "job_s": job_s})
     return summary
 
 

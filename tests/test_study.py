@@ -232,9 +232,14 @@ def test_rerun_skips_finished_work_and_other_settings_are_refused(smoke):
     logs = ("metrics.jsonl", "completions.jsonl")
     before = {p: p.stat().st_mtime_ns for name in logs for p in out.rglob(name)}
     assert len([p for p in before if "evals" in p.parts]) >= 10
+    settings = json.loads((out / "study.json").read_text())
     again = study(_smoke(), out, progress=False)
     assert {p: p.stat().st_mtime_ns for name in logs for p in out.rglob(name)} == before
     assert again["rungs"] == summary["rungs"]
+    # a re-summary runs no job: the wall time and the job times are the first run's
+    assert again["wall_s"] == settings["wall_s"] >= summary["wall_s"] > 0
+    assert json.loads((out / "study.json").read_text()) == settings
+    assert len(settings["job_s"]) >= 10
     other = dataclasses.replace(_smoke(), slip_frac=_smoke().slip_frac + 0.1)
     with pytest.raises(UserError, match="other settings"):
         study(other, out, progress=False)
