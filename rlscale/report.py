@@ -218,10 +218,11 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100) -> tuple[dict, li
         E.rl_sharpens_or_expands(data["evals"]), E.greedy_gain(data["rungs"]),
         E.transfer(data["rungs"], transfer_task), E.few_shot_stability(data["rungs"])]
     d = gain["details"]
-    fits["gain_power"] = ({"law": "gain_power", "params": {"a": d["a"], "b": gain["value"]},
-                           "r2": d["r2"], "b_interval": gain["interval"], "n_points": d["n_runs"],
-                           "flags": d["flags"]}
-                          if "a" in d else {"law": "gain_power", "error": d.get("error", "no fit")})
+    b, b_iv = d.get("b", gain["value"]), d.get("b_interval", gain["interval"])
+    fits["gain_power"] = ({"law": "gain_power", "params": {"a": d["a"], "b": b}, "r2": d["r2"],
+                           "b_interval": b_iv, "n_points": d["n_rungs"], "flags": d["flags"]}
+                          if "a" in d else {"law": "gain_power",
+                                            "error": d.get("no_power_law", "no fit")})
     return fits, table, fitted
 
 

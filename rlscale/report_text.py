@@ -191,7 +191,7 @@ def fits_list(s: dict) -> list[str]:
         else:
             p = f["params"]
             L.append(f"- `gain_power`: gain = {p['a']:.3g} N^{p['b']:.3f} (b "
-                     f"{_iv(f['b_interval'])}), R² = {_f(f['r2'])} on {f['n_points']} runs")
+                     f"{_iv(f['b_interval'])}), R² = {_f(f['r2'])} on {f['n_points']} rung means")
     return L + [""]
 
 

@@ -226,6 +226,13 @@ def test_gain_vs_size_fits_a_power_law_or_tests_the_direction_by_rank():
     assert rising["reproduced"] is False and rising["value"] == pytest.approx(1.0)
     assert rising["interval"] == [1.0, 1.0] and "r2" not in rising["details"]
     assert "rho" in rising["statistic"] and "no_power_law" in rising["details"]
+    # every mean gain positive, one seed of the bottom rung not: the law on the means is
+    # reported, and with half of the seed draws lacking a law the verdict is rho's
+    one_draw = F.gain_vs_size(_gain_curves({6e4: [0.0, 0.03], 2e5: [0.064, 0.074],
+                                            6e5: [0.172, 0.152], 2e6: [0.3, 0.31]}))
+    d = one_draw["details"]
+    assert d["b"] > 0 and d["draws_with_a_law"] == pytest.approx(0.5) and d["r2"] > 0.8
+    assert "rho" in one_draw["statistic"] and one_draw["reproduced"] is False
     # seeds that disagree on the order: the direction is not determined
     mixed = F.gain_vs_size(_gain_curves({2e4: [-0.05, 0.10], 6e4: [0.02, 0.03],
                                          2e5: [0.0, 0.08]}))
