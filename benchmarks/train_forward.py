@@ -1,0 +1,61 @@
+"""GRPO training forward + backward: rlscale's compact forward, with and without length buckets,
+against transformers' forward (the peer), on a batch shaped like the cpu study's.
+
+The batch: 16 prompts x 8 completions, prompts of 20-32 tokens, completion lengths drawn from
+the 600k rung's at step 60 of the cpu study (mean ~50 of at most 96: ragged) unless --lengths
+uniform. Token ids are random: the cost does not depend on them. Times are the min over rounds
+of CPU time on one thread (robust to a shared machine). Usage:
+  .venv/bin/python benchmarks/train_forward.py [--rungs 60k,200k,600k] [--rounds 3]
+"""
+import argparse, random, sys, time
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+import torch
+from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
+from rlscale.models import build_micro, fast, micro_tokenizer, non_embedding_params
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--rungs", default="60k,200k,600k")
+ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--lengths", choices=["study", "uniform"], default="study",
+                help="study: a mixture like the cpu study's completions (most 20-60 tokens, "
+                     "some clipped at 96); uniform: 1..96")
+a = ap.parse_args()
+torch.set_num_threads(1)
+r = random.Random(0)
+tok = micro_tokenizer(corpus=[f"Question: {i} + {i + 1} = {2 * i + 1}\n#### {2 * i + 1}"
+                              for i in range(300)])
+V = len(tok)
+
+
+def length() -> int:
+    if a.lengths == "uniform":
+        return r.randint(1, 96)
+    return 96 if r.random() < 0.05 else max(1, min(95, int(r.gauss(48, 16))))
+
+
+prompts = [[r.randrange(2, V) for _ in range(r.randint(20, 32))] for _ in range(16)]
+prompt_ids = [p for p in prompts for _ in range(8)]
+comps = [[r.randrange(2, V) for _ in range(length())] for _ in prompt_ids]
+batch = batch_for_logprobs(prompt_ids, comps, tok.pad_token_id)
+real_supports, real_buckets = fast.supports, fast.length_buckets
+PATHS = {"hf": (lambda m: False, real_buckets),
+         "one_bucket": (real_supports, lambda n, k: real_buckets(n, 1)),
+         "buckets": (real_supports, real_buckets)}
+tokens = sum(map(len, comps))
+print(f"batch: {len(comps)} rows, completion tokens {tokens} (padded to "
+      f"{len(comps) * max(map(len, comps))}), lengths {a.lengths}")
+for rung in a.rungs.split(","):
+    m = build_micro(rung, tok, seed=0)
+    best = {}
+    for _ in range(a.rounds):
+        for name, (sup, buckets) in PATHS.items():
+            fast.supports, fast.length_buckets = sup, buckets
+            m.zero_grad()
+            t = time.process_time()
+            sequence_logprobs(m, *batch).sum().backward()
+            best[name] = min(best.get(name, 1e9), time.process_time() - t)
+    fast.supports, fast.length_buckets = real_supports, real_buckets
+    h, one, b = best["hf"], best["one_bucket"], best["buckets"]
+    print(f"train_forward rung={rung} N={non_embedding_params(m)} fwd+bwd: hf={h:.3f}s "
+          f"one_bucket={one:.3f}s buckets={b:.3f}s buckets_vs_one={one / b:.2f} "
+          f"buckets_vs_hf={h / b:.2f}")
