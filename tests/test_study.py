@@ -56,12 +56,15 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
 
 
 def test_cpu_long_is_the_cpu_ladder_on_three_times_the_tokens():
-    """cpu-long keeps the cpu preset's rungs, corpus, RL and evals; only the pre-training
-    tokens change, by one rule for every rung (9M, 3x)."""
+    """cpu-long keeps the cpu preset's rungs, corpus, RL and evals; the pre-training tokens
+    change by one rule for every rung (9M, 3x), and the lr falls with N (1e-2 up to 60k, 5e-3
+    above; RL lr = pre-training lr / 47, rounded as the cpu preset's 2e-4)."""
     cpu, long = PRESETS["cpu"], PRESETS["cpu-long"]
     assert [r.name for r in long.rungs] == [r.name for r in cpu.rungs]
     for a, b in zip(cpu.rungs, long.rungs):
-        assert b == dataclasses.replace(a, tokens=3 * a.tokens)
+        lr = 1e-2 if _n(a.name) < 100_000 else 5e-3
+        assert b == dataclasses.replace(a, tokens=3 * a.tokens, pretrain_lr=lr,
+                                        rl_lr=pytest.approx(lr / 47, rel=0.07))
     same = {f.name for f in dataclasses.fields(cpu)} - {"name", "rungs"}
     assert {k: getattr(long, k) for k in same} == {k: getattr(cpu, k) for k in same}
 
