@@ -18,7 +18,11 @@ from rlscale.errors import UserError
 
 def eval_specs(preset, out: Path, after: bool) -> list[dict]:
     """The evals of one model as plain data (they cross a process boundary)."""
-    common = dict(shots=(0,), max_new_tokens=preset.max_new_tokens, seed=preset.seed)
+    # 0-shot prompts are short: 512 rows per generate() call decode ~25-40% faster than 64
+    # (fewer decoding passes; at 32 samples, 16 problems a call instead of 2). The k-shot
+    # baseline keeps 64: its 5-shot prompts pad to the longest row of a call (400 rows: slower)
+    common = dict(shots=(0,), max_new_tokens=preset.max_new_tokens, seed=preset.seed,
+                  batch_size=512)
     task = str(out / "task")
     specs = []
     if after:  # the same problems as the baseline's 0-shot: a paired before/after comparison
