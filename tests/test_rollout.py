@@ -325,6 +325,26 @@ def test_shared_prompt_logprobs_and_grads_equal_hf(tok, make, layout, monkeypatc
         assert torch.allclose(grads[n], grads_ref[n], atol=1e-5, rtol=1e-4), n
 
 
+def test_any_model_scores_ragged_completions_in_buckets_as_each_alone(tok, monkeypatch):
+    """The model's own forward (any causal LM: the compact one switched off), four length
+    buckets of 32 ragged rows: each row's log-probs equal its sequence scored alone, unpadded,
+    and positions past a row's end are 0."""
+    model = qwen3(tok, seed=3)
+    monkeypatch.setattr(fast, "supports", lambda m: False)
+    prompts = [p for p in PROMPTS[:4] for _ in range(8)]
+    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=12, suppress_eos=True), seed=4)
+    ragged = [c[: 1 + (7 * i) % 12] for i, c in enumerate(g.completion_ids)]
+    assert len(fast.length_buckets(torch.tensor([len(c) for c in ragged]), 8)) == 4
+    batch = batch_for_logprobs(g.prompt_ids, ragged, tok.pad_token_id)
+    with torch.no_grad():
+        lp = sequence_logprobs(model, *batch)
+        for i, (pr, co) in enumerate(zip(g.prompt_ids, ragged)):
+            logits = model(input_ids=torch.tensor([pr + co])).logits[0, len(pr) - 1: -1]
+            ref = logits.log_softmax(-1).gather(-1, torch.tensor(co)[:, None]).squeeze(-1)
+            assert torch.allclose(lp[i, : len(co)], ref, atol=1e-5), i
+            assert (lp[i, len(co):] == 0).all()
+
+
 def test_generate_edge_cases(tok):
     model = build_micro("tiny", tok)
     empty = generate(model, tok, [], SamplingParams(max_new_tokens=3))

@@ -2,14 +2,16 @@
 
 `batch_for_logprobs` lays a rollout out as one batch (prompts left-padded, completions
 right-padded, positions as during generation, so a padded row computes what it computed while
-sampling), and `sequence_logprobs` scores it in one forward pass. Qwen3/Qwen2 models run the
-compact forward of `rlscale.models.fast`, which computes a prompt shared by the G rows of a
-group once; any other causal LM runs its own forward.
+sampling), and `sequence_logprobs` scores it, rows in buckets of similar completion length
+(each computed only as long as its longest row). Qwen3/Qwen2 models run the compact forward of
+`rlscale.models.fast`, which computes a prompt shared by the G rows of a group once; any other
+causal LM runs its own forward, once per bucket.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from rlscale.grpo.core import logprobs_from_logits
 from rlscale.models import fast
@@ -40,12 +42,14 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
 
 
 def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
-    """[B, C, V] logits predicting the last C tokens of each row (see `sequence_logprobs`)."""
+    """[B, C, V] logits predicting the last C tokens of each row (see `sequence_logprobs`);
+    zeros past a row's last completion token. Rows run in buckets of similar completion length
+    (`fast.length_buckets`), each cut to its longest row: GRPO completions are ragged."""
     B, P = input_ids.shape[0], input_ids.shape[1] - C
+    cols = torch.arange(1, C + 1, device=input_ids.device)
+    lengths = (attention_mask[:, P:].bool() * cols).amax(1)  # through each row's last token
     if P < 1 or not fast.supports(model) or model.config.attention_dropout:
-        out = model(input_ids=input_ids, attention_mask=attention_mask,
-                    position_ids=position_ids, logits_to_keep=C + 1, use_cache=False)
-        return out.logits[:, :-1]
+        return _model_logits(model, input_ids, attention_mask, position_ids, C, lengths)
     # rows with the same prompt (GRPO's G samples) share one prompt forward
     key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
     G = _consecutive_group_size(key)
@@ -57,11 +61,22 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
         first = torch.full((int(owner.max()) + 1,), B, device=key.device)
         first = first.scatter_reduce(0, owner, torch.arange(B, device=key.device), "amin")
     mask = attention_mask.bool()
-    cols = torch.arange(1, C + 1, device=mask.device)
-    lengths = (mask[:, P:] * cols).amax(1)  # through each row's last real token
     dec = fast.FastDecoder(model, grad=True)
     return dec.completion_logits(input_ids[first, :P], mask[first, :P], position_ids[first, :P],
                                  input_ids[:, P:], position_ids[:, P:], owner, lengths)
+
+
+def _model_logits(model, input_ids, attention_mask, position_ids, C: int, lengths):
+    """The model's own forward (any causal LM), one call per length bucket."""
+    P, parts, out = input_ids.shape[1] - C, fast.length_buckets(lengths, 8), []
+    for rows, n in parts:
+        cut = slice(0, P + n)
+        logits = model(input_ids=input_ids[rows, cut], attention_mask=attention_mask[rows, cut],
+                       position_ids=position_ids[rows, cut], logits_to_keep=n + 1,
+                       use_cache=False).logits[:, :-1]
+        out.append(F.pad(logits, (0, 0, 0, C - n)))
+    order = torch.cat([rows for rows, _ in parts])
+    return torch.cat(out)[torch.argsort(order)]
 
 
 def _consecutive_group_size(key: torch.Tensor) -> int:
