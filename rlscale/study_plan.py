@@ -123,11 +123,13 @@ PRESETS: dict[str, Preset] = {
 # heldout=validation). Everything else is the cpu preset's. Replaces the session-6..9 cpu-long
 # (60k..2m on 3M tokens), whose 60k rung gained +1.0 SE. Pre-training lr per rung, the better
 # of 1e-2 and 5e-3 on the final training loss (session 11, a rule fixed before the pilot): 1e-2
-# up to 60k, 5e-3 from 200k (the 600k rung's loss 0.394 -> 0.367); RL lr by the lr / 47 rule
-_LONG_LR = {"micro:20k": 1e-2, "micro:60k": 1e-2, "micro:200k": 5e-3, "micro:600k": 5e-3}
+# up to 60k, 5e-3 from 200k (the 600k rung's loss 0.394 -> 0.367); RL lr by the lr / 47 rule.
+# rung: (pre-training lr, RL lr)
+_LONG_LR = {"micro:20k": (1e-2, 2e-4), "micro:60k": (1e-2, 2e-4), "micro:200k": (5e-3, 1e-4),
+            "micro:600k": (5e-3, 1e-4)}
 PRESETS["cpu-long"] = replace(PRESETS["cpu"], name="cpu-long", rungs=tuple(
-    replace(r, tokens=9_000_000, pretrain_lr=_LONG_LR[r.name],
-            rl_lr=2e-4 if _LONG_LR[r.name] == 1e-2 else 1e-4) for r in PRESETS["cpu"].rungs))
+    replace(r, tokens=9_000_000, pretrain_lr=_LONG_LR[r.name][0], rl_lr=_LONG_LR[r.name][1])
+    for r in PRESETS["cpu"].rungs))
 
 # ---------------------------------------------------------------- jobs
 @dataclass

@@ -339,11 +339,11 @@ def length_buckets(lengths: torch.Tensor, max_buckets: int) -> list[tuple[torch.
     k = max(1, min(max_buckets, B // 8))  # a bucket of fewer rows costs more in ops than it saves
     order = torch.argsort(lengths, stable=True)
     parts: list[tuple[torch.Tensor, int]] = []
-    for rows in order.tensor_split(k):
-        n = max(1, int(lengths[rows].max())) if len(rows) else 0
+    for rows in order.tensor_split(k):  # k <= B / 8: no chunk is empty
+        n = max(1, int(lengths[rows].max()))
         if parts and parts[-1][1] == n:
             parts[-1] = (torch.cat([parts[-1][0], rows]), n)
-        elif len(rows):
+        else:
             parts.append((rows, n))
     return parts
 
