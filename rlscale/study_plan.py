@@ -80,13 +80,13 @@ PRESETS: dict[str, Preset] = {
     # the README's first command: four rungs spanning 31x in N, on 2 cores
     "cpu": Preset(
         name="cpu", task=_TASK, transfer_task=_TRANSFER, n_train=20000,
-        # one pre-training lr for the ladder, 1e-2 (the 600k rung had 6e-3, chosen on
-        # pre-training loss; on session 8's validation set 1e-2 helped it in seed 0 and hurt it
-        # in seed 1, a tie on average); RL lr = pre-training lr / 47 (docs/study.md)
-        rungs=(Rung("micro:20k", 3_000_000, 1e-2, 2e-4, 60),
+        # pre-training lr per rung by session 11's rule at this budget (session 12): the lr of
+        # lower final training loss, the grid widened while the winner sat on its edge;
+        # RL lr = pre-training lr / 47, to one digit (docs/study.md)
+        rungs=(Rung("micro:20k", 3_000_000, 2e-2, 4e-4, 60),
                Rung("micro:60k", 3_000_000, 1e-2, 2e-4, 60),
                Rung("micro:200k", 3_000_000, 1e-2, 2e-4, 60),
-               Rung("micro:600k", 3_000_000, 1e-2, 2e-4, 60)),
+               Rung("micro:600k", 3_000_000, 5e-3, 1e-4, 60)),
         # the test loss on 800 held-out problems x 1 sample (was 200 x 4): the same 800 samples
         # per evaluation, and the SE over problems falls ~40% (0.025 -> 0.015); every 10 steps
         # (was 5), which pays for its longer generations and keeps 20 minutes (session 9)

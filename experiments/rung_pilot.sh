@@ -1,0 +1,33 @@
+#!/bin/bash
+# rung_pilot.sh DIR RUNG LR TOKENS (session 12): pre-train RUNG on TOKENS at LR with the cpu
+# preset's corpus on DIR/task, then greedy 0-shot on the 800 validation problems of DIR/val and
+# 200 x 16 samples at T=1 there (the worked advantage). DIR/task and DIR/val as more_tokens.sh
+# makes them (`rung_pilot.sh DIR init` makes them alone). Output: DIR/pre-RUNG-LR-TOKENS/,
+# DIR/ev-RUNG-LR-TOKENS/{greedy,t1}; summary: rung_pilot_summary.py DIR
+set -euo pipefail
+T=$1; R=${RLSCALE:-.venv/bin/rlscale}; export OMP_NUM_THREADS=1
+if [ "$2" = init ]; then
+  mkdir -p $T/val $T/task
+  .venv/bin/python - "$T/val" "$T/task" <<'PY'
+import json, sys
+from rlscale.tasks import load_task
+val, task = sys.argv[1:]
+rows = lambda ps: "".join(json.dumps(  # noqa: E731
+    {"question": p.question, "answer": p.solution, "level": p.level}) + "\n" for p in ps)
+t = load_task("arith:ladder,heldout=validation", seed=0, n_test=800, n_train=20000)
+for d in (val, task):
+    open(f"{d}/train.jsonl", "w").write(rows(t.train))
+open(f"{val}/test.jsonl", "w").write(rows(t.test))
+open(f"{task}/test.jsonl", "w").write(rows(load_task("arith:ladder", seed=0, n_test=800, n_train=20000).test))
+PY
+  exit 0; fi
+RUNG=$2; LR=$3; TOK=$4; N=$RUNG-$LR-$TOK
+$R pretrain --rung micro:$RUNG --task $T/task --tokens $TOK --lr $LR --batch-size 8 \
+  --seq-len 512 --direct-frac 0.7 --direct-style expr --slip-frac 0.1 --plain-frac 0.2 \
+  --short-seq-len 128 --long-frac 0.3 --blank-join-frac 0.5 --numbers spaced --seed 0 \
+  --checkpoint-every 200 --out $T/pre-$N > $T/pre-$N.log 2>&1
+$R eval --model $T/pre-$N/model --task $T/val --shots 0 --samples 1 --temperature 0 \
+  --n-problems 800 --max-new-tokens 96 --batch-size 512 --out $T/ev-$N/greedy > /dev/null 2>&1
+$R eval --model $T/pre-$N/model --task $T/val --shots 0 --samples 16 --temperature 1.0 \
+  --n-problems 200 --max-new-tokens 96 --batch-size 512 --out $T/ev-$N/t1 > /dev/null 2>&1
+echo "done $N" >> $T/done.log

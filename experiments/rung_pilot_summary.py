@@ -1,0 +1,37 @@
+"""rung_pilot_summary.py DIR: per pilot of experiments/rung_pilot.sh, the mean of the last 20
+logged training losses (the lr rule), greedy validation accuracy (all, stories, expressions)
+with SE, and the worked advantage at T=1 (rlscale.chains.answer_styles)."""
+import json
+import math
+import sys
+from pathlib import Path
+
+from rlscale.chains import answer_styles
+from rlscale.files import read_jsonl
+
+
+def acc(rows):
+    x = [r["scores"]["custom_flexible"][0] for r in rows]
+    m = sum(x) / max(1, len(x))
+    return f"{m:.3f} ± {math.sqrt(m * (1 - m) / max(1, len(x))):.3f}"
+
+
+T = Path(sys.argv[1])
+print("| pilot | last-20 loss | greedy | stories | expressions | worked advantage |")
+print("|---|---|---|---|---|---|")
+for pre in sorted(T.glob("pre-*/loss.jsonl")):
+    name = pre.parent.name.removeprefix("pre-")
+    loss = [json.loads(x)["loss"] for x in open(pre)]
+    g = T / f"ev-{name}" / "greedy" / "completions.jsonl"
+    t1 = T / f"ev-{name}" / "t1" / "completions.jsonl"
+    row = f"| {name} | {sum(loss[-20:]) / 20:.4f} |"
+    if g.is_file():
+        rows = read_jsonl(g)
+        st = [r for r in rows if not r["question"].startswith("What is")]
+        ex = [r for r in rows if r["question"].startswith("What is")]
+        row += f" {acc(rows)} | {acc(st)} | {acc(ex)} |"
+    else:
+        row += " | | |"
+    if t1.is_file():
+        row += f" {answer_styles(read_jsonl(t1)).get('worked_advantage', float('nan')):+.3f} |"
+    print(row)
