@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+from rlscale.arith import question_style
 from rlscale.chains import answer_styles
 from rlscale.files import read_jsonl
 
@@ -27,8 +28,8 @@ for pre in sorted(T.glob("pre-*/loss.jsonl")):
     row = f"| {name} | {sum(loss[-20:]) / 20:.4f} |"
     if g.is_file():
         rows = read_jsonl(g)
-        st = [r for r in rows if not r["question"].startswith("What is")]
-        ex = [r for r in rows if r["question"].startswith("What is")]
+        st = [r for r in rows if question_style(r["question"]) != "expr"]
+        ex = [r for r in rows if question_style(r["question"]) == "expr"]
         row += f" {acc(rows)} | {acc(st)} | {acc(ex)} |"
     else:
         row += " | | |"

@@ -26,6 +26,11 @@ _STEP = re.compile(r"(?:.*: )?(\d{1,6}) ([-+*]) (\d{1,6}) = (\d{1,7})$")
 _MAX_LINES = 64  # a completion is bounded by max_new_tokens; this bounds the parse regardless
 
 
+def is_bare(completion: str) -> bool:
+    """A completion that answers without working ("#### N"): the corpus's bare form."""
+    return completion.lstrip().startswith("####")
+
+
 def chain_stats(rows: list[dict]) -> dict:
     """Shares over the 0-shot completions of rows (the first completion of each problem):
     bare_expr: expressions answered bare; operand_right, arithmetic_right: of the parsed step
@@ -38,7 +43,7 @@ def chain_stats(rows: list[dict]) -> dict:
         text = r["completions"][0].strip()
         if question_style(r["question"]) == "expr":
             n_expr += 1
-            if text.startswith("####"):
+            if is_bare(text):
                 bare += 1
                 continue
         numbers = [int(x) for x in re.findall(r"\d+", r["question"])]
@@ -76,7 +81,7 @@ def answer_styles(rows: list[dict], check: str = "custom_flexible") -> dict:
         if r.get("shots", 0) != 0 or question_style(r["question"]) != "expr":
             continue
         for text, score in zip(r.get("completions") or [], (r.get("scores") or {}).get(check, [])):
-            if text.lstrip().startswith("####"):
+            if is_bare(text):
                 bare, right_bare = bare + 1, right_bare + score
             else:
                 worked, right_worked = worked + 1, right_worked + score
