@@ -55,6 +55,16 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
                 "greedy", "passk"}
 
 
+def test_cpu_lr_falls_with_size_and_rl_lr_follows_it():
+    """The cpu preset's per-rung lr (session 12's rule at 3M tokens): never larger for a larger
+    rung, the smallest rung's above the largest's, RL lr = pre-training lr / 47 to one digit."""
+    rungs = sorted(PRESETS["cpu"].rungs, key=lambda r: _n(r.name))
+    lrs = [r.pretrain_lr for r in rungs]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[0] > lrs[-1]
+    for r in rungs:
+        assert r.rl_lr == pytest.approx(r.pretrain_lr / 47, rel=0.07)
+
+
 def test_cpu_long_is_the_cpu_ladder_on_three_times_the_tokens():
     """cpu-long keeps the cpu preset's rungs, corpus, RL and evals; the pre-training tokens
     change by one rule for every rung (9M, 3x), and the lr falls with N (1e-2 up to 60k, 5e-3
