@@ -1,8 +1,8 @@
 """mixed_task.py OUT SPEC_A SPEC_B (session 12): a task directory mixing two arith specs half and
 half (10000 + 10000 train problems, the validation side 400 + 400 as test.jsonl), shuffled
 with seed 0; OUT/task and OUT/val as experiments/rung_pilot.sh reads them. Session 11's
-story_levels_task.py is this with `arith:ladder,style=words,max_terms=7` and
-`arith:ladder,style=expr`."""
+story-levels task is this with `arith:ladder,style=words,max_terms=7` and
+`arith:ladder,style=expr` (the same files byte for byte as its earlier script wrote)."""
 import json
 import random
 import shutil

@@ -1,5 +1,5 @@
 #!/bin/bash
-# story_levels.sh OUT RUNG LR (OUT/task from story_levels_task.py OUT/task): pre-train RUNG on the story-levels task (9M tokens, the cpu-long corpus), then
+# story_levels.sh OUT RUNG LR (OUT/task from `mixed_task.py OUT "arith:ladder,style=words,max_terms=7" "arith:ladder,style=expr"`): pre-train RUNG on the story-levels task (9M tokens, the cpu-long corpus), then
 # greedy 0-shot on the 800 validation problems and 200 x 16 samples at T=1 (worked advantage)
 export OMP_NUM_THREADS=1
 T=$1; shift; R=${RLSCALE:-.venv/bin/rlscale}

@@ -2,6 +2,7 @@
 worked advantage at T=1 (rlscale.chains.answer_styles), from OUT/ev-RUNG/ (experiments/story_levels.sh)."""
 import json, math, sys
 from pathlib import Path
+from rlscale.arith import question_style
 from rlscale.chains import answer_styles, is_bare
 from rlscale.files import read_jsonl
 T = Path(sys.argv[1])
@@ -14,8 +15,8 @@ for rung in ("20k", "60k", "200k", "600k"):
     if not g.is_file():
         continue
     rows = read_jsonl(g)
-    st = [r for r in rows if not r["question"].startswith("What is")]
-    ex = [r for r in rows if r["question"].startswith("What is")]
+    st = [r for r in rows if question_style(r["question"]) != "expr"]
+    ex = [r for r in rows if question_style(r["question"]) == "expr"]
     lv = {l: acc([r for r in st if r["level"] == l])[1] for l in sorted({r["level"] for r in st})}
     t1 = T / f"ev-{rung}" / "t1" / "completions.jsonl"
     adv = answer_styles(read_jsonl(t1)) if t1.is_file() else {}
