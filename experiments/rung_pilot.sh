@@ -2,24 +2,24 @@
 # rung_pilot.sh DIR RUNG LR TOKENS (session 12): pre-train RUNG on TOKENS at LR with the cpu
 # preset's corpus on DIR/task, then greedy 0-shot on the 800 validation problems of DIR/val and
 # 200 x 16 samples at T=1 there (the worked advantage). DIR/task and DIR/val as more_tokens.sh
-# makes them (`rung_pilot.sh DIR init` makes them alone). Output: DIR/pre-RUNG-LR-TOKENS/,
+# makes them (`rung_pilot.sh DIR init [SPEC]` makes them alone, for SPEC, default arith:ladder). Output: DIR/pre-RUNG-LR-TOKENS/,
 # DIR/ev-RUNG-LR-TOKENS/{greedy,t1} (SEED=S: the pre-training seed, names end -sS);
 # summary: rung_pilot_summary.py DIR
 set -euo pipefail
 T=$1; R=${RLSCALE:-.venv/bin/rlscale}; export OMP_NUM_THREADS=1
 if [ "$2" = init ]; then
   mkdir -p $T/val $T/task
-  .venv/bin/python - "$T/val" "$T/task" <<'PY'
+  .venv/bin/python - "$T/val" "$T/task" "${3:-arith:ladder}" <<'PY'
 import json, sys
 from rlscale.tasks import load_task
-val, task = sys.argv[1:]
+val, task, spec = sys.argv[1:]
 rows = lambda ps: "".join(json.dumps(  # noqa: E731
     {"question": p.question, "answer": p.solution, "level": p.level}) + "\n" for p in ps)
-t = load_task("arith:ladder,heldout=validation", seed=0, n_test=800, n_train=20000)
+t = load_task(f"{spec},heldout=validation", seed=0, n_test=800, n_train=20000)
 for d in (val, task):
     open(f"{d}/train.jsonl", "w").write(rows(t.train))
 open(f"{val}/test.jsonl", "w").write(rows(t.test))
-open(f"{task}/test.jsonl", "w").write(rows(load_task("arith:ladder", seed=0, n_test=800, n_train=20000).test))
+open(f"{task}/test.jsonl", "w").write(rows(load_task(spec, seed=0, n_test=800, n_train=20000).test))
 PY
   exit 0; fi
 RUNG=$2; LR=$3; TOK=$4; SEED=${SEED:-0}; N=$RUNG-$LR-$TOK
