@@ -35,6 +35,9 @@ class ArithConfig:
     max_factor: int = 3  # multipliers for "*" are 2..max_factor
     style: str = "words"  # "words": a short story; "expr": "What is 3 + 4 - 2?"; "mixed": both
     expr_share: float = 0.5  # "mixed": the share of expressions
+    expr_max_terms: int = 0  # expressions: at most this many terms (0: max_terms). Each worked
+    # step of an expression restates what is left of it, so its solution grows with the square
+    # of the level (6 steps: 132 micro tokens, a story's 91), and long stories stay affordable
     zipf: float = 0.0  # > 0: every number is drawn from its range with P(v) ~ v^-zipf, so that
     # small numbers (and the arithmetic facts among them) are common and large ones rare, as
     # facts are in text; 0: uniform (the draws of earlier versions)
@@ -56,6 +59,9 @@ class ArithConfig:
             raise UserError(f"arith: zipf must be in [0, 4], got {self.zipf}")
         if self.zipf and self.max_value > 1000:  # each draw weighs its whole range
             raise UserError(f"arith: zipf needs max_value <= 1000, got {self.max_value}")
+        if self.expr_max_terms and not self.min_terms <= self.expr_max_terms <= self.max_terms:
+            raise UserError(f"arith: expr_max_terms must be 0 or in [min_terms, max_terms], got "
+                            f"{self.expr_max_terms}")
         if not 0 <= self.expr_share <= 1:
             raise UserError(f"arith: expr_share must be in [0, 1], got {self.expr_share}")
         if self.style not in STYLES:
@@ -168,6 +174,8 @@ def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
     """One problem: its question, the worked chain ending in "#### N", level = its steps."""
     start, steps = _chain(rng, cfg)
     style = cfg.style if cfg.style != "mixed" else _mixed_style(rng, cfg.expr_share)
+    while style == "expr" and cfg.expr_max_terms and len(steps) + 1 > cfg.expr_max_terms:
+        start, steps = _chain(rng, cfg)  # drawn again: levels stay uniform up to the cap
     if style == "expr":
         question, said = _expr_question(start, steps), None
     else:

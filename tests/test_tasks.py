@@ -315,6 +315,24 @@ def test_expr_share_sets_the_mix_of_styles():
         "Sam has 28 shells. He sells 9. He finds 10 more. How many shells does Sam have now?"]
 
 
+def test_expr_max_terms_caps_only_the_expressions():
+    from rlscale.arith import question_style
+
+    spec = "arith:ladder,max_value=99,zipf=1.5,max_terms=6"
+    capped = arith_problems(3000, seed=4, cfg=parse_arith_spec(spec + ",expr_max_terms=5"))
+    levels = {s: {p.level for p in capped if question_style(p.question) == s}
+              for s in ("expr", "words")}
+    assert levels == {"expr": {1, 2, 3, 4}, "words": {1, 2, 3, 4, 5}}
+    exprs = [p.level for p in capped if question_style(p.question) == "expr"]
+    assert min(exprs.count(lv) for lv in (3, 4)) > 0.2 * len(exprs)  # uniform up to the cap
+    # 0 (the default) draws exactly the problems of earlier versions
+    assert arith_problems(50, seed=4, cfg=parse_arith_spec(spec)) == arith_problems(
+        50, seed=4, cfg=parse_arith_spec(spec + ",expr_max_terms=0"))
+    for bad in ("arith:ladder,expr_max_terms=1", "arith:ladder,expr_max_terms=9"):
+        with pytest.raises(UserError, match="expr_max_terms"):
+            parse_arith_spec(bad)
+
+
 def test_transfer_family_is_disjoint_from_the_main_task():
     from rlscale.study import PRESETS
 
