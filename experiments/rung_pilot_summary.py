@@ -1,6 +1,8 @@
 """rung_pilot_summary.py DIR: per pilot of experiments/rung_pilot.sh, the mean of the last 20
 logged training losses (the lr rule), greedy validation accuracy (all, stories, expressions)
-with SE, and the worked advantage at T=1 (rlscale.chains.answer_styles)."""
+with SE, the greedy ceiling (session 13: the accuracy if every story were right and the
+expressions kept their bare guesses; what room greedy decoding leaves above a rung), and the
+worked advantage at T=1 (rlscale.chains.answer_styles)."""
 import json
 import math
 import sys
@@ -18,8 +20,8 @@ def acc(rows):
 
 
 T = Path(sys.argv[1])
-print("| pilot | last-20 loss | greedy | stories | expressions | worked advantage |")
-print("|---|---|---|---|---|---|")
+print("| pilot | last-20 loss | greedy | stories | expressions | greedy ceiling | worked advantage |")
+print("|---|---|---|---|---|---|---|")
 for pre in sorted(T.glob("pre-*/loss.jsonl")):
     name = pre.parent.name.removeprefix("pre-")
     loss = [json.loads(x)["loss"] for x in open(pre)]
@@ -30,9 +32,10 @@ for pre in sorted(T.glob("pre-*/loss.jsonl")):
         rows = read_jsonl(g)
         st = [r for r in rows if question_style(r["question"]) != "expr"]
         ex = [r for r in rows if question_style(r["question"]) == "expr"]
-        row += f" {acc(rows)} | {acc(st)} | {acc(ex)} |"
+        ex_acc = sum(r["scores"]["custom_flexible"][0] for r in ex) / max(1, len(ex))
+        row += f" {acc(rows)} | {acc(st)} | {acc(ex)} | {(len(st) + ex_acc * len(ex)) / len(rows):.3f} |"
     else:
-        row += " | | |"
+        row += " | | | |"
     if t1.is_file():
         row += f" {answer_styles(read_jsonl(t1)).get('worked_advantage', float('nan')):+.3f} |"
     print(row)
