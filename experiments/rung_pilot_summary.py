@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rlscale.arith import question_style
-from rlscale.chains import answer_styles
+from rlscale.chains import answer_styles, chain_stats
 from rlscale.files import read_jsonl
 
 
@@ -32,8 +32,7 @@ for pre in sorted(T.glob("pre-*/loss.jsonl")):
         rows = read_jsonl(g)
         st = [r for r in rows if question_style(r["question"]) != "expr"]
         ex = [r for r in rows if question_style(r["question"]) == "expr"]
-        ex_acc = sum(r["scores"]["custom_flexible"][0] for r in ex) / max(1, len(ex))
-        row += f" {acc(rows)} | {acc(st)} | {acc(ex)} | {(len(st) + ex_acc * len(ex)) / len(rows):.3f} |"
+        row += f" {acc(rows)} | {acc(st)} | {acc(ex)} | {chain_stats(rows)['ceiling']:.3f} |"
     else:
         row += " | | | |"
     if t1.is_file():

@@ -6,7 +6,8 @@ that call for different skills: the operand is not the problem's (copying: the k
 operand is the (k+1)-th number of the question, stories and expressions alike) or c is not
 a op b (arithmetic). Pure: parses completions.jsonl records; imports no models.
 
-    chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right"}
+    chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right",
+                          "stories_right", "expr_right", "ceiling"}
     answer_styles(rows) -> {"expr_samples", "worked_share", "right_worked", "right_bare",
                             "worked_advantage"}
 
@@ -31,10 +32,11 @@ def is_bare(completion: str) -> bool:
     return completion.lstrip().startswith("####")
 
 
-def chain_stats(rows: list[dict]) -> dict:
+def chain_stats(rows: list[dict], check: str = "custom_flexible") -> dict:
     """Shares over the 0-shot completions of rows (the first completion of each problem):
     bare_expr: expressions answered bare; operand_right, arithmetic_right: of the parsed step
-    lines of worked completions, those copying the right operand / computing right."""
+    lines of worked completions, those copying the right operand / computing right; and, where
+    rows are scored by `check`, accuracy by style (_style_accuracy)."""
     probs = bare = n_expr = steps = operand = arith = 0
     for r in rows:
         if r.get("shots", 0) != 0 or not r.get("completions"):
@@ -57,7 +59,24 @@ def chain_stats(rows: list[dict]) -> dict:
             arith += c == {"+": a + b, "-": a - b, "*": a * b}[op]
     share = lambda x, n: x / n if n else None  # noqa: E731
     return {"problems": probs, "bare_expr": share(bare, n_expr), "steps": steps,
-            "operand_right": share(operand, steps), "arithmetic_right": share(arith, steps)}
+            "operand_right": share(operand, steps), "arithmetic_right": share(arith, steps),
+            **_style_accuracy(rows, check)}
+
+
+def _style_accuracy(rows: list[dict], check: str) -> dict:
+    """Accuracy of the first 0-shot completion on stories and on expressions, and the ceiling:
+    the accuracy with every story right and the expressions as answered. Greedy, it is as high
+    as a rung could score by working its stories better alone: the room above it (every pilot
+    of docs/study.md, session 13, at the edge's budget had a ceiling of 0.61-0.65)."""
+    right: dict[str, list[float]] = {"words": [], "expr": []}
+    for r in rows:
+        score = (r.get("scores") or {}).get(check)
+        if r.get("shots", 0) == 0 and score:
+            right[question_style(r["question"])].append(float(score[0]))
+    n = len(right["words"]) + len(right["expr"])
+    mean = lambda x: sum(x) / len(x) if x else None  # noqa: E731
+    return {"stories_right": mean(right["words"]), "expr_right": mean(right["expr"]),
+            "ceiling": (len(right["words"]) + sum(right["expr"])) / n if n else None}
 
 
 def mean_stats(stats: list[dict]) -> dict | None:
@@ -65,7 +84,8 @@ def mean_stats(stats: list[dict]) -> dict | None:
     if not stats:
         return None
     out = {}
-    for key in ("bare_expr", "operand_right", "arithmetic_right"):
+    for key in ("bare_expr", "operand_right", "arithmetic_right", "stories_right", "expr_right",
+                "ceiling"):
         vals = [s[key] for s in stats if s[key] is not None]
         out[key] = sum(vals) / len(vals) if vals else None
     out["steps"] = sum(s["steps"] for s in stats)

@@ -227,9 +227,12 @@ def chain_table(rungs: list[dict]) -> list[str]:
     return _before_after_table(
         rungs, "chains", "Greedy 0-shot chains step by step, before -> after RL (seed mean): the "
         "share of expressions answered bare (no working), and of the worked step lines those that "
-        "copy the problem's operand and those whose arithmetic is right:",
+        "copy the problem's operand and those whose arithmetic is right; accuracy on stories and "
+        "on expressions, and the ceiling (the accuracy with every story right and the "
+        "expressions as answered: the room greedy decoding leaves a rung in its worked part):",
         {"bare_expr": "expressions answered bare", "operand_right": "operand copied right",
-         "arithmetic_right": "arithmetic right"}, ".2f")
+         "arithmetic_right": "arithmetic right", "stories_right": "stories right",
+         "expr_right": "expressions right", "ceiling": "ceiling"}, ".2f")
 
 
 def style_table(rungs: list[dict]) -> list[str]:

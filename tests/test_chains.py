@@ -28,6 +28,21 @@ def test_operands_and_arithmetic_are_told_apart():
     assert s["bare_expr"] == pytest.approx(1 / 3)
     assert s["operand_right"] == pytest.approx(7 / 8)
     assert s["arithmetic_right"] == pytest.approx(6 / 8)  # 14 + 4 = 18 is right, 18 - 5 = 12 not
+    assert s["stories_right"] is None and s["ceiling"] is None  # unscored rows: no accuracy
+
+
+def test_accuracy_by_style_and_the_ceiling():
+    scored = lambda q, c, ok, shots=0: {**row(q, c, shots), "scores": {  # noqa: E731
+        "custom_flexible": [ok], "strict": [0.0]}}
+    rows = [scored(STORY, " ... #### 12", 1.0), scored(STORY, " ... #### 11", 0.0),
+            scored(STORY, " ... #### 9", 0.0), scored(EXPR, " #### 12", 1.0),
+            scored(EXPR, " #### 7", 0.0), scored(EXPR, " #### 12", 1.0, shots=3)]
+    s = chain_stats(rows)
+    assert s["stories_right"] == pytest.approx(1 / 3) and s["expr_right"] == 0.5
+    assert s["ceiling"] == pytest.approx((3 + 1) / 5)  # every story right, expressions as they are
+    assert chain_stats(rows, check="strict")["ceiling"] == pytest.approx(3 / 5)
+    m = mean_stats([s, chain_stats(rows[:3])])
+    assert m["stories_right"] == pytest.approx(1 / 3) and m["ceiling"] == pytest.approx(0.9)
 
 
 def test_the_task_s_own_solutions_are_all_right():
