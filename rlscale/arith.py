@@ -38,6 +38,10 @@ class ArithConfig:
     expr_max_terms: int = 0  # expressions: at most this many terms (0: max_terms). Each worked
     # step of an expression restates what is left of it, so its solution grows with the square
     # of the level (6 steps: 132 micro tokens, a story's 91), and long stories stay affordable
+    expr_max_value: int = 0  # expressions: numbers up to this (0: max_value), and
+    expr_zipf: float = -1.0  # their skew (-1: zipf). Stories and expressions can then differ in
+    # difficulty: hard stories that order the ladder, easy expressions whose worked chains even
+    # the smallest rung gets right more often than its guesses (docs/study.md, session 13)
     zipf: float = 0.0  # > 0: every number is drawn from its range with P(v) ~ v^-zipf, so that
     # small numbers (and the arithmetic facts among them) are common and large ones rare, as
     # facts are in text; 0: uniform (the draws of earlier versions)
@@ -62,6 +66,12 @@ class ArithConfig:
         if self.expr_max_terms and not self.min_terms <= self.expr_max_terms <= self.max_terms:
             raise UserError(f"arith: expr_max_terms must be 0 or in [min_terms, max_terms], got "
                             f"{self.expr_max_terms}")
+        if self.expr_max_value and not 2 <= self.expr_max_value <= self.max_value:
+            raise UserError(f"arith: expr_max_value must be 0 or in [2, max_value], got "
+                            f"{self.expr_max_value}")
+        if self.expr_zipf != -1.0 and not 0 <= self.expr_zipf <= 4:
+            raise UserError(f"arith: expr_zipf must be -1 (as zipf) or in [0, 4], got "
+                            f"{self.expr_zipf}")
         if not 0 <= self.expr_share <= 1:
             raise UserError(f"arith: expr_share must be in [0, 1], got {self.expr_share}")
         if self.style not in STYLES:
@@ -170,12 +180,24 @@ def _mixed_style(rng: random.Random, expr_share: float) -> str:
     return "expr" if rng.random() < expr_share else "words"
 
 
+def _expr_config(cfg: ArithConfig) -> ArithConfig:
+    """The config expressions are drawn from: cfg itself unless expr_max_value / expr_zipf are
+    set (so that specs without them draw exactly the problems of earlier versions)."""
+    if not cfg.expr_max_value and cfg.expr_zipf == -1.0:
+        return cfg
+    return replace(cfg, max_value=cfg.expr_max_value or cfg.max_value,
+                   zipf=cfg.zipf if cfg.expr_zipf == -1.0 else cfg.expr_zipf)
+
+
 def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
     """One problem: its question, the worked chain ending in "#### N", level = its steps."""
     start, steps = _chain(rng, cfg)
     style = cfg.style if cfg.style != "mixed" else _mixed_style(rng, cfg.expr_share)
+    ecfg = _expr_config(cfg) if style == "expr" else cfg
+    if ecfg is not cfg:
+        start, steps = _chain(rng, ecfg)
     while style == "expr" and cfg.expr_max_terms and len(steps) + 1 > cfg.expr_max_terms:
-        start, steps = _chain(rng, cfg)  # drawn again: levels stay uniform up to the cap
+        start, steps = _chain(rng, ecfg)  # drawn again: levels stay uniform up to the cap
     if style == "expr":
         question, said = _expr_question(start, steps), None
     else:

@@ -83,8 +83,10 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
 # ---------------------------------------------------------------- CLI
 def configure(p) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS) + ["allocate", "allocate-smoke"],
-                   default="cpu", help="cpu: 4 rungs, <= 20 min on 2 cores; smoke: CI; gpu: up "
-                   "to 100M params; allocate: the pre-training / RL split (rlscale.allocation)")
+                   default="cpu", help="cpu: 4 rungs, <= 20 min on 2 cores; cpu-edge: the same on 5M "
+                   "tokens and a two-difficulty task (docs/study.md, session 13); cpu-long: 9M "
+                   "tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
+                   "split (rlscale.allocation)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel jobs (default: the preset's; one thread each on CPU)")

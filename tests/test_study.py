@@ -23,7 +23,7 @@ def _n(rung: str) -> int:
     return r.layers * (4 * r.hidden**2 + 3 * r.hidden * r.intermediate)
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-long", "gpu"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-long", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -77,6 +77,17 @@ def test_cpu_long_is_the_cpu_ladder_on_three_times_the_tokens():
                                         rl_lr=pytest.approx(lr / 47, rel=0.07))
     same = {f.name for f in dataclasses.fields(cpu)} - {"name", "rungs"}
     assert {k: getattr(long, k) for k in same} == {k: getattr(cpu, k) for k in same}
+
+
+def test_cpu_edge_is_the_candidate_that_ran():
+    """cpu-edge is the cpu preset of commit 8c1f347 (its test-side runs in docs/study.md,
+    session 13) under its own name: the cpu preset on 5M tokens and the two-difficulty task."""
+    cpu, edge = PRESETS["cpu"], PRESETS["cpu-edge"]
+    assert edge.task == ("arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,expr_zipf=1,"
+                         "expr_max_terms=4")
+    assert edge.rungs == tuple(dataclasses.replace(r, tokens=5_000_000) for r in cpu.rungs)
+    same = {f.name for f in dataclasses.fields(cpu)} - {"name", "rungs", "task", "transfer_task"}
+    assert {k: getattr(edge, k) for k in same} == {k: getattr(cpu, k) for k in same}
 
 
 def _smoke():

@@ -333,6 +333,28 @@ def test_expr_max_terms_caps_only_the_expressions():
             parse_arith_spec(bad)
 
 
+def test_expressions_can_be_drawn_easier_than_the_stories():
+    import re
+
+    from rlscale.arith import question_style
+
+    spec = "arith:ladder,max_value=99,zipf=1.5"
+    cfg = parse_arith_spec(spec + ",expr_max_value=20,expr_zipf=1,expr_max_terms=4")
+    probs = arith_problems(2000, seed=1, cfg=cfg)
+    top = lambda ps: max(int(x) for p in ps for x in re.findall(r"\d+", p.solution))  # noqa: E731
+    ex = [p for p in probs if question_style(p.question) == "expr"]
+    st = [p for p in probs if question_style(p.question) == "words"]
+    assert top(ex) <= 20 < top(st) <= 99 and {p.level for p in ex} == {1, 2, 3}
+    assert abs(len(ex) / len(probs) - 0.5) < 0.05  # the styles' mix is unchanged
+    # unset (0, -1) they draw exactly the problems of earlier versions
+    assert arith_problems(50, seed=1, cfg=parse_arith_spec(spec)) == arith_problems(
+        50, seed=1, cfg=parse_arith_spec(spec + ",expr_max_value=0,expr_zipf=-1"))
+    for bad in ("arith:ladder,expr_max_value=1", "arith:ladder,expr_max_value=41",
+                "arith:ladder,expr_zipf=5"):
+        with pytest.raises(UserError, match="expr_"):
+            parse_arith_spec(bad)
+
+
 def test_transfer_family_is_disjoint_from_the_main_task():
     from rlscale.study import PRESETS
 
