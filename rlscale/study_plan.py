@@ -124,13 +124,16 @@ PRESETS: dict[str, Preset] = {
 # skill RL brings forward. Designed on the validation side (docs/study.md, session 13, pilot 15:
 # ordered, every rung gaining > 2 SE); its test-side run (seed 0) ordered the baselines with
 # room and lifted three rungs by more than 2 SE, the 20k rung by 1.4 SE, so by the rule written
-# before that run it does not replace `cpu`. The lr is the cpu preset's, not re-tuned.
+# before that run it does not replace `cpu`. The lr is the cpu preset's, not re-tuned. RL runs
+# 120 steps (session 14, pilot 16 on the validation side, a rule fixed before: the 20k rung's
+# seed-mean gain 2.9 -> 4.9 combined SE from 60 to 120 steps; 2x the RL lr destroyed it).
 _EDGE_TASK = "arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,expr_zipf=1,expr_max_terms=4"
 _EDGE_TRANSFER = ("arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,expr_zipf=1,"
                   "min_terms=6,max_terms=7")
 PRESETS["cpu-edge"] = replace(PRESETS["cpu"], name="cpu-edge", task=_EDGE_TASK,
                               transfer_task=_EDGE_TRANSFER, rungs=tuple(
-                                  replace(r, tokens=5_000_000) for r in PRESETS["cpu"].rungs))
+                                  replace(r, tokens=5_000_000, rl_steps=120)
+                                  for r in PRESETS["cpu"].rungs))
 
 # the cpu ladder on 3x the tokens (9M per rung, one rule): at 3M every rung is data-limited and
 # the 20k and 60k rungs sit below competence, where RL has nothing to select (their worked answers

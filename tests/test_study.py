@@ -80,12 +80,13 @@ def test_cpu_long_is_the_cpu_ladder_on_three_times_the_tokens():
 
 
 def test_cpu_edge_is_the_candidate_that_ran():
-    """cpu-edge is the cpu preset of commit 8c1f347 (its test-side runs in docs/study.md,
-    session 13) under its own name: the cpu preset on 5M tokens and the two-difficulty task."""
+    """cpu-edge is the cpu preset on 5M tokens, 120 RL steps and the two-difficulty task (its
+    test-side runs in docs/study.md, sessions 13-14), under its own name."""
     cpu, edge = PRESETS["cpu"], PRESETS["cpu-edge"]
     assert edge.task == ("arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,expr_zipf=1,"
                          "expr_max_terms=4")
-    assert edge.rungs == tuple(dataclasses.replace(r, tokens=5_000_000) for r in cpu.rungs)
+    assert edge.rungs == tuple(dataclasses.replace(r, tokens=5_000_000, rl_steps=120)
+                              for r in cpu.rungs)
     same = {f.name for f in dataclasses.fields(cpu)} - {"name", "rungs", "task", "transfer_task"}
     assert {k: getattr(edge, k) for k in same} == {k: getattr(cpu, k) for k in same}
 
