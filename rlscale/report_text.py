@@ -50,7 +50,8 @@ def header(s: dict) -> list[str]:
         f"corpus: the train split, {st['slip_frac']:.0%} of worked solutions slipping in their "
         f"last step, {st['direct_frac']:.0%} bare answers{_of_style(st)}, "
         f"{st.get('plain_frac', 0.0):.0%} "
-        f"ending 'The answer is N.' instead of '#### N'. GRPO (from the runs' config.json): "
+        f"ending 'The answer is N.' instead of '#### N'; {_budget(st)}. GRPO (from the runs' "
+        f"config.json): "
         f"B={rs['batch_size']} prompts x G={rs['group_size']}, rollout temperature "
         f"{rs['temperature']}, {one} per step, {kl}, clip {rs['clip_low']}/{rs['clip_high']}, "
         f"reward {rs['reward']}, {rs['max_new_tokens']} new tokens; RL seeds {seeds} per rung "
@@ -62,6 +63,18 @@ def header(s: dict) -> list[str]:
         f"These are one draw of the data order and initialisation (study seed {s.get('seed', 0)}): "
         "rerun with `rlscale study --seed N` into other directories and compare with "
         "`rlscale replicates DIR DIR ...` before calling a finding a property of the ladder.", ""]
+
+
+def _budget(st: dict) -> str:
+    """The pre-training budget rule in words (Preset.token_power)."""
+    rungs, power = st.get("rungs") or [], st.get("token_power", 0.0)
+    if not rungs:
+        return "pre-training tokens as each rung's row shows"
+    top = min(r["tokens"] for r in rungs)  # the largest rung's (the rule's anchor)
+    if not power:
+        return f"every rung pre-trained on the same {top / 1e6:g}M tokens"
+    return (f"pre-training tokens = {top / 1e6:g}M x (N of the largest rung / N)^{power:g}, "
+            "so smaller rungs see more tokens")
 
 
 def findings_table(s: dict) -> list[str]:

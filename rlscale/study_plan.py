@@ -58,6 +58,8 @@ class Preset:
     direct_style: str = ""  # bare answers ("#### N") only for this question style ("" = any)
     numbers: str = "digits"  # micro tokenizer: "spaced" joins a number's leading space to its
     # first digit (rlscale.models.tokenizer); the study presets use it (docs/study.md, session 7)
+    token_power: float = 0.0  # the budget rule: rung tokens = the largest rung's x (N_largest /
+    # N)^token_power, to 0.1M (0: every rung the same tokens); a test checks the rungs keep it
 
 
 # The task of the embedded study: chains of 1-4 steps (the level), numbers up to 40 with small

@@ -237,3 +237,13 @@ def test_gain_vs_size_fits_a_power_law_or_tests_the_direction_by_rank():
     mixed = F.gain_vs_size(_gain_curves({2e4: [-0.05, 0.10], 6e4: [0.02, 0.03],
                                          2e5: [0.0, 0.08]}))
     assert mixed["reproduced"] is None
+
+
+def test_budget_rule_in_words():
+    """The report's header states the pre-training budget rule (Preset.token_power)."""
+    from rlscale.report_text import _budget
+
+    equal = {"rungs": [{"tokens": 3_000_000}, {"tokens": 3_000_000}], "token_power": 0.0}
+    assert _budget(equal) == "every rung pre-trained on the same 3M tokens"
+    tilted = {"rungs": [{"tokens": 7_100_000}, {"tokens": 5_000_000}], "token_power": 0.1}
+    assert _budget(tilted).startswith("pre-training tokens = 5M x (N of the largest rung / N)^0.1")
