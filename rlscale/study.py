@@ -84,7 +84,8 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
 def configure(p) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS) + ["allocate", "allocate-smoke"],
                    default="cpu", help="cpu: 4 rungs, <= 20 min on 2 cores; cpu-edge: the same on 5M "
-                   "tokens and a two-difficulty task (docs/study.md, session 13); cpu-long: 9M "
+                   "tokens and a two-difficulty task (docs/study.md, session 13); cpu-tilt: "
+                   "cpu-edge with more tokens for smaller rungs (session 14); cpu-long: 9M "
                    "tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
                    "split (rlscale.allocation)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")

@@ -23,7 +23,7 @@ def _n(rung: str) -> int:
     return r.layers * (4 * r.hidden**2 + 3 * r.hidden * r.intermediate)
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-long", "gpu"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-long", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -92,6 +92,18 @@ def test_cpu_edge_is_the_candidate_that_ran():
                               for r in cpu.rungs)
     same = {f.name for f in dataclasses.fields(cpu)} - {"name", "rungs", "task", "transfer_task"}
     assert {k: getattr(edge, k) for k in same} == {k: getattr(cpu, k) for k in same}
+
+
+def test_cpu_tilt_is_cpu_edge_on_the_tilted_budget():
+    """cpu-tilt (session 14) is cpu-edge with one change: the budget rule tokens = 5M x
+    (N_600k / N)^0.1 (the rule itself is checked for every preset above)."""
+    tilt, edge = PRESETS["cpu-tilt"], PRESETS["cpu-edge"]
+    assert tilt.token_power == 0.1 and edge.token_power == 0.0
+    assert [r.tokens for r in tilt.rungs] == [7_100_000, 6_300_000, 5_600_000, 5_000_000]
+    assert tilt.rungs == tuple(dataclasses.replace(r, tokens=t.tokens)
+                               for r, t in zip(edge.rungs, tilt.rungs))
+    same = {f.name for f in dataclasses.fields(tilt)} - {"name", "rungs", "token_power"}
+    assert {k: getattr(tilt, k) for k in same} == {k: getattr(edge, k) for k in same}
 
 
 def _smoke():
