@@ -29,12 +29,14 @@ and scipy only, no models.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares, minimize_scalar
 
 from rlscale.errors import UserError
+from rlscale.scaling.intervals import wide_intervals
 
 # name, lower, upper, log (optimised as log10); pre-training part first
 _PRE = [("E", 0.0, 1.0, False), ("A", 1e-6, 10.0, True), ("alpha", 0.01, 3.0, False),
@@ -48,10 +50,13 @@ _RL = {"rl_power": [("T0", 1e2, 1e12, True), ("k", 1e-4, 5.0, False)],
 FORMS = tuple(_RL)
 
 
-def specs(form: str) -> list[tuple]:
+Spec = namedtuple("Spec", "name lo hi log")  # the attributes intervals.wide_intervals reads
+
+
+def specs(form: str) -> list[Spec]:
     if form not in _RL:
         raise UserError(f"joint law: unknown form {form!r}; choose one of {', '.join(FORMS)}")
-    return _PRE + _RL[form]
+    return [Spec(*s) for s in _PRE + _RL[form]]
 
 
 @dataclass
@@ -236,16 +241,16 @@ def fit_joint(data: JointData, form: str, n_boot: int = 100, seed: int = 0,
 
 
 def _flags(form, z, intervals) -> dict:
-    """Parameters the data do not pin down: at a bound of the search, or (log-scaled ones) a
-    bootstrap interval wider than a decade."""
+    """Parameters the data do not pin down: the estimate at a bound of the search, or a
+    bootstrap interval that intervals.wide_intervals flags (reaching a bound, or a positive
+    parameter's spanning more than a decade): name -> why."""
     lo, hi = _bounds(form)
-    out = {}
-    for (name, _, _, log), zi, a, b in zip(specs(form), z, lo, hi):
-        iv = (intervals or {}).get(name)
-        if min(zi - a, b - zi) <= 1e-3 * (b - a):
-            out[name] = "at a bound"
-        elif log and iv and iv[0] > 0 and iv[1] / iv[0] > 10:
-            out[name] = "interval spans more than a decade"
+    out = {sp.name: "at a bound" for sp, zi, a, b in zip(specs(form), z, lo, hi)
+           if min(zi - a, b - zi) <= 1e-3 * (b - a)}
+    ivs = {k: tuple(v) for k, v in (intervals or {}).items()}
+    for flag in wide_intervals(ivs, specs(form)):  # "N0 interval spans more than a decade"
+        name, _, why = flag.partition(" ")
+        out.setdefault(name, why)
     return out
 
 
