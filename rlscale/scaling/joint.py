@@ -247,8 +247,7 @@ def _flags(form, z, intervals) -> dict:
     lo, hi = _bounds(form)
     out = {sp.name: "at a bound" for sp, zi, a, b in zip(specs(form), z, lo, hi)
            if min(zi - a, b - zi) <= 1e-3 * (b - a)}
-    ivs = {k: tuple(v) for k, v in (intervals or {}).items()}
-    for flag in wide_intervals(ivs, specs(form)):  # "N0 interval spans more than a decade"
+    for flag in wide_intervals(intervals or {}, specs(form)):  # "N0 interval spans more ..."
         name, _, why = flag.partition(" ")
         out.setdefault(name, why)
     return out
