@@ -22,12 +22,13 @@ def acc(rows):
 T = Path(sys.argv[1])
 print("| pilot | last-20 loss | greedy | stories | expressions | greedy ceiling | worked advantage |")
 print("|---|---|---|---|---|---|---|")
-for pre in sorted(T.glob("pre-*/loss.jsonl")):
-    name = pre.parent.name.removeprefix("pre-")
-    loss = [json.loads(x)["loss"] for x in open(pre)]
+# every evaluated model: rung_pilot.sh's pilots and models evaluated alone (ev-NAME without pre-NAME)
+for name in sorted({p.name.split("-", 1)[1] for p in [*T.glob("pre-*/"), *T.glob("ev-*/")]}):
+    pre = T / f"pre-{name}" / "loss.jsonl"
+    loss = [json.loads(x)["loss"] for x in open(pre)] if pre.is_file() else []
     g = T / f"ev-{name}" / "greedy" / "completions.jsonl"
     t1 = T / f"ev-{name}" / "t1" / "completions.jsonl"
-    row = f"| {name} | {sum(loss[-20:]) / 20:.4f} |"
+    row = f"| {name} | {sum(loss[-20:]) / 20:.4f} |" if loss else f"| {name} | |"
     if g.is_file():
         rows = read_jsonl(g)
         st = [r for r in rows if question_style(r["question"]) != "expr"]
