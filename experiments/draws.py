@@ -16,16 +16,15 @@ import statistics
 import sys
 from pathlib import Path
 
-from rlscale.chains import chain_stats
+from rlscale.chains import accuracy, chain_stats
 from rlscale.files import read_jsonl
 
 
 def greedy(path: Path) -> tuple[float, float, float]:
     """(accuracy, its SE, stories right) of one draw's 0-shot greedy completions."""
     rows = [r for r in read_jsonl(path) if r.get("shots", 0) == 0]
-    x = [float(r["scores"]["custom_flexible"][0]) for r in rows]
-    p = sum(x) / len(x)
-    return p, math.sqrt(p * (1 - p) / len(x)), chain_stats(rows)["stories_right"]
+    p, se, _ = accuracy(rows)
+    return p, se, chain_stats(rows)["stories_right"]
 
 
 def main(root: Path, specs: list[str]) -> None:

@@ -2,13 +2,12 @@
 problems of the validation task VAL (written to OUT by `rlscale eval`, reused if there), split
 by style, with the greedy ceiling and the step-by-step shares of rlscale.chains.chain_stats.
 For models that rung_pilot.sh did not train (a study's pretrain/*/model, an RL policy)."""
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 from rlscale.arith import question_style
-from rlscale.chains import chain_stats
+from rlscale.chains import accuracy, chain_stats
 from rlscale.files import read_jsonl
 
 model, val, out = sys.argv[1:4]
@@ -21,9 +20,7 @@ rows = read_jsonl(Path(out) / "completions.jsonl")
 
 
 def acc(rs):
-    x = [r["scores"]["custom_flexible"][0] for r in rs]
-    p = sum(x) / len(x)
-    return f"{p:.3f} ± {math.sqrt(p * (1 - p) / len(x)):.3f} (n={len(x)})"
+    return "{:.3f} ± {:.3f} (n={})".format(*accuracy(rs))
 
 
 stories = [r for r in rows if question_style(r["question"]) != "expr"]

@@ -4,19 +4,16 @@ with SE, the greedy ceiling (session 13: the accuracy if every story were right 
 expressions kept their bare guesses; what room greedy decoding leaves above a rung), and the
 worked advantage at T=1 (rlscale.chains.answer_styles)."""
 import json
-import math
 import sys
 from pathlib import Path
 
 from rlscale.arith import question_style
-from rlscale.chains import answer_styles, chain_stats
+from rlscale.chains import accuracy, answer_styles, chain_stats
 from rlscale.files import read_jsonl
 
 
 def acc(rows):
-    x = [r["scores"]["custom_flexible"][0] for r in rows]
-    m = sum(x) / max(1, len(x))
-    return f"{m:.3f} ± {math.sqrt(m * (1 - m) / max(1, len(x))):.3f}"
+    return "{:.3f} ± {:.3f}".format(*accuracy(rows)[:2])
 
 
 T = Path(sys.argv[1])

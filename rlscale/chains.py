@@ -6,6 +6,7 @@ that call for different skills: the operand is not the problem's (copying: the k
 operand is the (k+1)-th number of the question, stories and expressions alike) or c is not
 a op b (arithmetic). Pure: parses completions.jsonl records; imports no models.
 
+    accuracy(rows) -> (accuracy, its binomial SE, problems) of the first 0-shot completions
     chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right",
                           "stories_right", "expr_right", "ceiling"}
     answer_styles(rows) -> {"expr_samples", "worked_share", "right_worked", "right_bare",
@@ -19,6 +20,7 @@ worked advantage (docs/study.md, session 10).
 
 from __future__ import annotations
 
+import math
 import re
 
 from rlscale.arith import question_style
@@ -30,6 +32,17 @@ _MAX_LINES = 64  # a completion is bounded by max_new_tokens; this bounds the pa
 def is_bare(completion: str) -> bool:
     """A completion that answers without working ("#### N"): the corpus's bare form."""
     return completion.lstrip().startswith("####")
+
+
+def accuracy(rows: list[dict], check: str = "custom_flexible") -> tuple[float, float, int]:
+    """(accuracy, binomial SE, problems) of the first completion of each 0-shot row scored by
+    `check`: a greedy eval's number with its SE (nan, nan, 0 for no rows)."""
+    x = [float(r["scores"][check][0]) for r in rows
+         if r.get("shots", 0) == 0 and (r.get("scores") or {}).get(check)]
+    if not x:
+        return math.nan, math.nan, 0
+    p = sum(x) / len(x)
+    return p, math.sqrt(p * (1 - p) / len(x)), len(x)
 
 
 def chain_stats(rows: list[dict], check: str = "custom_flexible") -> dict:

@@ -1,6 +1,8 @@
 """Step-level diagnostics of worked chains (rlscale.chains): operand copied, arithmetic right,
 expressions answered bare, on hand-written completions with known answers."""
 
+import math
+
 import pytest
 
 from rlscale.arith import ARITH_PRESETS, arith_problems
@@ -86,3 +88,17 @@ def test_answer_styles_count_worked_and_bare_samples_of_expressions():
     m = mean_styles([s, only_bare])
     assert m["expr_samples"] == 7 and m["right_bare"] == pytest.approx(0.75)
     assert m["worked_advantage"] == pytest.approx(0.0) and mean_styles([]) is None
+
+
+def test_accuracy_reads_first_zero_shot_completion_with_binomial_se():
+    from rlscale.chains import accuracy
+
+    rows = [{"shots": 0, "scores": {"custom_flexible": [1.0, 0.0]}},
+            {"shots": 0, "scores": {"custom_flexible": [0.0, 1.0]}},
+            {"shots": 0, "scores": {"custom_flexible": [1.0]}},
+            {"shots": 0, "scores": {"custom_flexible": [1.0]}},
+            {"shots": 3, "scores": {"custom_flexible": [0.0]}},  # k-shot rows are not 0-shot
+            {"shots": 0, "scores": {"boxed": [1.0]}}]  # not scored by the check
+    p, se, n = accuracy(rows)
+    assert (p, n) == (0.75, 4) and abs(se - math.sqrt(0.75 * 0.25 / 4)) < 1e-12
+    assert math.isnan(accuracy([])[0]) and accuracy([])[2] == 0
