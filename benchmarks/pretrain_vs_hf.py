@@ -8,6 +8,8 @@ corpus, AdamW with the same hyper-parameters, grad clip 1.0, fp32 on the CPU):
     rlscale  rlscale.pretrain_loop.Loop.step: the loop `rlscale pretrain` runs (the compact
              forward of rlscale.models.fast, fused AdamW, loss on the logits)
     rlscale_hf_forward  the same loop with transformers' forward (what the compact forward adds)
+    rlscale_bf16  rlscale's loop with its forward under bf16 autocast (--bf16 only): what the
+             CPU's bf16 matrix units (AMX) buy a whole step; printed as a ratio to rlscale
 
 The sides alternate over rounds (so drifts of a shared machine hit both), with warm-up steps
 first; the median step time of each side gives tokens/s and MFU = model FLOPs per second over
@@ -58,7 +60,7 @@ def hf_labels_side(model, cfg):
     return step
 
 
-def rlscale_side(model, cfg, corpus, fast=None):
+def rlscale_side(model, cfg, corpus, fast=None, bf16=False):
     from rlscale.pretrain_loop import Loop
 
     class _Bar:
@@ -68,7 +70,7 @@ def rlscale_side(model, cfg, corpus, fast=None):
         def set_postfix(self, **kw):
             pass
 
-    loop = Loop(cfg, corpus, model, "cpu", _Bar(), fast=fast)
+    loop = Loop(cfg, corpus, model, "cpu", _Bar(), fast=fast, bf16=bf16)
     return lambda step: loop.step(step, cfg.lr)
 
 
@@ -82,15 +84,20 @@ def model_flops(model, n_params: int, batch: int, seq: int) -> float:
     return 6.0 * (n_params + c.hidden_size * c.vocab_size) * tokens + 3.0 * attn
 
 
-def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int, peak: float):
+def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int, peak: float,
+          bf16: bool = False):
     import copy
 
     cfg, corpus, model, n = build(rung, batch, seq)
     sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None}
+    if bf16:
+        sides["rlscale_bf16"] = None
     models = {k: copy.deepcopy(model) for k in sides}
     sides["hf"] = hf_labels_side(models["hf"], cfg)
     sides["rlscale"] = rlscale_side(models["rlscale"], cfg, corpus)
     sides["rlscale_hf_forward"] = rlscale_side(models["rlscale_hf_forward"], cfg, corpus, False)
+    if bf16:
+        sides["rlscale_bf16"] = rlscale_side(models["rlscale_bf16"], cfg, corpus, bf16=True)
     times: dict[str, list[float]] = {k: [] for k in sides}
     order = list(sides)
     for r in range(rounds):
@@ -112,7 +119,9 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
           f"hf_tokens_per_s={tps['hf']:.0f} rlscale_tokens_per_s={tps['rlscale']:.0f} "
           f"speedup={med['hf'] / med['rlscale']:.2f} hf_mfu={mfu['hf']:.3f} "
           f"rlscale_mfu={mfu['rlscale']:.3f} "
-          f"rlscale_hf_forward_speedup={med['hf'] / med['rlscale_hf_forward']:.2f}", flush=True)
+          f"rlscale_hf_forward_speedup={med['hf'] / med['rlscale_hf_forward']:.2f}"
+          + (f" bf16_vs_rlscale={med['rlscale'] / med['rlscale_bf16']:.2f}" if bf16 else ""),
+          flush=True)
 
 
 def main() -> None:
@@ -124,6 +133,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per side and round")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true",
+                    help="add rlscale's loop under bf16 autocast (ratio to the fp32 loop)")
     args = ap.parse_args()
     import torch
 
@@ -134,7 +145,8 @@ def main() -> None:
     print(f"# torch {torch.__version__}, {args.threads} threads, fp32 matmul peak "
           f"{peak / 1e9:.1f} GFLOP/s (2048^3)", flush=True)
     for rung in args.rungs.split(","):
-        bench(rung.strip(), args.batch, args.seq, args.rounds, args.steps, args.warmup, peak)
+        bench(rung.strip(), args.batch, args.seq, args.rounds, args.steps, args.warmup, peak,
+              args.bf16)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,12 @@ class Loop:
     into a run directory (the trunk's or a branch's) and save the last finished step when
     interrupted."""
 
-    def __init__(self, cfg, corpus, model, device: str, bar, fast: bool | None = None):
+    def __init__(self, cfg, corpus, model, device: str, bar, fast: bool | None = None,
+                 bf16: bool | None = None):
         """fast: the compact forward of rlscale.models.fast instead of transformers' (None: where
-        it reproduces the model exactly); docs/benchmarks.md has what each costs."""
+        it reproduces the model exactly); bf16: the forward under bf16 autocast (None: on CUDA
+        only; on the CPU it did not pay even with AMX, session 15); docs/benchmarks.md has what
+        each costs."""
         import torch
 
         from rlscale.models import fast as fast_mod
@@ -120,7 +123,8 @@ class Loop:
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=True)
         except (RuntimeError, TypeError):
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
-        self.amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" \
+        on = device == "cuda" if bf16 is None else bf16
+        self.amp = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if on \
             else contextlib.nullcontext
         self.clean = True  # the weights are those of a finished step
 

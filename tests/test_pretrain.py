@@ -223,3 +223,29 @@ def test_direct_style_gives_bare_answers_to_one_question_style_only():
     with pytest.raises(UserError, match="direct-style"):
         small_cfg(direct_style="latex").validate()
     small_cfg(direct_style="expr", direct_frac=0.9, slip_frac=0.5).validate()  # drawn apart
+
+
+def test_loop_bf16_autocast_on_the_cpu_is_opt_in_and_trains_alike():
+    """Loop(bf16=True) runs the forward under CPU bf16 autocast (benchmarks/pretrain_vs_hf.py
+    --bf16 measures it); by default the CPU step is fp32, and the two first losses agree."""
+    import copy
+
+    import torch
+
+    from rlscale.models import build_micro
+    from rlscale.pretrain_loop import Loop
+
+    class _Bar:
+        def update(self, n):
+            pass
+
+    corpus, tok = _corpus()
+    model = build_micro("micro:20k", tok, seed=0).train()
+    fp32 = Loop(corpus.cfg, corpus, copy.deepcopy(model), "cpu", _Bar())
+    bf16 = Loop(corpus.cfg, corpus, copy.deepcopy(model), "cpu", _Bar(), bf16=True)
+    with fp32.amp():
+        assert not torch.is_autocast_enabled("cpu")
+    with bf16.amp():
+        assert torch.is_autocast_enabled("cpu")
+    a, b = fp32.step(0, 3e-3), bf16.step(0, 3e-3)
+    assert math.isfinite(b) and abs(a - b) < 0.05 * a
