@@ -123,8 +123,9 @@ class Loop:
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=True)
         except (RuntimeError, TypeError):
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
-        on = device == "cuda" if bf16 is None else bf16
-        self.amp = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if on \
+        kind = torch.device(device).type
+        on = kind == "cuda" if bf16 is None else bf16
+        self.amp = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if on \
             else contextlib.nullcontext
         self.clean = True  # the weights are those of a finished step
 
