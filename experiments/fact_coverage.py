@@ -11,21 +11,16 @@ import sys
 from pathlib import Path
 
 from rlscale.arith import question_style
-from rlscale.chains import _STEP
+from rlscale.chains import parse_step
 from rlscale.files import read_jsonl
 
 BUCKETS = ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, 10**9, "10+"))
 
 
-def facts(line: str) -> tuple[int, str, int, int] | None:
-    m = _STEP.match(line.strip()[:200])
-    return (int(m[1]), m[2], int(m[3]), int(m[4])) if m else None
-
-
 def main(train: str, evs: list[str]) -> None:
     seen: collections.Counter = collections.Counter()
     for r in read_jsonl(train):
-        for f in filter(None, map(facts, r["answer"].split("\n"))):
+        for f in filter(None, map(parse_step, r["answer"].split("\n"))):
             seen[f[:3]] += 1
     print("| model | " + " | ".join(f"fact seen {b[2]} times: wrong / steps" for b in BUCKETS) + " |")
     print("|---|" + "---|" * len(BUCKETS))
@@ -36,7 +31,7 @@ def main(train: str, evs: list[str]) -> None:
         for r in read_jsonl(path):
             if r.get("shots", 0) != 0 or question_style(r["question"]) == "expr":
                 continue
-            for a, op, b, c in filter(None, map(facts, r["completions"][0].split("\n")[:64])):
+            for a, op, b, c in filter(None, map(parse_step, r["completions"][0].split("\n")[:64])):
                 k = seen[(a, op, b)]
                 name = next(n for lo, hi, n in BUCKETS if lo <= k <= hi)
                 steps[name] += 1

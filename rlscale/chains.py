@@ -7,6 +7,7 @@ operand is the (k+1)-th number of the question, stories and expressions alike) o
 a op b (arithmetic). Pure: parses completions.jsonl records; imports no models.
 
     accuracy(rows) -> (accuracy, its binomial SE, problems) of the first 0-shot completions
+    parse_step(line) -> (a, op, b, c) of a worked step line, or None
     chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right",
                           "stories_right", "expr_right", "ceiling"}
     answer_styles(rows) -> {"expr_samples", "worked_share", "right_worked", "right_bare",
@@ -45,6 +46,12 @@ def accuracy(rows: list[dict], check: str = "custom_flexible") -> tuple[float, f
     return p, math.sqrt(p * (1 - p) / len(x)), len(x)
 
 
+def parse_step(line: str) -> tuple[int, str, int, int] | None:
+    """(a, op, b, c) of a worked step line "[quote: ]a op b = c", None for any other line."""
+    m = _STEP.match(line.strip()[:200])
+    return (int(m[1]), m[2], int(m[3]), int(m[4])) if m else None
+
+
 def chain_stats(rows: list[dict], check: str = "custom_flexible") -> dict:
     """Shares over the 0-shot completions of rows (the first completion of each problem):
     bare_expr: expressions answered bare; operand_right, arithmetic_right: of the parsed step
@@ -63,10 +70,10 @@ def chain_stats(rows: list[dict], check: str = "custom_flexible") -> dict:
                 continue
         numbers = [int(x) for x in re.findall(r"\d+", r["question"])]
         for k, line in enumerate(text.split("\n")[:_MAX_LINES]):
-            m = _STEP.match(line.strip()[:200])
-            if not m:
+            step = parse_step(line)
+            if step is None:
                 continue
-            a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+            a, op, b, c = step
             steps += 1
             operand += k + 1 < len(numbers) and b == numbers[k + 1]
             arith += c == {"+": a + b, "-": a - b, "*": a * b}[op]

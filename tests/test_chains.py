@@ -102,3 +102,12 @@ def test_accuracy_reads_first_zero_shot_completion_with_binomial_se():
     p, se, n = accuracy(rows)
     assert (p, n) == (0.75, 4) and abs(se - math.sqrt(0.75 * 0.25 / 4)) < 1e-12
     assert math.isnan(accuracy([])[0]) and accuracy([])[2] == 0
+
+
+def test_parse_step_reads_quoted_and_bare_step_lines_only():
+    from rlscale.chains import parse_step
+
+    assert parse_step("He sells 4: 9 - 4 = 5") == (9, "-", 4, 5)
+    assert parse_step("  6 * 2 = 12 ") == (6, "*", 2, 12)
+    assert parse_step("#### 12") is None and parse_step("The answer is 5.") is None
+    assert parse_step("1" * 500 + " + 1 = 2") is None  # bounded: only the first 200 characters
