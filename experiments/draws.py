@@ -2,8 +2,8 @@
 pre-training draw. Each EV names DIR/ev-EV/greedy (one pre-trained draw of RUNG, evaluated by
 rung_pilot.sh or evaluated alone), draws listed in the same order for every rung (the i-th of
 each rung is pre-training seed i); an EV holding a "/" is a directory with completions.jsonl
-(a study's baseline/RUNG: its 0-shot rows are read). Prints, per rung, each draw's greedy 0-shot accuracy and
-stories, the mean and the spread between draws (sample SD); per step between adjacent rungs,
+(a study's baseline/RUNG: its 0-shot rows are read). Prints, per rung, each draw's greedy
+0-shot accuracy and stories, the mean and the spread between draws (sample SD); per step between adjacent rungs,
 the step in each draw against its combined SE (as summary.json's baseline_order), how many
 draws order it, and the expected step (difference of the draws' means) with its SE from the
 spread. An expected step near zero cannot be ordered in one run by any SE: docs/study.md,
@@ -45,7 +45,7 @@ def main(root: Path, specs: list[str]) -> None:
         ordered = sum(s > se for s, se in steps)
         xa, xb = [d[0] for d in a], [d[0] for d in b]
         var = sum(statistics.variance(v) / len(v) for v in (xa, xb) if len(v) > 1)
-        cells = " / ".join(f"{s:+.3f} / {se:.3f}" for s, se in steps)
+        cells = ", ".join(f"{s:+.3f} / {se:.3f}" for s, se in steps)
         print(f"| {lo} -> {hi} | {cells} | {ordered} of {len(steps)} | "
               f"{statistics.mean(xb) - statistics.mean(xa):+.3f} ({math.sqrt(var):.3f}) |")
 
