@@ -169,7 +169,7 @@ def test_joint_flags_parameters_the_data_do_not_pin_down():
     iv = {"N0": [1e4, 5e6], "T0": [1e4, 5e4]}
     assert _flags("rl_kn", z, iv) == {"K_max": "at a bound",
                                       "N0": "interval spans more than a decade"}
-    # the interval rules are intervals.wide_intervals' (one home): an interval reaching its
+    # the interval rules are intervals.interval_flags' (one home): an interval reaching its
     # bound, and a positive parameter's spanning a decade, log-scaled in the search or not
     iv = {"T0": [1e2, 5e3], "alpha": [0.02, 0.9], "E": [0.1, 0.2]}
     assert _flags("rl_kn", z, iv) == {"K_max": "at a bound",

@@ -76,19 +76,24 @@ def coverage(y, lo, hi) -> float:
     return float(np.mean((y >= lo) & (y <= hi))) if len(y) else float("nan")
 
 
-def wide_intervals(intervals: dict[str, tuple[float, float]], specs) -> list[str]:
-    """Flags for parameters the resamples do not pin down: an interval reaching one of the
+def interval_flags(intervals: dict[str, tuple[float, float]], specs) -> dict[str, str]:
+    """Parameters the resamples do not pin down, name -> why: an interval reaching one of the
     parameter's bounds, or, for positive parameters (log-scaled or bounded below by 0), one
     spanning more than a decade (hi / lo > 10). A signed parameter (an intercept, e1) has no
     scale to compare a decade with."""
-    flags = []
+    flags = {}
     for p in specs:
         lo, hi = intervals.get(p.name, (np.nan, np.nan))
         if not (np.isfinite(lo) and np.isfinite(hi)):
             continue
         tol = 1e-6 * (p.hi - p.lo) if not p.log else 0.0
         if lo <= p.lo + tol or hi >= p.hi - tol:  # resample fits ran to the edge: unpinned
-            flags.append(f"{p.name} interval reaches its bound")
+            flags[p.name] = "interval reaches its bound"
         elif (p.log or p.lo >= 0) and lo > 0 and hi / lo > 10:
-            flags.append(f"{p.name} interval spans more than a decade")
+            flags[p.name] = "interval spans more than a decade"
     return flags
+
+
+def wide_intervals(intervals: dict[str, tuple[float, float]], specs) -> list[str]:
+    """interval_flags as report lines, "NAME why"."""
+    return [f"{name} {why}" for name, why in interval_flags(intervals, specs).items()]

@@ -36,7 +36,7 @@ import numpy as np
 from scipy.optimize import least_squares, minimize_scalar
 
 from rlscale.errors import UserError
-from rlscale.scaling.intervals import wide_intervals
+from rlscale.scaling.intervals import interval_flags
 
 # name, lower, upper, log (optimised as log10); pre-training part first
 _PRE = [("E", 0.0, 1.0, False), ("A", 1e-6, 10.0, True), ("alpha", 0.01, 3.0, False),
@@ -50,7 +50,7 @@ _RL = {"rl_power": [("T0", 1e2, 1e12, True), ("k", 1e-4, 5.0, False)],
 FORMS = tuple(_RL)
 
 
-Spec = namedtuple("Spec", "name lo hi log")  # the attributes intervals.wide_intervals reads
+Spec = namedtuple("Spec", "name lo hi log")  # the attributes intervals.interval_flags reads
 
 
 def specs(form: str) -> list[Spec]:
@@ -242,14 +242,13 @@ def fit_joint(data: JointData, form: str, n_boot: int = 100, seed: int = 0,
 
 def _flags(form, z, intervals) -> dict:
     """Parameters the data do not pin down: the estimate at a bound of the search, or a
-    bootstrap interval that intervals.wide_intervals flags (reaching a bound, or a positive
+    bootstrap interval that intervals.interval_flags flags (reaching a bound, or a positive
     parameter's spanning more than a decade): name -> why."""
     lo, hi = _bounds(form)
     out = {sp.name: "at a bound" for sp, zi, a, b in zip(specs(form), z, lo, hi)
            if min(zi - a, b - zi) <= 1e-3 * (b - a)}
-    for flag in wide_intervals(intervals or {}, specs(form)):  # "N0 interval spans more ..."
-        name, _, why = flag.partition(" ")
-        out.setdefault(name, why)
+    for name, why in interval_flags(intervals or {}, specs(form)).items():
+        out.setdefault(name, why)  # an estimate at a bound says more than its interval
     return out
 
 
