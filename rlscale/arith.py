@@ -15,7 +15,10 @@ ops=+-*,style=mixed`). Generation is seeded and deterministic; rlscale.tasks spl
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
+import re
 from dataclasses import dataclass, fields, replace
 
 from rlscale.errors import UserError
@@ -49,6 +52,13 @@ class ArithConfig:
     # ("He gets 3 more: 14 + 3 = 17", as GSM8K's solutions restate their context in words), an
     # expression's step the expression left ("17 - 5 * 2: 17 - 5 = 12"), so that every operand
     # is copied from text just written rather than found by counting steps
+    lexicon: int = 0  # > 0: the world has this many number-words ("kavo" = 13), and stories
+    # say some operands as words ("He gets kavo more: 9 + 13 = 22"), so the worked step must
+    # recall the word's value: a table of knowledge, not arithmetic, whose rare entries a
+    # larger model may learn from fewer sightings (docs/study.md, session 16)
+    lexicon_share: float = 0.5  # stories: the share of + and - steps said as a word, where one fits
+    lexicon_zipf: float = 1.0  # the word of frequency rank r occurs with P ~ r^-lexicon_zipf
+    lexicon_max: int = 20  # every word is worth a value drawn uniformly in 2..lexicon_max
 
     def validate(self) -> "ArithConfig":
         if not 2 <= self.min_terms <= self.max_terms <= 20:
@@ -72,6 +82,13 @@ class ArithConfig:
         if self.expr_zipf != -1.0 and not 0 <= self.expr_zipf <= 4:
             raise UserError(f"arith: expr_zipf must be -1 (as zipf) or in [0, 4], got "
                             f"{self.expr_zipf}")
+        if not 0 <= self.lexicon <= 100_000 or not 0 <= self.lexicon_share <= 1:
+            raise UserError(f"arith: need 0 <= lexicon <= 100000 and 0 <= lexicon_share <= 1, "
+                            f"got {self.lexicon}, {self.lexicon_share}")
+        if self.lexicon and not (0 <= self.lexicon_zipf <= 4
+                                 and 2 <= self.lexicon_max <= self.max_value):
+            raise UserError(f"arith: need lexicon_zipf in [0, 4] and lexicon_max in "
+                            f"[2, max_value], got {self.lexicon_zipf}, {self.lexicon_max}")
         if not 0 <= self.expr_share <= 1:
             raise UserError(f"arith: expr_share must be in [0, 1], got {self.expr_share}")
         if self.style not in STYLES:
@@ -118,30 +135,69 @@ def _draw(rng: random.Random, lo: int, hi: int, zipf: float) -> int:
     return rng.choices(vals, weights=[v ** -zipf for v in vals])[0]
 
 
-def _chain(rng: random.Random, cfg: ArithConfig) -> tuple[int, list[tuple[str, int, int]]]:
-    """A start value and steps (op, operand, result), all numbers within [0, max_value]."""
+_CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
+# words the problems and their answers already use ("more"), which a number-word must not be
+_RESERVED = set(re.findall(r"[a-z]+", " ".join(
+    [*(p for ps in _PHRASES.values() for p in ps), *_OBJECTS,
+     *(n.lower() for ns in _NAMES for n in ns), "has how many does have now what is the answer"])))
+
+
+@functools.lru_cache(maxsize=8)
+def lexicon(k: int, top: int, zipf: float) -> tuple[tuple[str, ...], tuple[int, ...], list[float]]:
+    """The world's k number-words in frequency-rank order, their values (2..top) and the
+    cumulative weights of their ranks. One fixed draw: a larger k extends a smaller one's list."""
+    rng, words, seen = random.Random(7919), [], set()
+    while len(words) < k:
+        w = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS)
+                    for _ in range(rng.choice((2, 3))))
+        u = rng.random()  # the value, as a fraction, so that any `top` reads the same draw
+        if w not in seen and w not in _RESERVED:
+            seen.add(w)
+            words.append((w, 2 + int(u * (top - 1))))
+    cum = list(itertools.accumulate(r ** -zipf for r in range(1, k + 1)))
+    return tuple(w for w, _ in words), tuple(v for _, v in words), cum
+
+
+def _word(rng: random.Random, cfg: ArithConfig, op: str, cur: int) -> tuple[str, int] | None:
+    """A number-word that fits a story's step (op on cur), or None (the step says a number)."""
+    if op == "*" or rng.random() >= cfg.lexicon_share:
+        return None
+    words, values, cum = lexicon(cfg.lexicon, cfg.lexicon_max, cfg.lexicon_zipf)
+    for _ in range(10):  # a word too big for the step is drawn again, then given up
+        i = rng.choices(range(len(words)), cum_weights=cum)[0]
+        if (op == "+" and cur + values[i] <= cfg.max_value) or (op == "-" and values[i] <= cur):
+            return words[i], values[i]
+    return None
+
+
+def _chain(rng: random.Random, cfg: ArithConfig, words: bool = False
+           ) -> tuple[int, list[tuple[str, int, int]], list[str | None]]:
+    """A start value, steps (op, operand, result), all numbers within [0, max_value], and how
+    each operand is said: a number-word (`words` and a lexicon) or None (its digits)."""
     z = cfg.zipf
     while True:
         start = cur = _draw(rng, 2, cfg.max_value, z)  # 2+: "1 apples" reads badly
-        steps = []
+        steps, said = [], []
         for _ in range(rng.randint(cfg.min_terms, cfg.max_terms) - 1):
             ok = [op for op in cfg.ops if _feasible(op, cur, cfg)]
             if not ok:
                 break
             op = rng.choice(ok)
-            if op == "+":
+            word = _word(rng, cfg, op, cur) if words and cfg.lexicon else None
+            if word:
+                b = word[1]
+            elif op == "+":
                 b = _draw(rng, 1, cfg.max_value - cur, z)
-                res = cur + b
             elif op == "-":
                 b = _draw(rng, 1, cur, z)
-                res = cur - b
             else:
                 b = _draw(rng, 2, min(cfg.max_factor, cfg.max_value // cur), z)
-                res = cur * b
+            res = {"+": cur + b, "-": cur - b, "*": cur * b}[op]
             steps.append((op, b, res))
+            said.append(word[0] if word else None)
             cur = res
         else:
-            return start, steps  # a chain that ran out of feasible ops is drawn again
+            return start, steps, said  # a chain that ran out of feasible ops is drawn again
 
 
 def _expr(start: int, steps) -> str:
@@ -163,12 +219,15 @@ def question_style(question: str) -> str:
     return "expr" if question.startswith("What is ") else "words"
 
 
-def _words_question(rng: random.Random, start: int, steps) -> tuple[str, list[str]]:
-    """The story, and its step sentences (one per step, without the full stop)."""
+def _words_question(rng: random.Random, start: int, steps, names=None
+                    ) -> tuple[str, list[str]]:
+    """The story, and its step sentences (one per step, without the full stop); names[k], where
+    given, is the number-word that says step k's operand."""
     name, pronoun = rng.choice(_NAMES)
     obj = rng.choice(_OBJECTS)
-    said = [rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=b)[:-1]
-            for op, b, _ in steps]
+    names = names or [None] * len(steps)
+    said = [rng.choice(_PHRASES[op]).format(P=pronoun, p=pronoun.lower(), b=w or b)[:-1]
+            for (op, b, _), w in zip(steps, names)]
     parts = [f"{name} has {start} {obj}.", *(f"{x}." for x in said),
              f"How many {obj} does {name} have now?"]
     return " ".join(parts), said
@@ -191,17 +250,19 @@ def _expr_config(cfg: ArithConfig) -> ArithConfig:
 
 def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
     """One problem: its question, the worked chain ending in "#### N", level = its steps."""
-    start, steps = _chain(rng, cfg)
+    start, steps, names = _chain(rng, cfg)
     style = cfg.style if cfg.style != "mixed" else _mixed_style(rng, cfg.expr_share)
     ecfg = _expr_config(cfg) if style == "expr" else cfg
     if ecfg is not cfg:
-        start, steps = _chain(rng, ecfg)
+        start, steps, names = _chain(rng, ecfg)
     while style == "expr" and cfg.expr_max_terms and len(steps) + 1 > cfg.expr_max_terms:
-        start, steps = _chain(rng, ecfg)  # drawn again: levels stay uniform up to the cap
+        start, steps, names = _chain(rng, ecfg)  # drawn again: levels stay uniform up to the cap
+    if style == "words" and cfg.lexicon:  # drawn again with number-words (specs without a
+        start, steps, names = _chain(rng, cfg, words=True)  # lexicon: the problems as before)
     if style == "expr":
         question, said = _expr_question(start, steps), None
     else:
-        question, said = _words_question(rng, start, steps)
+        question, said = _words_question(rng, start, steps, names)
     lines, prev = [], start
     for k, (op, b, res) in enumerate(steps):
         if cfg.quote and said:  # the step's sentence, then its equation

@@ -158,6 +158,13 @@ def test_hf_names(monkeypatch):
 
 
 # ------------------------------------------------ procedural
+def lexicon_values(cfg: ArithConfig) -> dict[str, int]:
+    from rlscale.arith import lexicon
+
+    words, values, _ = lexicon(cfg.lexicon, cfg.lexicon_max, cfg.lexicon_zipf)
+    return dict(zip(words, values))
+
+
 def check_arith(p: Problem, cfg: ArithConfig):
     lines = p.solution.split("\n")
     assert lines[-1] == f"#### {p.answer}"
@@ -172,7 +179,10 @@ def check_arith(p: Problem, cfg: ArithConfig):
                 assert said.lstrip("(").startswith(line.split(" =")[0])
                 assert k or f"What is {said}?" == p.question
             else:  # the step's own sentence, whose one number is the operand of the step
-                assert story[k] == said and re.findall(r"\d+", said) == [line.split()[2]]
+                assert story[k] == said
+                words = [w for w in said.split() if w in lexicon_values(cfg)]
+                said_as = [str(lexicon_values(cfg)[w]) for w in words] or re.findall(r"\d+", said)
+                assert said_as == [line.split()[2]]  # its one number, or number-word
         a, op, b, eq, c = line.split()
         a, b, c = int(a), int(b), int(c)
         assert eq == "=" and op in cfg.ops and prev in (None, a)
@@ -353,6 +363,42 @@ def test_expressions_can_be_drawn_easier_than_the_stories():
                 "arith:ladder,expr_zipf=5"):
         with pytest.raises(UserError, match="expr_"):
             parse_arith_spec(bad)
+
+
+def test_lexicon_says_story_operands_as_number_words_with_a_zipf_tail():
+    from rlscale.arith import _RESERVED, lexicon, question_style
+
+    spec = "arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,expr_zipf=1,expr_max_terms=4"
+    cfg = parse_arith_spec(spec + ",lexicon=300")
+    probs = arith_problems(4000, seed=2, cfg=cfg)
+    for p in probs:  # every step's arithmetic holds, each word said as its one value
+        check_arith(p, cfg)
+    words, values, _ = lexicon(300, 20, 1.0)
+    assert len(set(words)) == 300 and not set(words) & _RESERVED  # never "more" or "gets"
+    assert all(2 <= v <= 20 for v in values)
+    assert lexicon(50, 20, 1.0)[0] == words[:50]  # one fixed draw: lists nest
+    seen = collections.Counter(w for p in probs for w in re.findall(r"[a-z]+", p.question)
+                               if w in set(words))
+    assert not any(w in set(words) for p in probs if question_style(p.question) == "expr"
+                   for w in re.findall(r"[a-z]+", p.question))  # stories only
+    rank = {w: i for i, w in enumerate(words)}
+    head = sum(n for w, n in seen.items() if rank[w] < 10)
+    tail = sum(n for w, n in seen.items() if rank[w] >= 100)
+    assert head > tail / 3 and tail > 0 and seen[words[0]] > 5 * seen[words[99]]  # ~1/r
+    # without a lexicon the problems are those of earlier versions
+    assert arith_problems(50, seed=2, cfg=parse_arith_spec(spec)) == arith_problems(
+        50, seed=2, cfg=parse_arith_spec(spec + ",lexicon=0"))
+    # the share of + and - story steps said as words follows lexicon_share
+    for share, lo, hi in ((0.0, 0.0, 0.0), (1.0, 0.6, 1.0)):
+        c = parse_arith_spec(spec + f",lexicon=300,lexicon_share={share}")
+        steps = [s for p in arith_problems(1000, seed=2, cfg=c) if question_style(p.question)
+                 == "words" for s in p.solution.split("\n")[:-1] if "times" not in s]
+        said = sum(any(w in set(words) for w in s.split(": ")[0].split()) for s in steps)
+        assert lo <= said / len(steps) <= hi
+    for bad in ("lexicon=-1", "lexicon_share=2", "lexicon=9,lexicon_zipf=9",
+                "lexicon=9,lexicon_max=1", "lexicon=9,lexicon_max=500"):
+        with pytest.raises(UserError, match="lexicon"):
+            parse_arith_spec(f"arith:ladder,{bad}")
 
 
 def test_transfer_family_is_disjoint_from_the_main_task():
