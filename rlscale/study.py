@@ -85,7 +85,8 @@ def configure(p) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS) + ["allocate", "allocate-smoke"],
                    default="cpu", help="cpu: 4 rungs, <= 20 min on 2 cores; cpu-edge: the same on 5M "
                    "tokens and a two-difficulty task (docs/study.md, session 13); cpu-tilt: "
-                   "cpu-edge with more tokens for smaller rungs (session 14); cpu-long: 9M "
+                   "cpu-edge with more tokens for smaller rungs (session 14); cpu-words: cpu-edge "
+                   "with number-words in the stories (session 16); cpu-long: 9M "
                    "tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
                    "split (rlscale.allocation)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")

@@ -165,6 +165,17 @@ PRESETS["cpu-tilt"] = replace(PRESETS["cpu-edge"], name="cpu-tilt", token_power=
     replace(r, tokens=t) for r, t in zip(PRESETS["cpu-edge"].rungs,
                                          (7_100_000, 6_300_000, 5_600_000, 5_000_000))))
 
+# cpu-words (session 16): cpu-edge with number-words in the stories (arith's `lexicon`: 1000
+# words worth 2..20, the word of rank r seen ~1/r of the time, half the + and - story steps said
+# as a word where one fits). The rungs from 60k up compute every frequent arithmetic fact, so on
+# cpu-edge's task the 200k -> 600k step had an expectation of ~0 (session 15); recalling a rare
+# word is knowledge that a larger rung learns from fewer sightings, and puts a step there
+# (docs/study.md, session 16, pilots 33-34, validation side). K and the share were set by the
+# words' exposure counts before any pilot, not tuned.
+_WORDS = ",lexicon=1000"
+PRESETS["cpu-words"] = replace(PRESETS["cpu-edge"], name="cpu-words", task=_EDGE_TASK + _WORDS,
+                               transfer_task=_EDGE_TRANSFER + _WORDS)
+
 # ---------------------------------------------------------------- jobs
 @dataclass
 class Job:

@@ -23,7 +23,8 @@ def _n(rung: str) -> int:
     return r.layers * (4 * r.hidden**2 + 3 * r.hidden * r.intermediate)
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-long", "gpu"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
+                                  "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -104,6 +105,16 @@ def test_cpu_tilt_is_cpu_edge_on_the_tilted_budget():
                                for r, t in zip(edge.rungs, tilt.rungs))
     same = {f.name for f in dataclasses.fields(tilt)} - {"name", "rungs", "token_power"}
     assert {k: getattr(tilt, k) for k in same} == {k: getattr(edge, k) for k in same}
+
+
+def test_cpu_words_is_cpu_edge_with_number_words():
+    """cpu-words (session 16) is cpu-edge with one change: a lexicon of 1000 number-words in the
+    stories of the task and of the transfer family."""
+    words, edge = PRESETS["cpu-words"], PRESETS["cpu-edge"]
+    assert words.task == edge.task + ",lexicon=1000"
+    assert words.transfer_task == edge.transfer_task + ",lexicon=1000"
+    same = {f.name for f in dataclasses.fields(words)} - {"name", "task", "transfer_task"}
+    assert {k: getattr(words, k) for k in same} == {k: getattr(edge, k) for k in same}
 
 
 def _smoke():
