@@ -169,12 +169,19 @@ PRESETS["cpu-tilt"] = replace(PRESETS["cpu-edge"], name="cpu-tilt", token_power=
 # words worth 2..20, the word of rank r seen ~1/r of the time, half the + and - story steps said
 # as a word where one fits). The rungs from 60k up compute every frequent arithmetic fact, so on
 # cpu-edge's task the 200k -> 600k step had an expectation of ~0 (session 15); recalling a rare
-# word is knowledge that a larger rung learns from fewer sightings, and puts a step there
-# (docs/study.md, session 16, pilots 33-34, validation side). K and the share were set by the
-# words' exposure counts before any pilot, not tuned.
+# word is knowledge a larger rung holds more of, and puts a step there (docs/study.md, session
+# 16, pilots 33-36, validation side). K and the share were set by the words' exposure counts
+# before any pilot. Pre-training lr per rung by session 11's rule at this task and budget (the
+# lr of lower final training loss, the grid widened while the winner sat on its edge: pilot 35);
+# RL lr = lr / 47 to one digit, as for cpu.
 _WORDS = ",lexicon=1000"
-PRESETS["cpu-words"] = replace(PRESETS["cpu-edge"], name="cpu-words", task=_EDGE_TASK + _WORDS,
-                               transfer_task=_EDGE_TRANSFER + _WORDS)
+_WORDS_LR = {"micro:20k": (2e-2, 4e-4), "micro:60k": (2e-2, 4e-4), "micro:200k": (4e-2, 9e-4),
+             "micro:600k": (5e-3, 1e-4)}
+PRESETS["cpu-words"] = replace(
+    PRESETS["cpu-edge"], name="cpu-words", task=_EDGE_TASK + _WORDS,
+    transfer_task=_EDGE_TRANSFER + _WORDS, rungs=tuple(
+        replace(r, pretrain_lr=_WORDS_LR[r.name][0], rl_lr=_WORDS_LR[r.name][1])
+        for r in PRESETS["cpu-edge"].rungs))
 
 # ---------------------------------------------------------------- jobs
 @dataclass

@@ -108,12 +108,17 @@ def test_cpu_tilt_is_cpu_edge_on_the_tilted_budget():
 
 
 def test_cpu_words_is_cpu_edge_with_number_words():
-    """cpu-words (session 16) is cpu-edge with one change: a lexicon of 1000 number-words in the
-    stories of the task and of the transfer family."""
+    """cpu-words (session 16) is cpu-edge with a lexicon of 1000 number-words in the stories of
+    the task and of the transfer family, and its own lr per rung (RL lr = lr / 47)."""
     words, edge = PRESETS["cpu-words"], PRESETS["cpu-edge"]
     assert words.task == edge.task + ",lexicon=1000"
     assert words.transfer_task == edge.transfer_task + ",lexicon=1000"
-    same = {f.name for f in dataclasses.fields(words)} - {"name", "task", "transfer_task"}
+    assert [r.pretrain_lr for r in words.rungs] == [2e-2, 2e-2, 4e-2, 5e-3]
+    for a, b in zip(edge.rungs, words.rungs):
+        assert b == dataclasses.replace(a, pretrain_lr=b.pretrain_lr, rl_lr=b.rl_lr)
+        assert b.rl_lr == pytest.approx(b.pretrain_lr / 47, rel=0.07)
+    same = {f.name for f in dataclasses.fields(words)} - {"name", "task", "transfer_task",
+                                                           "rungs"}
     assert {k: getattr(words, k) for k in same} == {k: getattr(edge, k) for k in same}
 
 
