@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from rlscale.chains import accuracy, chain_stats
+from rlscale.errors import UserError
 from rlscale.files import read_jsonl
 
 
@@ -51,4 +52,10 @@ def main(root: Path, specs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:])
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    try:
+        main(Path(sys.argv[1]), sys.argv[2:])
+    except UserError as e:  # a missing or malformed file: one line, exit code 2
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

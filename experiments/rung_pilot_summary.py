@@ -25,7 +25,10 @@ for name in sorted({p.name.split("-", 1)[1] for p in [*T.glob("pre-*/"), *T.glob
     loss = [json.loads(x)["loss"] for x in open(pre)] if pre.is_file() else []
     g = T / f"ev-{name}" / "greedy" / "completions.jsonl"
     t1 = T / f"ev-{name}" / "t1" / "completions.jsonl"
-    row = f"| {name} | {sum(loss[-20:]) / 20:.4f} |" if loss else f"| {name} | |"
+    # a run still training has no model yet: its loss is not the final one the lr rule compares
+    # (session 16 read one mid-run by mistake), so it is marked
+    busy = "" if (T / f"pre-{name}" / "model").is_dir() else " (training)"
+    row = f"| {name} | {sum(loss[-20:]) / 20:.4f}{busy} |" if loss else f"| {name} | |"
     if g.is_file():
         rows = read_jsonl(g)
         st = [r for r in rows if question_style(r["question"]) != "expr"]

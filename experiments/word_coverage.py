@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rlscale.arith import question_style
 from rlscale.chains import parse_step
+from rlscale.errors import UserError
 from rlscale.files import read_jsonl
 
 BUCKETS = ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, 99, "10-99"), (100, 10**9, "100+"))
@@ -80,4 +81,10 @@ def main(train: str, test: str, evs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    try:
+        main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    except UserError as e:  # a missing or malformed file: one line, exit code 2
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
