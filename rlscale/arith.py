@@ -6,7 +6,9 @@ difficulty `level` is its number of steps: every step is one more place to copy 
 compute (carries, borrows, products), so a model that gets one step right with probability p gets
 a level-L problem right with probability about p^L. A spread of levels therefore turns a model's
 per-step skill into a smooth accuracy, and larger models (higher p) score higher on every level;
-docs/study.md measures this on the micro ladder.
+docs/study.md measures this on the micro ladder. With a `lexicon`, stories also say operands as
+number-words of a Zipfian vocabulary ("She gets faligo more"), whose values are knowledge to
+recall rather than arithmetic to do.
 
 Specs: 'arith' | 'arith:<preset>' | 'arith:<preset>,key=value,...' | 'arith:key=value,...'
 (keys are the fields of ArithConfig, e.g. `arith:min_terms=2,max_terms=7,max_value=99,
