@@ -4,7 +4,7 @@ training problems TRAIN (a train.jsonl). TEST is the held-out test.jsonl the EVs
 on (its worked answers give the values of words TRAIN never shows). Each EV is a
 completions.jsonl or a directory of rung_pilot.sh's (its greedy/completions.jsonl). Per model:
 the story steps whose sentence says a word, wrong recalls / steps per bucket, and the greedy
-accuracy of the stories by their rarest word.
+accuracy of the stories by their rarest word (or with no word).
 
     .venv/bin/python experiments/word_coverage.py /tmp/s16/p33/task/train.jsonl \\
         /tmp/s16/p33/val/test.jsonl /tmp/s16/p33/ev-*
@@ -53,11 +53,12 @@ def main(train: str, test: str, evs: list[str]) -> None:
     seen = collections.Counter(w for r in read_jsonl(train)
                                for w in _WORD.findall(r["question"]) if w in values)
     names = [n for *_, n in BUCKETS]
+    story_names = ["no word", *names]
     print(f"{len(values)} words; recall wrong / steps by how often the word occurs in TRAIN, "
           "then story accuracy by its rarest word")
     print("| model | " + " | ".join(f"seen {n}" for n in names) + " | " +
-          " | ".join(f"stories, rarest {n}" for n in names) + " |")
-    print("|---|" + "---|" * 2 * len(names))
+          " | ".join(f"stories, rarest {n}" for n in story_names) + " |")
+    print("|---|" + "---|" * (len(names) + len(story_names)))
     for ev in evs:
         path = Path(ev) / "greedy" / "completions.jsonl" if Path(ev).is_dir() else Path(ev)
         wrong, steps = collections.Counter(), collections.Counter()
@@ -66,7 +67,7 @@ def main(train: str, test: str, evs: list[str]) -> None:
             if r.get("shots", 0) != 0 or question_style(r["question"]) == "expr":
                 continue
             ws = [w for w in _WORD.findall(r["question"]) if w in values]
-            rarest = bucket(min((seen[w] for w in ws), default=10**9))
+            rarest = bucket(min(seen[w] for w in ws)) if ws else "no word"
             stories[rarest] += 1
             right[rarest] += r["scores"]["custom_flexible"][0] > 0
             for line in r["completions"][0].split("\n")[:64]:
@@ -76,7 +77,7 @@ def main(train: str, test: str, evs: list[str]) -> None:
                     steps[bucket(seen[w])] += 1
                     wrong[bucket(seen[w])] += step[2] != values[w]
         cells = [f"{wrong[n]}/{steps[n]} ({wrong[n] / max(1, steps[n]):.2f})" for n in names]
-        cells += [f"{right[n] / max(1, stories[n]):.2f} (n={stories[n]})" for n in names]
+        cells += [f"{right[n] / max(1, stories[n]):.2f} (n={stories[n]})" for n in story_names]
         print(f"| {Path(ev).name} | " + " | ".join(cells) + " |")
 
 
