@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from rlscale.arith import question_style
+from rlscale.arith import number_word, question_style
 from rlscale.chains import parse_step
 from rlscale.errors import UserError
 from rlscale.files import read_jsonl
@@ -30,18 +30,10 @@ def word_values(*paths: str) -> dict[str, int]:
         for r in read_jsonl(p):
             for line in r["answer"].split("\n"):
                 said, _, eq = line.rpartition(": ")
-                w, step = _number_word(said), parse_step(eq)
+                w, step = number_word(said), parse_step(eq)
                 if w and step:
                     values[w] = step[2]
     return values
-
-
-def _number_word(sentence: str) -> str | None:
-    """The word that says the operand in a story's step sentence ("She gets kavo more")."""
-    m = re.fullmatch(r"\w+ (?:gets|finds|buys) (\w+) more|\w+ (?:gives away|loses|sells) (\w+)",
-                     sentence)
-    w = next((g for g in m.groups() if g), None) if m else None
-    return w if w and w.isalpha() else None
 
 
 def bucket(k: int) -> str:
@@ -72,7 +64,7 @@ def main(train: str, test: str, evs: list[str]) -> None:
             right[rarest] += r["scores"]["custom_flexible"][0] > 0
             for line in r["completions"][0].split("\n")[:64]:
                 said, _, eq = line.rpartition(": ")
-                w, step = _number_word(said.strip()), parse_step(eq)
+                w, step = number_word(said), parse_step(eq)
                 if w in values and step:
                     steps[bucket(seen[w])] += 1
                     wrong[bucket(seen[w])] += step[2] != values[w]

@@ -145,7 +145,8 @@ _RESERVED = set(re.findall(r"[a-z]+", " ".join(
 
 
 @functools.lru_cache(maxsize=8)
-def lexicon(k: int, top: int, zipf: float) -> tuple[tuple[str, ...], tuple[int, ...], list[float]]:
+def lexicon(k: int, top: int, zipf: float) -> tuple[tuple[str, ...], tuple[int, ...],
+                                                  tuple[float, ...]]:
     """The world's k number-words in frequency-rank order, their values (2..top) and the
     cumulative weights of their ranks. One fixed draw: a larger k extends a smaller one's list."""
     rng, words, seen = random.Random(7919), [], set()
@@ -156,8 +157,16 @@ def lexicon(k: int, top: int, zipf: float) -> tuple[tuple[str, ...], tuple[int, 
         if w not in seen and w not in _RESERVED:
             seen.add(w)
             words.append((w, 2 + int(u * (top - 1))))
-    cum = list(itertools.accumulate(r ** -zipf for r in range(1, k + 1)))
+    cum = tuple(itertools.accumulate(r ** -zipf for r in range(1, k + 1)))
     return tuple(w for w, _ in words), tuple(v for _, v in words), cum
+
+
+def number_word(sentence: str) -> str | None:
+    """The number-word a story's step sentence says its operand with ("She gets kavo more" ->
+    "kavo"), None where it says digits or is no step sentence."""
+    tokens = re.findall(r"[A-Za-z]+", sentence)
+    found = [w for w in tokens if w.lower() not in _RESERVED]
+    return found[0] if len(found) == 1 < len(tokens) and found[0].islower() else None
 
 
 def _word(rng: random.Random, cfg: ArithConfig, op: str, cur: int) -> tuple[str, int] | None:

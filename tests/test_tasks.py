@@ -377,6 +377,14 @@ def test_lexicon_says_story_operands_as_number_words_with_a_zipf_tail():
     assert len(set(words)) == 300 and not set(words) & _RESERVED  # never "more" or "gets"
     assert all(2 <= v <= 20 for v in values)
     assert lexicon(50, 20, 1.0)[0] == words[:50]  # one fixed draw: lists nest
+    from rlscale.arith import number_word  # reads the word back out of a step's sentence
+
+    for p in probs:
+        for line in p.solution.split("\n")[:-1]:
+            said, eq = line.split(": ")
+            w = number_word(said)
+            assert w is None or (w in set(words) and values[words.index(w)] == int(eq.split()[2]))
+    assert number_word("She gets 4 more") is None and number_word("kavo") is None
     seen = collections.Counter(w for p in probs for w in re.findall(r"[a-z]+", p.question)
                                if w in set(words))
     assert not any(w in set(words) for p in probs if question_style(p.question) == "expr"
