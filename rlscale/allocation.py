@@ -91,7 +91,7 @@ def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], dec
                   log_every=max(1, min(10, steps // 20)))
     # the base study's corpus (in wsd each decay is the long phase)
     for knob in ("slip_frac", "direct_frac", "direct_style", "plain_frac", "blank_join_frac",
-                 "short_seq_len", "long_frac", "numbers"):
+                 "short_seq_len", "long_frac", "numbers", "direct_frac_other"):
         if knob in names and hasattr(base, knob):
             params[knob] = getattr(base, knob)
     cfg = PretrainConfig(**params).validate()

@@ -55,6 +55,8 @@ class PretrainConfig:
     loss_on: str = "all"  # all | answer (answer: only the tokens after "Answer:")
     direct_frac: float = 0.0  # share of documents answering "#### N" without the steps
     direct_style: str = ""  # "expr" | "words": bare answers only for that question style
+    direct_frac_other: float = 0.0  # with direct_style: share of the other style's documents
+    # answered bare (a draw of its own; 0 keeps every document of that style worked out)
     # (drawn apart from slips and plain endings); "" = any document
     slip_frac: float = 0.0  # share of documents whose last step is off by 1 or 2
     plain_frac: float = 0.0  # share of documents ending "The answer is N." instead of "#### N"
@@ -107,11 +109,13 @@ class PretrainConfig:
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", "must be a positive number")
         for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac",
-                     "long_frac", "blank_join_frac"):
+                     "long_frac", "blank_join_frac", "direct_frac_other"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
         if self.direct_style not in ("", "expr", "words"):
             bad("direct_style", "choose expr, words or '' (any)")
+        if self.direct_frac_other and not self.direct_style:
+            bad("direct_frac_other", "needs --direct-style (the style it is the other of)")
         shared = 0.0 if self.direct_style else self.direct_frac  # styled: a draw of its own
         if shared + self.slip_frac > 1:
             bad("slip_frac", "direct_frac + slip_frac must be <= 1")
@@ -197,8 +201,8 @@ class Corpus:
         """Document i's answer: bare, slipped, with a plain ending, or the worked chain."""
         u, cfg = rng.random(), self.cfg
         direct = cfg.direct_frac
-        if cfg.direct_style:  # bare answers for one question style: a draw of their own
-            if self.direct_ok[i] and u < direct:
+        if cfg.direct_style:  # bare answers per question style: a draw of their own
+            if u < (direct if self.direct_ok[i] else cfg.direct_frac_other):
                 return self.variants["direct"][i]
             u, direct = rng.random(), 0.0
         if u < direct:
@@ -355,6 +359,8 @@ HELP = {
     "loss_on": "all | answer",
     "direct_frac": "share of documents giving only '#### N' (no chain of thought)",
     "direct_style": "bare answers only for questions of this style: expr | words ('' = any)",
+    "direct_frac_other": "with --direct-style: share of the other style's documents answered "
+                         "bare",
     "slip_frac": "share of documents whose last step is off by 1 or 2",
     "plain_frac": "share of documents ending 'The answer is N.' instead of '#### N'",
     "numbers": "tokenizer: a space before a number stays its own token (digits) or joins the "

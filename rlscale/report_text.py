@@ -23,8 +23,14 @@ def _verdict(v) -> str:
 
 
 def _of_style(st: dict) -> str:
-    style = st.get("direct_style", "")
+    style, other = st.get("direct_style", ""), st.get("direct_frac_other", 0.0)
+    if style and other:  # both styles, each its own share
+        return f" of the {_STYLE[style]} and {other:.0%} of the {_STYLE[_OTHER[style]]}"
     return {"expr": " (to expressions only)", "words": " (to stories only)"}.get(style, "")
+
+
+_STYLE = {"expr": "expressions", "words": "stories"}
+_OTHER = {"expr": "words", "words": "expr"}
 
 
 def markdown(s: dict) -> str:

@@ -56,6 +56,7 @@ class Preset:
     long_frac: float = 1.0  # share of pre-training steps, at the end, in seq_len rows
     blank_join_frac: float = 0.0  # corpus documents joined by a blank line, as few-shot shots
     direct_style: str = ""  # bare answers ("#### N") only for this question style ("" = any)
+    direct_frac_other: float = 0.0  # with direct_style: the other style's share answered bare
     numbers: str = "digits"  # micro tokenizer: "spaced" joins a number's leading space to its
     # first digit (rlscale.models.tokenizer); the study presets use it (docs/study.md, session 7)
     token_power: float = 0.0  # the budget rule: rung tokens = the largest rung's x (N_largest /
@@ -225,6 +226,7 @@ def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
                    batch_size=preset.pretrain_batch, seq_len=preset.seq_len,
                    slip_frac=preset.slip_frac, direct_frac=preset.direct_frac, seed=preset.seed,
                    direct_style=preset.direct_style, numbers=preset.numbers,
+                   direct_frac_other=preset.direct_frac_other,
                    plain_frac=preset.plain_frac, short_seq_len=preset.short_seq_len,
                    long_frac=preset.long_frac, blank_join_frac=preset.blank_join_frac,
                    checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),

@@ -225,6 +225,37 @@ def test_direct_style_gives_bare_answers_to_one_question_style_only():
     small_cfg(direct_style="expr", direct_frac=0.9, slip_frac=0.5).validate()  # drawn apart
 
 
+def test_direct_frac_other_answers_a_share_of_the_other_style_bare():
+    """direct_frac_other: the stories' own share of bare answers beside the expressions'; at 0
+    every document is drawn as before (the same variant for the same rng)."""
+    import random
+
+    from rlscale.arith import question_style
+
+    def bare_share(**kw):
+        corpus, tok = _corpus(task="arith:ladder", direct_style="expr", **kw)
+        seen = {"expr": [], "words": []}
+        for i in range(400):
+            text = tok.decode(corpus.document(i % 100, random.Random(i))[0],
+                              skip_special_tokens=True)
+            q, a = text.split("Answer:", 1)
+            seen[question_style(q.removeprefix("Question:").strip())].append(
+                a.strip().startswith("####"))
+        return {k: sum(v) / len(v) for k, v in seen.items()}, corpus
+
+    shares, corpus = bare_share(direct_frac=0.7, direct_frac_other=0.3)
+    assert 0.6 < shares["expr"] < 0.8 and 0.2 < shares["words"] < 0.4
+    only_expr, before = bare_share(direct_frac=0.7)
+    assert only_expr["words"] == 0 and 0.6 < only_expr["expr"] < 0.8
+    zero, after = bare_share(direct_frac=0.7, direct_frac_other=0.0)
+    assert all(before.document(i, random.Random(i)) == after.document(i, random.Random(i))
+               for i in range(50))
+    with pytest.raises(UserError, match="direct-frac-other"):
+        small_cfg(direct_frac_other=0.3).validate()  # no style to be the other of
+    with pytest.raises(UserError, match="direct-frac-other"):
+        small_cfg(direct_style="expr", direct_frac_other=1.5).validate()
+
+
 def test_loop_bf16_autocast_on_the_cpu_is_opt_in_and_trains_alike():
     """Loop(bf16=True) runs the forward under CPU bf16 autocast (benchmarks/pretrain_vs_hf.py
     --bf16 measures it); by default the CPU step is fp32, and the two first losses agree."""
