@@ -10,7 +10,7 @@ a op b (arithmetic). Pure: parses completions.jsonl records; imports no models.
     parse_step(line) -> (a, op, b, c) of a worked step line, or None
     chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right",
                           "stories_right", "expr_right", "ceiling"}
-    answer_styles(rows) -> {"expr_samples", "worked_share", "right_worked", "right_bare",
+    answer_styles(rows) -> {"samples", "worked_share", "right_worked", "right_bare",
                             "worked_advantage"}
 
 The second reads sampled completions (pass@k, at the rollout temperature): how often a model
@@ -112,13 +112,13 @@ def mean_stats(stats: list[dict]) -> dict | None:
     return out
 
 
-def answer_styles(rows: list[dict], check: str = "custom_flexible") -> dict:
-    """Over every sampled completion of the 0-shot expression questions of rows (scored by
-    `check`): the share worked out, the accuracy of worked and of bare answers, and the worked
-    advantage (their difference; None where either kind is missing)."""
+def answer_styles(rows: list[dict], check: str = "custom_flexible", style: str = "expr") -> dict:
+    """Over every sampled completion of the 0-shot questions of `style` (expr | words) in rows
+    (scored by `check`): the share worked out, the accuracy of worked and of bare answers, and
+    the worked advantage (their difference; None where either kind is missing)."""
     worked = bare = right_worked = right_bare = 0
     for r in rows:
-        if r.get("shots", 0) != 0 or question_style(r["question"]) != "expr":
+        if r.get("shots", 0) != 0 or question_style(r["question"]) != style:
             continue
         for text, score in zip(r.get("completions") or [], (r.get("scores") or {}).get(check, [])):
             if is_bare(text):
@@ -127,7 +127,7 @@ def answer_styles(rows: list[dict], check: str = "custom_flexible") -> dict:
                 worked, right_worked = worked + 1, right_worked + score
     rw = right_worked / worked if worked else None
     rb = right_bare / bare if bare else None
-    return {"expr_samples": worked + bare,
+    return {"samples": worked + bare,
             "worked_share": worked / (worked + bare) if worked + bare else None,
             "right_worked": rw, "right_bare": rb,
             "worked_advantage": rw - rb if rw is not None and rb is not None else None}
@@ -137,7 +137,7 @@ def mean_styles(stats: list[dict]) -> dict | None:
     """The seed mean of several answer_styles (None where no seed has the share)."""
     if not stats:
         return None
-    out = {"expr_samples": sum(s["expr_samples"] for s in stats)}
+    out = {"samples": sum(s["samples"] for s in stats)}
     for key in ("worked_share", "right_worked", "right_bare", "worked_advantage"):
         vals = [s[key] for s in stats if s[key] is not None]
         out[key] = sum(vals) / len(vals) if vals else None

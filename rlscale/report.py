@@ -10,6 +10,7 @@ the text from rlscale.report_text. A fit or analysis that fails is reported as s
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +103,12 @@ def chain_rows(base_dir: Path, after: list[Path]) -> dict:
 
 
 def style_rows(before: Path, after: list[Path]) -> dict:
-    """How the sampled (pass@k) answers to expressions are given, before and after RL (seed
-    mean): worked out or bare, and how often each is right (rlscale.chains.answer_styles)."""
-    return _before_after("answers", answer_styles, mean_styles, before, after)
+    """How the sampled (pass@k) answers to expressions (`answers_*`) and to stories
+    (`story_answers_*`) are given, before and after RL (seed mean): worked out or bare, and how
+    often each is right (rlscale.chains.answer_styles)."""
+    stories = partial(answer_styles, style="words")
+    return {**_before_after("answers", answer_styles, mean_styles, before, after),
+            **_before_after("story_answers", stories, mean_styles, before, after)}
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:

@@ -262,4 +262,16 @@ def style_table(rungs: list[dict]) -> list[str]:
         "answers, and the worked advantage (worked minus bare accuracy: what RL can gain by "
         "moving a rung from guessing to working):",
         {"worked_share": "worked out", "right_worked": "right when worked",
+         "right_bare": "right when bare", "worked_advantage": "worked advantage"}, ".3f") \
+        + story_style_table(rungs)
+
+
+def story_style_table(rungs: list[dict]) -> list[str]:
+    """The same for stories, where the corpus answers some of them bare (direct_frac_other)."""
+    shares = [(r.get("story_answers_before") or {}).get("worked_share") for r in rungs]
+    if not any(x is not None and x < 1 for x in shares):
+        return []  # every story worked out (or none sampled): nothing to show
+    return _before_after_table(
+        rungs, "story_answers", "Stories answered in the same samples, before -> after RL:",
+        {"worked_share": "worked out", "right_worked": "right when worked",
          "right_bare": "right when bare", "worked_advantage": "worked advantage"}, ".3f")

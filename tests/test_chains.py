@@ -79,15 +79,31 @@ def test_answer_styles_count_worked_and_bare_samples_of_expressions():
         sampled(EXPR, [" #### 12"], [1.0], shots=3),  # not 0-shot: not counted
     ]
     s = answer_styles(rows)
-    assert s["expr_samples"] == 6 and s["worked_share"] == pytest.approx(2 / 6)
+    assert s["samples"] == 6 and s["worked_share"] == pytest.approx(2 / 6)
     assert s["right_worked"] == pytest.approx(1 / 2) and s["right_bare"] == pytest.approx(2 / 4)
     assert s["worked_advantage"] == pytest.approx(0.0)
     only_bare = answer_styles([sampled(EXPR, [" #### 12"], [1.0])])
     assert only_bare["right_worked"] is None and only_bare["worked_advantage"] is None
     assert answer_styles([])["worked_share"] is None
     m = mean_styles([s, only_bare])
-    assert m["expr_samples"] == 7 and m["right_bare"] == pytest.approx(0.75)
+    assert m["samples"] == 7 and m["right_bare"] == pytest.approx(0.75)
     assert m["worked_advantage"] == pytest.approx(0.0) and mean_styles([]) is None
+    stories = answer_styles(rows, style="words")  # the same counts for the stories
+    assert stories["samples"] == 2 and stories["worked_share"] == 0.0
+    assert stories["right_bare"] == 1.0 and stories["worked_advantage"] is None
+
+
+def test_story_style_table_shows_only_where_stories_are_answered_bare():
+    from rlscale.report_text import story_style_table
+
+    worked = {"worked_share": 1.0, "right_worked": 0.5, "right_bare": None,
+              "worked_advantage": None}
+    rows = [{"rung": "micro:20k", "story_answers_before": worked, "story_answers_after": worked}]
+    assert story_style_table(rows) == []  # every story worked out: no table
+    assert story_style_table([{"rung": "micro:20k"}]) == []  # an older summary: no table
+    bare = {**worked, "worked_share": 0.7, "right_bare": 0.04, "worked_advantage": 0.46}
+    table = story_style_table([{**rows[0], "story_answers_before": bare}])
+    assert "| micro:20k | 0.700 -> 1.000 |" in "\n".join(table)
 
 
 def test_accuracy_reads_first_zero_shot_completion_with_binomial_se():

@@ -220,6 +220,8 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
         assert r["answers_after"] == mean_styles([answer_styles(_jsonl(out / "evals" / tag / run
                                                                         / "passk"))
                                                    for run in (tag, f"{tag}-s1")])
+        assert r["story_answers_before"] == answer_styles(
+            _jsonl(out / "evals" / tag / "base" / "passk"), style="words")
         before = _acc(out / "evals" / tag / "base" / "passk")["pass_at_k"]
         assert r["pass_at_k_before"] == {k: before[k] for k in ("1", "2", "4", "8", "16", "32")
                                          if k in before}
