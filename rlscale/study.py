@@ -29,7 +29,7 @@ from pathlib import Path
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, dumps, read_json
 from rlscale.scheduler import run_job, schedule  # noqa: F401 (run_job: public here too)
-from rlscale.study_plan import PRESETS, Preset, plan, write_task
+from rlscale.study_plan import DEFAULT_PRESET, PRESETS, Preset, plan, write_task
 
 
 # ---------------------------------------------------------------- the study
@@ -83,10 +83,11 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
 # ---------------------------------------------------------------- CLI
 def configure(p) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS) + ["allocate", "allocate-smoke"],
-                   default="cpu", help="cpu: 4 rungs, <= 20 min on 2 cores; cpu-edge: the same on 5M "
-                   "tokens and a two-difficulty task (docs/study.md, session 13); cpu-tilt: "
-                   "cpu-edge with more tokens for smaller rungs (session 14); cpu-words: cpu-edge "
-                   "with number-words in the stories (session 16); cpu-long: 9M "
+                   default=DEFAULT_PRESET, help="cpu-words (the default): 4 rungs on 5M tokens "
+                   "each, number-words in the stories, <= 20 min on 2 cores (docs/study.md, "
+                   "sessions 16-17); cpu: the same ladder on 3M tokens and an easier task, ~11 "
+                   "min; cpu-edge: 5M tokens and a two-difficulty task (session 13); cpu-tilt: "
+                   "cpu-edge with more tokens for smaller rungs (session 14); cpu-long: 9M "
                    "tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
                    "split (rlscale.allocation)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")

@@ -59,6 +59,23 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
                 "greedy", "passk"}
 
 
+def test_the_default_preset_is_cpu_words_in_the_cli_and_the_makefile():
+    """One default (study_plan.DEFAULT_PRESET, session 17's rule): `rlscale study` without
+    --preset and `make study` without PRESET run it."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from rlscale.study import configure
+    from rlscale.study_plan import DEFAULT_PRESET
+
+    p = argparse.ArgumentParser()
+    configure(p)
+    assert DEFAULT_PRESET == "cpu-words" and p.parse_args([]).preset == DEFAULT_PRESET
+    make = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert re.search(r"^PRESET \?= (\S+)$", make, re.M).group(1) == DEFAULT_PRESET
+
+
 def test_cpu_lr_falls_with_size_and_rl_lr_follows_it():
     """The cpu preset's per-rung lr (session 12's rule at 3M tokens): never larger for a larger
     rung, the smallest rung's above the largest's, RL lr = pre-training lr / 47 to one digit."""
