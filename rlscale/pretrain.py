@@ -55,9 +55,9 @@ class PretrainConfig:
     loss_on: str = "all"  # all | answer (answer: only the tokens after "Answer:")
     direct_frac: float = 0.0  # share of documents answering "#### N" without the steps
     direct_style: str = ""  # "expr" | "words": bare answers only for that question style
+    # (drawn apart from slips and plain endings); "" = any document
     direct_frac_other: float = 0.0  # with direct_style: share of the other style's documents
     # answered bare (a draw of its own; 0 keeps every document of that style worked out)
-    # (drawn apart from slips and plain endings); "" = any document
     slip_frac: float = 0.0  # share of documents whose last step is off by 1 or 2
     plain_frac: float = 0.0  # share of documents ending "The answer is N." instead of "#### N"
     short_seq_len: int = 0  # rows this long (more rows: same tokens) before the last long_frac
