@@ -1,6 +1,7 @@
 """The GPU check: rlscale's full-size GRPO step vs TRL's, and the `gpu` study preset's smallest rung.
 
-On one H100/H200, in at most about 8 minutes:
+On one H200 (session 18, docs/benchmarks.md): part 1 takes about 130 s a round; part 2 over
+4 minutes (its 200-step RL job did not finish within the 230 s that session could spend).
 1. GRPO step time of rlscale vs TRL 1.x GRPOTrainer on the same random-init model with
    Qwen3-0.6B's architecture (rlscale.models.archs), bf16, the same prompts, 8 prompts x 8
    completions, 256 new tokens with EOS suppressed (every completion is full length), KL 0, one
@@ -32,6 +33,7 @@ import dataclasses
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -86,6 +88,8 @@ def grpo_vs_trl(device: str, s: dict, rounds: int, tmp: Path) -> None:
         theirs += peer.time_trl(tmp / "model", s["steps"], s["warmup"], tmp / f"trl{r}",
                                 s["b"], s["g"], s["new_tokens"], device)
         mem["trl"].append(peak_memory_gb(device))
+        print(f"gpu_round {r} rlscale_s_per_step={statistics.median(secs):.3f} "  # survives a cut
+              f"trl_s_per_step={statistics.median(theirs[-len(secs):]):.3f}", flush=True)
     x, y = statistics.median(ours), statistics.median(theirs)
     print(f"gpu_grpo_vs_trl params={n} rlscale_s_per_step={x:.3f} trl_s_per_step={y:.3f} "
           f"speedup={y / x:.2f} mfu={statistics.median(mfus):.3f}", flush=True)
@@ -96,7 +100,18 @@ def grpo_vs_trl(device: str, s: dict, rounds: int, tmp: Path) -> None:
           f"trl_peak_gb={max(mem['trl']):.2f}", flush=True)
 
 
-def smallest_rung(dry: bool, tmp: Path) -> None:
+def watch(metrics: Path, every: float, stop: threading.Event) -> None:
+    """Print how many rows a running job has logged, every `every` s: the job itself prints no
+    progress here, and a run cut off by its time limit still says how far its RL got (on the
+    H200 in session 18 the 200-step RL job was cut off with nothing to show)."""
+    t0 = time.perf_counter()
+    while not stop.wait(every):
+        rows = metrics.read_text().count("\n") if metrics.exists() else 0
+        print(f"gpu_progress {metrics.parent.name} rows={rows} "
+              f"seconds={time.perf_counter() - t0:.0f}", flush=True)
+
+
+def smallest_rung(dry: bool, tmp: Path, every: float = 30.0) -> None:
     """The gpu preset's first rung through the study's own jobs, in dependency order."""
     from rlscale.files import read_jsonl
     from rlscale.study import PRESETS, plan, run_job, write_task
@@ -116,8 +131,16 @@ def smallest_rung(dry: bool, tmp: Path) -> None:
     jobs = plan(preset, out)
     while len(done) < len(jobs):
         job = next(j for j in jobs if j.name not in done and set(j.deps) <= done)
-        run_job(job.kind, job.out, job.params, threads=0)  # each picks CUDA when present
-        done.add(job.name)
+        t1, stop = time.perf_counter(), threading.Event()
+        threading.Thread(target=watch, args=(Path(job.out) / "metrics.jsonl", every, stop),
+                         daemon=True).start()
+        try:
+            run_job(job.kind, job.out, job.params, threads=0)  # each picks CUDA when present
+        finally:
+            stop.set()
+        done.add(job.name)  # a line per job: what was measured survives a cut-off run
+        print(f"gpu_job {job.name} kind={job.kind} seconds={time.perf_counter() - t1:.1f}",
+              flush=True)
     rl = next(j for j in jobs if j.kind == "rl")
     losses = [r["test_loss"] for r in read_jsonl(Path(rl.out) / "metrics.jsonl")
               if r.get("test_loss") is not None]
@@ -134,6 +157,7 @@ def main() -> int:
                     help="the same code on the CPU with a micro model and tiny budgets")
     ap.add_argument("--rounds", type=int, default=2, help="rlscale-then-TRL rounds (default 2)")
     ap.add_argument("--skip-rung", action="store_true", help="only the GRPO comparison")
+    ap.add_argument("--skip-grpo", action="store_true", help="only the smallest rung")
     a = ap.parse_args()
     if a.dry_run:
         device, sizes = "cpu", DRY
@@ -147,7 +171,8 @@ def main() -> int:
     print(f"# gpu_check on {name}, torch {torch.__version__}", flush=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        grpo_vs_trl(device, sizes, a.rounds, Path(tmp))
+        if not a.skip_grpo:
+            grpo_vs_trl(device, sizes, a.rounds, Path(tmp))
         if not a.skip_rung:
             smallest_rung(a.dry_run, Path(tmp))
     print(f"# gpu_check total {time.perf_counter() - t0:.0f} s", flush=True)
