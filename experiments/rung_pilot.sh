@@ -6,7 +6,7 @@
 # DIR/ev-RUNG-LR-TOKENS/{greedy,t1} (SEED=S: the pre-training seed, names end -sS; DF=F: the
 # corpus's direct_frac, 0.7 unless set, names gain -dfF; LOSS_ON=answer: the loss on the answers
 # only, names gain -loanswer; session 15; DFO=F: the stories' share answered bare, names gain -doF;
-# session 17);
+# session 17; EF=F: the first F of the steps drawn from levels 1-2 only, names gain -efF; session 18);
 # summary: rung_pilot_summary.py DIR
 set -euo pipefail
 T=$1; R=${RLSCALE:-.venv/bin/rlscale}; export OMP_NUM_THREADS=1
@@ -25,12 +25,12 @@ open(f"{val}/test.jsonl", "w").write(rows(t.test))
 open(f"{task}/test.jsonl", "w").write(rows(load_task(spec, seed=0, n_test=800, n_train=20000).test))
 PY
   exit 0; fi
-RUNG=$2; LR=$3; TOK=$4; SEED=${SEED:-0}; N=$RUNG-$LR-$TOK${DF:+-df$DF}${LOSS_ON:+-lo$LOSS_ON}${DFO:+-do$DFO}
+RUNG=$2; LR=$3; TOK=$4; SEED=${SEED:-0}; N=$RUNG-$LR-$TOK${DF:+-df$DF}${LOSS_ON:+-lo$LOSS_ON}${DFO:+-do$DFO}${EF:+-ef$EF}
 [ "$SEED" = 0 ] || N=$N-s$SEED
 $R pretrain --rung micro:$RUNG --task $T/task --tokens $TOK --lr $LR --batch-size 8 \
   --seq-len 512 --direct-frac ${DF:-0.7} --direct-style expr --slip-frac 0.1 --plain-frac 0.2 \
   --short-seq-len 128 --long-frac 0.3 --blank-join-frac 0.5 --numbers spaced --loss-on ${LOSS_ON:-all} --seed $SEED \
-  --direct-frac-other ${DFO:-0} \
+  --direct-frac-other ${DFO:-0} --easy-first ${EF:-0} --easy-max-level 2 \
   --checkpoint-every 200 --out $T/pre-$N > $T/pre-$N.log 2>&1
 $R eval --model $T/pre-$N/model --task $T/val --shots 0 --samples 1 --temperature 0 \
   --n-problems 800 --max-new-tokens 96 --batch-size 512 --out $T/ev-$N/greedy > /dev/null 2>&1

@@ -65,6 +65,9 @@ class PretrainConfig:
     blank_join_frac: float = 0.0  # share of documents followed by a blank line, as few-shot
     # exemplars are, instead of EOS: a packed row then reads like a k-shot prompt
     n_problems: int = 0  # train problems to draw documents from (0: the task's default)
+    easy_first: float = 0.0  # share of the steps, at the start, that draw their documents from
+    # the problems of level <= easy_max_level only (a curriculum; 0: every step draws from all)
+    easy_max_level: int = 2  # the curriculum's hardest level
     vocab_size: int = 512  # micro tokenizer vocabulary
     numbers: str = "digits"  # micro tokenizer: a space before a number stays a token of its own
     # ("digits") or joins the first digit ("spaced"); rlscale.models.tokenizer says why
@@ -106,10 +109,12 @@ class PretrainConfig:
                 bad(name, "must be >= 1")
         if self.n_problems < 0:
             bad("n_problems", "must be >= 0")
+        if self.easy_max_level < 1:
+            bad("easy_max_level", "must be >= 1")
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", "must be a positive number")
         for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac",
-                     "long_frac", "blank_join_frac", "direct_frac_other"):
+                     "long_frac", "blank_join_frac", "direct_frac_other", "easy_first"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
         if self.direct_style not in ("", "expr", "words"):
@@ -193,6 +198,12 @@ class Corpus:
         # the documents whose style may answer bare (all of them unless direct_style is set)
         self.direct_ok = [not cfg.direct_style or question_style(p.question) == cfg.direct_style
                           for p in problems]
+        # the curriculum's documents: problems of a known level <= easy_max_level
+        self.easy = [i for i, p in enumerate(problems)
+                     if p.level is not None and p.level <= cfg.easy_max_level]
+        if cfg.easy_first and not self.easy:
+            raise UserError(f"--easy-first: no train problem has a level <= "
+                            f"{cfg.easy_max_level} (task {cfg.task!r})")
         self.eos = tokenizer.eos_token_id
         self.blank = enc(["\n\n"])[0]
         self.cfg = cfg
@@ -243,11 +254,14 @@ class Corpus:
         cfg = self.cfg
         n_rows, length = self.row_shape(step)
         rng = random.Random(cfg.seed * 1_000_003 + step)
+        easy = step < round(cfg.easy_first * cfg.steps())  # the curriculum's steps come first
         rows, masks = [], []
         for _ in range(n_rows):
             ids, mask = [], []
             while len(ids) < length + 1:  # whole documents from the row's start
-                d, m = self.document(rng.randrange(len(self.prompt)), rng)
+                i = self.easy[rng.randrange(len(self.easy))] if easy else \
+                    rng.randrange(len(self.prompt))
+                d, m = self.document(i, rng)
                 ids += d
                 mask += m
             rows.append(ids[: length + 1])
@@ -363,6 +377,8 @@ HELP = {
                          "bare",
     "slip_frac": "share of documents whose last step is off by 1 or 2",
     "plain_frac": "share of documents ending 'The answer is N.' instead of '#### N'",
+    "easy_first": "share of the steps, at the start, drawing documents only from problems of "
+                  "level <= --easy-max-level (a curriculum)",
     "numbers": "tokenizer: a space before a number stays its own token (digits) or joins the "
                "first digit (spaced)",
 }

@@ -256,6 +256,44 @@ def test_direct_frac_other_answers_a_share_of_the_other_style_bare():
         small_cfg(direct_style="expr", direct_frac_other=1.5).validate()
 
 
+def test_easy_first_draws_the_first_steps_from_the_easy_levels_only():
+    """easy_first: the first share of the steps packs only problems of level <= easy_max_level,
+    the rest every level; at 0 every batch is the one drawn before (the same rng draws)."""
+    import dataclasses
+
+    import torch
+
+    corpus, tok = _corpus(task="arith:ladder", easy_first=0.5, easy_max_level=1)
+    assert 0 < len(corpus.easy) < len(corpus.prompt)
+    easy = set(corpus.easy)
+
+    def drawn(step, c=corpus):  # the problems whose whole prompt is packed into a batch's rows
+        rows = c.batch(step)[0].tolist()
+        return {i for i, q in enumerate(c.prompt) for row in rows
+                if any(row[j:j + len(q)] == q for j in range(len(row) - len(q) + 1))}
+
+    first, last = drawn(0), drawn(corpus.cfg.steps() - 1)
+    assert first and first <= easy
+    assert last - easy
+    plain, _ = _corpus(task="arith:ladder")
+    assert drawn(0, plain) - easy  # without the curriculum the first step holds harder ones
+    off, _ = _corpus(task="arith:ladder", easy_first=0.0, easy_max_level=1)
+    assert all(torch.equal(a, b) for s in (0, 5) for a, b in zip(plain.batch(s), off.batch(s)))
+    with pytest.raises(UserError, match="easy-first"):
+        small_cfg(easy_first=1.5).validate()
+    with pytest.raises(UserError, match="easy-max-level"):
+        small_cfg(easy_max_level=0).validate()
+    unlevelled = [dataclasses.replace(p, level=None) for p in plain_problems()]
+    with pytest.raises(UserError, match="easy-first: no train problem"):
+        Corpus(unlevelled, tok, small_cfg(easy_first=0.5))
+
+
+def plain_problems():
+    from rlscale.tasks import load_task
+
+    return load_task("arith:ladder", n_test=1, n_train=20).train
+
+
 def test_loop_bf16_autocast_on_the_cpu_is_opt_in_and_trains_alike():
     """Loop(bf16=True) runs the forward under CPU bf16 autocast (benchmarks/pretrain_vs_hf.py
     --bf16 measures it); by default the CPU step is fp32, and the two first losses agree."""
