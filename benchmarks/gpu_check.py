@@ -12,7 +12,8 @@ On one H200 (session 18, docs/benchmarks.md): part 1 takes about 130 s a round; 
 
    with N the non-embedding parameters, medians over the timed steps, and MFU rlscale's model
    FLOPs per second over the measured bf16 matmul peak (rlscale.flops.matmul_peak_flops);
-   then rlscale's rollout tokens/s and the peak GPU memory of each side.
+   then rlscale's rollout tokens/s and the peak GPU memory of each side, and rlscale once more
+   with activation checkpointing (TRL's default is on): `gpu_matched ...`.
 2. The `gpu` preset's smallest rung end to end, as the study runs it (rlscale.study.plan):
    pre-training, the k-shot baseline, the evaluations before RL, one GRPO run, the evaluations
    of its policy; without the preset's data-reuse and reward arms and extra seeds. Printed as
@@ -97,6 +98,15 @@ def grpo_vs_trl(device: str, s: dict, rounds: int, tmp: Path) -> None:
           f"{statistics.median(rollout_tps):.0f} rows={s['b'] * s['g']} "
           f"new_tokens={s['new_tokens']}", flush=True)
     print(f"gpu_memory params={n} rlscale_peak_gb={max(mem['rlscale']):.2f} "
+          f"trl_peak_gb={max(mem['trl']):.2f}", flush=True)
+    # matched in memory: TRL's default recomputes activations (gradient checkpointing); so
+    # does rlscale with activation_checkpointing
+    peak_memory_gb(device, reset=True)
+    secs, _ = peer.time_rlscale(tmp / "model", s["steps"], s["warmup"], tmp / "ours_ckpt",
+                                s["b"], s["g"], s["new_tokens"], device,
+                                extra={"activation_checkpointing": True})
+    print(f"gpu_matched params={n} rlscale_ckpt_s_per_step={statistics.median(secs):.3f} "
+          f"trl_s_per_step={y:.3f} rlscale_ckpt_peak_gb={peak_memory_gb(device):.2f} "
           f"trl_peak_gb={max(mem['trl']):.2f}", flush=True)
 
 

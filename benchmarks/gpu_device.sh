@@ -10,11 +10,11 @@
 #   mkdir -p .whl/opt && python3 -m pip download ... -d .whl/opt pyarrow==26.0.1  # if its < 24
 #
 # then run this through the device tool with carry [".whl"], e.g. `bash benchmarks/gpu_device.sh
-# 200 230` (seconds for the GRPO comparison, then for the smallest rung). The log goes to
+# 240 230` (seconds for the GRPO comparison, then for the smallest rung). The log goes to
 # $OUT/log, so a part cut off by its limit still comes back with the lines it printed.
 set -o pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-grpo_s=${1:-200}; rung_s=${2:-230}; log=${OUT:-/tmp}/log
+grpo_s=${1:-240}; rung_s=${2:-230}; log=${OUT:-/tmp}/log
 python3 -c "import pyarrow, sys; sys.exit(int(pyarrow.__version__.split('.')[0]) < 24)" \
   || cp .whl/opt/pyarrow*.whl .whl/ 2>/dev/null
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -54,10 +54,11 @@ def build(rung: str, out: Path) -> int:
 
 
 def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path, b: int = B, g: int = G,
-                 new_tokens: int = NEW_TOKENS, device: str = "cpu"):
+                 new_tokens: int = NEW_TOKENS, device: str = "cpu", extra: dict | None = None):
     """(seconds of each timed step, MFU of each timed step); the rows are in work/metrics.jsonl.
     On CUDA its weights are bf16, as TRL's side's (the trainer's own default is fp32 on every
-    device, which session 18's H200 run measured by mistake); on the CPU fp32."""
+    device, which session 18's H200 run measured by mistake); on the CPU fp32. extra: more
+    TrainConfig fields (e.g. activation_checkpointing)."""
     from rlscale.files import read_jsonl
     from rlscale.grpo.config import TrainConfig
     from rlscale.grpo.trainer import train
@@ -67,7 +68,7 @@ def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path, b: int = 
         mini_batch_size=b, max_new_tokens=new_tokens, suppress_eos=True, kl_coef=0.0,
         steps=warmup + steps, lr=1e-6, reward="flexible", heldout=1, eval_every=0,
         eval_max_new_tokens=1, checkpoint_every=10**6, device=device, seed=0,
-        dtype="bf16" if device != "cpu" else ""))
+        dtype="bf16" if device != "cpu" else "", **(extra or {})))
     train(cfg, work, progress=False)
     rows = [r for r in read_jsonl(work / "metrics.jsonl") if r["step"] > warmup]
     return [r["time_step"] for r in rows], [r["mfu"] for r in rows]

@@ -4,14 +4,18 @@ against transformers' forward (the peer), on a batch shaped like the cpu study's
 The batch: 16 prompts x 8 completions, prompts of 20-32 tokens, completion lengths drawn from
 the 600k rung's at step 60 of the cpu study (mean ~50 of at most 96: ragged) unless --lengths
 uniform. Token ids are random: the cost does not depend on them. Times are the min over rounds
-of CPU time on one thread (robust to a shared machine). Usage:
+of CPU time on one thread (robust to a shared machine). Activation checkpointing (session 18):
+each path also runs with it (transformers' own for hf), and a second line per rung gives the
+bytes each keeps for its backward (a saved-tensors hook counts them) and checkpointing's time
+cost. Usage:
   .venv/bin/python benchmarks/train_forward.py [--rungs 60k,200k,600k] [--rounds 3]
 """
 import argparse, random, sys, time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
-from rlscale.models import build_micro, fast, micro_tokenizer, non_embedding_params
+from rlscale.models import (build_micro, enable_activation_checkpointing, fast,
+                            micro_tokenizer, non_embedding_params)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--rungs", default="60k,200k,600k")
@@ -44,18 +48,52 @@ PATHS = {"hf": (lambda m: False, real_buckets),
 tokens = sum(map(len, comps))
 print(f"batch: {len(comps)} rows, completion tokens {tokens} (padded to "
       f"{len(comps) * max(map(len, comps))}), lengths {a.lengths}")
+
+
+def hf_checkpointing(m, on: bool) -> None:
+    if on:
+        enable_activation_checkpointing(m)
+    for mod in m.modules():  # off: the flag transformers' layers read
+        if not on and hasattr(mod, "gradient_checkpointing"):
+            mod.gradient_checkpointing = False
+
+
+def fwd_bwd(m, name: str, ckpt: bool) -> tuple[float, int]:
+    """(CPU seconds, bytes saved for the backward) of one forward + backward on a path."""
+    sup, buckets = PATHS[name]
+    fast.supports, fast.length_buckets = sup, buckets
+    hf_checkpointing(m, ckpt and name == "hf")
+    m.train(ckpt)  # transformers checkpoints in training mode only (the rungs have no dropout)
+    m.zero_grad()
+    saved = []
+    t = time.process_time()
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda x: saved.append(x.numel() * x.element_size()) or x, lambda x: x):
+        lp = sequence_logprobs(m, *batch, checkpoint=ckpt)
+    lp.sum().backward()
+    secs = time.process_time() - t
+    hf_checkpointing(m, False)
+    fast.supports, fast.length_buckets = real_supports, real_buckets
+    return secs, sum(saved)
+
+
 for rung in a.rungs.split(","):
     m = build_micro(rung, tok, seed=0)
-    best = {}
+    best, kept = {}, {}
     for _ in range(a.rounds):
-        for name, (sup, buckets) in PATHS.items():
-            fast.supports, fast.length_buckets = sup, buckets
-            m.zero_grad()
-            t = time.process_time()
-            sequence_logprobs(m, *batch).sum().backward()
-            best[name] = min(best.get(name, 1e9), time.process_time() - t)
-    fast.supports, fast.length_buckets = real_supports, real_buckets
+        for name in PATHS:
+            for ckpt in (False, True):
+                secs, b = fwd_bwd(m, name, ckpt)
+                key = name + ("_ckpt" if ckpt else "")
+                best[key], kept[key] = min(best.get(key, 1e9), secs), b
     h, one, b = best["hf"], best["one_bucket"], best["buckets"]
     print(f"train_forward rung={rung} N={non_embedding_params(m)} fwd+bwd: hf={h:.3f}s "
           f"one_bucket={one:.3f}s buckets={b:.3f}s buckets_vs_one={one / b:.2f} "
           f"buckets_vs_hf={h / b:.2f}")
+    mb = {k: v / 2**20 for k, v in kept.items()}
+    print(f"train_memory rung={rung} saved_MiB: hf={mb['hf']:.1f} hf_ckpt={mb['hf_ckpt']:.1f} "
+          f"buckets={mb['buckets']:.1f} buckets_ckpt={mb['buckets_ckpt']:.1f} "
+          f"ckpt_saves={mb['buckets'] / mb['buckets_ckpt']:.1f}x "
+          f"buckets_ckpt_vs_hf_ckpt={mb['hf_ckpt'] / mb['buckets_ckpt']:.2f}; time "
+          f"buckets_ckpt={best['buckets_ckpt']:.3f}s ckpt_cost={best['buckets_ckpt'] / b:.2f}x "
+          f"hf_ckpt_cost={best['hf_ckpt'] / h:.2f}x", flush=True)

@@ -55,7 +55,8 @@ def c_itemized(
 
     gen_tokens: tokens that went through the model while sampling (prompt + completion);
     train_tokens: tokens of the training pass (the same rows, prompt + completion);
-    extra_forwards: number of no-grad passes over the train tokens (old / reference log-probs);
+    extra_forwards: number of extra forward passes over the train tokens (old / reference
+        log-probs; activation checkpointing's recompute);
     attention_fwd: `attention_forward_flops` of the step's sequences (0 to leave it out).
     """
     n_term = 2.0 * n_params * gen_tokens + 2.0 * n_params * train_tokens * extra_forwards

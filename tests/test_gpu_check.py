@@ -26,6 +26,8 @@ def test_gpu_check_dry_run_prints_every_result():
     assert re.search(rf"^gpu_round 0 rlscale_s_per_step={NUM} trl_s_per_step={NUM}$", out, re.M)
     for kind in ("pretrain", "baseline", "evals", "rl"):  # a line per job, as it finishes
         assert re.search(rf"^gpu_job \S+ kind={kind} seconds={NUM}$", out, re.M), out
+    assert re.search(rf"^gpu_matched params=\d+ rlscale_ckpt_s_per_step={NUM} "
+                     rf"trl_s_per_step={NUM} rlscale_ckpt_peak_gb=nan trl_peak_gb=nan$", out, re.M)
     assert re.search(r"^gpu_memory params=\d+ rlscale_peak_gb=nan trl_peak_gb=nan$", out, re.M)
     assert re.search(rf"^gpu_rung rung=micro:20k seconds=\d+ jobs=\d+ rl_steps=2 "
                      rf"test_loss_first={NUM} test_loss_last={NUM}$", out, re.M), out

@@ -116,3 +116,33 @@ def test_diverged_loss_stops_and_stays_resumable(tmp_path, capsys):
         assert steps == list(range(len(steps)))  # whole rows, no gap, no duplicate
         # rows end at the last finished step, which the newest checkpoint holds
         assert latest_checkpoint(out).name == f"step_{steps[-1]:07d}"
+
+
+def test_activation_checkpointing_and_micro_batches_change_memory_not_the_run(tmp_path):
+    """Memory settings leave the run alone: with activation checkpointing or micro-batches of
+    2 rows, every metric but C_itemized (which prices checkpointing's recompute as one more
+    forward over the trained tokens) and the timings matches the plain run."""
+    plain = tmp_path / "plain"
+    train(TrainConfig.from_dict(TINY), plain)
+    base = read_jsonl(plain / "metrics.jsonl")
+    for name, extra in (("ckpt", {"activation_checkpointing": True}),
+                        ("micro", {"micro_batch_size": 2})):
+        train(TrainConfig.from_dict({**TINY, **extra}), tmp_path / name)
+        rows = read_jsonl(tmp_path / name / "metrics.jsonl")
+        for a, b in zip(_stable(base), _stable(rows)):
+            for k in a:
+                if k == "C_itemized":
+                    continue
+                if isinstance(a[k], float):  # the same math; chunked sums round differently
+                    assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (name, k)
+                else:
+                    assert b[k] == a[k], (name, k)
+        more = [r["C_itemized"] - q["C_itemized"] for q, r in zip(base[1:], rows[1:])]
+        if name == "ckpt":
+            n = json.loads((plain / "config.json").read_text())["N"]
+            seen = 0  # the counters are cumulative: each step adds >= 2 N x its tokens
+            for m, r in zip(more, rows[1:]):
+                seen += r["step_prompt_tokens"] + r["step_completion_tokens"]
+                assert m >= 2 * n * seen * (1 - 1e-9) and m > 0
+        else:
+            assert more == [0.0] * len(more)

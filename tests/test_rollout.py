@@ -325,6 +325,44 @@ def test_shared_prompt_logprobs_and_grads_equal_hf(tok, make, layout, monkeypatc
         assert torch.allclose(grads[n], grads_ref[n], atol=1e-5, rtol=1e-4), n
 
 
+@pytest.mark.parametrize("compact", [True, False])
+def test_activation_checkpointing_same_logprobs_and_grads_fewer_saved_bytes(tok, compact,
+                                                                            monkeypatch):
+    """checkpoint=True (the compact forward's own recompute; for any other model transformers'
+    gradient checkpointing, as the trainer turns it on): the same log-probs and gradients, and
+    the backward keeps less than half the bytes (counted by a saved-tensors hook)."""
+    from rlscale.models import enable_activation_checkpointing
+
+    model = qwen3(tok, seed=5).train()
+    if not compact:
+        monkeypatch.setattr(fast, "supports", lambda m: False)
+    prompts = [p for p in PROMPTS[:4] for _ in range(8)]
+    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=24, suppress_eos=True),
+                 seed=6)
+    batch = batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id)
+
+    def run(checkpoint):
+        if not compact and checkpoint:
+            enable_activation_checkpointing(model)
+        model.zero_grad()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+            lp = sequence_logprobs(model, *batch, checkpoint=checkpoint and compact)
+        lp.sum().backward()
+        for m in model.modules():  # off again (the model's 5.x name varies)
+            if hasattr(m, "gradient_checkpointing"):
+                m.gradient_checkpointing = False
+        return lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, sum(saved)
+
+    lp, grads, kept = run(False)
+    lp_c, grads_c, kept_c = run(True)
+    assert torch.allclose(lp, lp_c, atol=1e-6)
+    for n in grads:
+        assert torch.allclose(grads[n], grads_c[n], atol=1e-6, rtol=1e-5), n
+    assert kept_c < 0.5 * kept, (kept_c, kept)
+
+
 def test_any_model_scores_ragged_completions_in_buckets_as_each_alone(tok, monkeypatch):
     """The model's own forward (any causal LM: the compact one switched off), four length
     buckets of 32 ragged rows: each row's log-probs equal its sequence scored alone, unpadded,

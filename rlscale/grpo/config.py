@@ -79,6 +79,10 @@ class TrainConfig:
                                    "the batch size, one update per step)", 0, BIG)
     micro_batch_size: int = setting(0, "rows per forward/backward chunk, memory only (0: whole "
                                     "mini-batch)", 0, 1 << 24, resumable=True)
+    activation_checkpointing: bool = setting(
+        False, "recompute each layer's activations in the backward pass instead of keeping them: "
+        "memory only, one more forward of the update (counted in C_itemized); as TRL's "
+        "gradient_checkpointing (verl launches keep verl's own, on by default)", resumable=True)
     kl_coef: float = setting(0.0, "beta of the low_var_kl penalty (0: no reference model)", 0)
     clip_low: float = setting(0.2, "PPO clip below: ratio >= 1 - clip_low", 0, 1, hi_open=True,
                               why="the ratio is clipped at 1 - clip_low")

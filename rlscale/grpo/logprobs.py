@@ -20,7 +20,7 @@ from rlscale.rollout import left_pad
 
 def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion_mask,
                       temperature: float = 1.0, return_entropy: bool = False,
-                      entropy_grad: bool = True):
+                      entropy_grad: bool = True, checkpoint: bool = False):
     """Per-token log-probs of the completion tokens, in one forward pass.
 
     input_ids [B, P + C]: left-padded prompts followed by right-padded completions (see
@@ -29,10 +29,13 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
     of each completion token under logits / temperature (0 where masked), and with
     return_entropy also the [B, C] entropies. Gradients flow when enabled by the caller
     (entropy_grad=False: the entropies are a metric only, computed outside autograd).
-    Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once.
+    Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once;
+    checkpoint: its layers recompute their activations in the backward pass (any other model:
+    the trainer turns on transformers' gradient checkpointing instead).
     """
     C = completion_mask.shape[1]
-    logits = completion_logits(model, input_ids, attention_mask, position_ids, C).float()
+    logits = completion_logits(model, input_ids, attention_mask, position_ids, C,
+                               checkpoint).float()
     if temperature != 1.0:
         logits = logits / temperature
     out = logprobs_from_logits(logits, input_ids[:, -C:], return_entropy, entropy_grad)
@@ -41,7 +44,8 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
     return out[0] * completion_mask, out[1] * completion_mask
 
 
-def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
+def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
+                      checkpoint: bool = False):
     """[B, C, V] logits predicting the last C tokens of each row (see `sequence_logprobs`);
     zeros past a row's last completion token. Rows run in buckets of similar completion length
     (`fast.length_buckets`), each cut to its longest row: GRPO completions are ragged."""
@@ -63,7 +67,8 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int):
     mask = attention_mask.bool()
     dec = fast.FastDecoder(model, grad=True)
     return dec.completion_logits(input_ids[first, :P], mask[first, :P], position_ids[first, :P],
-                                 input_ids[:, P:], position_ids[:, P:], owner, lengths)
+                                 input_ids[:, P:], position_ids[:, P:], owner, lengths,
+                                 checkpoint=checkpoint)
 
 
 def _model_logits(model, input_ids, attention_mask, position_ids, C: int, lengths):

@@ -49,7 +49,7 @@ from rlscale.grpo import core
 from rlscale.grpo.config import TrainConfig
 from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
-from rlscale.models import load_model, save_model
+from rlscale.models import enable_activation_checkpointing, fast, load_model, save_model
 from rlscale.rewards import REWARDS
 from rlscale.rollout import Generation, SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
@@ -110,6 +110,8 @@ class _Trainer:
         self.device = _device(cfg)
         self.model, self.tok = load_model(cfg.model, self.device, cfg.dtype or "fp32", seed=cfg.seed)
         self.shape = ModelShape.of(self.model)
+        if cfg.activation_checkpointing and not fast.supports(self.model):  # else the compact
+            enable_activation_checkpointing(self.model)  # forward's own (sequence_logprobs)
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         # the frozen initial policy; not built at all when beta = 0
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
@@ -226,7 +228,8 @@ class _Trainer:
         ids, attn, pos, cmask = (t[rows] for t in batch)
         with torch.set_grad_enabled(grad):
             return sequence_logprobs(model, ids, attn, pos, cmask, self.cfg.temperature,
-                                     return_entropy=entropy, entropy_grad=False)
+                                     return_entropy=entropy, entropy_grad=False,
+                                     checkpoint=grad and self.cfg.activation_checkpointing)
 
     def chunks(self, rows):
         n = self.cfg.micro_batch_size or len(rows)
@@ -331,7 +334,8 @@ class _Trainer:
         t_lp = time.perf_counter()
         sums = self.update(step, ro, old, ref)
         t_upd = time.perf_counter()
-        flops, tokens = self.account(ro, int(old is not None) + int(ref is not None))
+        flops, tokens = self.account(ro, int(old is not None) + int(ref is not None)
+                                     + int(self.cfg.activation_checkpointing))  # its recompute
         self.dirty = False
         times = {"time_rollout": ro.t_sampled - t0, "time_reward": ro.t_rewarded - ro.t_sampled,
                  "time_logprobs": t_lp - ro.t_rewarded, "time_update": t_upd - t_lp}

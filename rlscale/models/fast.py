@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from rlscale.models import native
 
@@ -192,7 +193,7 @@ class FastDecoder:
         return self._logits(x[:, -1] if last_only else x), cache
 
     def completion_logits(self, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_pos,
-                          owner, lengths, max_buckets: int = 8):
+                          owner, lengths, max_buckets: int = 8, checkpoint: bool = False):
         """Logits predicting each completion token, every prompt computed once.
 
         prompt_ids/valid/pos [U, P] (left-padded); comp_ids/pos [B, C] (right-padded), row b
@@ -202,7 +203,9 @@ class FastDecoder:
         by G rows (GRPO's group) is computed once, and rows are computed in up to max_buckets
         buckets of similar length, each only as long as its longest row: GRPO completions are
         ragged (mean ~half of the longest), and the padding would otherwise cost as much as the
-        tokens.
+        tokens. checkpoint: keep only each layer's inputs and recompute the layer in the
+        backward pass (torch.utils.checkpoint): activation memory of one layer instead of all,
+        for one more forward's compute; the same values and gradients.
         """
         U, P = prompt_ids.shape
         B, C = comp_ids.shape
@@ -218,14 +221,22 @@ class FastDecoder:
         xp = self._embed(prompt_ids).reshape(U * P, -1)
         xs = [self._embed(comp_ids[rows, :n]).reshape(len(rows) * n, -1)
               for rows, n, _, _ in parts]
-        for L in self.layers:
+
+        def layer(L, xp, *xs):  # prompts, then the completions attending to them
             q, kp, vp = self._qkv(L, xp, U, P, *pcs)
             kp, vp = kp.transpose(1, 2), vp.transpose(1, 2)  # [U, nkv, P, hd]
             o = F.scaled_dot_product_attention(q.transpose(1, 2), kp, vp, attn_mask=pmask,
                                                scale=1.0, enable_gqa=self.n_heads != self.n_kv)
             xp = self._mlp_out(L, xp, o.transpose(1, 2).reshape(U * P, -1))
-            xs = [self._completion_layer(L, x, kp, vp, pbias, own, cs, n)
-                  for x, (_, n, own, cs) in zip(xs, parts)]
+            return xp, *(self._completion_layer(L, x, kp, vp, pbias, own, cs, n)
+                         for x, (_, n, own, cs) in zip(xs, parts))
+
+        recompute = checkpoint and torch.is_grad_enabled()
+        for L in self.layers:
+            if recompute:
+                xp, *xs = torch.utils.checkpoint.checkpoint(layer, L, xp, *xs, use_reentrant=False)
+            else:
+                xp, *xs = layer(L, xp, *xs)
         last = self._logits(xp.view(U, P, -1)[:, -1])  # [U, V]: predicts each first token
         out = [F.pad(torch.cat([last[own][:, None], self._logits(x.view(len(rows), n, -1)[:, :-1])],
                                1), (0, 0, 0, C - n))

@@ -178,3 +178,13 @@ def save_model(model, tokenizer, directory) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def enable_activation_checkpointing(model) -> None:
+    """transformers' activation checkpointing on an HF model (non-reentrant), by its current
+    name where the installed 5.x has it, else by the older gradient_checkpointing_enable."""
+    on = getattr(model, "activation_checkpointing_enable", None)
+    if on is None:
+        model.gradient_checkpointing_enable({"use_reentrant": False})
+    else:
+        on({"use_reentrant": False})
