@@ -355,7 +355,7 @@ def _saved_run(cfg: PretrainConfig, out: Path, resume: bool) -> dict | None:
                         f"or choose another --out")
     if saved is not None:
         ck.check_resume(saved.get("config", {}), dataclasses.asdict(cfg), RESUMABLE_CHANGES,
-                        state_path)
+                        state_path, dataclasses.asdict(PretrainConfig()))
     return saved
 
 

@@ -149,6 +149,14 @@ def test_pretrain_outputs_flops_and_loss(tmp_path):
         pretrain(cfg, tmp_path / "run")
     with pytest.raises(UserError, match="different lr"):
         pretrain(small_cfg(lr=1e-3), tmp_path / "run", resume=True)
+    # a run saved before a setting existed ran at its default: it resumes at the default only
+    state = tmp_path / "run" / "pretrain.json"
+    old = json.loads(state.read_text())
+    del old["config"]["easy_first"]
+    state.write_text(json.dumps(old))
+    assert pretrain(cfg, tmp_path / "run", resume=True)["wall_s"] == res["wall_s"]
+    with pytest.raises(UserError, match="different easy_first"):
+        pretrain(small_cfg(easy_first=0.5), tmp_path / "run", resume=True)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):

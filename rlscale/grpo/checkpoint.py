@@ -208,11 +208,13 @@ def load_checkpoint(path, model, optimizer=None) -> dict:
     return state
 
 
-def check_resume(saved: dict, now: dict, resumable, path) -> None:
+def check_resume(saved: dict, now: dict, resumable, path, defaults: dict | None = None) -> None:
     """Resuming continues the same run: every setting in `now` except the `resumable` ones
-    (those that do not change what finished steps did) must equal the `saved` one. Shared by
-    `rlscale train` and `rlscale pretrain`."""
-    diff = [k for k in now if k not in resumable and saved.get(k) != now[k]]
+    (those that do not change what finished steps did) must equal the `saved` one; a setting
+    the saved run predates counts as its default (`defaults`: a later version added it, and the
+    default is what that run did). Shared by `rlscale train` and `rlscale pretrain`."""
+    defaults = defaults or {}
+    diff = [k for k in now if k not in resumable and saved.get(k, defaults.get(k)) != now[k]]
     if diff:
         k = diff[0]
         raise UserError(f"{path}: --resume with a different {k} ({saved.get(k)!r} -> "

@@ -75,7 +75,7 @@ def _check_finite(step: int, what: str, x: torch.Tensor) -> None:
 
 
 def _check_resume_config(saved: dict, cfg: TrainConfig, path: Path) -> None:
-    ck.check_resume(saved, cfg.to_dict(), TrainConfig.resumable(), path)
+    ck.check_resume(saved, cfg.to_dict(), TrainConfig.resumable(), path, TrainConfig().to_dict())
     if saved.get("steps") != cfg.steps and cfg.reuse != 1:
         raise UserError(f"{path}: --steps cannot change on resume with --reuse {cfg.reuse} "
                         f"(the unique prompt set depends on it)")
