@@ -218,6 +218,7 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100) -> tuple[dict, li
         F.size_efficiency(data["curves"], "D", "size_data_efficiency", "number of prompts D"),
         F.k_increases_with_n(data["curves"], fits["loglinear_kn_C"]),
         F.law_fit(data["curves"], {"C_paper": fits["loglinear_kn_C"], "D": fits["loglinear_kn_D"]}),
+        F.size_extrapolation(data["curves"], n_boot=n_boot),
         F.data_reuse(reuse), gain, F.reward_format(cf, strict),
         E.rl_sharpens_or_expands(data["evals"]), E.greedy_gain(data["rungs"]),
         E.transfer(data["rungs"], transfer_task), E.few_shot_stability(data["rungs"])]

@@ -118,6 +118,12 @@ def shown(f: dict) -> str:
     if i == "rl_sharpens_or_expands" and "rungs" in d:
         return "; ".join(f"{r['rung']}: pass@1 {r['d_pass1']:+.3f}, pass@{r['k_max']} "
                          f"{r['d_passk']:+.3f}" for r in d["rungs"])
+    if i == "size_extrapolation" and "fits" in d:
+        return "; ".join(
+            f"{x}: " + (e.get("error") or f"MARE {_f(e['mare'])}, its 90% interval covers "
+                        f"{e['coverage']:.0%} of N={e['size']:.3g}'s points, {e['choice']['law']}"
+                        + ("" if e["identified"] else " (not identified)"))
+            for x, e in d["fits"].items())
     if i.startswith("size_") and d.get("comparisons"):
         return f"{len(d['comparisons'])} comparisons"
     return ""

@@ -123,6 +123,12 @@ def test_a_ladder_drawn_from_the_law_reproduces_the_paper(ordered):
     assert f["k_increases_with_n"]["value"] == pytest.approx(1.0)
     assert f["law_fit"]["details"]["r2"]["C_paper"] > 0.9
     assert f["law_fit"]["value"] < 0.1
+    # the largest rung predicted from the three below it: in D these curves are in the
+    # extrapolation's family (E(N) = e0 + e1 log N + k(N) x0, x0 the first evaluation's D); in
+    # C their first evaluation sits at C ~ N, so E(N) gains a k(N) log N term no candidate has
+    x = f["size_extrapolation"]["details"]["fits"]
+    assert x["D"]["size"] == pytest.approx(10 ** 5.5) and x["D"]["mare"] < 0.1
+    assert x["C_paper"]["mare"] > x["D"]["mare"]
     assert f["data_reuse"]["reproduced"] is True
     assert f["reward_format"]["reproduced"] is True  # cf ends 0.08 above strict, SE 0.014
     assert f["rl_sharpens_or_expands"]["reproduced"] is None  # pass@k unchanged: not sharpened
@@ -139,6 +145,9 @@ def test_a_reversed_ladder_does_not(tmp_path):
     f = _by_id({"findings": table})
     assert f["size_compute_efficiency"]["reproduced"] is False
     assert f["size_data_efficiency"]["reproduced"] is False
+    # the largest rung learns like the smallest: the law of the others mispredicts it
+    assert f["size_extrapolation"]["reproduced"] is False
+    assert f["size_extrapolation"]["value"] > 0.1
 
 
 def test_summary_rungs_and_report_text(ordered):
