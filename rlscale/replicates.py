@@ -84,7 +84,10 @@ def table(summaries: list[dict]) -> dict:
                          "reproduced": verdicts,
                          "reproduced_in": sum(v is True for v in verdicts),
                          "failed_in": sum(v is False for v in verdicts),
-                         "untestable_in": sum(v is None for v in verdicts)})
+                         "untestable_in": sum(v is None for v, f in zip(verdicts, per) if f),
+                         # a summary written before the finding existed: not a verdict
+                         "absent_in": sum(f is None for f in per),
+                         "absent_at": [i for i, f in enumerate(per) if f is None]})
     names = list(dict.fromkeys(r["rung"] for s in summaries for r in s["rungs"]))
     rungs = []
     for name in names:
@@ -128,9 +131,11 @@ def markdown(t: dict) -> str:
              "## Findings (value, reproduced) per seed", "",
              f"| finding | {cols} | reproduced in |", "|---|" + "---|" * n + "---|"]
     for f in t["findings"]:
-        cells = " | ".join(f"{_f(v, '.3g')} ({_mark(r)})" for v, r in zip(f["values"],
-                                                                        f["reproduced"]))
-        untestable = f" ({f['untestable_in']} not testable)" if f["untestable_in"] else ""
+        cells = " | ".join("absent" if i in f["absent_at"] else
+                           f"{_f(v, '.3g')} ({_mark(r)})"
+                           for i, (v, r) in enumerate(zip(f["values"], f["reproduced"])))
+        untestable = "".join(f" ({f[k]} {w})" for k, w in (("untestable_in", "not testable"),
+                                                          ("absent_in", "absent")) if f[k])
         lines.append(f"| {f['id']} | {cells} | {f['reproduced_in']} of {n}{untestable} |")
     lines += ["", "## Rungs: greedy 0-shot before -> after RL, and the sampled gain",
               "", f"| rung | {cols} | before: mean (sd) | after: mean (sd) |",

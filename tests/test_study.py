@@ -349,6 +349,7 @@ def test_replicates_table_the_seeds_of_real_summaries(smoke, tmp_path, capsys):
     other["seed"] = summary["seed"] + 1
     first = next(f for f in other["findings"] if f["reproduced"] is not None)
     first["reproduced"] = not first["reproduced"]
+    gone = other["findings"].pop()  # a summary written before this finding existed
     (tmp_path / "s1").mkdir()
     (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
     md = tmp_path / "rep.md"
@@ -357,6 +358,10 @@ def test_replicates_table_the_seeds_of_real_summaries(smoke, tmp_path, capsys):
     assert t["seeds"] == [summary["seed"], summary["seed"] + 1]
     row = next(f for f in t["findings"] if f["id"] == first["id"])
     assert row["reproduced_in"] == 1 and row["failed_in"] == 1
+    row = next(f for f in t["findings"] if f["id"] == gone["id"])
+    assert row["absent_in"] == 1 and row["absent_at"] == [1]
+    assert row["untestable_in"] == (gone["reproduced"] is None)  # the other seed's own verdict
+    assert f"| {gone['id']} | " in md.read_text() and "| absent |" in md.read_text()
     c = checks(summary)
     assert (c["rungs_gain_above_2se"] == c["n_rungs"]) == summary["all_rungs_improved"]
     assert c["baselines_ordered"] == bool(summary["baseline_order"]["increasing"] and summary[
