@@ -184,6 +184,16 @@ PRESETS["cpu-words"] = replace(
         replace(r, pretrain_lr=_WORDS_LR[r.name][0], rl_lr=_WORDS_LR[r.name][1])
         for r in PRESETS["cpu-edge"].rungs))
 
+# cpu-words-2m (session 18): cpu-words plus a fifth rung, micro:2m (~97x the 20k rung), on the
+# same 5M tokens; for the findings four rungs cannot resolve: size_extrapolation (the largest
+# rung predicted from the others needs the form chosen on fits of three rungs, not two) and
+# k(N)'s saturation over two decades. ~35 min on 2 cores (the 2m rung's pre-training is its
+# critical path). The 2m rung's lr is the 600k rung's scaled by width (96 / 160, the 1/width rule
+# for hidden matrices), not tuned: its pre-training alone takes ~20 minutes; RL lr = lr / 47.
+PRESETS["cpu-words-2m"] = replace(
+    PRESETS["cpu-words"], name="cpu-words-2m",
+    rungs=PRESETS["cpu-words"].rungs + (Rung("micro:2m", 5_000_000, 3e-3, 6e-5, 120),))
+
 # The default of `rlscale study` and `make study` since session 17: cpu-words, by a rule written
 # before two fresh seeds ran (docs/study.md, session 17): at least as good as `cpu` on every
 # acceptance check of issue 10 in both seeds, better on RL's gain per rung (cpu misses it on the

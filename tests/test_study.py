@@ -24,7 +24,7 @@ def _n(rung: str) -> int:
 
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
-                                  "gpu"])
+                                  "cpu-words-2m", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -137,6 +137,18 @@ def test_cpu_words_is_cpu_edge_with_number_words():
     same = {f.name for f in dataclasses.fields(words)} - {"name", "task", "transfer_task",
                                                            "rungs"}
     assert {k: getattr(words, k) for k in same} == {k: getattr(edge, k) for k in same}
+
+
+def test_cpu_words_2m_is_cpu_words_with_a_fifth_rung():
+    """cpu-words-2m (session 18): cpu-words' four rungs unchanged plus micro:2m on the same
+    tokens, its lr the 600k rung's scaled by width, RL lr = lr / 47."""
+    big, words = PRESETS["cpu-words-2m"], PRESETS["cpu-words"]
+    assert big.rungs[:4] == words.rungs and len(big.rungs) == 5
+    top = big.rungs[-1]
+    assert top.name == "micro:2m" and top.tokens == words.rungs[-1].tokens
+    assert top.pretrain_lr == pytest.approx(words.rungs[-1].pretrain_lr * 96 / 160, rel=0.01)
+    assert top.rl_lr == pytest.approx(top.pretrain_lr / 47, rel=0.07)
+    assert dataclasses.replace(big, name=words.name, rungs=words.rungs) == words
 
 
 def _smoke():
