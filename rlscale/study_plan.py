@@ -187,12 +187,13 @@ PRESETS["cpu-words"] = replace(
 # cpu-words-2m (session 18): cpu-words plus a fifth rung, micro:2m (~97x the 20k rung), on the
 # same 5M tokens; for the findings four rungs cannot resolve: size_extrapolation (the largest
 # rung predicted from the others needs the form chosen on fits of three rungs, not two) and
-# k(N)'s saturation over two decades. ~35 min on 2 cores (the 2m rung's pre-training is its
-# critical path). The 2m rung's lr is the 600k rung's scaled by width (96 / 160, the 1/width rule
-# for hidden matrices), not tuned: its pre-training alone takes ~20 minutes; RL lr = lr / 47.
+# k(N)'s saturation over two decades. ~31 min on 2 cores (the 2m rung's pre-training, ~16 min,
+# is its critical path). The 2m rung's lr by session 11's rule, as every cpu-words rung's (the
+# lr of lower final training loss; docs/study.md, session 18, pilot 42): 3e-3 (the width rule's
+# guess from the 600k rung) 0.413, 6e-3 0.391, 1.2e-2 0.402; RL lr = lr / 47 to one digit.
 PRESETS["cpu-words-2m"] = replace(
     PRESETS["cpu-words"], name="cpu-words-2m",
-    rungs=PRESETS["cpu-words"].rungs + (Rung("micro:2m", 5_000_000, 3e-3, 6e-5, 120),))
+    rungs=PRESETS["cpu-words"].rungs + (Rung("micro:2m", 5_000_000, 6e-3, 1e-4, 120),))
 
 # The default of `rlscale study` and `make study` since session 17: cpu-words, by a rule written
 # before two fresh seeds ran (docs/study.md, session 17): at least as good as `cpu` on every

@@ -141,13 +141,13 @@ def test_cpu_words_is_cpu_edge_with_number_words():
 
 def test_cpu_words_2m_is_cpu_words_with_a_fifth_rung():
     """cpu-words-2m (session 18): cpu-words' four rungs unchanged plus micro:2m on the same
-    tokens, its lr the 600k rung's scaled by width, RL lr = lr / 47."""
+    tokens, its lr by the cpu-words rule (pilot 42: 6e-3), RL lr = lr / 47 to one digit."""
     big, words = PRESETS["cpu-words-2m"], PRESETS["cpu-words"]
     assert big.rungs[:4] == words.rungs and len(big.rungs) == 5
     top = big.rungs[-1]
     assert top.name == "micro:2m" and top.tokens == words.rungs[-1].tokens
-    assert top.pretrain_lr == pytest.approx(words.rungs[-1].pretrain_lr * 96 / 160, rel=0.01)
-    assert top.rl_lr == pytest.approx(top.pretrain_lr / 47, rel=0.07)
+    assert top.pretrain_lr == 6e-3
+    assert top.rl_lr == float(f"{top.pretrain_lr / 47:.0e}")  # one digit
     assert dataclasses.replace(big, name=words.name, rungs=words.rungs) == words
 
 
