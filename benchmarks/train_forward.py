@@ -14,8 +14,8 @@ import argparse, random, sys, time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
-from rlscale.models import (build_micro, enable_activation_checkpointing, fast,
-                            micro_tokenizer, non_embedding_params)
+from rlscale.models import (build_micro, fast, micro_tokenizer, non_embedding_params,
+                            set_activation_checkpointing)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--rungs", default="60k,200k,600k")
@@ -50,19 +50,11 @@ print(f"batch: {len(comps)} rows, completion tokens {tokens} (padded to "
       f"{len(comps) * max(map(len, comps))}), lengths {a.lengths}")
 
 
-def hf_checkpointing(m, on: bool) -> None:
-    if on:
-        enable_activation_checkpointing(m)
-    for mod in m.modules():  # off: the flag transformers' layers read
-        if not on and hasattr(mod, "gradient_checkpointing"):
-            mod.gradient_checkpointing = False
-
-
 def fwd_bwd(m, name: str, ckpt: bool) -> tuple[float, int]:
     """(CPU seconds, bytes saved for the backward) of one forward + backward on a path."""
     sup, buckets = PATHS[name]
     fast.supports, fast.length_buckets = sup, buckets
-    hf_checkpointing(m, ckpt and name == "hf")
+    set_activation_checkpointing(m, ckpt and name == "hf")
     m.train(ckpt)  # transformers checkpoints in training mode only (the rungs have no dropout)
     m.zero_grad()
     saved = []
@@ -72,7 +64,7 @@ def fwd_bwd(m, name: str, ckpt: bool) -> tuple[float, int]:
         lp = sequence_logprobs(m, *batch, checkpoint=ckpt)
     lp.sum().backward()
     secs = time.process_time() - t
-    hf_checkpointing(m, False)
+    set_activation_checkpointing(m, False)
     fast.supports, fast.length_buckets = real_supports, real_buckets
     return secs, sum(saved)
 

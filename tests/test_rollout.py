@@ -331,7 +331,7 @@ def test_activation_checkpointing_same_logprobs_and_grads_fewer_saved_bytes(tok,
     """checkpoint=True (the compact forward's own recompute; for any other model transformers'
     gradient checkpointing, as the trainer turns it on): the same log-probs and gradients, and
     the backward keeps less than half the bytes (counted by a saved-tensors hook)."""
-    from rlscale.models import enable_activation_checkpointing
+    from rlscale.models import set_activation_checkpointing
 
     model = qwen3(tok, seed=5).train()
     if not compact:
@@ -343,16 +343,14 @@ def test_activation_checkpointing_same_logprobs_and_grads_fewer_saved_bytes(tok,
 
     def run(checkpoint):
         if not compact and checkpoint:
-            enable_activation_checkpointing(model)
+            set_activation_checkpointing(model)
         model.zero_grad()
         saved = []
         with torch.autograd.graph.saved_tensors_hooks(
                 lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
             lp = sequence_logprobs(model, *batch, checkpoint=checkpoint and compact)
         lp.sum().backward()
-        for m in model.modules():  # off again (the model's 5.x name varies)
-            if hasattr(m, "gradient_checkpointing"):
-                m.gradient_checkpointing = False
+        set_activation_checkpointing(model, False)
         return lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, sum(saved)
 
     lp, grads, kept = run(False)

@@ -49,7 +49,7 @@ from rlscale.grpo import core
 from rlscale.grpo.config import TrainConfig
 from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
-from rlscale.models import enable_activation_checkpointing, fast, load_model, save_model
+from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
 from rlscale.rewards import REWARDS
 from rlscale.rollout import Generation, SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
@@ -111,7 +111,7 @@ class _Trainer:
         self.model, self.tok = load_model(cfg.model, self.device, cfg.dtype or "fp32", seed=cfg.seed)
         self.shape = ModelShape.of(self.model)
         if cfg.activation_checkpointing and not fast.supports(self.model):  # else the compact
-            enable_activation_checkpointing(self.model)  # forward's own (sequence_logprobs)
+            set_activation_checkpointing(self.model)  # forward's own (sequence_logprobs)
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         # the frozen initial policy; not built at all when beta = 0
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None

@@ -14,8 +14,8 @@ from rlscale.models.ladder import (
     non_embedding_params,
     rung_name,
 )
-from rlscale.models.loading import (check_model_dir, enable_activation_checkpointing,
-                                    load_model, save_model)
+from rlscale.models.loading import (check_model_dir, load_model, save_model,
+                                    set_activation_checkpointing)
 from rlscale.models.tokenizer import micro_tokenizer
 
 __all__ = [
@@ -26,10 +26,10 @@ __all__ = [
     "MicroRung",
     "build_micro",
     "check_model_dir",
-    "enable_activation_checkpointing",
     "load_model",
     "micro_tokenizer",
     "non_embedding_params",
     "rung_name",
     "save_model",
+    "set_activation_checkpointing",
 ]

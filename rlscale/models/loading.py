@@ -180,11 +180,12 @@ def save_model(model, tokenizer, directory) -> Path:
     return directory
 
 
-def enable_activation_checkpointing(model) -> None:
-    """transformers' activation checkpointing on an HF model (non-reentrant), by its current
-    name where the installed 5.x has it, else by the older gradient_checkpointing_enable."""
-    on = getattr(model, "activation_checkpointing_enable", None)
-    if on is None:
-        model.gradient_checkpointing_enable({"use_reentrant": False})
+def set_activation_checkpointing(model, on: bool = True) -> None:
+    """transformers' activation checkpointing (non-reentrant) on or off on an HF model, by its
+    current names where the installed 5.x has them, else by the older gradient_checkpointing_*."""
+    name = ("activation_checkpointing" if hasattr(model, "activation_checkpointing_enable")
+            else "gradient_checkpointing")
+    if on:
+        getattr(model, f"{name}_enable")({"use_reentrant": False})
     else:
-        on({"use_reentrant": False})
+        getattr(model, f"{name}_disable")()
