@@ -88,7 +88,8 @@ def configure(p) -> None:
                    "sessions 16-17); cpu: the same ladder on 3M tokens and an easier task, ~11 "
                    "min; cpu-edge: 5M tokens and a two-difficulty task (session 13); cpu-tilt: "
                    "cpu-edge with more tokens for smaller rungs (session 14); cpu-words-2m: "
-                   "cpu-words plus a 2m rung, ~31 min (session 18); cpu-long: 9M "
+                   "cpu-words plus a 2m rung, ~31 min (session 18); cpu-words-7m: "
+                   "cpu-words on 7.1M tokens a rung (session 19); cpu-long: 9M "
                    "tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
                    "split (rlscale.allocation)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")

@@ -195,6 +195,15 @@ PRESETS["cpu-words-2m"] = replace(
     PRESETS["cpu-words"], name="cpu-words-2m",
     rungs=PRESETS["cpu-words"].rungs + (Rung("micro:2m", 5_000_000, 6e-3, 1e-4, 120),))
 
+# cpu-words-7m (session 19): cpu-words with every rung on 7.1M tokens (one budget, the same
+# rule). The only lever that has moved the 20k rung's RL gain is more pre-training tokens
+# (sessions 14 and 18); from the 7.1M 20k models of session 16's pilot 33 (cpu-words' task,
+# validation side), 120 GRPO steps gained +3.7 and +2.1 combined SE in draws 0 and 1 (pilot 44,
+# docs/study.md), where the 5M models gain ~0. 7.1M is that pilot's budget, not tuned.
+PRESETS["cpu-words-7m"] = replace(
+    PRESETS["cpu-words"], name="cpu-words-7m",
+    rungs=tuple(replace(r, tokens=7_100_000) for r in PRESETS["cpu-words"].rungs))
+
 # The default of `rlscale study` and `make study` since session 17: cpu-words, by a rule written
 # before two fresh seeds ran (docs/study.md, session 17): at least as good as `cpu` on every
 # acceptance check of issue 10 in both seeds, better on RL's gain per rung (cpu misses it on the

@@ -121,3 +121,24 @@ def test_logprobs_from_logits_entropy_outside_autograd():
     ref = torch.log_softmax(logits, -1).gather(-1, labels[..., None]).squeeze(-1)
     assert torch.allclose(lp, ref) and lp.requires_grad and not ent.requires_grad
     assert torch.equal(lp, core.logprobs_from_logits(logits, labels))
+
+
+@pytest.mark.parametrize("chunk,temperature", [(1, 1.0), (5, 0.7), (100, 1.3)])
+def test_linear_logprobs_equal_the_whole_log_softmax(chunk, temperature):
+    """Chunked log-probs and entropies of h @ w.T (the last chunk short, or one chunk for all)
+    and their gradients in h and w, for any weights on the two outputs, equal those through the
+    whole logits (gradients from autograd through log_softmax)."""
+    g = torch.Generator().manual_seed(chunk)
+    h = torch.randn(37, 16, generator=g, requires_grad=True)
+    w = torch.randn(50, 16, generator=g, requires_grad=True)
+    labels = torch.randint(0, 50, (37,), generator=g)
+    a, b = torch.randn(37, generator=g), torch.randn(37, generator=g)
+
+    def grads(lp, ent):
+        return torch.autograd.grad((a * lp).sum() + (b * ent).sum(), (h, w))
+
+    lp, ent = core.logprobs_from_logits((h @ w.t()) / temperature, labels, entropy=True)
+    lp_c, ent_c = core.linear_logprobs(h, w, labels, temperature, chunk=chunk)
+    assert torch.allclose(lp, lp_c, atol=1e-5) and torch.allclose(ent, ent_c, atol=1e-5)
+    for x, y in zip(grads(lp, ent), grads(lp_c, ent_c)):
+        assert torch.allclose(x, y, atol=1e-5, rtol=1e-4)

@@ -361,6 +361,46 @@ def test_activation_checkpointing_same_logprobs_and_grads_fewer_saved_bytes(tok,
     assert kept_c < 0.5 * kept, (kept_c, kept)
 
 
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_chunked_logprobs_from_hidden_states_equal_whole_logits(tok, monkeypatch, checkpoint):
+    """A batch whose logits would be large (a Qwen vocabulary) is scored from the final hidden
+    states a few rows at a time (core.linear_logprobs): the same log-probs, entropies and
+    parameter gradients as through the whole [B, C, V] logits, with ragged rows and a
+    temperature, and the backward keeps no [B, C, V] tensor (counted by a saved-tensors hook)."""
+    from rlscale.grpo import logprobs as L
+
+    model = qwen3(tok, seed=7).train()
+    prompts = [p for p in PROMPTS[:4] for _ in range(4)]
+    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=12, suppress_eos=True),
+                 seed=3)
+    ragged = [c[: 1 + (3 * i) % 12] for i, c in enumerate(g.completion_ids)]
+    batch = batch_for_logprobs(g.prompt_ids, ragged, tok.pad_token_id)
+    w = torch.randn(batch[3].shape, generator=torch.Generator().manual_seed(1))
+    B, C, V = *batch[3].shape, model.config.vocab_size
+
+    def run():
+        model.zero_grad()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append(t.numel()) or t, lambda t: t):
+            lp, ent = sequence_logprobs(model, *batch, temperature=0.8, return_entropy=True,
+                                        checkpoint=checkpoint)
+        ((lp * w).sum() + 0.5 * ent.sum()).backward()
+        return lp.detach(), ent.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                           }, max(saved)
+
+    lp, ent, grads, biggest = run()
+    assert biggest >= B * C * V  # the whole logits are kept for the backward
+    monkeypatch.setattr(L, "LOGITS_WHOLE_BYTES", 0)
+    monkeypatch.setattr(L, "LOGITS_CHUNK_BYTES", 4 * V * 5)  # 5 tokens a chunk
+    lp_c, ent_c, grads_c, biggest_c = run()
+    assert biggest_c < B * C * V
+    assert torch.allclose(lp, lp_c, atol=1e-5) and torch.allclose(ent, ent_c, atol=1e-5)
+    assert (lp_c[batch[3] == 0] == 0).all()
+    for n in grads:
+        assert torch.allclose(grads[n], grads_c[n], atol=1e-5, rtol=1e-4), n
+
+
 def test_any_model_scores_ragged_completions_in_buckets_as_each_alone(tok, monkeypatch):
     """The model's own forward (any causal LM: the compact one switched off), four length
     buckets of 32 ragged rows: each row's log-probs equal its sequence scored alone, unpadded,

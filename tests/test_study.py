@@ -24,7 +24,7 @@ def _n(rung: str) -> int:
 
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
-                                  "cpu-words-2m", "gpu"])
+                                  "cpu-words-2m", "cpu-words-7m", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -149,6 +149,15 @@ def test_cpu_words_2m_is_cpu_words_with_a_fifth_rung():
     assert top.pretrain_lr == 6e-3
     assert top.rl_lr == float(f"{top.pretrain_lr / 47:.0e}")  # one digit
     assert dataclasses.replace(big, name=words.name, rungs=words.rungs) == words
+
+
+def test_cpu_words_7m_is_cpu_words_on_more_tokens():
+    """cpu-words-7m (session 19): cpu-words with every rung on 7.1M tokens, nothing else."""
+    more, words = PRESETS["cpu-words-7m"], PRESETS["cpu-words"]
+    assert all(r.tokens == 7_100_000 for r in more.rungs)
+    assert tuple(dataclasses.replace(r, tokens=w.tokens) for r, w in
+                 zip(more.rungs, words.rungs)) == words.rungs
+    assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
 
 
 def _smoke():

@@ -58,6 +58,60 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, entropy: bo
     return logp, ent
 
 
+class _LinearLogprobs(torch.autograd.Function):
+    """logprobs_from_logits of logits = (h @ w.T) / temperature, computed `chunk` rows at a
+    time: the [T, V] logits are never held whole, in the forward or the backward (which
+    recomputes each chunk's logits from h and w). Gradients: d logp / dz = onehot - p and
+    d H / dz = -p (log p + H), z the logits."""
+
+    @staticmethod
+    def forward(ctx, h, w, labels, temperature: float, chunk: int):
+        T = h.shape[0]
+        logp, ent, lse = (torch.empty(T, dtype=torch.float32, device=h.device) for _ in range(3))
+        for i in range(0, T, chunk):
+            z = _chunk_logits(h[i:i + chunk], w, temperature)
+            lse[i:i + chunk] = lz = torch.logsumexp(z, -1)
+            logp[i:i + chunk] = z.gather(-1, labels[i:i + chunk, None]).squeeze(-1) - lz
+            la = z.sub_(lz[:, None])  # log-softmax, in place
+            ent[i:i + chunk] = -(la.exp() * la).sum(-1)
+        ctx.save_for_backward(h, w, labels, lse, ent)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        return logp, ent
+
+    @staticmethod
+    def backward(ctx, g_logp, g_ent):
+        h, w, labels, lse, ent = ctx.saved_tensors
+        gh = torch.empty_like(h) if ctx.needs_input_grad[0] else None
+        gw = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
+        for i in range(0, h.shape[0], ctx.chunk):
+            c = slice(i, i + ctx.chunk)
+            logp_all = _chunk_logits(h[c], w, ctx.temperature).sub_(lse[c, None])
+            p = logp_all.exp()
+            dz = p.mul_(-g_logp[c, None] - g_ent[c, None] * (logp_all + ent[c, None]))
+            dz.scatter_add_(-1, labels[c, None], g_logp[c, None])
+            dz = (dz / ctx.temperature).to(h.dtype)
+            if gh is not None:
+                gh[c] = dz @ w
+            gw += (dz.t() @ h[c]).float()
+        gw = gw.to(w.dtype) if ctx.needs_input_grad[1] else None
+        return gh, gw, None, None, None
+
+
+def _chunk_logits(h, w, temperature: float):
+    z = torch.nn.functional.linear(h, w).float()
+    return z / temperature if temperature != 1.0 else z
+
+
+def linear_logprobs(h: torch.Tensor, w: torch.Tensor, labels: torch.Tensor,
+                    temperature: float = 1.0, chunk: int = 1024):
+    """(log-probs [T], entropies [T]) of labels [T] under softmax((h @ w.T) / temperature), with
+    h [T, d] the final hidden states and w [V, d] the output embedding: logprobs_from_logits
+    without the [T, V] logits. For vocabularies of ~150k (Qwen) the fp32 logits of a GRPO batch
+    and their log-softmax are tens of GB; here at most chunk x V are held at a time. Both outputs
+    carry gradients (the entropy's is exact; the trainer uses it as a metric only)."""
+    return _LinearLogprobs.apply(h, w, labels, float(temperature), max(1, int(chunk)))
+
+
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum()
 

@@ -13,9 +13,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rlscale.grpo.core import logprobs_from_logits
+from rlscale.grpo import core
 from rlscale.models import fast
 from rlscale.rollout import left_pad
+
+
+# A forward whose fp32 logits would pass this size (a Qwen vocabulary of ~150k: 64 rows x 256
+# tokens are 10 GB, and their log-softmax as much again) is scored from its final hidden states
+# in chunks of about LOGITS_CHUNK_BYTES (core.linear_logprobs); below it, as one [B, C, V] tensor.
+LOGITS_WHOLE_BYTES = 1 << 30
+LOGITS_CHUNK_BYTES = 1 << 28
 
 
 def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion_mask,
@@ -33,15 +40,24 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
     checkpoint: its layers recompute their activations in the backward pass (any other model:
     the trainer turns on transformers' gradient checkpointing instead).
     """
-    C = completion_mask.shape[1]
-    logits = completion_logits(model, input_ids, attention_mask, position_ids, C,
-                               checkpoint).float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    out = logprobs_from_logits(logits, input_ids[:, -C:], return_entropy, entropy_grad)
+    (B, C), labels = completion_mask.shape, input_ids[:, -completion_mask.shape[1]:]
+    V = model.get_output_embeddings().weight.shape[0]
+    if B * C * V * 4 > LOGITS_WHOLE_BYTES and _compact(model, input_ids, C):
+        dec, h = _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint,
+                                  hidden=True)
+        lp, ent = core.linear_logprobs(h.flatten(0, 1), dec.lm_head, labels.flatten(),
+                                       temperature, chunk=LOGITS_CHUNK_BYTES // (4 * V))
+        lp, ent = lp.view(B, C), (ent if entropy_grad else ent.detach()).view(B, C)
+    else:
+        logits = completion_logits(model, input_ids, attention_mask, position_ids, C,
+                                   checkpoint).float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        out = core.logprobs_from_logits(logits, labels, return_entropy, entropy_grad)
+        lp, ent = out if return_entropy else (out, None)
     if not return_entropy:
-        return out * completion_mask
-    return out[0] * completion_mask, out[1] * completion_mask
+        return lp * completion_mask
+    return lp * completion_mask, ent * completion_mask
 
 
 def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
@@ -49,11 +65,27 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
     """[B, C, V] logits predicting the last C tokens of each row (see `sequence_logprobs`);
     zeros past a row's last completion token. Rows run in buckets of similar completion length
     (`fast.length_buckets`), each cut to its longest row: GRPO completions are ragged."""
+    if not _compact(model, input_ids, C):
+        return _model_logits(model, input_ids, attention_mask, position_ids, C,
+                             _lengths(attention_mask, C))
+    return _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint)[1]
+
+
+def _compact(model, input_ids, C: int) -> bool:
+    """Whether the compact forward (rlscale.models.fast) scores this model and batch."""
+    return (input_ids.shape[1] > C and fast.supports(model)
+            and not model.config.attention_dropout)
+
+
+def _lengths(attention_mask, C: int):
+    cols = torch.arange(1, C + 1, device=attention_mask.device)
+    return (attention_mask[:, -C:].bool() * cols).amax(1)  # through each row's last token
+
+
+def _compact_forward(model, input_ids, attention_mask, position_ids, C: int, checkpoint: bool,
+                     hidden: bool = False):
+    """(the FastDecoder, its [B, C, V] logits or with hidden its [B, C, d] final states)."""
     B, P = input_ids.shape[0], input_ids.shape[1] - C
-    cols = torch.arange(1, C + 1, device=input_ids.device)
-    lengths = (attention_mask[:, P:].bool() * cols).amax(1)  # through each row's last token
-    if P < 1 or not fast.supports(model) or model.config.attention_dropout:
-        return _model_logits(model, input_ids, attention_mask, position_ids, C, lengths)
     # rows with the same prompt (GRPO's G samples) share one prompt forward
     key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
     G = _consecutive_group_size(key)
@@ -66,9 +98,10 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
         first = first.scatter_reduce(0, owner, torch.arange(B, device=key.device), "amin")
     mask = attention_mask.bool()
     dec = fast.FastDecoder(model, grad=True)
-    return dec.completion_logits(input_ids[first, :P], mask[first, :P], position_ids[first, :P],
-                                 input_ids[:, P:], position_ids[:, P:], owner, lengths,
-                                 checkpoint=checkpoint)
+    run = dec.completion_hidden if hidden else dec.completion_logits
+    return dec, run(input_ids[first, :P], mask[first, :P], position_ids[first, :P],
+                    input_ids[:, P:], position_ids[:, P:], owner, _lengths(attention_mask, C),
+                    checkpoint=checkpoint)
 
 
 def _model_logits(model, input_ids, attention_mask, position_ids, C: int, lengths):

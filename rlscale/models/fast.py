@@ -164,8 +164,11 @@ class FastDecoder:
         act = F.silu(g) * u
         return torch.addmm(x, act, L["wd"].t())
 
+    def final_norm(self, x):
+        return self._rms(x) * self.norm
+
     def _logits(self, x):
-        return F.linear(self._rms(x) * self.norm, self.lm_head)
+        return F.linear(self.final_norm(x), self.lm_head)
 
     def prefill(self, ids, pos, valid, rope, last_only: bool = True):
         """Forward of left-padded prompts ids [U, P] at positions pos, pad mask valid [U, P].
@@ -192,13 +195,25 @@ class FastDecoder:
         x = x.view(U, P, -1)
         return self._logits(x[:, -1] if last_only else x), cache
 
-    def completion_logits(self, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_pos,
-                          owner, lengths, max_buckets: int = 8, checkpoint: bool = False):
-        """Logits predicting each completion token, every prompt computed once.
+    def completion_logits(self, *args, **kwargs):
+        """[B, C, V]: `completion_states` through the output embedding."""
+        return self.completion_states(*args, head=self._logits, **kwargs)
+
+    def completion_hidden(self, *args, **kwargs):
+        """[B, C, d]: `completion_states` through the final norm only, the states the output
+        embedding turns into logits (zeros past a row's length): for log-probs computed without
+        the whole [B, C, V] logits (rlscale.grpo.core.linear_logprobs)."""
+        return self.completion_states(*args, head=self.final_norm, **kwargs)
+
+    def completion_states(self, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_pos,
+                          owner, lengths, max_buckets: int = 8, checkpoint: bool = False,
+                          head=None):
+        """The output predicting each completion token, every prompt computed once.
 
         prompt_ids/valid/pos [U, P] (left-padded); comp_ids/pos [B, C] (right-padded), row b
-        continuing prompt owner[b] with lengths[b] real tokens. Returns [B, C, V]: row b, column
-        j predicts comp_ids[b, j] (zeros past the row's length). Differentiable (build the
+        continuing prompt owner[b] with lengths[b] real tokens. Returns head's output on the last
+        layer's states, [B, C, V] for the logits (the default head): row b, column j predicts
+        comp_ids[b, j] (zeros past the row's length). Differentiable (build the
         decoder with grad=True). Two savings over a plain forward of [B, P + C]: a prompt shared
         by G rows (GRPO's group) is computed once, and rows are computed in up to max_buckets
         buckets of similar length, each only as long as its longest row: GRPO completions are
@@ -237,9 +252,10 @@ class FastDecoder:
                 xp, *xs = torch.utils.checkpoint.checkpoint(layer, L, xp, *xs, use_reentrant=False)
             else:
                 xp, *xs = layer(L, xp, *xs)
-        last = self._logits(xp.view(U, P, -1)[:, -1])  # [U, V]: predicts each first token
-        out = [F.pad(torch.cat([last[own][:, None], self._logits(x.view(len(rows), n, -1)[:, :-1])],
-                               1), (0, 0, 0, C - n))
+        head = head or self._logits
+        last = head(xp.view(U, P, -1)[:, -1])  # [U, V]: predicts each first token
+        out = [F.pad(torch.cat([last[own][:, None], head(x.view(len(rows), n, -1)[:, :-1])], 1),
+                     (0, 0, 0, C - n))
                for x, (rows, n, own, _) in zip(xs, parts)]
         order = torch.cat([rows for rows, _, _, _ in parts])
         return torch.cat(out)[torch.argsort(order)]
