@@ -13,7 +13,9 @@ On one H200 (session 18, docs/benchmarks.md): part 1 takes about 130 s a round; 
    with N the non-embedding parameters, medians over the timed steps, and MFU rlscale's model
    FLOPs per second over the measured bf16 matmul peak (rlscale.flops.matmul_peak_flops);
    then rlscale's rollout tokens/s and the peak GPU memory of each side, and rlscale once more
-   with activation checkpointing (TRL's default is on): `gpu_matched ...`.
+   with activation checkpointing (TRL's default is on): `gpu_matched ...`; then the log-probs
+   of one sampled batch by each path of the training forward against transformers' own
+   forward, `gpu_paths <path>_vs_hf max_abs=... mean_abs=...`.
 2. The `gpu` preset's smallest rung end to end, as the study runs it (rlscale.study.plan):
    pre-training, the k-shot baseline, the evaluations before RL, one GRPO run, the evaluations
    of its policy; without the preset's data-reuse and reward arms and extra seeds. Printed as
@@ -110,6 +112,40 @@ def grpo_vs_trl(device: str, s: dict, rounds: int, tmp: Path) -> None:
           f"trl_peak_gb={max(mem['trl']):.2f}", flush=True)
 
 
+def paths_agree(device: str, s: dict, tmp: Path) -> None:
+    """The training forward's log-probs on the compared model, by each path the trainer can
+    take (on CUDA: fused completion attention, from hidden states in chunks), against
+    transformers' own forward on the same sampled batch: `gpu_paths` prints the largest and the
+    mean |difference| over the completion tokens, in the model's dtype."""
+    import torch
+
+    from rlscale.grpo import logprobs as L
+    from rlscale.models import fast, load_model
+    from rlscale.rollout import SamplingParams, generate
+
+    model, tok = load_model(str(tmp / "model"), device=device)
+    rows = [p for p in peer.prompts(s["b"]) for _ in range(s["g"])]
+    g = generate(model, tok, rows, SamplingParams(s["new_tokens"], 1.0, suppress_eos=True), seed=0)
+    batch = L.batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id, device)
+    whole, fused, supports = L.LOGITS_WHOLE_BYTES, fast.FUSED_ATTENTION, fast.supports
+    out = {}
+    with torch.no_grad():
+        for name, (big, fuse, compact) in {"hf": (whole, None, False),
+                                           "compact_explicit": (1 << 62, False, True),
+                                           "compact_fused_whole": (1 << 62, True, True),
+                                           "compact_default": (whole, None, True)}.items():
+            L.LOGITS_WHOLE_BYTES, fast.FUSED_ATTENTION = big, fuse
+            fast.supports = supports if compact else (lambda m: False)
+            out[name] = L.sequence_logprobs(model, *batch).float()
+    L.LOGITS_WHOLE_BYTES, fast.FUSED_ATTENTION, fast.supports = whole, fused, supports
+    mask = batch[3].bool()
+    for name in list(out)[1:]:
+        d = (out[name] - out["hf"])[mask].abs()
+        print(f"gpu_paths {name}_vs_hf max_abs={float(d.max()):.4f} mean_abs={float(d.mean()):.5f} "
+              f"dtype={next(model.parameters()).dtype} tokens={int(mask.sum())}", flush=True)
+    del model
+
+
 def watch(metrics: Path, every: float, stop: threading.Event) -> None:
     """Print how many rows a running job has logged, every `every` s: the job itself prints no
     progress here, and a run cut off by its time limit still says how far its RL got (on the
@@ -183,6 +219,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if not a.skip_grpo:
             grpo_vs_trl(device, sizes, a.rounds, Path(tmp))
+            paths_agree(device, sizes, Path(tmp))
         if not a.skip_rung:
             smallest_rung(a.dry_run, Path(tmp))
     print(f"# gpu_check total {time.perf_counter() - t0:.0f} s", flush=True)

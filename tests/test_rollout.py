@@ -401,6 +401,33 @@ def test_chunked_logprobs_from_hidden_states_equal_whole_logits(tok, monkeypatch
         assert torch.allclose(grads[n], grads_c[n], atol=1e-5, rtol=1e-4), n
 
 
+def test_fused_completion_attention_same_logprobs_and_grads(tok, monkeypatch):
+    """The training forward's completion attention as one SDPA call (CUDA's default, forced here
+    on the CPU): the explicit path's log-probs and gradients, with ragged rows in four buckets,
+    left-padded prompts and grouped-query attention."""
+    model = qwen3(tok, seed=8).train()
+    prompts = [p for p in PROMPTS[:4] for _ in range(8)]
+    g = generate(model, tok, prompts, SamplingParams(max_new_tokens=14, suppress_eos=True),
+                 seed=4)
+    ragged = [c[: 1 + (5 * i) % 14] for i, c in enumerate(g.completion_ids)]
+    batch = batch_for_logprobs(g.prompt_ids, ragged, tok.pad_token_id)
+    w = torch.randn(batch[3].shape, generator=torch.Generator().manual_seed(2))
+
+    def run(fused):
+        monkeypatch.setattr(fast, "FUSED_ATTENTION", fused)
+        model.zero_grad()
+        lp = sequence_logprobs(model, *batch, temperature=0.9)
+        (lp * w).sum().backward()
+        return lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    lp, grads = run(False)
+    lp_f, grads_f = run(True)
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    assert torch.allclose(lp, lp_f, atol=1e-5)
+    for n in grads:
+        assert torch.allclose(grads[n], grads_f[n], atol=1e-5, rtol=1e-4), n
+
+
 def test_any_model_scores_ragged_completions_in_buckets_as_each_alone(tok, monkeypatch):
     """The model's own forward (any causal LM: the compact one switched off), four length
     buckets of 32 ragged rows: each row's log-probs equal its sequence scored alone, unpadded,
