@@ -361,15 +361,17 @@ def test_activation_checkpointing_same_logprobs_and_grads_fewer_saved_bytes(tok,
     assert kept_c < 0.5 * kept, (kept_c, kept)
 
 
-@pytest.mark.parametrize("checkpoint", [False, True])
-def test_chunked_logprobs_from_hidden_states_equal_whole_logits(tok, monkeypatch, checkpoint):
+@pytest.mark.parametrize("make,checkpoint", [(qwen3, False), (qwen3, True), (llama, False)])
+def test_chunked_logprobs_from_hidden_states_equal_whole_logits(tok, monkeypatch, make,
+                                                                checkpoint):
     """A batch whose logits would be large (a Qwen vocabulary) is scored from the final hidden
-    states a few rows at a time (core.linear_logprobs): the same log-probs, entropies and
-    parameter gradients as through the whole [B, C, V] logits, with ragged rows and a
-    temperature, and the backward keeps no [B, C, V] tensor (counted by a saved-tensors hook)."""
+    states a few rows at a time (core.linear_logprobs), by the compact forward (Qwen3) or the
+    model's own (Llama): the same log-probs, entropies and parameter gradients as through the
+    whole logits, with ragged rows and a temperature, and the backward keeps no [B, C, V]
+    tensor (counted by a saved-tensors hook)."""
     from rlscale.grpo import logprobs as L
 
-    model = qwen3(tok, seed=7).train()
+    model = (make(tok, seed=7) if make is qwen3 else make(tok)).train()
     prompts = [p for p in PROMPTS[:4] for _ in range(4)]
     g = generate(model, tok, prompts, SamplingParams(max_new_tokens=12, suppress_eos=True),
                  seed=3)
@@ -390,7 +392,7 @@ def test_chunked_logprobs_from_hidden_states_equal_whole_logits(tok, monkeypatch
                                            }, max(saved)
 
     lp, ent, grads, biggest = run()
-    assert biggest >= B * C * V  # the whole logits are kept for the backward
+    assert biggest >= B * C * V or make is llama  # (its own forward: per length bucket)
     monkeypatch.setattr(L, "LOGITS_WHOLE_BYTES", 0)
     monkeypatch.setattr(L, "LOGITS_CHUNK_BYTES", 4 * V * 5)  # 5 tokens a chunk
     lp_c, ent_c, grads_c, biggest_c = run()
@@ -398,7 +400,8 @@ def test_chunked_logprobs_from_hidden_states_equal_whole_logits(tok, monkeypatch
     assert torch.allclose(lp, lp_c, atol=1e-5) and torch.allclose(ent, ent_c, atol=1e-5)
     assert (lp_c[batch[3] == 0] == 0).all()
     for n in grads:
-        assert torch.allclose(grads[n], grads_c[n], atol=1e-5, rtol=1e-4), n
+        # fp32 rounding relative to the tensor's scale (the lively Llama's gradients reach ~100)
+        assert (grads[n] - grads_c[n]).abs().max() <= 1e-6 * (1 + grads[n].abs().max()), n
 
 
 def test_fused_completion_attention_same_logprobs_and_grads(tok, monkeypatch):

@@ -38,14 +38,17 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
     (entropy_grad=False: the entropies are a metric only, computed outside autograd).
     Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once;
     checkpoint: its layers recompute their activations in the backward pass (any other model:
-    the trainer turns on transformers' gradient checkpointing instead).
+    the trainer turns on transformers' gradient checkpointing instead). A batch whose fp32
+    logits would pass LOGITS_WHOLE_BYTES is scored from the final hidden states a chunk at a
+    time (core.linear_logprobs), where the logits are the output embedding of those states.
     """
     (B, C), labels = completion_mask.shape, input_ids[:, -completion_mask.shape[1]:]
-    V = model.get_output_embeddings().weight.shape[0]
-    if B * C * V * 4 > LOGITS_WHOLE_BYTES and _compact(model, input_ids, C):
-        dec, h = _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint,
-                                  hidden=True)
-        lp, ent = core.linear_logprobs(h.flatten(0, 1), dec.lm_head, labels.flatten(),
+    head = model.get_output_embeddings()
+    V = head.weight.shape[0]
+    chunked = B * C * V * 4 > LOGITS_WHOLE_BYTES
+    if chunked and (_compact(model, input_ids, C) or _plain_head(model)):
+        h = completion_hidden(model, input_ids, attention_mask, position_ids, C, checkpoint)
+        lp, ent = core.linear_logprobs(h.flatten(0, 1), head.weight, labels.flatten(),
                                        temperature, chunk=LOGITS_CHUNK_BYTES // (4 * V))
         lp, ent = lp.view(B, C), (ent if entropy_grad else ent.detach()).view(B, C)
     else:
@@ -69,6 +72,28 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
         return _model_logits(model, input_ids, attention_mask, position_ids, C,
                              _lengths(attention_mask, C))
     return _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint)[1]
+
+
+def completion_hidden(model, input_ids, attention_mask, position_ids, C: int,
+                      checkpoint: bool = False):
+    """[B, C, d]: the final hidden states whose output embedding gives `completion_logits`
+    (after the final norm; zeros past a row's last completion token)."""
+    if _compact(model, input_ids, C):
+        return _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint,
+                                hidden=True)[1]
+    return _model_logits(model, input_ids, attention_mask, position_ids, C,
+                         _lengths(attention_mask, C), hidden=True)
+
+
+def _plain_head(model) -> bool:
+    """Whether logits are exactly the output embedding of the last hidden state (no bias, no
+    soft-capping or scaling of the logits, as some families have): then they can be computed
+    from those states a chunk at a time."""
+    head, cfg = model.get_output_embeddings(), model.config
+    return (isinstance(head, torch.nn.Linear) and head.bias is None
+            and not getattr(cfg, "final_logit_softcapping", None)
+            and getattr(cfg, "logit_scale", 1.0) in (None, 1.0)
+            and getattr(cfg, "logits_scaling", 1.0) in (None, 1.0))
 
 
 def _compact(model, input_ids, C: int) -> bool:
@@ -104,15 +129,18 @@ def _compact_forward(model, input_ids, attention_mask, position_ids, C: int, che
                     checkpoint=checkpoint)
 
 
-def _model_logits(model, input_ids, attention_mask, position_ids, C: int, lengths):
-    """The model's own forward (any causal LM), one call per length bucket."""
+def _model_logits(model, input_ids, attention_mask, position_ids, C: int, lengths,
+                  hidden: bool = False):
+    """The model's own forward (any causal LM), one call per length bucket; hidden: the final
+    hidden states (transformers' last `hidden_states`, after the final norm) instead of logits."""
     P, parts, out = input_ids.shape[1] - C, fast.length_buckets(lengths, 8), []
     for rows, n in parts:
         cut = slice(0, P + n)
-        logits = model(input_ids=input_ids[rows, cut], attention_mask=attention_mask[rows, cut],
-                       position_ids=position_ids[rows, cut], logits_to_keep=n + 1,
-                       use_cache=False).logits[:, :-1]
-        out.append(F.pad(logits, (0, 0, 0, C - n)))
+        res = model(input_ids=input_ids[rows, cut], attention_mask=attention_mask[rows, cut],
+                    position_ids=position_ids[rows, cut], logits_to_keep=1 if hidden else n + 1,
+                    output_hidden_states=hidden, use_cache=False)
+        x = res.hidden_states[-1][:, -(n + 1):-1] if hidden else res.logits[:, :-1]
+        out.append(F.pad(x, (0, 0, 0, C - n)))
     order = torch.cat([rows for rows, _ in parts])
     return torch.cat(out)[torch.argsort(order)]
 
