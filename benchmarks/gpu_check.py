@@ -120,24 +120,24 @@ def paths_agree(device: str, s: dict, tmp: Path) -> None:
     import torch
 
     from rlscale.grpo import logprobs as L
-    from rlscale.models import fast, load_model
+    from rlscale.models import fast, fast_train, load_model
     from rlscale.rollout import SamplingParams, generate
 
     model, tok = load_model(str(tmp / "model"), device=device)
     rows = [p for p in peer.prompts(s["b"]) for _ in range(s["g"])]
     g = generate(model, tok, rows, SamplingParams(s["new_tokens"], 1.0, suppress_eos=True), seed=0)
     batch = L.batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id, device)
-    whole, fused, supports = L.LOGITS_WHOLE_BYTES, fast.FUSED_ATTENTION, fast.supports
+    whole, fused, supports = L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION, fast.supports
     out = {}
     with torch.no_grad():
         for name, (big, fuse, compact) in {"hf": (whole, None, False),
                                            "compact_explicit": (1 << 62, False, True),
                                            "compact_fused_whole": (1 << 62, True, True),
                                            "compact_default": (whole, None, True)}.items():
-            L.LOGITS_WHOLE_BYTES, fast.FUSED_ATTENTION = big, fuse
+            L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION = big, fuse
             fast.supports = supports if compact else (lambda m: False)
             out[name] = L.sequence_logprobs(model, *batch).float()
-    L.LOGITS_WHOLE_BYTES, fast.FUSED_ATTENTION, fast.supports = whole, fused, supports
+    L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION, fast.supports = whole, fused, supports
     mask = batch[3].bool()
     for name in list(out)[1:]:
         d = (out[name] - out["hf"])[mask].abs()

@@ -14,7 +14,7 @@ import argparse, random, sys, time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
-from rlscale.models import (build_micro, fast, micro_tokenizer, non_embedding_params,
+from rlscale.models import (build_micro, fast, fast_train, micro_tokenizer, non_embedding_params,
                             set_activation_checkpointing)
 
 ap = argparse.ArgumentParser()
@@ -41,7 +41,7 @@ prompts = [[r.randrange(2, V) for _ in range(r.randint(20, 32))] for _ in range(
 prompt_ids = [p for p in prompts for _ in range(8)]
 comps = [[r.randrange(2, V) for _ in range(length())] for _ in prompt_ids]
 batch = batch_for_logprobs(prompt_ids, comps, tok.pad_token_id)
-real_supports, real_buckets = fast.supports, fast.length_buckets
+real_supports, real_buckets = fast.supports, fast_train.length_buckets
 PATHS = {"hf": (lambda m: False, real_buckets),
          "one_bucket": (real_supports, lambda n, k: real_buckets(n, 1)),
          "buckets": (real_supports, real_buckets)}
@@ -53,7 +53,7 @@ print(f"batch: {len(comps)} rows, completion tokens {tokens} (padded to "
 def fwd_bwd(m, name: str, ckpt: bool) -> tuple[float, int]:
     """(CPU seconds, bytes saved for the backward) of one forward + backward on a path."""
     sup, buckets = PATHS[name]
-    fast.supports, fast.length_buckets = sup, buckets
+    fast.supports, fast_train.length_buckets = sup, buckets
     set_activation_checkpointing(m, ckpt and name == "hf")
     m.train(ckpt)  # transformers checkpoints in training mode only (the rungs have no dropout)
     m.zero_grad()
@@ -65,7 +65,7 @@ def fwd_bwd(m, name: str, ckpt: bool) -> tuple[float, int]:
     lp.sum().backward()
     secs = time.process_time() - t
     set_activation_checkpointing(m, False)
-    fast.supports, fast.length_buckets = real_supports, real_buckets
+    fast.supports, fast_train.length_buckets = real_supports, real_buckets
     return secs, sum(saved)
 
 

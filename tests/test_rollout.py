@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from rlscale.models import build_micro, fast, micro_tokenizer, native
+from rlscale.models import build_micro, fast, fast_train, micro_tokenizer, native
 from rlscale.models.ladder import MicroRung
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
 from rlscale.rollout import SamplingParams, generate, left_pad, sample
@@ -307,7 +307,7 @@ def test_shared_prompt_logprobs_and_grads_equal_hf(tok, make, layout, monkeypatc
                  seed=2)
     ragged = [c[: 1 + (5 * i) % 14] for i, c in enumerate(g.completion_ids)]
     if layout == "groups":
-        assert len(fast.length_buckets(torch.tensor([len(c) for c in ragged]), 8)) == 4
+        assert len(fast_train.length_buckets(torch.tensor([len(c) for c in ragged]), 8)) == 4
     batch = batch_for_logprobs(g.prompt_ids, ragged, tok.pad_token_id)
     w = torch.randn(batch[3].shape, generator=torch.Generator().manual_seed(0))
 
@@ -418,7 +418,7 @@ def test_fused_completion_attention_same_logprobs_and_grads(tok, monkeypatch):
     batch, w = ragged_groups(model, tok, rows=8, new_tokens=14, stride=5, seed=4)
 
     def run(fused):
-        monkeypatch.setattr(fast, "FUSED_ATTENTION", fused)
+        monkeypatch.setattr(fast_train, "FUSED_ATTENTION", fused)
         model.zero_grad()
         lp = sequence_logprobs(model, *batch, temperature=0.9)
         (lp * w).sum().backward()
@@ -441,7 +441,7 @@ def test_any_model_scores_ragged_completions_in_buckets_as_each_alone(tok, monke
     prompts = [p for p in PROMPTS[:4] for _ in range(8)]
     g = generate(model, tok, prompts, SamplingParams(max_new_tokens=12, suppress_eos=True), seed=4)
     ragged = [c[: 1 + (7 * i) % 12] for i, c in enumerate(g.completion_ids)]
-    assert len(fast.length_buckets(torch.tensor([len(c) for c in ragged]), 8)) == 4
+    assert len(fast_train.length_buckets(torch.tensor([len(c) for c in ragged]), 8)) == 4
     batch = batch_for_logprobs(g.prompt_ids, ragged, tok.pad_token_id)
     with torch.no_grad():
         lp = sequence_logprobs(model, *batch)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from rlscale.grpo import core
-from rlscale.models import fast
+from rlscale.models import fast, fast_train
 from rlscale.rollout import left_pad
 
 
@@ -67,7 +67,7 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
                       checkpoint: bool = False):
     """[B, C, V] logits predicting the last C tokens of each row (see `sequence_logprobs`);
     zeros past a row's last completion token. Rows run in buckets of similar completion length
-    (`fast.length_buckets`), each cut to its longest row: GRPO completions are ragged."""
+    (`fast_train.length_buckets`), each cut to its longest row: GRPO completions are ragged."""
     if not _compact(model, input_ids, C):
         return _model_logits(model, input_ids, attention_mask, position_ids, C,
                              _lengths(attention_mask, C))
@@ -123,8 +123,8 @@ def _compact_forward(model, input_ids, attention_mask, position_ids, C: int, che
         first = first.scatter_reduce(0, owner, torch.arange(B, device=key.device), "amin")
     mask = attention_mask.bool()
     dec = fast.FastDecoder(model, grad=True)
-    run = dec.completion_hidden if hidden else dec.completion_logits
-    return dec, run(input_ids[first, :P], mask[first, :P], position_ids[first, :P],
+    run = fast_train.completion_hidden if hidden else fast_train.completion_logits
+    return dec, run(dec, input_ids[first, :P], mask[first, :P], position_ids[first, :P],
                     input_ids[:, P:], position_ids[:, P:], owner, _lengths(attention_mask, C),
                     checkpoint=checkpoint)
 
@@ -133,7 +133,7 @@ def _model_logits(model, input_ids, attention_mask, position_ids, C: int, length
                   hidden: bool = False):
     """The model's own forward (any causal LM), one call per length bucket; hidden: the final
     hidden states (transformers' last `hidden_states`, after the final norm) instead of logits."""
-    P, parts, out = input_ids.shape[1] - C, fast.length_buckets(lengths, 8), []
+    P, parts, out = input_ids.shape[1] - C, fast_train.length_buckets(lengths, 8), []
     for rows, n in parts:
         cut = slice(0, P + n)
         res = model(input_ids=input_ids[rows, cut], attention_mask=attention_mask[rows, cut],
