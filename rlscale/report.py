@@ -17,6 +17,7 @@ import numpy as np
 
 from rlscale import findings as F
 from rlscale import findings_evals as E
+from rlscale import findings_law as L
 from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from rlscale.rundir import policy_dir, read_run
@@ -207,7 +208,7 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100) -> tuple[dict, li
     """(fits, findings table, fitted objects for the figures)."""
     fits, fitted = {}, {}
     for name, x in (("loglinear_kn_C", "C_paper"), ("loglinear_kn_D", "D")):
-        fits[name], law, pts, boot = F.fit_kn(data["curves"], x, n_boot=n_boot)
+        fits[name], law, pts, boot = L.fit_kn(data["curves"], x, n_boot=n_boot)
         fitted[name] = (law, pts, boot)
     reuse = [c for c in data["arms"] if c["reward"] == "custom_flexible"]
     cf = min(reuse, key=lambda c: c["tau"]) if reuse else None
@@ -217,8 +218,8 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100) -> tuple[dict, li
         F.size_efficiency(data["curves"], "C_paper", "size_compute_efficiency", "RL compute C"),
         F.size_efficiency(data["curves"], "D", "size_data_efficiency", "number of prompts D"),
         F.k_increases_with_n(data["curves"], fits["loglinear_kn_C"]),
-        F.law_fit(data["curves"], {"C_paper": fits["loglinear_kn_C"], "D": fits["loglinear_kn_D"]}),
-        F.size_extrapolation(data["curves"], n_boot=n_boot),
+        L.law_fit(data["curves"], {"C_paper": fits["loglinear_kn_C"], "D": fits["loglinear_kn_D"]}),
+        L.size_extrapolation(data["curves"], n_boot=n_boot),
         F.data_reuse(reuse), gain, F.reward_format(cf, strict),
         E.rl_sharpens_or_expands(data["evals"]), E.greedy_gain(data["rungs"]),
         E.transfer(data["rungs"], transfer_task), E.few_shot_stability(data["rungs"])]
