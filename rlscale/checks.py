@@ -114,27 +114,48 @@ def memory_bytes(device_name: str | None) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def fits(rows: int, length: int, vocab: int, device_name: str | None, flags: str) -> None:
+def fits(rows: int, length: int, vocab: int, device_name: str | None, flags: str,
+         what: str = "logits") -> None:
     """One forward of rows x length tokens needs at least its fp32 logits (rows x length x
-    vocab x 4 bytes), whatever the model; refuse what cannot fit before loading anything."""
+    vocab x 4 bytes), whatever the model (or, with `what`, another [rows, length, vocab]
+    tensor it must hold); refuse what cannot fit before loading anything."""
     need = rows * length * vocab * 4
     have = memory_bytes(device_name)
     if need > have:
         raise UserError(f"{flags}: {rows:,} rows x {length:,} tokens need at least "
-                        f"{need / 2**30:,.1f} GiB for their logits alone; this machine has "
+                        f"{need / 2**30:,.1f} GiB for their {what} alone; this machine has "
                         f"{have / 2**30:,.1f} GiB")
+
+
+def _local_config(model: str) -> dict:
+    """A local model directory's config.json when cheap to read, else {}."""
+    cfg = Path(model) / "config.json"
+    if cfg.is_file() and cfg.stat().st_size < (1 << 20):
+        from rlscale.files import read_json
+
+        c = read_json(cfg)
+        return c if isinstance(c, dict) else {}
+    return {}
 
 
 def vocab_of(model: str) -> int:
     """The model's vocabulary when cheap to know (a local config.json), else a floor of 258."""
-    cfg = Path(model) / "config.json"
-    if cfg.is_file():
-        from rlscale.files import read_json
+    v = _local_config(model).get("vocab_size")
+    return v if isinstance(v, int) and v > 0 else 258
 
-        v = read_json(cfg).get("vocab_size") if cfg.stat().st_size < (1 << 20) else None
-        if isinstance(v, int) and v > 0:
-            return v
-    return 258
+
+def training_width(model: str) -> tuple[int, str]:
+    """(width, name) of the [rows, tokens, width] fp32 tensor a training forward must hold at
+    least: the logits; or, where a local config.json shows logits that are the plain output
+    embedding of the last state (no soft-capping or scaling), the final hidden states, since
+    rlscale.grpo.logprobs then scores large batches a chunk of logits at a time."""
+    c = _local_config(model)
+    d, plain = c.get("hidden_size"), not (c.get("final_logit_softcapping")
+                                          or c.get("logit_scale") not in (None, 1, 1.0)
+                                          or c.get("logits_scaling") not in (None, 1, 1.0))
+    if isinstance(d, int) and 0 < d < vocab_of(model) and plain:
+        return d, "final hidden states"
+    return vocab_of(model), "logits"
 
 
 def require(module: str, what: str) -> None:
@@ -216,8 +237,9 @@ def _train(args) -> None:
     # the largest forward: one micro-batch (default: a whole mini-batch of groups) of prompt +
     # completion rows; the rollout of a whole step, and the evaluation, decode one token a time
     rows = cfg.micro_batch_size or (cfg.mini_batch_size or cfg.batch_size) * cfg.group_size
-    fits(rows, cfg.max_new_tokens, vocab_of(cfg.model), cfg.device,
-         "--mini-batch-size x --group-size x --max-new-tokens")
+    width, what = training_width(cfg.model)
+    fits(rows, cfg.max_new_tokens, width, cfg.device,
+         "--mini-batch-size x --group-size x --max-new-tokens", what)
     for name in (args.tracker or "").split(","):
         if name.strip() in ("tensorboard", "wandb", "mlflow"):
             require(name.strip(), f"--tracker {name.strip()}")

@@ -101,6 +101,22 @@ def test_vocab_of_reads_a_local_config(tmp_path):
     assert checks.vocab_of("micro:tiny") == 258
 
 
+def test_training_width_is_the_hidden_size_where_logits_are_chunked(tmp_path):
+    """A plain output head (logits = states x embedding): training holds the final states, not
+    the whole logits, so the door checks [rows, tokens, hidden]; soft-capped or scaled logits
+    (Gemma's, Cohere's) and unknown models keep the logits bound."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text('{"vocab_size": 151936, "hidden_size": 1024}')
+    assert checks.training_width(str(tmp_path)) == (1024, "final hidden states")
+    cfg.write_text('{"vocab_size": 256000, "hidden_size": 2304, "final_logit_softcapping": 30}')
+    assert checks.training_width(str(tmp_path)) == (256000, "logits")
+    cfg.write_text('{"vocab_size": 256000, "hidden_size": 8192, "logit_scale": 0.0625}')
+    assert checks.training_width(str(tmp_path)) == (256000, "logits")
+    assert checks.training_width("org/hub-name") == (258, "logits")
+    with pytest.raises(UserError, match="final hidden states alone"):
+        checks.fits(1 << 20, 1 << 20, 1024, "cpu", "x", "final hidden states")
+
+
 def test_require_names_the_extra(monkeypatch):
     import importlib.util
 
