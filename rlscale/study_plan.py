@@ -199,10 +199,15 @@ PRESETS["cpu-words-2m"] = replace(
 # rule). The only lever that has moved the 20k rung's RL gain is more pre-training tokens
 # (sessions 14 and 18); from the 7.1M 20k models of session 16's pilot 33 (cpu-words' task,
 # validation side), 120 GRPO steps gained +3.7 and +2.1 combined SE in draws 0 and 1 (pilot 44,
-# docs/study.md), where the 5M models gain ~0. 7.1M is that pilot's budget, not tuned.
+# docs/study.md), where the 5M models gain ~0. 7.1M is that pilot's budget, not tuned. The 20k
+# rung's lr by session 11's rule at this budget (pilot 46: last-20 loss 0.4753 / 0.4564 / 0.4663
+# at 5e-3 / 1e-2 / 2e-2, means of two draws); the other rungs keep cpu-words' (not re-run at
+# 7.1M: ~20 min of pre-training per lr for the 600k rung).
+_WORDS_7M_LR = {"micro:20k": dict(pretrain_lr=1e-2, rl_lr=2e-4)}  # RL lr = lr / 47, one digit
 PRESETS["cpu-words-7m"] = replace(
-    PRESETS["cpu-words"], name="cpu-words-7m",
-    rungs=tuple(replace(r, tokens=7_100_000) for r in PRESETS["cpu-words"].rungs))
+    PRESETS["cpu-words"], name="cpu-words-7m", rungs=tuple(
+        replace(r, tokens=7_100_000, **_WORDS_7M_LR.get(r.name, {}))
+        for r in PRESETS["cpu-words"].rungs))
 
 # The default of `rlscale study` and `make study` since session 17: cpu-words, by a rule written
 # before two fresh seeds ran (docs/study.md, session 17): at least as good as `cpu` on every

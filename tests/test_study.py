@@ -152,11 +152,15 @@ def test_cpu_words_2m_is_cpu_words_with_a_fifth_rung():
 
 
 def test_cpu_words_7m_is_cpu_words_on_more_tokens():
-    """cpu-words-7m (session 19): cpu-words with every rung on 7.1M tokens, nothing else."""
+    """cpu-words-7m (session 19): cpu-words with every rung on 7.1M tokens, the 20k rung's lr
+    by the rule at that budget (pilot 46: 1e-2; RL lr = lr / 47 to one digit), nothing else."""
     more, words = PRESETS["cpu-words-7m"], PRESETS["cpu-words"]
     assert all(r.tokens == 7_100_000 for r in more.rungs)
-    assert tuple(dataclasses.replace(r, tokens=w.tokens) for r, w in
-                 zip(more.rungs, words.rungs)) == words.rungs
+    bottom = more.rungs[0]
+    assert bottom.name == "micro:20k" and bottom.pretrain_lr == 1e-2
+    assert bottom.rl_lr == float(f"{bottom.pretrain_lr / 47:.0e}")
+    assert more.rungs[1:] == tuple(dataclasses.replace(r, tokens=7_100_000)
+                                   for r in words.rungs[1:])
     assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
 
 
