@@ -1,7 +1,7 @@
 """The GPU check: rlscale's full-size GRPO step vs TRL's, and the `gpu` study preset's smallest rung.
 
-On one H200 (session 18, docs/benchmarks.md): part 1 takes about 130 s a round; part 2 over
-4 minutes (its 200-step RL job did not finish within the 230 s that session could spend).
+On one H200 (sessions 18-19, docs/benchmarks.md): part 1 takes about 150 s with one round;
+part 2 about 8 minutes (~100 s before RL, then ~1.7 s per RL step; no lease has finished it).
 1. GRPO step time of rlscale vs TRL 1.x GRPOTrainer on the same random-init model with
    Qwen3-0.6B's architecture (rlscale.models.archs), bf16, the same prompts, 8 prompts x 8
    completions, 256 new tokens with EOS suppressed (every completion is full length), KL 0, one

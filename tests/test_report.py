@@ -139,6 +139,21 @@ def test_a_ladder_drawn_from_the_law_reproduces_the_paper(ordered):
     assert lo <= fit["N0"] <= hi
 
 
+def test_size_extrapolation_in_parallel_is_the_serial_one(ordered, monkeypatch):
+    """The report runs the C and D extrapolations in two processes (4+ sizes, 2+ cores); on
+    one core they run in turn: the same finding, to the last digit (each is seeded)."""
+    import os
+
+    from rlscale import findings_law
+
+    out, s = ordered
+    preset, jobs = build(out)  # the same tree again: collect() reads it
+    curves = collect(preset, jobs)["curves"]
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    serial = findings_law.size_extrapolation(curves, n_boot=20)
+    assert serial == _by_id(s)["size_extrapolation"]
+
+
 def test_a_reversed_ladder_does_not(tmp_path):
     preset, jobs = build(tmp_path, reverse=True)
     _, table, _ = analyse(collect(preset, jobs), preset.transfer_task, n_boot=2)
