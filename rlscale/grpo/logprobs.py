@@ -71,7 +71,7 @@ def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
     if not _compact(model, input_ids, C):
         return _model_logits(model, input_ids, attention_mask, position_ids, C,
                              _lengths(attention_mask, C))
-    return _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint)[1]
+    return _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint)
 
 
 def completion_hidden(model, input_ids, attention_mask, position_ids, C: int,
@@ -80,7 +80,7 @@ def completion_hidden(model, input_ids, attention_mask, position_ids, C: int,
     (after the final norm; zeros past a row's last completion token)."""
     if _compact(model, input_ids, C):
         return _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint,
-                                hidden=True)[1]
+                                hidden=True)
     return _model_logits(model, input_ids, attention_mask, position_ids, C,
                          _lengths(attention_mask, C), hidden=True)
 
@@ -109,7 +109,7 @@ def _lengths(attention_mask, C: int):
 
 def _compact_forward(model, input_ids, attention_mask, position_ids, C: int, checkpoint: bool,
                      hidden: bool = False):
-    """(the FastDecoder, its [B, C, V] logits or with hidden its [B, C, d] final states)."""
+    """The compact forward's [B, C, V] logits, or with hidden its [B, C, d] final states."""
     B, P = input_ids.shape[0], input_ids.shape[1] - C
     # rows with the same prompt (GRPO's G samples) share one prompt forward
     key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
@@ -124,9 +124,9 @@ def _compact_forward(model, input_ids, attention_mask, position_ids, C: int, che
     mask = attention_mask.bool()
     dec = fast.FastDecoder(model, grad=True)
     run = fast_train.completion_hidden if hidden else fast_train.completion_logits
-    return dec, run(dec, input_ids[first, :P], mask[first, :P], position_ids[first, :P],
-                    input_ids[:, P:], position_ids[:, P:], owner, _lengths(attention_mask, C),
-                    checkpoint=checkpoint)
+    return run(dec, input_ids[first, :P], mask[first, :P], position_ids[first, :P],
+               input_ids[:, P:], position_ids[:, P:], owner, _lengths(attention_mask, C),
+               checkpoint=checkpoint)
 
 
 def _model_logits(model, input_ids, attention_mask, position_ids, C: int, lengths,
