@@ -114,12 +114,12 @@ def memory_bytes(device_name: str | None) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def fits(rows: int, length: int, vocab: int, device_name: str | None, flags: str,
+def fits(rows: int, length: int, width: int, device_name: str | None, flags: str,
          what: str = "logits") -> None:
-    """One forward of rows x length tokens needs at least its fp32 logits (rows x length x
-    vocab x 4 bytes), whatever the model (or, with `what`, another [rows, length, vocab]
-    tensor it must hold); refuse what cannot fit before loading anything."""
-    need = rows * length * vocab * 4
+    """One forward of rows x length tokens must hold at least one [rows, length, width] fp32
+    tensor, `what` it is: the logits (width = the vocabulary), whatever the model, unless the
+    caller knows they are chunked; refuse what cannot fit before loading anything."""
+    need = rows * length * width * 4
     have = memory_bytes(device_name)
     if need > have:
         raise UserError(f"{flags}: {rows:,} rows x {length:,} tokens need at least "
