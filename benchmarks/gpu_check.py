@@ -129,15 +129,17 @@ def paths_agree(device: str, s: dict, tmp: Path) -> None:
     batch = L.batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id, device)
     whole, fused, supports = L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION, fast.supports
     out = {}
-    with torch.no_grad():
-        for name, (big, fuse, compact) in {"hf": (whole, None, False),
-                                           "compact_explicit": (1 << 62, False, True),
-                                           "compact_fused_whole": (1 << 62, True, True),
-                                           "compact_default": (whole, None, True)}.items():
-            L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION = big, fuse
-            fast.supports = supports if compact else (lambda m: False)
-            out[name] = L.sequence_logprobs(model, *batch).float()
-    L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION, fast.supports = whole, fused, supports
+    try:
+        with torch.no_grad():
+            for name, (big, fuse, compact) in {"hf": (whole, None, False),
+                                               "compact_explicit": (1 << 62, False, True),
+                                               "compact_fused_whole": (1 << 62, True, True),
+                                               "compact_default": (whole, None, True)}.items():
+                L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION = big, fuse
+                fast.supports = supports if compact else (lambda m: False)
+                out[name] = L.sequence_logprobs(model, *batch).float()
+    finally:  # the next part of the check runs the defaults
+        L.LOGITS_WHOLE_BYTES, fast_train.FUSED_ATTENTION, fast.supports = whole, fused, supports
     mask = batch[3].bool()
     for name in list(out)[1:]:
         d = (out[name] - out["hf"])[mask].abs()

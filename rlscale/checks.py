@@ -150,12 +150,19 @@ def training_width(model: str) -> tuple[int, str]:
     embedding of the last state (no soft-capping or scaling), the final hidden states, since
     rlscale.grpo.logprobs then scores large batches a chunk of logits at a time."""
     c = _local_config(model)
-    d, plain = c.get("hidden_size"), not (c.get("final_logit_softcapping")
-                                          or c.get("logit_scale") not in (None, 1, 1.0)
-                                          or c.get("logits_scaling") not in (None, 1, 1.0))
-    if isinstance(d, int) and 0 < d < vocab_of(model) and plain:
+    d = c.get("hidden_size")
+    if isinstance(d, int) and 0 < d < vocab_of(model) and plain_logits(c):
         return d, "final hidden states"
     return vocab_of(model), "logits"
+
+
+def plain_logits(config: dict) -> bool:
+    """Whether a transformers config (as a dict) leaves the logits as the output embedding of
+    the last hidden state: no soft-capping (Gemma) or scaling (Cohere's logit_scale, Granite's
+    logits_scaling). Shared by this door and rlscale.grpo.logprobs' chunked path."""
+    return not (config.get("final_logit_softcapping")
+                or config.get("logit_scale") not in (None, 1, 1.0)
+                or config.get("logits_scaling") not in (None, 1, 1.0))
 
 
 def require(module: str, what: str) -> None:

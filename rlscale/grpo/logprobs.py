@@ -89,11 +89,11 @@ def _plain_head(model) -> bool:
     """Whether logits are exactly the output embedding of the last hidden state (no bias, no
     soft-capping or scaling of the logits, as some families have): then they can be computed
     from those states a chunk at a time."""
-    head, cfg = model.get_output_embeddings(), model.config
+    from rlscale.checks import plain_logits
+
+    head = model.get_output_embeddings()
     return (isinstance(head, torch.nn.Linear) and head.bias is None
-            and not getattr(cfg, "final_logit_softcapping", None)
-            and getattr(cfg, "logit_scale", 1.0) in (None, 1.0)
-            and getattr(cfg, "logits_scaling", 1.0) in (None, 1.0))
+            and plain_logits(model.config.to_dict()))
 
 
 def _compact(model, input_ids, C: int) -> bool:
