@@ -48,6 +48,8 @@ class AllocPreset:
     eval_samples: int = 4
     n_boot: int = 100
     max_val_steps: int = 120  # the validation run's GRPO steps at most
+    val_tokens_x: float = 0.0  # the validation's pre-training tokens at most this x the largest
+    # measured budget (0: no cap; the rest of its compute goes to RL, up to max_val_steps)
 
 
 PRESETS = {
@@ -61,6 +63,16 @@ PRESETS = {
     "allocate-smoke": AllocPreset("allocate-smoke", "smoke", n_rungs=2, rl_steps=4,
                                   eval_every=2, heldout=24, eval_samples=2, n_boot=10,
                                   max_val_steps=6),
+    # the same question on the default organism (cpu-words: its task, corpus, lr and 120 GRPO
+    # steps from every checkpoint, eval every 10), its budgets over one decade of tokens, four
+    # geometric steps from 1M to 10M (2x the study's 5M): session 10's grid (1-3M) sat below
+    # every rung's competence transition, and its law, extrapolated 7x in tokens, mispredicted
+    # by 0.38. The validation's tokens are capped at 2x the largest budget so that one run fits
+    # a session (docs/study.md, "Session 20").
+    "allocate-words": AllocPreset("allocate-words", "cpu-words",
+                                  token_fracs=(0.2, 0.2 * 10 ** (1 / 3), 0.2 * 10 ** (2 / 3), 2.0),
+                                  rl_steps=120, eval_every=10, heldout=800, eval_samples=1,
+                                  max_val_steps=120, decay_frac=0.3, val_tokens_x=2.0),
 }
 
 
@@ -246,11 +258,41 @@ def validation_plan(p: AllocPreset, points: list[dict], budgets: list[float], ou
     form, scores = choose_form(joint_data(fit_pts, "fitting points"))
     sizes = sorted({q["N"] for q in points})
     fit = fit_law(fit_pts, form, sizes, p.n_boot)
-    pred = frontier(fit, val_budget)
+    d_max = p.val_tokens_x * max(q["pretrain_tokens"] for q in points) if p.val_tokens_x else None
+    pred = frontier(fit, val_budget, d_max=d_max)
     plan = {"fit_budget": fit_budget, "budget": val_budget, "form": form, "form_scores": scores,
-            "n_fit_points": len(fit_pts), "fit": fit.to_dict(), "predicted": pred}
+            "n_fit_points": len(fit_pts), "fit": fit.to_dict(), "predicted": pred,
+            "held_out": held_out(fit, points, fit_budget, val_budget)}
     atomic_write_json(path, plan)
     return plan
+
+
+def held_out(fit, points: list[dict], fit_budget: float, val_budget: float) -> dict:
+    """The fit (on the points within fit_budget) scored on the measured points it did not see,
+    and as a chooser: of the measured options at val_budget, the one it predicts best, against
+    the measured best (regret: how much worse the law's pick measured)."""
+    import numpy as np
+
+    unseen = [q for q in points if q["C_total"] > fit_budget * (1 + 1e-9)]
+    res = {"n_points": len(unseen)}
+    if unseen:
+        pred = np.array([float(fit.predict(q["N"], q["pretrain_tokens"], q["rl_flops"]))
+                         for q in unseen])
+        meas = np.array([q["test_loss"] for q in unseen])
+        se = np.array([q["test_loss_se"] for q in unseen])
+        res |= {"mare": float(np.mean(np.abs(pred - meas) / meas)),
+                "within_2se": float(np.mean(np.abs(pred - meas) <= 2 * se))}
+    opts = options_at(points, val_budget)["options"]
+    if opts:
+        def predicted(o):
+            return float(fit.predict(o["N"], o["pretrain_tokens"], o["rl_flops"]))
+
+        pick = min(opts, key=predicted)
+        best = min(opts, key=lambda o: o["test_loss"])
+        res |= {"n_options": len(opts), "law_pick": {**pick, "predicted": predicted(pick)},
+                "measured_best": best, "regret": pick["test_loss"] - best["test_loss"],
+                "regret_se": math.hypot(pick["test_loss_se"], best["test_loss_se"])}
+    return res
 
 
 def validation_jobs(p: AllocPreset, plan: dict, points: list[dict], out: Path) -> list:
@@ -383,6 +425,7 @@ def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
            "form_scores": plan["form_scores"]}
     return {"preset": p.name, "budgets": rows, "law": law,
             "validation": {k: v for k, v in val.items() if k != "points"},
+            "held_out": plan.get("held_out"),
             "n_points": len(points), "conventions": {
                 "C_total": "6 N D_pre + C_RL; C_RL = C_paper (6 N T over RL steps)",
                 "test_loss": "1 - pass@1 at temperature 0.7 on the held-out split"}}

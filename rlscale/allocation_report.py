@@ -165,4 +165,24 @@ def markdown(result: dict) -> str:
               f"{v['predicted_at_realised']:.3f} predicted at the realised allocation: error "
               f"{v['error']:+.3f}, {'within' if v['within_2se'] else 'outside'} 2 SE.", "",
               "![frontier](allocation_frontier.png) ![share](allocation_share.png)", ""]
+    h = result.get("held_out")
+    if h:
+        lines[-3:-3] = [held_out_sentence(h, v), ""]
     return "\n".join(lines)
+
+
+def held_out_sentence(h: dict, v: dict) -> str:
+    """The validation fit scored on the measured points it did not see, and as a chooser."""
+    s = f"On the {h['n_points']} measured points above {v['fit_budget']:.3g} FLOPs, which it did not see"
+    if h.get("mare") is not None:
+        s += (f", the same fit's error is {h['mare']:.3f} (mean absolute relative), "
+              f"{_pct(h['within_2se'])} of them within 2 SE")
+    if h.get("law_pick"):
+        pick, best = h["law_pick"], h["measured_best"]
+        s += (f"; of the {h['n_options']} measured options at {v['budget']:.3g} FLOPs it picks "
+              f"N={_fmt_n(pick['N'])}, {pick['pretrain_tokens'] / 1e6:.3g}M tokens, RL share "
+              f"{_pct(pick['rl_share'])} (measured {pick['test_loss']:.3f}), the measured best "
+              f"is N={_fmt_n(best['N'])}, {best['pretrain_tokens'] / 1e6:.3g}M tokens, RL share "
+              f"{_pct(best['rl_share'])} ({best['test_loss']:.3f}): regret "
+              f"{h['regret']:.3f} ± {h['regret_se']:.3f}")
+    return s + "."

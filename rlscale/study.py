@@ -26,6 +26,7 @@ import json
 import time
 from pathlib import Path
 
+from rlscale.allocation import PRESETS as ALLOC_PRESETS
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, dumps, read_json
 from rlscale.scheduler import run_job, schedule  # noqa: F401 (run_job: public here too)
@@ -82,7 +83,7 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
 
 # ---------------------------------------------------------------- CLI
 def configure(p) -> None:
-    p.add_argument("--preset", choices=sorted(PRESETS) + ["allocate", "allocate-smoke"],
+    p.add_argument("--preset", choices=sorted(PRESETS) + sorted(ALLOC_PRESETS),
                    default=DEFAULT_PRESET, help="cpu-words (the default): 4 rungs on 5M tokens "
                    "each, number-words in the stories, <= 20 min on 2 cores (docs/study.md, "
                    "sessions 16-17); cpu: the same ladder on 3M tokens and an easier task, ~11 "
@@ -91,7 +92,8 @@ def configure(p) -> None:
                    "cpu-words plus a 2m rung, ~31 min (session 18); cpu-words-7m: "
                    "cpu-words on 7.1M tokens a rung (session 19); cpu-long: 9M "
                    "tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
-                   "split (rlscale.allocation)")
+                   "split (rlscale.allocation) on the cpu task; allocate-words: on the default's "
+                   "over a decade of tokens (~45 min)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel jobs (default: the preset's; one thread each on CPU)")

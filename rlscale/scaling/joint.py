@@ -273,13 +273,17 @@ def choose_form(data: JointData, forms=FORMS) -> tuple[str, dict[str, float]]:
 
 
 # ---------------------------------------------------------------- the compute-optimal split
-def _best_share(fit_params, form, n: float, budget: float) -> tuple[float, float]:
-    """(RL share, loss) minimising L at size n and total compute budget (share in [0, 0.999])."""
+def _best_share(fit_params, form, n: float, budget: float,
+                s_min: float = 0.0) -> tuple[float, float]:
+    """(RL share, loss) minimising L at size n and total compute budget (share in
+    [s_min, 0.999]; s_min > 0 where pre-training tokens are capped)."""
     def loss(s):
         d = (1.0 - s) * budget / (6.0 * n)
         return float(predict(form, fit_params, n, d, s * budget))
 
-    grid = np.concatenate([[0.0], np.geomspace(1e-5, 0.999, 80)])
+    s_min = min(max(s_min, 0.0), 0.999)
+    grid = np.concatenate([[s_min], np.geomspace(max(s_min, 1e-5), 0.999, 80)])
+    grid = np.unique(grid[grid >= s_min])
     vals = [loss(s) for s in grid]
     i = int(np.argmin(vals))
     lo, hi = grid[max(0, i - 1)], grid[min(len(grid) - 1, i + 1)]
@@ -290,16 +294,18 @@ def _best_share(fit_params, form, n: float, budget: float) -> tuple[float, float
     return float(grid[i]), float(vals[i])
 
 
-def frontier(fit: JointFit, budget: float, sizes=None) -> dict:
+def frontier(fit: JointFit, budget: float, sizes=None, d_max: float | None = None) -> dict:
     """The compute-optimal allocation of `budget` FLOPs under the fit: N, pre-training tokens,
-    RL FLOPs, RL share, predicted loss and its bootstrap interval (at that allocation)."""
+    RL FLOPs, RL share, predicted loss and its bootstrap interval (at that allocation).
+    d_max caps the pre-training tokens (the rest of the budget goes to RL)."""
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
         raise UserError(f"--budget: {budget!r}: must be a positive number of FLOPs")
     if sizes is None:
         sizes = fit.n_choices or list(np.geomspace(*(fit.n_range or [1e5, 1e9]), 25))
     best = None
     for n in sizes:
-        s, val = _best_share(fit.params, fit.form, float(n), float(budget))
+        s_min = 0.0 if d_max is None else 1.0 - 6.0 * float(n) * d_max / float(budget)
+        s, val = _best_share(fit.params, fit.form, float(n), float(budget), s_min)
         if best is None or val < best[2]:
             best = (float(n), s, val)
     n, s, val = best
