@@ -26,13 +26,12 @@ OUT/allocation_frontier.png, OUT/allocation_share.png. Rerunning skips finished 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlscale.allocation_points import budget_grid, collect, curve_points, held_out, options_at
 from rlscale.errors import UserError
-from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from rlscale.flops import pretrain_flops
+from rlscale.files import atomic_write_json, atomic_write_text, read_json
 
 
 @dataclass(frozen=True)
@@ -155,80 +154,6 @@ def r_n(rung) -> int:
     return _approx_n(LADDER[rung_name(rung.name)])
 
 
-# ---------------------------------------------------------------- measured points
-def curve_points(run_dir: Path, pretrain_dir: Path, rung: str) -> list[dict]:
-    """Every evaluated step of one RL run as an allocation: N, D_pre, C_RL, C_total, loss, SE."""
-    pre = read_json(pretrain_dir / "pretrain.json")
-    n, d = int(pre["N"]), int(pre["tokens"])
-    out = []
-    for r in read_jsonl(run_dir / "metrics.jsonl", tolerate_torn_tail=True):
-        if r.get("test_loss") is None:
-            continue
-        c_rl, c_pre = float(r["C_paper"]), pretrain_flops(n, d)
-        out.append({"curve": run_dir.name, "rung": rung, "N": n, "pretrain_tokens": d,
-                    "pretrain_flops": c_pre, "rl_flops": c_rl, "step": int(r["step"]),
-                    "C_total": c_pre + c_rl, "rl_share": c_rl / (c_pre + c_rl),
-                    "test_loss": float(r["test_loss"]),
-                    "test_loss_se": float(r.get("test_loss_se") or 0.0)})
-    return out
-
-
-def collect(jobs) -> list[dict]:
-    pts = []
-    for j in jobs:
-        if j.kind == "rl" and (Path(j.out) / "metrics.jsonl").is_file():
-            pts += curve_points(Path(j.out), Path(j.meta["pretrain"]), j.meta["rung"])
-    return pts
-
-
-def budget_grid(points: list[dict]) -> list[float]:
-    """Geometric, ratio sqrt(10), down from the largest C_total while >= 2x the cheapest
-    checkpoint (so every budget has options); ascending."""
-    hi = max(p["C_total"] for p in points)
-    lo = 2.0 * min(p["pretrain_flops"] for p in points)
-    grid, b = [], hi
-    while b >= lo:
-        grid.append(b)
-        b /= math.sqrt(10.0)
-    return sorted(grid)
-
-
-def _option(p: dict, kind: str) -> dict:
-    keys = ("curve", "rung", "N", "pretrain_tokens", "rl_flops", "rl_share", "C_total", "step",
-            "test_loss", "test_loss_se")
-    return {"kind": kind, **{k: p[k] for k in keys}}
-
-
-def options_at(points: list[dict], budget: float) -> dict:
-    """The measured options at a budget, the best, and how much worse the two fixed recipes are.
-
-    Per checkpoint that fits: pure pre-training (its step-0 point), the smallest RL measured (its
-    first RL evaluation: the seed study's "RL ~0%") and the RL point that spends the most of
-    the budget."""
-    ok = [p for p in points if p["C_total"] <= budget * (1 + 1e-9)]
-    opts = []
-    for curve in sorted({p["curve"] for p in ok}):
-        mine = sorted((p for p in ok if p["curve"] == curve), key=lambda p: p["step"])
-        rl = [p for p in mine if p["step"] > 0]
-        if mine[0]["step"] == 0:
-            opts.append(_option(mine[0], "pretrain_only"))
-        if rl:
-            opts.append(_option(rl[0], "rl_minimal"))
-        if len(rl) > 1:
-            opts.append(_option(rl[-1], "rl"))
-    if not opts:
-        return {"C_total": budget, "options": [], "best": None}
-    best = min(opts, key=lambda o: o["test_loss"])
-    res = {"C_total": budget, "options": opts, "best": best}
-    for kind in ("pretrain_only", "rl_minimal"):
-        cands = [o for o in opts if o["kind"] == kind]
-        if cands:
-            o = min(cands, key=lambda c: c["test_loss"])
-            res[kind] = {**o, "worse_by": o["test_loss"] - best["test_loss"],
-                         "worse_by_se": math.hypot(o["test_loss_se"], best["test_loss_se"])}
-    return res
-
-
 # ---------------------------------------------------------------- fit and validation
 def joint_data(points: list[dict], source: str = "allocation"):
     from rlscale.scaling.joint import JointData
@@ -265,34 +190,6 @@ def validation_plan(p: AllocPreset, points: list[dict], budgets: list[float], ou
             "held_out": held_out(fit, points, fit_budget, val_budget)}
     atomic_write_json(path, plan)
     return plan
-
-
-def held_out(fit, points: list[dict], fit_budget: float, val_budget: float) -> dict:
-    """The fit (on the points within fit_budget) scored on the measured points it did not see,
-    and as a chooser: of the measured options at val_budget, the one it predicts best, against
-    the measured best (regret: how much worse the law's pick measured)."""
-    import numpy as np
-
-    unseen = [q for q in points if q["C_total"] > fit_budget * (1 + 1e-9)]
-    res = {"n_points": len(unseen)}
-    if unseen:
-        pred = np.array([float(fit.predict(q["N"], q["pretrain_tokens"], q["rl_flops"]))
-                         for q in unseen])
-        meas = np.array([q["test_loss"] for q in unseen])
-        se = np.array([q["test_loss_se"] for q in unseen])
-        res |= {"mare": float(np.mean(np.abs(pred - meas) / meas)),
-                "within_2se": float(np.mean(np.abs(pred - meas) <= 2 * se))}
-    opts = options_at(points, val_budget)["options"]
-    if opts:
-        def predicted(o):
-            return float(fit.predict(o["N"], o["pretrain_tokens"], o["rl_flops"]))
-
-        pick = min(opts, key=predicted)
-        best = min(opts, key=lambda o: o["test_loss"])
-        res |= {"n_options": len(opts), "law_pick": {**pick, "predicted": predicted(pick)},
-                "measured_best": best, "regret": pick["test_loss"] - best["test_loss"],
-                "regret_se": math.hypot(pick["test_loss_se"], best["test_loss_se"])}
-    return res
 
 
 def validation_jobs(p: AllocPreset, plan: dict, points: list[dict], out: Path) -> list:

@@ -160,6 +160,57 @@ def test_joint_fit_recovers_a_known_law_and_its_frontier():
         f["predicted_test_loss"])
 
 
+def test_frontier_with_capped_tokens_spends_the_rest_on_rl():
+    from rlscale.scaling.joint import JointFit, frontier
+
+    p, _ = _synthetic()
+    fit = JointFit("rl_power", p, 1.0, 0.0, 0, 0)
+    sizes = (2e4, 6e4, 2e5)
+    free = frontier(fit, 1e13, sizes=sizes)
+    cap = free["pretrain_tokens"] / 4
+    f = frontier(fit, 1e13, sizes=sizes, d_max=cap)
+    assert f["pretrain_tokens"] <= cap * (1 + 1e-6)
+    assert 6 * f["N"] * f["pretrain_tokens"] + f["rl_flops"] == pytest.approx(1e13)
+    assert f["predicted_test_loss"] >= free["predicted_test_loss"] - 1e-12
+    # the best of every capped split of the budget, on a fine grid of shares
+    best = min(float(fit.predict(n, min(cap, (1 - s) * 1e13 / (6 * n)),
+                                 1e13 - 6 * n * min(cap, (1 - s) * 1e13 / (6 * n))))
+               for n in sizes for s in np.linspace(0, 0.999, 2000))
+    assert f["predicted_test_loss"] == pytest.approx(best, rel=1e-3)
+    # a cap above the free optimum changes nothing
+    loose = frontier(fit, 1e13, sizes=sizes, d_max=free["pretrain_tokens"] * 2)
+    assert loose["N"] == free["N"]
+    for k in ("rl_share", "pretrain_tokens", "predicted_test_loss"):
+        assert loose[k] == pytest.approx(free[k], rel=1e-6)
+
+
+def test_held_out_scores_the_fit_on_unseen_points_and_as_a_chooser():
+    from rlscale.allocation_points import held_out, options_at
+    from rlscale.scaling.joint import JointFit
+
+    p, rows = _synthetic(noise=0.0)
+    for r in rows:
+        r["C_total"] = 6 * r["N"] * r["pretrain_tokens"] + r["rl_flops"]
+        r["step"] = round(r["rl_flops"] / (15000 * 6 * r["N"]))
+        r["rl_share"], r["rung"] = r["rl_flops"] / r["C_total"], f"{r['N']:g}"
+    budgets = sorted(r["C_total"] for r in rows)
+    fit_b, val_b = budgets[len(budgets) // 2], budgets[-1]
+    exact = held_out(JointFit("rl_power", p, 1.0, 0.0, 0, 0), rows, fit_b, val_b)
+    unseen = [r for r in rows if r["C_total"] > fit_b * (1 + 1e-9)]
+    assert exact["n_points"] == len(unseen) > 0
+    assert exact["mare"] == pytest.approx(0, abs=1e-12) and exact["within_2se"] == 1.0
+    assert exact["law_pick"]["curve"] == exact["measured_best"]["curve"] and exact["regret"] == 0
+    # a law that thinks RL does nothing picks a pure pre-training option: its regret is the
+    # measured gap to the best option at that budget
+    flat = JointFit("rl_power", {**p, "k": 0.0, "B": 0.0}, 1.0, 0.0, 0, 0)
+    h = held_out(flat, rows, fit_b, val_b)
+    opts = options_at(rows, val_b)["options"]
+    assert h["n_options"] == len(opts)
+    assert h["regret"] == pytest.approx(h["law_pick"]["test_loss"]
+                                        - min(o["test_loss"] for o in opts))
+    assert h["regret"] > 0 and h["mare"] > 0.05
+
+
 def test_joint_flags_parameters_the_data_do_not_pin_down():
     from rlscale.scaling.joint import _bounds, _flags, specs
 
@@ -242,6 +293,9 @@ def test_allocation_outputs_and_schema(smoke):
     v = saved["validation"]
     assert {"predicted", "measured", "se", "within_2se"} <= set(v)
     assert v["within_2se"] == (abs(v["measured"] - v["predicted_at_realised"]) <= 2 * v["se"])
+    h = saved["held_out"]
+    assert h["n_points"] >= 1 and 0 <= h["within_2se"] <= 1 and h["regret"] >= 0
+    assert "did not see" in (out / "allocation.md").read_text()
     assert len((out / "allocation.md").read_text().splitlines()) > len(saved["budgets"])
 
 
