@@ -47,6 +47,8 @@ class AllocPreset:
     eval_samples: int = 4
     n_boot: int = 100
     max_val_steps: int = 120  # the validation run's GRPO steps at most
+    schedule: str = "wsd"  # wsd: one run per rung, a decay branch per budget; cosine: every
+    # budget a separate run with the study's schedule (costs ~1.45x the tokens at 4 budgets)
     val_tokens_x: float = 0.0  # the validation's pre-training tokens at most this x the largest
     # measured budget (0: no cap; the rest of its compute goes to RL, up to max_val_steps)
 
@@ -67,8 +69,10 @@ PRESETS = {
     # geometric steps from 1M to 10M (2x the study's 5M): session 10's grid (1-3M) sat below
     # every rung's competence transition, and its law, extrapolated 7x in tokens, mispredicted
     # by 0.38. The validation's tokens are capped at 2x the largest budget so that one run fits
-    # a session (docs/study.md, "Session 20").
-    "allocate-words": AllocPreset("allocate-words", "cpu-words",
+    # a session. Every budget is its own cosine run, as the study's: at cpu-words' lr a wsd
+    # branch at 4.64M tokens answered 0.17-0.23 worse than a cosine run of the same tokens
+    # (20k 0.086 vs 0.254, 200k 0.181 vs 0.412; docs/study.md, "Session 20", check 50).
+    "allocate-words": AllocPreset("allocate-words", "cpu-words", schedule="cosine",
                                   token_fracs=(0.2, 0.2 * 10 ** (1 / 3), 0.2 * 10 ** (2 / 3), 2.0),
                                   rl_steps=120, eval_every=10, heldout=800, eval_samples=1,
                                   max_val_steps=120, decay_frac=0.3, val_tokens_x=2.0),
@@ -89,7 +93,8 @@ def _approx_n(rung) -> int:
 
 
 # ---------------------------------------------------------------- jobs
-def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], decay_frac: float):
+def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], decay_frac: float,
+                     schedule: str = "wsd"):
     from rlscale.pretrain import PretrainConfig
 
     names = {f.name for f in dataclasses.fields(PretrainConfig)}
@@ -97,7 +102,8 @@ def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], dec
     steps = max(1, tokens // rows)
     params = dict(rung=rung.name, task=str(out / "task"), tokens=tokens, lr=rung.pretrain_lr,
                   batch_size=base.pretrain_batch, seq_len=base.seq_len, seed=base.seed,
-                  schedule="wsd", budgets=",".join(str(b) for b in budgets if b != tokens),
+                  schedule=schedule,
+                  budgets=",".join(str(b) for b in budgets if b != tokens and schedule == "wsd"),
                   decay_frac=decay_frac, checkpoint_every=max(10, steps // 10),
                   log_every=max(1, min(10, steps // 20)))
     # the base study's corpus (in wsd each decay is the long phase)
@@ -122,7 +128,8 @@ def _rl_params(p: AllocPreset, base, rung, model: str, out: Path, steps: int, ev
 
 
 def plan_jobs(p: AllocPreset, out: Path) -> list:
-    """Pre-training (one wsd run per rung, a branch per budget) and GRPO per checkpoint."""
+    """Pre-training (wsd: one run per rung, a branch per budget; cosine: one run per budget) and
+    GRPO per checkpoint."""
     from rlscale.pretrain_loop import tokens_tag
     from rlscale.study_plan import Job, rung_tag
 
@@ -131,20 +138,25 @@ def plan_jobs(p: AllocPreset, out: Path) -> list:
     for r in rungs:
         tag = rung_tag(r.name)
         budgets = sorted({max(1, round(f * r.tokens)) for f in p.token_fracs})
-        params, cfg = _pretrain_params(base, r, out, budgets[-1], budgets, p.decay_frac)
-        pre = Job(f"pretrain:{tag}", "pretrain", str(out / "pretrain" / tag), params,
-                  cost=budgets[-1] * (r_n(r) + 60_000) * 9e-10, total=cfg.steps(),
-                  meta={"rung": r.name})
-        jobs.append(pre)
-        rows = cfg.batch_size * cfg.seq_len
-        for end in cfg.budget_steps():
-            tt = tokens_tag(end * rows)
-            model = str(Path(pre.out) / "branches" / tt / "model")
-            jobs.append(Job(f"rl:{tag}:{tt}", "rl", str(out / "runs" / f"{tag}-{tt}"),
-                            _rl_params(p, base, r, model, out, p.rl_steps, p.eval_every),
-                            deps=(pre.name,), cost=p.rl_steps * (r_n(r) + 5e4) * 2e-4,
-                            total=p.rl_steps,
-                            meta={"rung": r.name, "pretrain": str(Path(model).parent)}))
+        runs = [budgets] if p.schedule == "wsd" else [[b] for b in budgets]
+        for mine in runs:
+            params, cfg = _pretrain_params(base, r, out, mine[-1], mine, p.decay_frac, p.schedule)
+            rows = cfg.batch_size * cfg.seq_len
+            own = "" if p.schedule == "wsd" else f"-{tokens_tag(cfg.steps() * rows)}"
+            pre = Job(f"pretrain:{tag}{own.replace('-', ':')}", "pretrain",
+                      str(out / "pretrain" / f"{tag}{own}"), params,
+                      cost=mine[-1] * (r_n(r) + 60_000) * 9e-10, total=cfg.steps(),
+                      meta={"rung": r.name})
+            jobs.append(pre)
+            for end in cfg.budget_steps():
+                tt = tokens_tag(end * rows)
+                model = (Path(pre.out) / "branches" / tt if p.schedule == "wsd"
+                         else Path(pre.out)) / "model"
+                jobs.append(Job(f"rl:{tag}:{tt}", "rl", str(out / "runs" / f"{tag}-{tt}"),
+                                _rl_params(p, base, r, str(model), out, p.rl_steps, p.eval_every),
+                                deps=(pre.name,), cost=p.rl_steps * (r_n(r) + 5e4) * 2e-4,
+                                total=p.rl_steps,
+                                meta={"rung": r.name, "pretrain": str(model.parent)}))
     return jobs
 
 
@@ -205,7 +217,7 @@ def validation_jobs(p: AllocPreset, plan: dict, points: list[dict], out: Path) -
     rung = next(r for r in rungs if n_of.get(r.name) == pred["N"])
     rows = base.pretrain_batch * base.seq_len
     tokens = max(rows * 2, int(round(pred["pretrain_tokens"] / rows)) * rows)
-    params, cfg = _pretrain_params(base, rung, out, tokens, [tokens], p.decay_frac)
+    params, cfg = _pretrain_params(base, rung, out, tokens, [tokens], p.decay_frac, p.schedule)
     pre = Job("pretrain:validation", "pretrain", str(out / "validation" / "pretrain"), params,
               cost=tokens * (r_n(rung) + 60_000) * 9e-10, total=cfg.steps(),
               meta={"rung": rung.name})

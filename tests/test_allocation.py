@@ -268,6 +268,32 @@ def test_rl_edge_recovers_a_competence_threshold_and_wins_the_form_choice():
 
 
 # ---------------------------------------------------------------- the study and plan
+def test_cosine_allocation_plans_one_run_per_budget(tmp_path):
+    """schedule cosine: every budget its own cosine run (the study's schedule), the same RL
+    runs and tags as the wsd plan's branches."""
+    import dataclasses
+
+    from rlscale.allocation import PRESETS, plan_jobs
+
+    wsd = PRESETS["allocate-words"]
+    cos = dataclasses.replace(wsd, schedule="cosine")
+    a, b = plan_jobs(wsd, tmp_path), plan_jobs(cos, tmp_path)
+    rl_a = {j.name: j for j in a if j.kind == "rl"}
+    rl_b = {j.name: j for j in b if j.kind == "rl"}
+    assert rl_a.keys() == rl_b.keys() and len(rl_b) == 3 * len(wsd.token_fracs)
+    pre = {j.name: j for j in b if j.kind == "pretrain"}
+    assert len(pre) == len(rl_b)
+    for j in rl_b.values():
+        (dep,) = j.deps
+        cfg = pre[dep].params
+        assert cfg["schedule"] == "cosine" and cfg["budgets"] == ""
+        assert j.params["model"] == str(Path(pre[dep].out) / "model")
+        # the cosine run's tokens are the branch's, to the step
+        assert j.name.endswith(f"{cfg['tokens'] // (8 * 512) * 8 * 512:09d}")
+        assert {k: v for k, v in j.params.items() if k != "model"} == {
+            k: v for k, v in rl_a[j.name].params.items() if k != "model"}
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     from rlscale.allocation import PRESETS, allocate
