@@ -73,6 +73,10 @@ def plot_frontier(fit, path, lo: float, hi: float, points=(), best=(), validatio
                 label="plan")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # the band may run decades below anything measured or predicted: keep the curves readable
+    floor = min([q["test_loss"] for q in points] + [f["predicted_test_loss"] for f in fr])
+    if floor > 0:
+        ax.set_ylim(bottom=floor / 3)
     ax.set_xlabel("total compute C = 6 N D_pre + C_RL (FLOPs)")
     ax.set_ylabel("held-out test loss (1 - pass@1)")
     ax.set_title("Pre-training vs RL: squares = pre-trained, stars = after RL")
