@@ -1,8 +1,10 @@
 """Where should compute go? The pre-training / RL split on the micro ladder
 (`rlscale study --preset allocate`).
 
-For each of the base study preset's smallest rungs, one warmup-stable-decay pre-training run
-yields checkpoints at several token budgets (rlscale.pretrain_loop); GRPO from every checkpoint
+For each of the base study preset's smallest rungs, checkpoints at several token budgets: one
+warmup-stable-decay run with a decay branch per budget (rlscale.pretrain_loop), or a separate
+cosine run per budget (the study's schedule; at the study's high lr a wsd branch fell far below
+a cosine run of its tokens: docs/study.md, session 20). GRPO from every checkpoint
 records held-out test loss along the way. Every evaluated point is one way to spend a total
 C_total = 6 N D_pre + C_RL (C_RL = C_paper). Then:
 
