@@ -28,7 +28,7 @@ OUT/allocation_frontier.png, OUT/allocation_share.png. Rerunning skips finished 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlscale.allocation_points import budget_grid, collect, curve_points, held_out, options_at
@@ -51,6 +51,8 @@ class AllocPreset:
     max_val_steps: int = 120  # the validation run's GRPO steps at most
     schedule: str = "wsd"  # wsd: one run per rung, a decay branch per budget; cosine: every
     # budget a separate run with the study's schedule (costs ~1.45x the tokens at 4 budgets)
+    seed: int | None = None  # a replicate: replaces the base preset's seed (train split,
+    # pre-training initialisation and batch order, RL runs; the held-out problems do not move)
     val_tokens_x: float = 0.0  # the validation's pre-training tokens at most this x the largest
     # measured budget (0: no cap; the rest of its compute goes to RL, up to max_val_steps)
 
@@ -85,7 +87,7 @@ def base_preset(p: AllocPreset):
     from rlscale.models import LADDER, rung_name
     from rlscale.study_plan import PRESETS as STUDY
 
-    base = STUDY[p.base]
+    base = STUDY[p.base] if p.seed is None else replace(STUDY[p.base], seed=p.seed)
     rungs = sorted(base.rungs, key=lambda r: _approx_n(LADDER[rung_name(r.name)]))[: p.n_rungs]
     return base, rungs
 
@@ -277,6 +279,9 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     mine = {"preset": dataclasses.asdict(p), "base": base.name, "rungs": [r.name for r in rungs]}
     mine = read_json_roundtrip(mine)
     old = read_json(settings) if settings.is_file() else None
+    if old is not None:  # a field the saved run predates counts as its default
+        defaults = read_json_roundtrip(dataclasses.asdict(AllocPreset("", "")))
+        old = {**old, "preset": {**defaults, **old.get("preset", {})}}
     if old is not None and {k: old.get(k) for k in mine} != mine:
         raise UserError(f"{settings}: {out} holds an allocation study with other settings; "
                         f"use another --out")
@@ -346,7 +351,9 @@ def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
 def run_cli(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: {args.workers}: must be >= 1")
-    res = allocate(PRESETS[args.preset], args.out, args.workers, args.progress)
+    p = PRESETS[args.preset]
+    res = allocate(p if args.seed is None else replace(p, seed=args.seed), args.out,
+                   args.workers, args.progress)
     print(f"allocation: {Path(args.out) / 'allocation.md'}; fit: "
           f"{Path(args.out) / 'allocation_fit.json'}; wall time {res['wall_s']:.0f} s")
     return 0

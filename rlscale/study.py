@@ -115,9 +115,6 @@ def run(args) -> int:
     if args.preset.startswith("allocate"):  # its own driver, on this module's scheduler
         from rlscale.allocation import run_cli
 
-        if args.seed is not None:
-            raise UserError(f"--seed: the {args.preset} preset takes its seed from its base "
-                            f"study preset; run it without --seed")
         with dir_lock(args.out, "study"):
             return run_cli(args)
 

@@ -359,6 +359,26 @@ def test_allocation_rerun_skips_finished_work(smoke):
     assert time.perf_counter() - t0 < 60
 
 
+def test_allocation_settings_saved_before_a_new_field_resume(smoke):
+    """A directory whose settings predate a preset field (schedule, seed, val_tokens_x) resumes
+    when the preset keeps that field's default; another seed is refused in one line."""
+    import dataclasses
+
+    from rlscale.allocation import PRESETS, allocate
+
+    out, res = smoke
+    path = out / "allocation_settings.json"
+    saved = json.loads(path.read_text())
+    for k in ("schedule", "seed", "val_tokens_x"):
+        saved["preset"].pop(k)
+    path.write_text(json.dumps(saved))
+    again = allocate(PRESETS["allocate-smoke"], out, workers=2, progress=False)
+    assert again["validation"]["measured"] == res["validation"]["measured"]
+    with pytest.raises(UserError, match="allocation_settings.json"):
+        allocate(dataclasses.replace(PRESETS["allocate-smoke"], seed=1), out, workers=2,
+                 progress=False)
+
+
 PLAN = re.compile(r"^plan: budget=\S+ N=\d+ pretrain_tokens=\d+ rl_flops=\S+ rl_share=[\d.]+ "
                   r"predicted_test_loss=[\d.]+ interval=\S+,\S+$")
 

@@ -198,7 +198,8 @@ def test_broken_model_directory_is_one_line(tmp_path, capsys, change, says):
     assert not out.exists()  # nothing written
 
 
-def test_study_seed_is_a_replicate_and_not_for_allocate(tmp_path, capsys, monkeypatch):
+def test_study_seed_is_a_replicate_for_the_study_and_the_allocation(tmp_path, monkeypatch):
+    import rlscale.allocation as alloc_mod
     import rlscale.study as study_mod
 
     seen = {}
@@ -206,8 +207,14 @@ def test_study_seed_is_a_replicate_and_not_for_allocate(tmp_path, capsys, monkey
                         {"wall_s": 0.0})
     assert main(["study", "--preset", "smoke", "--seed", "3", "--out", str(tmp_path / "a")]) == 0
     assert seen["p"].seed == 3 and seen["p"].rungs == study_mod.PRESETS["smoke"].rungs
+    monkeypatch.setattr(alloc_mod, "allocate", lambda p, *a: seen.setdefault("a", p) and
+                        {"wall_s": 0.0})
     assert main(["study", "--preset", "allocate-smoke", "--seed", "3", "--out",
-                 str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--seed" in err[0]
-    assert not (tmp_path / "b" / "study.json").exists()
+                 str(tmp_path / "b")]) == 0
+    p = seen["a"]
+    assert p.seed == 3 and alloc_mod.base_preset(p)[0].seed == 3
+    assert alloc_mod.base_preset(alloc_mod.PRESETS["allocate-smoke"])[0].seed == 0
+    # every job of the replicate runs on its seed
+    jobs = alloc_mod.plan_jobs(p, tmp_path / "b")
+    assert {j.params["seed"] for j in jobs} == {3}
+    assert {j.params["data_seed"] for j in jobs if j.kind == "rl"} == {3}
