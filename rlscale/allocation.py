@@ -31,7 +31,8 @@ import dataclasses
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlscale.allocation_points import budget_grid, collect, curve_points, held_out, options_at
+from rlscale.allocation_points import (budget_grid, checkpoint_gains, collect, curve_points,
+                                       held_out, options_at)
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, atomic_write_text, read_json
 
@@ -341,7 +342,7 @@ def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
            "form_scores": plan["form_scores"]}
     return {"preset": p.name, "budgets": rows, "law": law,
             "validation": {k: v for k, v in val.items() if k != "points"},
-            "held_out": plan.get("held_out"),
+            "held_out": plan.get("held_out"), "checkpoints": checkpoint_gains(points),
             "n_points": len(points), "conventions": {
                 "C_total": "6 N D_pre + C_RL; C_RL = C_paper (6 N T over RL steps)",
                 "test_loss": "1 - pass@1 at temperature 0.7 on the held-out split"}}

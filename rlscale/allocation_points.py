@@ -110,3 +110,21 @@ def held_out(fit, points: list[dict], fit_budget: float, val_budget: float) -> d
                 "measured_best": best, "regret": pick["test_loss"] - best["test_loss"],
                 "regret_se": math.hypot(pick["test_loss_se"], best["test_loss_se"])}
     return res
+
+
+def checkpoint_gains(points: list[dict]) -> list[dict]:
+    """Per checkpoint (RL curve): its accuracy before RL and at its last evaluation, and the gain
+    in combined standard errors (None where both ends have no spread); sorted by rung size,
+    then tokens."""
+    rows = []
+    for curve in sorted({q["curve"] for q in points}):
+        mine = sorted((q for q in points if q["curve"] == curve), key=lambda q: q["step"])
+        first, last = mine[0], mine[-1]
+        se = math.hypot(first["test_loss_se"], last["test_loss_se"])
+        gain = first["test_loss"] - last["test_loss"]
+        rows.append({"curve": curve, "rung": first["rung"], "N": first["N"],
+                     "pretrain_tokens": first["pretrain_tokens"], "steps": last["step"],
+                     "before": 1 - first["test_loss"], "after": 1 - last["test_loss"],
+                     "gain": gain, "gain_se": gain / se if se > 0 else None})
+    return sorted(rows, key=lambda r: (r["N"], r["pretrain_tokens"]))
+

@@ -152,6 +152,14 @@ def markdown(result: dict) -> str:
     lines = ["# Where should compute go? (pre-training vs RL on the micro ladder)", "",
              "C_total = 6 N D_pre + C_RL (C_paper); test loss = 1 - pass@1 at T 0.7, held out.", ""]
     lines += [f"- {sentence(b)}" for b in result["budgets"]]
+    if result.get("checkpoints"):
+        lines += ["", "Each checkpoint before RL and at its last step (accuracy = 1 - test loss; "
+                  "gain in combined SE):", "", "| rung | pre-training tokens | RL steps | before "
+                  "| after | gain |", "|---|---|---|---|---|---|"]
+        lines += [f"| {_fmt_n(c['N'])} | {c['pretrain_tokens'] / 1e6:.3g}M | {c['steps']} | "
+                  f"{c['before']:.3f} | {c['after']:.3f} | {c['gain']:+.3f} "
+                  + (f"({c['gain_se']:+.1f}) |" if c["gain_se"] is not None else "(no SE) |")
+                  for c in result["checkpoints"]]
     flags = law.get("flags") or {}
     ps = ", ".join((f"{k} {val:.3g} [{law['intervals'][k][0]:.3g}, {law['intervals'][k][1]:.3g}]"
                     if law.get("intervals") else f"{k} {val:.3g}")

@@ -340,6 +340,16 @@ def test_allocation_numbers_recompute_from_metrics(smoke):
             assert o["pretrain_tokens"] == pre["tokens"] and o["N"] == pre["N"]
             assert o["C_total"] == pytest.approx(6 * pre["N"] * pre["tokens"] + row["C_paper"])
             assert o["C_total"] <= b["C_total"] * (1 + 1e-9)
+    assert len(saved["checkpoints"]) == len(list(out.glob("runs/*/metrics.jsonl")))
+    for c in saved["checkpoints"]:
+        rows = [r for r in map(json.loads, (out / "runs" / c["curve"] / "metrics.jsonl")
+                               .read_text().splitlines()) if r.get("test_loss") is not None]
+        assert c["before"] == 1 - rows[0]["test_loss"] and c["after"] == 1 - rows[-1]["test_loss"]
+        se = math.hypot(rows[0].get("test_loss_se") or 0.0, rows[-1].get("test_loss_se") or 0.0)
+        if se > 0:
+            assert c["gain_se"] == pytest.approx((c["after"] - c["before"]) / se)
+        else:  # a checkpoint that answers nothing, before and after: no SE to divide by
+            assert c["gain_se"] is None
     v = saved["validation"]
     last = json.loads((out / "validation" / "rl" / "metrics.jsonl").read_text().splitlines()[-1])
     assert v["measured"] == last["test_loss"]
