@@ -209,6 +209,16 @@ PRESETS["cpu-words-7m"] = replace(
         replace(r, tokens=7_100_000, **_WORDS_7M_LR.get(r.name, {}))
         for r in PRESETS["cpu-words"].rungs))
 
+# cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, cpu-words' lr per rung
+# (chosen at 5M, not re-picked). 10M is the top budget of the allocation experiment
+# (`allocate-words`, docs/study.md, session 20), where the 20k rung, pre-trained with cosine
+# exactly so, gained +4.1 combined SE under cpu-words' 120 GRPO steps (run 51) and every rung
+# of the three was past its competence transition. For the issue's longer-preset slot (<= 60
+# min): the 600k rung's pre-training alone takes ~17 min.
+PRESETS["cpu-words-10m"] = replace(
+    PRESETS["cpu-words"], name="cpu-words-10m", rungs=tuple(
+        replace(r, tokens=10_000_000) for r in PRESETS["cpu-words"].rungs))
+
 # The default of `rlscale study` and `make study` since session 17: cpu-words, by a rule written
 # before two fresh seeds ran (docs/study.md, session 17): at least as good as `cpu` on every
 # acceptance check of issue 10 in both seeds, better on RL's gain per rung (cpu misses it on the

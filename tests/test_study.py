@@ -24,7 +24,7 @@ def _n(rung: str) -> int:
 
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
-                                  "cpu-words-2m", "cpu-words-7m", "gpu"])
+                                  "cpu-words-2m", "cpu-words-7m", "cpu-words-10m", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -161,6 +161,13 @@ def test_cpu_words_7m_is_cpu_words_on_more_tokens():
     assert bottom.rl_lr == float(f"{bottom.pretrain_lr / 47:.0e}")
     assert more.rungs[1:] == tuple(dataclasses.replace(r, tokens=7_100_000)
                                    for r in words.rungs[1:])
+    assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
+
+
+def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
+    """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, nothing else."""
+    more, words = PRESETS["cpu-words-10m"], PRESETS["cpu-words"]
+    assert more.rungs == tuple(dataclasses.replace(r, tokens=10_000_000) for r in words.rungs)
     assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
 
 
