@@ -91,10 +91,10 @@ def configure(p) -> None:
                    "cpu-edge with more tokens for smaller rungs (session 14); cpu-words-2m: "
                    "cpu-words plus a 2m rung, ~31 min (session 18); cpu-words-7m: "
                    "cpu-words on 7.1M tokens a rung (session 19); cpu-words-10m: on 10M (session 20, "
-                   "~35 min); cpu-long: 9M "
+                   "~40 min); cpu-long: 9M "
                    "tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
                    "split (rlscale.allocation) on the cpu task; allocate-words: on the default's "
-                   "over a decade of tokens (~45 min)")
+                   "over a decade of tokens (~33 min)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel jobs (default: the preset's; one thread each on CPU)")
