@@ -45,6 +45,8 @@ class AllocPreset:
     token_fracs: tuple[float, ...] = (0.25, 0.5, 1.0)  # budgets per rung, x its preset tokens
     decay_frac: float = 0.2  # each budget's decay branch, share of its steps
     rl_steps: int = 30
+    rl_steps_by_budget: tuple[int, ...] = ()  # GRPO steps from each budget's checkpoints, one
+    # per token_frac in ascending order (empty: rl_steps from every checkpoint)
     eval_every: int = 5
     heldout: int = 200  # held-out problems x samples (T 0.7): the test loss
     eval_samples: int = 4
@@ -56,6 +58,14 @@ class AllocPreset:
     # pre-training initialisation and batch order, RL runs; the held-out problems do not move)
     val_tokens_x: float = 0.0  # the validation's pre-training tokens at most this x the largest
     # measured budget (0: no cap; the rest of its compute goes to RL, up to max_val_steps)
+
+    def __post_init__(self):
+        if self.rl_steps_by_budget and len(self.rl_steps_by_budget) != len(self.token_fracs):
+            raise ValueError(f"{self.name}: rl_steps_by_budget needs one entry per token_frac")
+
+    def steps_at(self, i: int) -> int:
+        """GRPO steps from the checkpoints of the i-th smallest budget."""
+        return self.rl_steps_by_budget[i] if self.rl_steps_by_budget else self.rl_steps
 
 
 PRESETS = {
@@ -82,6 +92,13 @@ PRESETS = {
                                   rl_steps=120, eval_every=10, heldout=800, eval_samples=1,
                                   max_val_steps=120, decay_frac=0.3, val_tokens_x=2.0),
 }
+# allocate-words with 4x the GRPO steps (480) from the two largest budgets' checkpoints, the
+# ones past their competence transition in runs 51-52 (docs/study.md, session 20), where the best
+# measured allocation spent the most RL measured (120 steps, ~10%) at every budget: so that the
+# RL share can be bounded from above. The validation run may take as many steps.
+PRESETS["allocate-words-long"] = replace(PRESETS["allocate-words"], name="allocate-words-long",
+                                         rl_steps_by_budget=(120, 120, 480, 480),
+                                         max_val_steps=480)
 
 
 def base_preset(p: AllocPreset):
@@ -143,6 +160,8 @@ def plan_jobs(p: AllocPreset, out: Path) -> list:
     for r in rungs:
         tag = rung_tag(r.name)
         budgets = sorted({max(1, round(f * r.tokens)) for f in p.token_fracs})
+        if p.rl_steps_by_budget and len(budgets) != len(p.token_fracs):
+            raise UserError(f"{p.name}: two token_fracs give {r.name} the same budget")
         runs = [budgets] if p.schedule == "wsd" else [[b] for b in budgets]
         for mine in runs:
             params, cfg = _pretrain_params(base, r, out, mine[-1], mine, p.decay_frac, p.schedule)
@@ -153,14 +172,15 @@ def plan_jobs(p: AllocPreset, out: Path) -> list:
                       cost=mine[-1] * (r_n(r) + 60_000) * 9e-10, total=cfg.steps(),
                       meta={"rung": r.name})
             jobs.append(pre)
-            for end in cfg.budget_steps():
-                tt = tokens_tag(end * rows)
+            first = budgets.index(mine[0])  # the budget index of this run's first checkpoint
+            for i, end in enumerate(cfg.budget_steps(), start=first):
+                tt, steps = tokens_tag(end * rows), p.steps_at(i)
                 model = (Path(pre.out) / "branches" / tt if p.schedule == "wsd"
                          else Path(pre.out)) / "model"
                 jobs.append(Job(f"rl:{tag}:{tt}", "rl", str(out / "runs" / f"{tag}-{tt}"),
-                                _rl_params(p, base, r, str(model), out, p.rl_steps, p.eval_every),
-                                deps=(pre.name,), cost=p.rl_steps * (r_n(r) + 5e4) * 2e-4,
-                                total=p.rl_steps,
+                                _rl_params(p, base, r, str(model), out, steps, p.eval_every),
+                                deps=(pre.name,), cost=steps * (r_n(r) + 5e4) * 2e-4,
+                                total=steps,
                                 meta={"rung": r.name, "pretrain": str(model.parent)}))
     return jobs
 

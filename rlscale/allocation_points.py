@@ -78,10 +78,16 @@ def options_at(points: list[dict], budget: float) -> dict:
     for kind in ("pretrain_only", "rl_minimal"):
         cands = [o for o in opts if o["kind"] == kind]
         if cands:
-            o = min(cands, key=lambda c: c["test_loss"])
-            res[kind] = {**o, "worse_by": o["test_loss"] - best["test_loss"],
-                         "worse_by_se": math.hypot(o["test_loss_se"], best["test_loss_se"])}
+            res[kind] = _against(min(cands, key=lambda c: c["test_loss"]), best)
+    # the largest RL share measured at this budget: if the best sits below it and this option is
+    # worse by more than its noise, the measured RL share is bounded from above here
+    res["rl_most"] = _against(max(opts, key=lambda o: (o["rl_share"], -o["test_loss"])), best)
     return res
+
+
+def _against(o: dict, best: dict) -> dict:
+    return {**o, "worse_by": o["test_loss"] - best["test_loss"],
+            "worse_by_se": math.hypot(o["test_loss_se"], best["test_loss_se"])}
 
 
 def held_out(fit, points: list[dict], fit_budget: float, val_budget: float) -> dict:

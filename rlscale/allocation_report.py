@@ -133,11 +133,16 @@ def sentence(b: dict) -> str:
          f"with {_pct(best['rl_share'])} of the compute in RL ({best['rl_flops']:.2g} FLOPs), "
          f"test loss {best['test_loss']:.3f} ± {best['test_loss_se']:.3f}")
     parts = []
-    for key, what in (("pretrain_only", "pure pre-training"), ("rl_minimal", "the smallest RL")):
+    for key, what in (("pretrain_only", "pure pre-training"), ("rl_minimal", "the smallest RL"),
+                      ("rl_most", "the most RL measured")):
         o = b.get(key)
-        if o and o.get("worse_by") is not None:
+        if o and o.get("worse_by") is not None and o["curve"] + str(o["step"]) != (
+                best["curve"] + str(best["step"])):
             parts.append(f"{what} is worse by {o['worse_by']:.3f} ± {o['worse_by_se']:.3f}"
-                         + (f" (RL share {_pct(o['rl_share'])})" if key == "rl_minimal" else ""))
+                         + (f" (RL share {_pct(o['rl_share'])})" if key != "pretrain_only" else ""))
+    most = b.get("rl_most")
+    if most and most["rl_share"] > 0 and most["worse_by"] == 0:
+        parts.append("no measured option here has more RL, so the share is not bounded above")
     f = b.get("fitted")
     if f:
         parts.append(f"the fit puts the optimum at N={_fmt_n(f['N'])}, RL share "

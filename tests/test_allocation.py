@@ -209,6 +209,21 @@ def test_held_out_scores_the_fit_on_unseen_points_and_as_a_chooser():
     assert h["regret"] == pytest.approx(h["law_pick"]["test_loss"]
                                         - min(o["test_loss"] for o in opts))
     assert h["regret"] > 0 and h["mare"] > 0.05
+    # the option with the most RL at a budget, against the best there
+    from rlscale.allocation_report import sentence
+
+    at = options_at(rows, val_b)
+    most = at["rl_most"]
+    assert most["rl_share"] == max(o["rl_share"] for o in at["options"])
+    assert most["worse_by"] == pytest.approx(most["test_loss"] - at["best"]["test_loss"])
+    said = sentence(at)
+    if most["worse_by"] > 0:
+        assert f"the most RL measured is worse by {most['worse_by']:.3f}" in said
+    else:
+        assert "not bounded above" in said
+    # a budget whose best option is the one with the most RL says so
+    cheap = dict(at, best=most, rl_most={**most, "worse_by": 0.0, "worse_by_se": 0.0})
+    assert "not bounded above" in sentence(cheap)
 
 
 def test_joint_flags_parameters_the_data_do_not_pin_down():
@@ -275,8 +290,9 @@ def test_cosine_allocation_plans_one_run_per_budget(tmp_path):
 
     from rlscale.allocation import PRESETS, plan_jobs
 
-    wsd = PRESETS["allocate-words"]
-    cos = dataclasses.replace(wsd, schedule="cosine")
+    cos = PRESETS["allocate-words"]
+    assert cos.schedule == "cosine"
+    wsd = dataclasses.replace(cos, schedule="wsd")
     a, b = plan_jobs(wsd, tmp_path), plan_jobs(cos, tmp_path)
     rl_a = {j.name: j for j in a if j.kind == "rl"}
     rl_b = {j.name: j for j in b if j.kind == "rl"}
@@ -292,6 +308,31 @@ def test_cosine_allocation_plans_one_run_per_budget(tmp_path):
         assert j.name.endswith(f"{cfg['tokens'] // (8 * 512) * 8 * 512:09d}")
         assert {k: v for k, v in j.params.items() if k != "model"} == {
             k: v for k, v in rl_a[j.name].params.items() if k != "model"}
+
+
+@pytest.mark.parametrize("schedule", ["wsd", "cosine"])
+def test_rl_steps_by_budget_follow_the_checkpoints_budget(tmp_path, schedule):
+    import dataclasses
+
+    from rlscale.allocation import PRESETS, AllocPreset, plan_jobs
+
+    p = dataclasses.replace(PRESETS["allocate-words-long"], schedule=schedule)
+    assert p.rl_steps_by_budget == (120, 120, 480, 480)
+    rl = [j for j in plan_jobs(p, tmp_path) if j.kind == "rl"]
+    by_rung = {}
+    for j in rl:
+        by_rung.setdefault(j.meta["rung"], []).append(j)
+    assert len(by_rung) == 3
+    for jobs in by_rung.values():  # ascending budgets: the two largest run 480 steps
+        jobs.sort(key=lambda j: j.name)
+        assert [j.params["steps"] for j in jobs] == [120, 120, 480, 480]
+        assert [j.total for j in jobs] == [120, 120, 480, 480]
+    base = {j.name: j.params for j in plan_jobs(PRESETS["allocate-words"], tmp_path)
+            if j.kind == "rl"}
+    assert base.keys() == {j.name for j in rl} and all(
+        base[j.name]["steps"] == 120 for j in rl)
+    with pytest.raises(ValueError, match="one entry per token_frac"):
+        AllocPreset("x", "cpu-words", rl_steps_by_budget=(1, 2))
 
 
 @pytest.fixture(scope="module")
