@@ -79,10 +79,20 @@ def options_at(points: list[dict], budget: float) -> dict:
         cands = [o for o in opts if o["kind"] == kind]
         if cands:
             res[kind] = _against(min(cands, key=lambda c: c["test_loss"]), best)
-    # the largest RL share measured at this budget: if the best sits below it and this option is
-    # worse by more than its noise, the measured RL share is bounded from above here
-    res["rl_most"] = _against(max(opts, key=lambda o: (o["rl_share"], -o["test_loss"])), best)
+    res["tied"] = tied_with(ok, best)
     return res
+
+
+def tied_with(points: list[dict], best: dict) -> dict:
+    """The measured points (every evaluated step, spending at most the budget) whose loss is
+    within 2 combined SE of the best option's: the range of RL shares the data cannot tell from
+    the best. An RL curve that has plateaued puts many of its steps here, so the range is the
+    measured uncertainty of the compute-optimal RL share."""
+    tied = [p for p in points if p["test_loss"] - best["test_loss"]
+            <= 2 * math.hypot(p["test_loss_se"], best["test_loss_se"])]
+    shares = [p["rl_share"] for p in tied]
+    return {"n_points": len(tied), "of": len(points), "rl_share": [min(shares), max(shares)],
+            "curves": sorted({p["curve"] for p in tied})}
 
 
 def _against(o: dict, best: dict) -> dict:

@@ -95,8 +95,11 @@ def plot_share(result: dict, fit, path, lo: float, hi: float) -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
     fr = frontier_curve(fit, lo, hi)
     ax.plot([f["C_total"] for f in fr], [f["rl_share"] for f in fr], "k-", label="fitted optimum")
-    xs = [b["C_total"] for b in result["budgets"] if b.get("best")]
-    ax.plot(xs, [b["best"]["rl_share"] for b in result["budgets"] if b.get("best")], "o",
+    rows = [b for b in result["budgets"] if b.get("best")]
+    for i, b in enumerate(r for r in rows if r.get("tied")):  # what the data cannot tell apart
+        ax.plot([b["C_total"]] * 2, b["tied"]["rl_share"], "-", color="C1", lw=6, alpha=0.3,
+                solid_capstyle="butt", label="within 2 SE of the best" if i == 0 else None)
+    ax.plot([b["C_total"] for b in rows], [b["best"]["rl_share"] for b in rows], "o",
             mfc="none", mec="C1", ms=10, label="measured best")
     ax.set_xscale("log")
     ax.set_xlabel("total compute (FLOPs)")
@@ -133,16 +136,18 @@ def sentence(b: dict) -> str:
          f"with {_pct(best['rl_share'])} of the compute in RL ({best['rl_flops']:.2g} FLOPs), "
          f"test loss {best['test_loss']:.3f} ± {best['test_loss_se']:.3f}")
     parts = []
-    for key, what in (("pretrain_only", "pure pre-training"), ("rl_minimal", "the smallest RL"),
-                      ("rl_most", "the most RL measured")):
+    for key, what in (("pretrain_only", "pure pre-training"), ("rl_minimal", "the smallest RL")):
         o = b.get(key)
         if o and o.get("worse_by") is not None and o["curve"] + str(o["step"]) != (
                 best["curve"] + str(best["step"])):
             parts.append(f"{what} is worse by {o['worse_by']:.3f} ± {o['worse_by_se']:.3f}"
                          + (f" (RL share {_pct(o['rl_share'])})" if key != "pretrain_only" else ""))
-    most = b.get("rl_most")
-    if most and most["rl_share"] > 0 and most["worse_by"] == 0:
-        parts.append("no measured option here has more RL, so the share is not bounded above")
+    t = b.get("tied")
+    if t:
+        lo, hi = t["rl_share"]
+        parts.append(f"{t['n_points']} of the {t['of']} measured points within the budget are "
+                     f"within 2 SE of it, with RL shares {_pct(lo)}-{_pct(hi)} on "
+                     f"{len(t['curves'])} checkpoint{'s' if len(t['curves']) > 1 else ''}")
     f = b.get("fitted")
     if f:
         parts.append(f"the fit puts the optimum at N={_fmt_n(f['N'])}, RL share "
