@@ -138,10 +138,10 @@ def sentence(b: dict) -> str:
     parts = []
     for key, what in (("pretrain_only", "pure pre-training"), ("rl_minimal", "the smallest RL")):
         o = b.get(key)
-        if o and o.get("worse_by") is not None and o["curve"] + str(o["step"]) != (
-                best["curve"] + str(best["step"])):
+        if o and o.get("worse_by") is not None and (o["curve"], o["step"]) != (
+                best["curve"], best["step"]):  # the best itself is not "worse by 0"
             parts.append(f"{what} is worse by {o['worse_by']:.3f} ± {o['worse_by_se']:.3f}"
-                         + (f" (RL share {_pct(o['rl_share'])})" if key != "pretrain_only" else ""))
+                         + (f" (RL share {_pct(o['rl_share'])})" if key == "rl_minimal" else ""))
     t = b.get("tied")
     if t:
         lo, hi = t["rl_share"]
