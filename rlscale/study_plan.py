@@ -209,15 +209,21 @@ PRESETS["cpu-words-7m"] = replace(
         replace(r, tokens=7_100_000, **_WORDS_7M_LR.get(r.name, {}))
         for r in PRESETS["cpu-words"].rungs))
 
-# cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, cpu-words' lr per rung
-# (chosen at 5M, not re-picked). 10M is the top budget of the allocation experiment
-# (`allocate-words`, docs/study.md, session 20), where the 20k rung, pre-trained with cosine
-# exactly so, gained +4.1 combined SE under cpu-words' 120 GRPO steps (run 51) and every rung
-# of the three was past its competence transition. For the issue's longer-preset slot (<= 60
-# min): the 600k rung's pre-training alone takes ~17 min.
+# cpu-words-10m (session 20): cpu-words with every rung on 10M tokens. 10M is the top budget of
+# the allocation experiment (`allocate-words`, docs/study.md, session 20), where the 20k rung,
+# pre-trained with cosine exactly so, gained +4.1 combined SE under cpu-words' 120 GRPO steps
+# (run 51) and every rung of the three was past its competence transition. For the issue's
+# longer-preset slot (<= 60 min): the 600k rung's pre-training alone takes ~17 min. The 60k and
+# 200k rungs' lr by session 11's rule at 10M (session 21, pilot 55: last-20 training loss, mean of
+# two draws; 60k 5e-3 / 1e-2 / 2e-2: 0.3898 / 0.3869 / 0.4029; 200k 1e-2 / 2e-2 / 4e-2: 0.3863 /
+# 0.3895 / 0.4027, the grid widened once each way at most); the 20k and 600k rungs keep
+# cpu-words' (not re-run at 10M). RL lr = lr / 47 to one digit.
+_WORDS_10M_LR = {"micro:60k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
+                 "micro:200k": dict(pretrain_lr=1e-2, rl_lr=2e-4)}
 PRESETS["cpu-words-10m"] = replace(
     PRESETS["cpu-words"], name="cpu-words-10m", rungs=tuple(
-        replace(r, tokens=10_000_000) for r in PRESETS["cpu-words"].rungs))
+        replace(r, tokens=10_000_000, **_WORDS_10M_LR.get(r.name, {}))
+        for r in PRESETS["cpu-words"].rungs))
 
 # The default of `rlscale study` and `make study` since session 17: cpu-words, by a rule written
 # before two fresh seeds ran (docs/study.md, session 17): at least as good as `cpu` on every

@@ -165,9 +165,17 @@ def test_cpu_words_7m_is_cpu_words_on_more_tokens():
 
 
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
-    """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, nothing else."""
+    """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, the 60k and 200k
+    rungs' lr by the rule at that budget (session 21, pilot 55: 1e-2 both; RL lr = lr / 47 to
+    one digit), nothing else."""
     more, words = PRESETS["cpu-words-10m"], PRESETS["cpu-words"]
-    assert more.rungs == tuple(dataclasses.replace(r, tokens=10_000_000) for r in words.rungs)
+    assert all(r.tokens == 10_000_000 for r in more.rungs)
+    for r, w in zip(more.rungs, words.rungs):
+        moved = r.name in ("micro:60k", "micro:200k")
+        assert r.pretrain_lr == (1e-2 if moved else w.pretrain_lr)
+        assert r.rl_lr == (float(f"{r.pretrain_lr / 47:.0e}") if moved else w.rl_lr)
+        assert dataclasses.replace(r, tokens=w.tokens, pretrain_lr=w.pretrain_lr,
+                                   rl_lr=w.rl_lr) == w
     assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
 
 
