@@ -14,7 +14,8 @@ C_total = 6 N D_pre + C_RL (C_RL = C_paper). Then:
     options     per budget and checkpoint: pure pre-training (its step-0 point) and the RL point
                 that spends the most of the budget; `best` is the lowest test loss among them,
                 compared with pure pre-training and with the seed study's "RL ~0%" (the first
-                RL evaluation of each checkpoint, the smallest RL share measured)
+                RL evaluation of each checkpoint, the smallest RL share measured); `tied`: the
+                RL shares of every measured point within 2 SE of the best
     law         rlscale.scaling.joint, its form chosen by leave-one-curve-out error on the
                 points of the smaller budgets only; fitted on all points for the frontier
     validation  fit on the points within the second-largest budget, predict the best
