@@ -7,7 +7,7 @@
 # corpus's direct_frac, 0.7 unless set, names gain -dfF; LOSS_ON=answer: the loss on the answers
 # only, names gain -loanswer; session 15; DFO=F: the stories' share answered bare, names gain -doF;
 # session 17; EF=F: the first F of the steps drawn from levels 1-2 only, names gain -efF; session 18);
-# summary: rung_pilot_summary.py DIR
+# summary: rung_pilot_summary.py DIR. A name already running is refused (exit 2; session 22)
 set -euo pipefail
 T=$1; R=${RLSCALE:-.venv/bin/rlscale}; export OMP_NUM_THREADS=1
 if [ "$2" = init ]; then
@@ -27,6 +27,10 @@ PY
   exit 0; fi
 RUNG=$2; LR=$3; TOK=$4; SEED=${SEED:-0}; N=$RUNG-$LR-$TOK${DF:+-df$DF}${LOSS_ON:+-lo$LOSS_ON}${DFO:+-do$DFO}${EF:+-ef$EF}
 [ "$SEED" = 0 ] || N=$N-s$SEED
+# one pilot per output name: a second one started on a running name (session 21's duplicated
+# queue) exits here instead of writing into the same directory; the lock dies with the process
+exec 9> $T/pre-$N.lock
+flock -n 9 || { echo "$T/pre-$N: a pilot of this name is running; not started" >&2; exit 2; }
 $R pretrain --rung micro:$RUNG --task $T/task --tokens $TOK --lr $LR --batch-size 8 \
   --seq-len 512 --direct-frac ${DF:-0.7} --direct-style expr --slip-frac 0.1 --plain-frac 0.2 \
   --short-seq-len 128 --long-frac 0.3 --blank-join-frac 0.5 --numbers spaced --loss-on ${LOSS_ON:-all} --seed $SEED \
