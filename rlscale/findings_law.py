@@ -114,9 +114,9 @@ def _extrapolate_each(pts: dict, n_boot: int) -> dict:
 
 
 def _try_extrapolate(pts, n_boot: int):
-    from rlscale.scaling import extrapolate
+    from rlscale.scaling.extrapolation import candidates_for, extrapolate
 
     try:
-        return extrapolate(pts, n_boot=n_boot)
+        return extrapolate(pts, n_boot=n_boot, candidates=candidates_for(pts.x_name))
     except Exception as e:  # noqa: BLE001 - reported in the finding, not raised
         return e

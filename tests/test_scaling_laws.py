@@ -19,7 +19,8 @@ def _theta_for(law, pts):
     return next(iter(law.starts(pts)))
 
 
-@pytest.mark.parametrize("law", [LogLinearKN(), LogLinearKNParam(), GainPower(), Chinchilla(),
+@pytest.mark.parametrize("law", [LogLinearKN(), LogLinearKNParam(), make_law("loglinear_kn_param_q"),
+                                 make_law("loglinear_kn_param_pn"), GainPower(), Chinchilla(),
                                  Sigmoid()])
 def test_jacobian_matches_finite_differences(law, synth):
     pts = synth.points(seed=1, noise=0.0)
@@ -33,6 +34,25 @@ def test_jacobian_matches_finite_differences(law, synth):
         dn[j] -= h
         fd = (law.formula(up, pts.x, pts.size) - law.formula(dn, pts.x, pts.size)) / (2 * h)
         assert np.allclose(jac[:, j], fd, rtol=1e-4, atol=1e-9 * np.abs(p).max()), law.specs_[j]
+
+
+def test_per_parameter_pivot_predicts_an_unseen_size_in_compute(synth):
+    """Curves that are power laws in steps, put in compute C = 6 N T (T per step equal across
+    sizes), meet at C ~ N: the per-parameter pivot holds them exactly, the fixed one cannot
+    (its E(N) lacks k(N) log10 N while k varies with N)."""
+    from dataclasses import replace
+
+    d = synth.points(noise=0.0)
+    pts = replace(d, x=6.0 * d.size * 1e3 * d.x, x_name="C_paper")
+    train, big = pts.subset(pts.size < 1e10), pts.subset(pts.size == 1e10)
+    pn = fit(train, "loglinear_kn_param_pn")
+    assert np.max(np.abs(pn.predict(big) / big.y - 1)) < 1e-4
+    assert abs(pn.params_["K_max"] / synth.TRUE["K_max"] - 1) < 1e-3
+    # the intercept in log10 X: log10 L = E(N) - k(N) log10 X
+    e = pn.intercept(big.size) - pn.k_of(big.size) * np.log10(big.x)
+    assert np.allclose(10**e, big.y, rtol=1e-4)
+    fixed = fit(train, "loglinear_kn_param")
+    assert np.max(np.abs(fixed.predict(big) / big.y - 1)) > 0.05  # 0.136 when written
 
 
 def test_loglinear_recovers_known_parameters_without_noise(synth):

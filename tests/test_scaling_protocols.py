@@ -106,7 +106,8 @@ def _csv(synth, path, **kw):
 
 
 def test_cli_prints_the_protocol_lines(tmp_path, capsys, synth, monkeypatch):
-    monkeypatch.setattr("rlscale.scaling.extrapolation.CANDIDATES", FEW)  # the nested CV is slow
+    # the nested CV is slow: a few candidates (the compute set's own test is below)
+    monkeypatch.setattr("rlscale.scaling.extrapolation.candidates_for", lambda x: FEW)
     data = _csv(synth, tmp_path / "d.csv", seed=1, noise=0.01, n=12)
     assert cli.main(["fit", "--data", data, "--protocol", "compute-half", "--law", "sigmoid",
                      "--bootstrap", "10", "--out", str(tmp_path / "h"), "--no-plots"]) == 0
@@ -181,7 +182,7 @@ def test_protocols_on_runs_from_a_results_database(tmp_path, capsys, synth, monk
     from rlscale.files import atomic_write_json
     from rlscale.store import import_run_dir
 
-    monkeypatch.setattr("rlscale.scaling.extrapolation.CANDIDATES", FEW[:1])
+    monkeypatch.setattr("rlscale.scaling.extrapolation.candidates_for", lambda x: FEW[:1])
     pts = synth.points(seed=7, noise=0.01, n=12)
     db = tmp_path / "results.sqlite"
     for s in np.unique(pts.size):
@@ -210,3 +211,29 @@ def test_interval_flags_bound_and_decade():
           "x0": (-100.0, 12.0)}
     assert wide_intervals(iv, specs) == ["N0 interval spans more than a decade",
                                          "x0 interval reaches its bound"]
+
+
+def test_compute_axes_add_the_per_parameter_pivot(tmp_path, capsys, synth, monkeypatch):
+    """In compute (C_flops, C_paper, C_itemized) the candidates gain the per-parameter pivot,
+    in data they do not; the CLI passes the x column's set to the protocol."""
+    from rlscale.scaling import extrapolation as ex
+
+    laws = lambda cs: {c.law for c in cs}  # noqa: E731
+    for x in ex.COMPUTE_COLUMNS:
+        assert laws(ex.candidates_for(x)) == {"loglinear_kn_param", "loglinear_kn_param_q",
+                                              "loglinear_kn_param_pn"}
+        assert len(ex.candidates_for(x)) == 12
+    assert "loglinear_kn_param_pn" not in laws(ex.candidates_for("D"))
+    seen = []
+    real = ex.extrapolate
+    monkeypatch.setattr(ex, "extrapolate", lambda pts, candidates, **kw: seen.append(
+        laws(candidates)) or real(pts, candidates=FEW[:1], **kw))
+    pts = synth.points(seed=1, noise=0.01, n=12)
+    data = tmp_path / "d.csv"
+    data.write_text("N,step,C_flops,D,test_loss\n" + "".join(
+        f"{s:g},{int(t)},{1e12 * x:g},{x:g},{y:.6g}\n"
+        for s, t, x, y in zip(pts.size, pts.step, pts.x, pts.y)))
+    for x in ("C_flops", "D"):
+        assert cli.main(["fit", "--data", str(data), "--x", x, "--protocol", "extrapolate",
+                         "--bootstrap", "4", "--out", str(tmp_path / x), "--no-plots"]) == 0
+    assert "loglinear_kn_param_pn" in seen[0] and "loglinear_kn_param_pn" not in seen[1]

@@ -3,7 +3,9 @@
 A run of `steps` x B prompts (D_total) with reuse tau uses the first U = ceil(D_total / tau)
 problems of the train split and cycles through them tau times, each cycle in a fresh order
 drawn from (seed, cycle). The stream is a pure function of the number of prompts consumed D,
-so the data cursor of a checkpoint is just D.
+so the data cursor of a checkpoint is just D. U and the cycle orders depend on the run's
+length: a 480-step run's first 120 steps see other prompts than a 120-step run of the same seed
+(the same distribution, another draw), so runs of different lengths are not nested.
 """
 
 from __future__ import annotations

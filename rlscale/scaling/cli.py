@@ -127,9 +127,9 @@ def _protocol(args, law, allpts, fit_kw) -> dict:
     n = DEFAULT_PROTOCOL_BOOT if args.bootstrap is None else args.bootstrap
     kw = dict(level=args.level, n_boot=max(n, 2), seed=args.seed)
     if args.protocol == "extrapolate":
-        return ex.extrapolate(allpts, candidates=ex.CANDIDATES, **kw)
+        return ex.extrapolate(allpts, candidates=ex.candidates_for(allpts.x_name), **kw)
     if args.protocol == "loso":
-        return ex.loso_extrapolate(allpts, candidates=ex.CANDIDATES, **kw)
+        return ex.loso_extrapolate(allpts, candidates=ex.candidates_for(allpts.x_name), **kw)
     if args.protocol == "compute-half":
         return compute_half(allpts, args.law, **kw)
     return run_protocol(args.protocol, law, allpts, args.first_steps, args.max_size, **fit_kw)

@@ -13,6 +13,7 @@ array whose first axis runs over points) and keeps `n` for the model size.
     loglinear_kn        log10 L = -k(N) log10 X + E(N), k(N) = K_max / (1 + N0 / N), E free per size
     loglinear_kn_param  the same with E(N) = e0 + e1 log10(N / 1e9) + k(N) x0: unseen sizes predictable
     loglinear_kn_param_q  the same plus e2 log10(N / 1e9)^2 in E(N)
+    loglinear_kn_param_pn the same pinned at X per parameter: log10 X - log10(N / 1e9) - x0
     gain_power          G = a N^b (RL gain across model sizes, the seed study)
     chinchilla          L = E + A / N^alpha + B / D^beta
     sigmoid             R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) (ScaleRL)
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import expit
@@ -259,6 +260,35 @@ class LogLinearKNParamQ(LogLinearKNParam):
             yield np.append(th, 0.0)
 
 
+class LogLinearKNParamPN(LogLinearKNParam):
+    """loglinear_kn_param pinned per parameter: every curve passes through its E(N) level at
+    log10 X = x0 + log10(N / 1e9), not at one X for every size:
+
+        log10 L = e0 + e1 log10(N / 1e9) - k(N) (log10 (X / (N / 1e9)) - x0)
+
+    In compute (C = 6 N T summed over the steps) runs of the same RL steps sit at C ~ N, so a
+    ladder whose curves are power laws in steps puts a k(N) log N term in E(N) that the fixed
+    pivot cannot hold when k varies with N (docs/scaling.md; a candidate of the extrapolation
+    protocol in compute)."""
+
+    name = "loglinear_kn_param_pn"
+
+    def formula(self, th, x, n):
+        return super().formula(th, x / (n / 1e9), n)
+
+    def jacobian(self, th, x, n):
+        return super().jacobian(th, x / (n / 1e9), n)
+
+    def intercept(self, n) -> np.ndarray:
+        """E(N) as a function of log10 X: the fixed-pivot intercept plus k(N) log10(N / 1e9)."""
+        n = np.asarray(n, float)
+        return super().intercept(n) + self.k_of(n) * np.log10(n / 1e9)
+
+    def starts(self, pts):
+        per_param = replace(pts, x=pts.x / (pts.size / 1e9))
+        yield from super().starts(per_param)
+
+
 class GainPower(Law):
     """RL gain across model sizes: G = a * N^b (x is ignored; size is N)."""
 
@@ -364,7 +394,8 @@ class Sigmoid(Law):
 
 
 LAWS: dict[str, type[Law]] = {c.name: c for c in
-                              (LogLinearKN, LogLinearKNParam, LogLinearKNParamQ, GainPower,
+                              (LogLinearKN, LogLinearKNParam, LogLinearKNParamQ,
+                               LogLinearKNParamPN, GainPower,
                                Chinchilla, Sigmoid)}
 
 
