@@ -1,6 +1,7 @@
-"""Why a rung's k-shot greedy accuracy falls (session 22; docs/notes.md): per shots, accuracy on stories and
-expressions, and for wrong worked stories whether a number in the completion's first step comes
-from an exemplar rather than the question (a copy from the context). Usage: fewshot.py BASELINE_DIR"""
+"""Why a rung's k-shot greedy accuracy falls (session 22; docs/notes.md): per number of shots,
+accuracy on stories and expressions, and for wrong worked stories whether an operand of the
+first worked step is absent from the question but present in an exemplar (a copy from the
+context, or chance overlap). Usage: fewshot_split.py BASELINE_DIR"""
 import json, re, sys
 from collections import defaultdict
 rows = [json.loads(l) for l in open(sys.argv[1] + "/completions.jsonl")]
