@@ -114,3 +114,16 @@ def test_data_reuse_finds_where_the_final_loss_degrades():
     assert r.final_loss[0] == pytest.approx(0.50 + 0.2 * 2 / 20, abs=0.01)
     with pytest.raises(UserError):
         data_reuse([], [], [])
+
+
+def test_law_choices_are_the_laws():
+    """The CLI lists the laws by hand (no scipy import to build the parser); the list is LAWS."""
+    import argparse
+
+    from rlscale.scaling.cli import configure
+    from rlscale.scaling.laws import LAWS
+
+    p = argparse.ArgumentParser()
+    configure(p)
+    (law,) = [a for a in p._actions if a.dest == "law"]
+    assert list(law.choices) == list(LAWS)

@@ -46,9 +46,9 @@ def configure(parser) -> None:
     sel.add_argument("--warmup-clip", type=int, default=0, metavar="K",
                      help="drop the first K steps of each curve")
     f = parser.add_argument_group("fit")
-    f.add_argument("--law", default="loglinear_kn",
+    f.add_argument("--law", default="loglinear_kn",  # laws.LAWS, without importing scipy here
                    choices=["loglinear_kn", "loglinear_kn_param", "loglinear_kn_param_q",
-                            "gain_power", "chinchilla", "sigmoid"])
+                            "loglinear_kn_param_pn", "gain_power", "chinchilla", "sigmoid"])
     f.add_argument("--objective", choices=["mse", "huber"], default=None,
                    help="default: the law's own (loglinear_kn mse, chinchilla huber)")
     f.add_argument("--curve-weights", action=argparse.BooleanOptionalAction, default=None,
