@@ -217,9 +217,11 @@ PRESETS["cpu-words-7m"] = replace(
 # 200k rungs' lr by session 11's rule at 10M (session 21, pilot 55: last-20 training loss, mean of
 # two draws; 60k 5e-3 / 1e-2 / 2e-2: 0.3898 / 0.3869 / 0.4029; 200k 1e-2 / 2e-2 / 4e-2: 0.3863 /
 # 0.3895 / 0.4027, the grid widened once each way at most); the 600k rung's by the same rule
-# (session 22, pilot 57: 1.25e-3 / 2.5e-3 / 5e-3: 0.3642 / 0.3625 / 0.3644); the 20k rung keeps
-# cpu-words' (not re-run at 10M). RL lr = lr / 47 to one digit.
-_WORDS_10M_LR = {"micro:60k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
+# (session 22, pilot 57: 1.25e-3 / 2.5e-3 / 5e-3: 0.3642 / 0.3625 / 0.3644); the 20k rung's too
+# (session 23, pilot 60: 5e-3 / 1e-2 / 2e-2: 0.4419 / 0.4388 / 0.4538; the draws differ by up to
+# 0.034, more than the lrs do). RL lr = lr / 47 to one digit.
+_WORDS_10M_LR = {"micro:20k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
+                 "micro:60k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
                  "micro:200k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
                  "micro:600k": dict(pretrain_lr=2.5e-3, rl_lr=5e-5)}
 PRESETS["cpu-words-10m"] = replace(

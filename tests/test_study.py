@@ -165,12 +165,12 @@ def test_cpu_words_7m_is_cpu_words_on_more_tokens():
 
 
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
-    """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, the 60k-600k
-    rungs' lr by the rule at that budget (session 21, pilot 55: 1e-2 both; session 22, pilot 57:
-    600k 2.5e-3; RL lr = lr / 47 to one digit), nothing else."""
+    """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, every rung's lr by
+    the rule at that budget (session 21, pilot 55: 60k and 200k 1e-2; session 22, pilot 57: 600k
+    2.5e-3; session 23, pilot 60: 20k 1e-2; RL lr = lr / 47 to one digit), nothing else."""
     more, words = PRESETS["cpu-words-10m"], PRESETS["cpu-words"]
     assert all(r.tokens == 10_000_000 for r in more.rungs)
-    picked = {"micro:60k": 1e-2, "micro:200k": 1e-2, "micro:600k": 2.5e-3}
+    picked = {"micro:20k": 1e-2, "micro:60k": 1e-2, "micro:200k": 1e-2, "micro:600k": 2.5e-3}
     for r, w in zip(more.rungs, words.rungs):
         moved = r.name in picked
         assert r.pretrain_lr == picked.get(r.name, w.pretrain_lr)
