@@ -91,7 +91,8 @@ def configure(p) -> None:
                    "cpu-edge with more tokens for smaller rungs (session 14); cpu-words-2m: "
                    "cpu-words plus a 2m rung, ~31 min (session 18); cpu-words-7m: "
                    "cpu-words on 7.1M tokens a rung (session 19); cpu-words-10m: on 10M "
-                   "(sessions 20-23, ~26 min on a quiet machine); cpu-long: 9M tokens; smoke: CI; gpu: up to 100M params; allocate: the pre-training / RL "
+                   "(sessions 20-23, ~26 min on a quiet machine); cpu-long: 9M tokens; smoke: "
+                   "CI; gpu: up to 100M params; allocate: the pre-training / RL "
                    "split (rlscale.allocation) on the cpu task; allocate-words: on the default's "
                    "over a decade of tokens (~33 min); allocate-words-long: with 480 RL "
                    "steps from its two largest budgets (session 21, ~50 min)")
