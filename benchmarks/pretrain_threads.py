@@ -35,13 +35,15 @@ def start(out: Path, threads: int, rung: str, tokens: int) -> subprocess.Popen:
            "--lr", "2.5e-3", "--batch-size", "8", "--seq-len", "512", "--short-seq-len", "128",
            "--long-frac", "0.3", "--numbers", "spaced", "--seed", "0", "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe: a pipe nobody reads until the end can fill and stall the run
+    with open(f"{out}.err", "w") as err:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
 def tokens_per_s(procs: list[subprocess.Popen], outs: list[Path]) -> float:
-    for p in procs:
+    for p, o in zip(procs, outs):
         if p.wait() != 0:
-            sys.exit(f"pretrain failed: {p.stderr.read().decode().strip()[-300:]}")
+            sys.exit(f"pretrain failed: {Path(f'{o}.err').read_text().strip()[-300:]}")
     return sum(json.loads((o / "pretrain.json").read_text())["tokens_per_s"] for o in outs)
 
 
