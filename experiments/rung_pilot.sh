@@ -6,7 +6,8 @@
 # DIR/ev-RUNG-LR-TOKENS/{greedy,t1} (SEED=S: the pre-training seed, names end -sS; DF=F: the
 # corpus's direct_frac, 0.7 unless set, names gain -dfF; LOSS_ON=answer: the loss on the answers
 # only, names gain -loanswer; session 15; DFO=F: the stories' share answered bare, names gain -doF;
-# session 17; EF=F: the first F of the steps drawn from levels 1-2 only, names gain -efF; session 18);
+# session 17; EF=F: the first F of the steps drawn from levels 1-2 only, names gain -efF; session 18;
+# BS=B: B rows per pre-training step, 8 unless set, names gain -bsB; session 24);
 # summary: rung_pilot_summary.py DIR. A name already running is refused (exit 2; session 22)
 set -euo pipefail
 T=$1; R=${RLSCALE:-.venv/bin/rlscale}; export OMP_NUM_THREADS=1
@@ -25,13 +26,13 @@ open(f"{val}/test.jsonl", "w").write(rows(t.test))
 open(f"{task}/test.jsonl", "w").write(rows(load_task(spec, seed=0, n_test=800, n_train=20000).test))
 PY
   exit 0; fi
-RUNG=$2; LR=$3; TOK=$4; SEED=${SEED:-0}; N=$RUNG-$LR-$TOK${DF:+-df$DF}${LOSS_ON:+-lo$LOSS_ON}${DFO:+-do$DFO}${EF:+-ef$EF}
+RUNG=$2; LR=$3; TOK=$4; SEED=${SEED:-0}; N=$RUNG-$LR-$TOK${DF:+-df$DF}${LOSS_ON:+-lo$LOSS_ON}${DFO:+-do$DFO}${EF:+-ef$EF}${BS:+-bs$BS}
 [ "$SEED" = 0 ] || N=$N-s$SEED
 # one pilot per output name: a second one started on a running name (session 21's duplicated
 # queue) exits here instead of writing into the same directory; the lock dies with the process
 exec 9> $T/pre-$N.lock
 flock -n 9 || { echo "$T/pre-$N: a pilot of this name is running; not started" >&2; exit 2; }
-$R pretrain --rung micro:$RUNG --task $T/task --tokens $TOK --lr $LR --batch-size 8 \
+$R pretrain --rung micro:$RUNG --task $T/task --tokens $TOK --lr $LR --batch-size ${BS:-8} \
   --seq-len 512 --direct-frac ${DF:-0.7} --direct-style expr --slip-frac 0.1 --plain-frac 0.2 \
   --short-seq-len 128 --long-frac 0.3 --blank-join-frac 0.5 --numbers spaced --loss-on ${LOSS_ON:-all} --seed $SEED \
   --direct-frac-other ${DFO:-0} --easy-first ${EF:-0} --easy-max-level 2 \

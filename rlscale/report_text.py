@@ -111,8 +111,11 @@ def shown(f: dict) -> str:
                          f"({a['unique_prompts']} unique)" for a in d["arms"])
     if i == "gain_vs_size" and "gain_per_rung" in d:
         fit = f"R² {_f(d['r2'])}; " if "r2" in d else "no power law (a gain <= 0); "
-        return (f"{fit}rho {_f(d.get('rho'))} {_iv(d.get('rho_interval'))}; gain per rung "
-                + ", ".join(f"{g:+.3f}" for g in d["gain_per_rung"].values()))
+        # "not reproduced" alone hides which way the data point: false means the interval
+        # (of b or of rho) lies above 0, the opposite of the seed study's direction
+        opposite = "the opposite here, larger rungs gain more; " if f["reproduced"] is False else ""
+        return (f"{opposite}{fit}rho {_f(d.get('rho'))} {_iv(d.get('rho_interval'))}; gain per "
+                "rung " + ", ".join(f"{g:+.3f}" for g in d["gain_per_rung"].values()))
     if i == "reward_format" and "base_format_gap" in d:
         return f"base model custom_flexible - strict accuracy {d['base_format_gap']:+.3f}"
     if i == "rl_sharpens_or_expands" and "rungs" in d:

@@ -254,6 +254,10 @@ def test_gain_vs_size_fits_a_power_law_or_tests_the_direction_by_rank():
     assert rising["reproduced"] is False and rising["value"] == pytest.approx(1.0)
     assert rising["interval"] == [1.0, 1.0] and "r2" not in rising["details"]
     assert "rho" in rising["statistic"] and "no_power_law" in rising["details"]
+    # the table says which way the data point when they contradict the claim, and only then
+    from rlscale.report_text import shown
+    assert shown(rising).startswith("the opposite here, larger rungs gain more")
+    assert "opposite" not in shown(falling)
     # every mean gain positive, one seed of the bottom rung not: the law on the means is
     # reported, and with half of the seed draws lacking a law the verdict is rho's
     one_draw = F.gain_vs_size(_gain_curves({6e4: [0.0, 0.03], 2e5: [0.064, 0.074],
