@@ -9,7 +9,8 @@ after-RL greedy accuracy and the RL gain in combined standard errors, with their
 replicates; and per replicate the issue-level checks (baselines ordered by size, every rung's
 gain above 2 combined SE, greedy rising); and, over every rung of every replicate, the RL gain
 against the base model's worked advantage (the edge of competence, rlscale.chains). It reads
-only what the studies wrote.
+only what the studies wrote. Allocation experiments have their own table
+(rlscale.allocation_replicates).
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ def markdown(t: dict) -> str:
 def configure(p) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR",
                    help="finished study directories of one preset, one per seed "
-                        "(`rlscale study --seed S --out DIR`)")
+                        "(`rlscale study --seed S --out DIR`); allocation experiments "
+                        "(`--preset allocate-...`) are tabled by budget and checkpoint")
     p.add_argument("--out", default=None, metavar="FILE.md",
                    help="also write the table here, and its numbers to FILE.json")
 
@@ -182,8 +184,17 @@ def run(args) -> int:
     if len(args.dirs) < 2:
         raise UserError(f"DIR: {len(args.dirs)} given; replicates need at least 2 study "
                         f"directories")
-    t = table(load(args.dirs))
-    text = markdown(t)
+    from rlscale import allocation_replicates as alloc
+
+    kinds = {alloc.is_allocation(d) for d in args.dirs}
+    if len(kinds) > 1:
+        raise UserError("DIR: allocation and study directories mixed; give one kind")
+    if kinds == {True}:  # `rlscale study --preset allocate-...` directories
+        t = alloc.table(alloc.load(args.dirs))
+        text = alloc.markdown(t)
+    else:
+        t = table(load(args.dirs))
+        text = markdown(t)
     if args.out:
         out = Path(args.out)
         atomic_write_json(out.with_suffix(".json"), t)

@@ -486,3 +486,50 @@ def test_plan_fits_a_users_own_runs(tmp_path, capsys):
     assert json.loads(fit.read_text())["form"] in FORMS
     csv.write_text("N,pretrain_tokens,rl_flops,test_loss\n1e5,x,0,0.5\n")
     assert main(["plan", "--points", str(csv), "--fit", str(fit), "--budget", "1e12"]) == 2
+
+
+def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
+    """`rlscale replicates` over allocation directories: the smoke experiment and a copy of it
+    as another seed, whose best option at the largest budget moved and one of whose checkpoints
+    has a long RL curve (written here: steps 0, 40, 120, 480)."""
+    import shutil
+
+    from rlscale.cli import main
+
+    out, res = smoke
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(out, a)
+    shutil.copytree(out, b)
+    settings = json.loads((b / "allocation_settings.json").read_text())
+    settings["preset"]["seed"] = 7
+    (b / "allocation_settings.json").write_text(json.dumps(settings))
+    alloc = json.loads((b / "allocation.json").read_text())
+    alloc["budgets"][-1]["best"]["curve"] = "other-000000001"
+    long = alloc["checkpoints"][0]
+    long["steps"] = 480
+    (b / "allocation.json").write_text(json.dumps(alloc))
+    curve = b / "runs" / long["curve"] / "metrics.jsonl"
+    curve.write_text("".join(json.dumps({"step": s, "test_loss": y, "test_loss_se": 0.01}) + "\n"
+                             for s, y in ((0, 0.8), (40, 0.6), (120, 0.55), (480, 0.5))))
+    md = tmp_path / "rep.md"
+    assert main(["replicates", str(b), str(a), "--out", str(md)]) == 0
+    text = capsys.readouterr().out
+    assert text == md.read_text() + "\n" and "| seed 0 | seed 7 |" in text
+    rows = [x for x in text.splitlines() if x.startswith(f"| {res['budgets'][-1]['C_total']:.2g} |")]
+    assert rows[0].endswith("| no |")  # the best option is another checkpoint in seed 7
+    # 0.8 -> 0.5: the first 40 steps bring 0.2 of 0.3; steps 120-480 add 0.05 = 3.5 SE
+    assert "first 40 steps 66.7% of it; steps 120-480 +0.050 (+3.5 SE)" in text
+    t = json.loads(md.with_suffix(".json").read_text())
+    assert t["kind"] == "allocation" and t["seeds"] == [0, 7]
+    assert len(t["budgets"]) == len(res["budgets"]) and t["law"][0]["form"] == res["law"]["form"]
+    # bad input: one line, exit 2
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "summary.json").write_text("{}")
+    alloc["budgets"][0]["C_total"] *= 2
+    (b / "allocation.json").write_text(json.dumps(alloc))
+    for dirs, word in (([a, study], "mixed"), ([a, b], "budgets differ"),
+                       ([a, a], "same seed")):
+        assert main(["replicates", *map(str, dirs)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and word in err[0], err

@@ -1,0 +1,243 @@
+"""`rlscale replicates` on allocation directories: does the compute split hold across seeds?
+
+One allocation experiment (`rlscale study --preset allocate-... --seed S --out DIR`) is one draw
+of the train split order, the pre-training initialisations and the RL seeds; its answer (the
+best measured split of each budget, the RL shares the data cannot tell from it) is a claim about
+the ladder only where other draws give it too. This tables, per budget, every seed's best
+measured option, how much worse pure pre-training and the smallest RL measured are, and the RL
+shares within 2 combined SE of the best (and where the seeds' ranges overlap); per checkpoint,
+the RL gain per seed, with the share of it the first steps bring and what the last steps add
+(from the runs' metrics.jsonl); and per seed the law: its form, its validation and its score on
+the points it did not see. Reads what the experiments wrote: allocation.json,
+allocation_settings.json and runs/*/metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rlscale.errors import UserError
+from rlscale.files import read_json
+
+SE_Z = 2.0  # "resolved" = more than two combined standard errors (as rlscale.findings)
+EARLY, MID = 40, 120  # the steps of the early-gain and plateau readings (docs/study.md, run 54)
+
+
+def is_allocation(d: str) -> bool:
+    return (Path(d) / "allocation.json").is_file() and not (Path(d) / "summary.json").is_file()
+
+
+def load(dirs: list[str]) -> list[dict]:
+    """The allocation.json of replicates of one preset, in seed order. One line per bad input."""
+    out = []
+    for d in dirs:
+        path = Path(d) / "allocation.json"
+        a = read_json(path) if path.is_file() else None
+        if not isinstance(a, dict) or not isinstance(a.get("budgets"), list):
+            raise UserError(f"{path}: not an allocation result (no 'budgets'; is {d} a finished "
+                            f"`rlscale study --preset allocate-...` directory?)")
+        out.append({**a, "_dir": str(d), "_seed": _seed(Path(d))})
+    for a in out[1:]:
+        if a.get("preset") != out[0].get("preset"):
+            raise UserError(f"{a['_dir']}/allocation.json: preset {a.get('preset')!r} differs "
+                            f"from {out[0]['_dir']}'s {out[0].get('preset')!r}: not replicates")
+    seeds = [a["_seed"] for a in out]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds {seeds}: two directories hold the same seed (not replicates)")
+    return sorted(out, key=lambda a: a["_seed"])
+
+
+def _seed(d: Path) -> int:
+    """The replicate's seed: the allocation preset's, else its base study preset's."""
+    from rlscale.study_plan import PRESETS as STUDY
+
+    path = d / "allocation_settings.json"
+    preset = (read_json(path) if path.is_file() else {}).get("preset") or {}
+    if preset.get("seed") is not None:
+        return int(preset["seed"])
+    base = STUDY.get(preset.get("base", ""))
+    return base.seed if base else 0
+
+
+def _budgets(allocs: list[dict]) -> list[float]:
+    """The budgets every replicate measured (the grid is the preset's, so they must agree)."""
+    grids = [[b["C_total"] for b in a["budgets"]] for a in allocs]
+    for a, g in zip(allocs[1:], grids[1:]):
+        if len(g) != len(grids[0]) or any(not math.isclose(x, y, rel_tol=1e-6)
+                                          for x, y in zip(g, grids[0])):
+            raise UserError(f"{a['_dir']}/allocation.json: its budgets differ from "
+                            f"{allocs[0]['_dir']}'s: not replicates of one grid")
+    return grids[0]
+
+
+def _z(o: dict | None) -> float | None:
+    if not o or not o.get("worse_by_se"):
+        return None
+    return o["worse_by"] / o["worse_by_se"]
+
+
+def budget_rows(allocs: list[dict]) -> list[dict]:
+    rows = []
+    for i, c in enumerate(_budgets(allocs)):
+        per = []
+        for a in allocs:
+            b = a["budgets"][i]
+            best, tied = b.get("best"), b.get("tied") or {}
+            per.append({"best": best and {k: best[k] for k in (
+                "curve", "step", "rl_share", "test_loss", "test_loss_se")},
+                "pretrain_only_z": _z(b.get("pretrain_only")),
+                "rl_minimal_z": _z(b.get("rl_minimal")),
+                "tied_share": tied.get("rl_share")})
+        ranges = [p["tied_share"] for p in per if p["tied_share"]]
+        overlap = ([max(r[0] for r in ranges), min(r[1] for r in ranges)]
+                   if len(ranges) == len(per) else None)
+        zs = [p["pretrain_only_z"] for p in per]
+        rows.append({"C_total": c, "seeds": per,
+                     "same_best_checkpoint": len({p["best"]["curve"] if p["best"] else None
+                                                  for p in per}) == 1,
+                     "rl_pays_in": sum(z is not None and z > SE_Z for z in zs),
+                     # None: a seed without the range (written before it existed); a range
+                     # whose low end passes its high end: the seeds' ranges do not meet
+                     "tied_overlap": overlap})
+    return rows
+
+
+def _curve(d: str, curve: str) -> dict[int, dict]:
+    """step -> evaluation of one checkpoint's RL run ({} where its metrics are absent)."""
+    path = Path(d) / "runs" / curve / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return {r["step"]: r for r in rows if r.get("test_loss") is not None}
+
+
+def _gain(a: dict, b: dict) -> tuple[float, float | None]:
+    """Accuracy gain from evaluation a to b, and in combined SE."""
+    g = a["test_loss"] - b["test_loss"]
+    se = math.hypot(a.get("test_loss_se") or 0, b.get("test_loss_se") or 0)
+    return g, (g / se if se > 0 else None)
+
+
+def checkpoint_rows(allocs: list[dict]) -> list[dict]:
+    names = list(dict.fromkeys(c["curve"] for a in allocs for c in a.get("checkpoints", [])))
+    rows = []
+    for name in names:
+        per = []
+        for a in allocs:
+            c = next((c for c in a.get("checkpoints", []) if c["curve"] == name), None)
+            ev = _curve(a["_dir"], name)
+            row = c and {"before": c["before"], "after": c["after"], "gain": c["gain"],
+                         "gain_se": c["gain_se"], "steps": c["steps"]}
+            if row and 0 in ev and EARLY in ev and row["steps"] > MID and MID in ev:
+                last = ev[max(ev)]
+                total = _gain(ev[0], last)[0]
+                row["early_share"] = _gain(ev[0], ev[EARLY])[0] / total if total > 0 else None
+                row["late"], row["late_se"] = _gain(ev[MID], last)
+            per.append(row)
+        first = next(c for a in allocs for c in a.get("checkpoints", []) if c["curve"] == name)
+        rows.append({"curve": name, "rung": first["rung"], "N": first["N"],
+                     "pretrain_tokens": first["pretrain_tokens"], "seeds": per})
+    return sorted(rows, key=lambda r: (r["N"], r["pretrain_tokens"]))
+
+
+def law_rows(allocs: list[dict]) -> list[dict]:
+    rows = []
+    for a in allocs:
+        v, h, law = a.get("validation") or {}, a.get("held_out") or {}, a.get("law") or {}
+        rows.append({"seed": a["_seed"], "form": law.get("form"), "r2": law.get("r2"),
+                     "validation_error": v.get("error"), "validation_se": v.get("se"),
+                     "validation_within_2se": v.get("within_2se"),
+                     "held_out_mare": h.get("mare"), "regret": h.get("regret"),
+                     "regret_se": h.get("regret_se")})
+    return rows
+
+
+def table(allocs: list[dict]) -> dict:
+    return {"kind": "allocation", "preset": allocs[0].get("preset"),
+            "seeds": [a["_seed"] for a in allocs], "dirs": [a["_dir"] for a in allocs],
+            "budgets": budget_rows(allocs), "checkpoints": checkpoint_rows(allocs),
+            "law": law_rows(allocs)}
+
+
+# ---------------------------------------------------------------- markdown
+def _f(x, spec=".3f") -> str:
+    return "-" if x is None else f"{x:{spec}}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _share_range(r) -> str:
+    return "-" if not r else f"{_pct(r[0])}-{_pct(r[1])}"
+
+
+def _overlap(r) -> str:
+    return "-" if r is None else "none (disjoint)" if r[0] > r[1] else _share_range(r)
+
+
+def _ck(curve: str) -> str:
+    """'20k-009998336' -> '20k, 10.0M tokens'."""
+    rung, _, tokens = curve.rpartition("-")
+    return f"{rung}, {int(tokens) / 1e6:.2f}M" if tokens.isdigit() else curve
+
+
+def _best(p: dict) -> str:
+    b = p["best"]
+    if not b:
+        return "-"
+    return (f"{_ck(b['curve'])} step {b['step']}, RL {_pct(b['rl_share'])}: "
+            f"{b['test_loss']:.3f} ± {b['test_loss_se']:.3f}")
+
+
+def _ckpt(p: dict | None) -> str:
+    if not p:
+        return "-"
+    s = f"{p['before']:.3f} -> {p['after']:.3f} ({_f(p['gain_se'], '+.1f')} SE)"
+    if "late" in p:
+        early = ("no net gain to share" if p["early_share"] is None else
+                 f"first {EARLY} steps {_pct(p['early_share'])} of it")
+        s += (f"; {early}; steps {MID}-{p['steps']} "
+              f"{p['late']:+.3f} ({_f(p['late_se'], '+.1f')} SE)")
+    return s
+
+
+def markdown(t: dict) -> str:
+    seeds, n = t["seeds"], len(t["seeds"])
+    cols = " | ".join(f"seed {s}" for s in seeds)
+    sep = "|---|" + "---|" * n
+    L = [f"# Allocation replicates: `{t['preset']}`, {n} seeds ({', '.join(map(str, seeds))})",
+         "", "Test loss = 1 - pass@1 at T 0.7 on the held-out problems; RL share = RL FLOPs / "
+         "the budget's; SE = combined standard error.", "",
+         "## The best measured option at each budget", "",
+         f"| budget (FLOPs) | {cols} | same checkpoint in all |", sep + "---|"]
+    for b in t["budgets"]:
+        L.append(f"| {b['C_total']:.2g} | " + " | ".join(_best(p) for p in b["seeds"])
+                 + f" | {'yes' if b['same_best_checkpoint'] else 'no'} |")
+    L += ["", "## How much worse the extremes are, and the RL shares tied with the best", "",
+          "Per seed: pure pre-training / the smallest RL measured, worse than the best by (SE); "
+          "the RL shares of the points within 2 SE of the best.", "",
+          f"| budget (FLOPs) | {cols} | pure pre-training worse by > 2 SE | tied shares in "
+          "every seed |", sep + "---|---|"]
+    for b in t["budgets"]:
+        cells = " | ".join(f"{_f(p['pretrain_only_z'], '+.1f')} / {_f(p['rl_minimal_z'], '+.1f')}"
+                           f"; {_share_range(p['tied_share'])}" for p in b["seeds"])
+        L.append(f"| {b['C_total']:.2g} | {cells} | {b['rl_pays_in']} of {n} | "
+                 f"{_overlap(b['tied_overlap'])} |")
+    L += ["", "## RL gain per checkpoint", "",
+          f"Accuracy before -> after RL (gain in SE); on runs longer than {MID} steps, the share "
+          f"of the gain the first {EARLY} steps bring and what the steps after {MID} add.", "",
+          f"| checkpoint | {cols} |", sep]
+    for c in t["checkpoints"]:
+        L.append(f"| {_ck(c['curve'])} | " + " | ".join(_ckpt(p) for p in c["seeds"]) + " |")
+    L += ["", "## The law per seed", "",
+          "| seed | form | R² | validation: error (SE), within 2 SE | held-out MARE | regret of "
+          "its pick ± SE |", "|---|---|---|---|---|---|"]
+    for r in t["law"]:
+        within = {True: "yes", False: "no", None: "-"}[r["validation_within_2se"]]
+        L.append(f"| {r['seed']} | {r['form'] or '-'} | {_f(r['r2'])} | "
+                 f"{_f(r['validation_error'], '+.3f')} ({_f(r['validation_se'])}), {within} | "
+                 f"{_f(r['held_out_mare'])} | {_f(r['regret'], '+.3f')} ± {_f(r['regret_se'])} |")
+    return "\n".join(L + ["", "Directories: " + ", ".join(t["dirs"]), ""])
