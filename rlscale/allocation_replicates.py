@@ -14,12 +14,11 @@ allocation_settings.json and runs/*/metrics.jsonl.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from rlscale.errors import UserError
-from rlscale.files import read_json
+from rlscale.files import read_json, read_jsonl
 
 SE_Z = 2.0  # "resolved" = more than two combined standard errors (as rlscale.findings)
 EARLY, MID = 40, 120  # the steps of the early-gain and plateau readings (docs/study.md, run 54)
@@ -109,8 +108,8 @@ def _curve(d: str, curve: str) -> dict[int, dict]:
     path = Path(d) / "runs" / curve / "metrics.jsonl"
     if not path.is_file():
         return {}
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return {r["step"]: r for r in rows if r.get("test_loss") is not None}
+    rows = read_jsonl(path, tolerate_torn_tail=True)
+    return {r["step"]: r for r in rows if r.get("test_loss") is not None and "step" in r}
 
 
 def _gain(a: dict, b: dict) -> tuple[float, float | None]:
