@@ -60,15 +60,18 @@ def _seed(d: Path) -> int:
     return base.seed if base else 0
 
 
-def _budgets(allocs: list[dict]) -> list[float]:
-    """The budgets every replicate measured (the grid is the preset's, so they must agree)."""
+def _budgets(allocs: list[dict]) -> list[list[float]]:
+    """Per budget of the grid, its value in each replicate. The grid is anchored at the largest
+    C_total measured (rlscale.allocation_points.budget_grid), whose RL part varies with the
+    completions' lengths, so replicates' budgets differ by a few percent; the grid's steps are
+    sqrt(10) apart, so a budget is matched by its position, and more than 10% apart refused."""
     grids = [[b["C_total"] for b in a["budgets"]] for a in allocs]
     for a, g in zip(allocs[1:], grids[1:]):
-        if len(g) != len(grids[0]) or any(not math.isclose(x, y, rel_tol=1e-6)
+        if len(g) != len(grids[0]) or any(not math.isclose(x, y, rel_tol=0.1)
                                           for x, y in zip(g, grids[0])):
             raise UserError(f"{a['_dir']}/allocation.json: its budgets differ from "
                             f"{allocs[0]['_dir']}'s: not replicates of one grid")
-    return grids[0]
+    return [list(c) for c in zip(*grids)]
 
 
 def _z(o: dict | None) -> float | None:
@@ -79,7 +82,7 @@ def _z(o: dict | None) -> float | None:
 
 def budget_rows(allocs: list[dict]) -> list[dict]:
     rows = []
-    for i, c in enumerate(_budgets(allocs)):
+    for i, cs in enumerate(_budgets(allocs)):
         per = []
         for a in allocs:
             b = a["budgets"][i]
@@ -93,7 +96,7 @@ def budget_rows(allocs: list[dict]) -> list[dict]:
         overlap = ([max(r[0] for r in ranges), min(r[1] for r in ranges)]
                    if len(ranges) == len(per) else None)
         zs = [p["pretrain_only_z"] for p in per]
-        rows.append({"C_total": c, "seeds": per,
+        rows.append({"C_total": cs[0], "C_total_per_seed": cs, "seeds": per,
                      "same_best_checkpoint": len({p["best"]["curve"] if p["best"] else None
                                                   for p in per}) == 1,
                      "rl_pays_in": sum(z is not None and z > SE_Z for z in zs),
@@ -173,6 +176,13 @@ def _share_range(r) -> str:
     return "-" if not r else f"{_pct(r[0])}-{_pct(r[1])}"
 
 
+def _c(b: dict) -> str:
+    """A budget's label: its value, or the range of the seeds' values where they differ."""
+    cs = b.get("C_total_per_seed") or [b["C_total"]]
+    lo, hi = f"{min(cs):.3g}", f"{max(cs):.3g}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _overlap(r) -> str:
     return "-" if r is None else "none (disjoint)" if r[0] > r[1] else _share_range(r)
 
@@ -213,7 +223,7 @@ def markdown(t: dict) -> str:
          "## The best measured option at each budget", "",
          f"| budget (FLOPs) | {cols} | same checkpoint in all |", sep + "---|"]
     for b in t["budgets"]:
-        L.append(f"| {b['C_total']:.2g} | " + " | ".join(_best(p) for p in b["seeds"])
+        L.append(f"| {_c(b)} | " + " | ".join(_best(p) for p in b["seeds"])
                  + f" | {'yes' if b['same_best_checkpoint'] else 'no'} |")
     L += ["", "## How much worse the extremes are, and the RL shares tied with the best", "",
           "Per seed: pure pre-training / the smallest RL measured, worse than the best by (SE); "
@@ -223,7 +233,7 @@ def markdown(t: dict) -> str:
     for b in t["budgets"]:
         cells = " | ".join(f"{_f(p['pretrain_only_z'], '+.1f')} / {_f(p['rl_minimal_z'], '+.1f')}"
                            f"; {_share_range(p['tied_share'])}" for p in b["seeds"])
-        L.append(f"| {b['C_total']:.2g} | {cells} | {b['rl_pays_in']} of {n} | "
+        L.append(f"| {_c(b)} | {cells} | {b['rl_pays_in']} of {n} | "
                  f"{_overlap(b['tied_overlap'])} |")
     L += ["", "## RL gain per checkpoint", "",
           f"Accuracy before -> after RL (gain in SE); on runs longer than {MID} steps, the share "
