@@ -20,7 +20,6 @@ from pathlib import Path
 from rlscale.errors import UserError
 from rlscale.files import read_json, read_jsonl
 
-SE_Z = 2.0  # "resolved" = more than two combined standard errors (as rlscale.findings)
 EARLY, MID = 40, 120  # the steps of the early-gain and plateau readings (docs/study.md, run 54)
 
 
@@ -81,6 +80,8 @@ def _z(o: dict | None) -> float | None:
 
 
 def budget_rows(allocs: list[dict]) -> list[dict]:
+    from rlscale.findings import SE_Z  # numpy: not at CLI start-up
+
     rows = []
     for i, cs in enumerate(_budgets(allocs)):
         per = []
