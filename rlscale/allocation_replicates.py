@@ -36,6 +36,7 @@ def load(dirs: list[str]) -> list[dict]:
         if not isinstance(a, dict) or not isinstance(a.get("budgets"), list):
             raise UserError(f"{path}: not an allocation result (no 'budgets'; is {d} a finished "
                             f"`rlscale study --preset allocate-...` directory?)")
+        _check(a, path)
         out.append({**a, "_dir": str(d), "_seed": _seed(Path(d))})
     for a in out[1:]:
         if a.get("preset") != out[0].get("preset"):
@@ -45,6 +46,36 @@ def load(dirs: list[str]) -> list[dict]:
     if len(set(seeds)) != len(seeds):
         raise UserError(f"seeds {seeds}: two directories hold the same seed (not replicates)")
     return sorted(out, key=lambda a: a["_seed"])
+
+
+_BEST = ("curve", "step", "rl_share", "test_loss", "test_loss_se")
+_CHECKPOINT = ("curve", "rung", "N", "pretrain_tokens", "steps", "before", "after", "gain",
+               "gain_se")
+
+
+def _check(a: dict, path: Path) -> None:
+    """The fields this table reads, each where allocation.json puts it; else one line naming it."""
+    def need(obj, keys, where, optional=False):
+        if obj is None and optional:
+            return
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}: {where}: expected an object, got {type(obj).__name__}")
+        for k in keys:
+            if k not in obj:
+                raise UserError(f"{path}: {where}: no field {k!r}")
+
+    for i, b in enumerate(a["budgets"]):
+        need(b, ("C_total",), f"budgets[{i}]")
+        if not isinstance(b["C_total"], (int, float)) or not b["C_total"] > 0:
+            raise UserError(f"{path}: budgets[{i}].C_total: {b['C_total']!r} is not a budget")
+        need(b.get("best"), _BEST, f"budgets[{i}].best", optional=True)
+        for kind in ("pretrain_only", "rl_minimal"):
+            need(b.get(kind), ("worse_by", "worse_by_se"), f"budgets[{i}].{kind}", optional=True)
+    checkpoints = a.get("checkpoints", [])
+    if not isinstance(checkpoints, list):
+        raise UserError(f"{path}: checkpoints: expected a list")
+    for i, c in enumerate(checkpoints):
+        need(c, _CHECKPOINT, f"checkpoints[{i}]")
 
 
 def _seed(d: Path) -> int:
@@ -88,8 +119,7 @@ def budget_rows(allocs: list[dict]) -> list[dict]:
         for a in allocs:
             b = a["budgets"][i]
             best, tied = b.get("best"), b.get("tied") or {}
-            per.append({"best": best and {k: best[k] for k in (
-                "curve", "step", "rl_share", "test_loss", "test_loss_se")},
+            per.append({"best": best and {k: best[k] for k in _BEST},
                 "pretrain_only_z": _z(b.get("pretrain_only")),
                 "rl_minimal_z": _z(b.get("rl_minimal")),
                 "tied_share": tied.get("rl_share")})

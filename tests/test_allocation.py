@@ -536,3 +536,14 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
         assert main(["replicates", *map(str, dirs)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0], err
+    good = (a / "allocation.json").read_text()
+    for bad, word in (("{not json", "allocation.json"), ("[1]", "budgets"),
+                      ('{"budgets": [{}]}', "budgets[0]: no field 'C_total'"),
+                      ('{"budgets": [{"C_total": "x"}]}', "budgets[0].C_total"),
+                      ('{"budgets": [{"C_total": 1, "best": {"curve": "c"}}]}', "budgets[0].best"),
+                      ('{"budgets": [], "checkpoints": [{"curve": "c"}]}', "checkpoints[0]")):
+        (a / "allocation.json").write_text(bad)
+        assert main(["replicates", str(a), str(b)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and word in err[0] and str(a) in err[0], err
+    (a / "allocation.json").write_text(good)
