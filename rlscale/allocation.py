@@ -361,7 +361,7 @@ def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
            "form_chosen_by": "leave-one-curve-out mean squared log error on the points within "
                              "the second-largest budget (the validation's fitting data)",
            "form_scores": plan["form_scores"]}
-    return {"preset": p.name, "budgets": rows, "law": law,
+    return {"preset": p.name, "seed": base_preset(p)[0].seed, "budgets": rows, "law": law,
             "validation": {k: v for k, v in val.items() if k != "points"},
             "held_out": plan.get("held_out"), "checkpoints": checkpoint_gains(points),
             "n_points": len(points), "conventions": {

@@ -37,7 +37,9 @@ def load(dirs: list[str]) -> list[dict]:
             raise UserError(f"{path}: not an allocation result (no 'budgets'; is {d} a finished "
                             f"`rlscale study --preset allocate-...` directory?)")
         _check(a, path)
-        out.append({**a, "_dir": str(d), "_seed": _seed(Path(d))})
+        seed = a.get("seed")
+        out.append({**a, "_dir": str(d),
+                    "_seed": seed if isinstance(seed, int) else _seed(Path(d))})
     for a in out[1:]:
         if a.get("preset") != out[0].get("preset"):
             raise UserError(f"{a['_dir']}/allocation.json: preset {a.get('preset')!r} differs "
@@ -79,7 +81,8 @@ def _check(a: dict, path: Path) -> None:
 
 
 def _seed(d: Path) -> int:
-    """The replicate's seed: the allocation preset's, else its base study preset's."""
+    """The seed of a replicate written before allocation.json held it: the allocation preset's
+    (allocation_settings.json), else its base study preset's."""
     from rlscale.study_plan import PRESETS as STUDY
 
     path = d / "allocation_settings.json"

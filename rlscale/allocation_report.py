@@ -161,6 +161,11 @@ def markdown(result: dict) -> str:
     law, v = result["law"], result["validation"]
     lines = ["# Where should compute go? (pre-training vs RL on the micro ladder)", "",
              "C_total = 6 N D_pre + C_RL (C_paper); test loss = 1 - pass@1 at T 0.7, held out.", ""]
+    if result.get("seed") is not None:
+        lines += [f"One draw (seed {result['seed']}) of the data order, the initialisations and "
+                  "the RL seeds: rerun with `--seed N` into another directory and compare the "
+                  "two with `rlscale replicates DIR DIR` before calling a split a property of "
+                  "the ladder.", ""]
     lines += [f"- {sentence(b)}" for b in result["budgets"]]
     if result.get("checkpoints"):
         lines += ["", "Each checkpoint before RL and at its last step (accuracy = 1 - test loss; "

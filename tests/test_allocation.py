@@ -365,6 +365,7 @@ def test_allocation_outputs_and_schema(smoke):
     h = saved["held_out"]
     assert h["n_points"] >= 1 and 0 <= h["within_2se"] <= 1 and h["regret"] >= 0
     assert "did not see" in (out / "allocation.md").read_text()
+    assert saved["seed"] == 0 and "`rlscale replicates DIR DIR`" in (out / "allocation.md").read_text()
     assert len((out / "allocation.md").read_text().splitlines()) > len(saved["budgets"])
 
 
@@ -500,10 +501,13 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(out, a)
     shutil.copytree(out, b)
-    settings = json.loads((b / "allocation_settings.json").read_text())
-    settings["preset"]["seed"] = 7
-    (b / "allocation_settings.json").write_text(json.dumps(settings))
+    # b's seed from its allocation.json; a's from its settings, as for a result written before
+    # allocation.json held its seed (then the base preset's seed: the smoke's 0)
+    older = json.loads((a / "allocation.json").read_text())
+    del older["seed"]
+    (a / "allocation.json").write_text(json.dumps(older))
     alloc = json.loads((b / "allocation.json").read_text())
+    alloc["seed"] = 7
     alloc["budgets"][-1]["best"]["curve"] = "other-000000001"
     for budget in alloc["budgets"]:  # the grid is anchored at the largest C measured: a few
         budget["C_total"] *= 1.02    # percent apart between seeds, matched by position
