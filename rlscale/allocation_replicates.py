@@ -73,6 +73,11 @@ def _check(a: dict, path: Path) -> None:
         need(b.get("best"), _BEST, f"budgets[{i}].best", optional=True)
         for kind in ("pretrain_only", "rl_minimal"):
             need(b.get(kind), ("worse_by", "worse_by_se"), f"budgets[{i}].{kind}", optional=True)
+        need(b.get("tied"), ("rl_share",), f"budgets[{i}].tied", optional=True)
+        share = (b.get("tied") or {}).get("rl_share", [0, 0])
+        if not (isinstance(share, list) and len(share) == 2
+                and all(isinstance(x, (int, float)) for x in share)):
+            raise UserError(f"{path}: budgets[{i}].tied.rl_share: {share!r} is not a range")
     checkpoints = a.get("checkpoints", [])
     if not isinstance(checkpoints, list):
         raise UserError(f"{path}: checkpoints: expected a list")
@@ -123,9 +128,9 @@ def budget_rows(allocs: list[dict]) -> list[dict]:
             b = a["budgets"][i]
             best, tied = b.get("best"), b.get("tied") or {}
             per.append({"best": best and {k: best[k] for k in _BEST},
-                "pretrain_only_z": _z(b.get("pretrain_only")),
-                "rl_minimal_z": _z(b.get("rl_minimal")),
-                "tied_share": tied.get("rl_share")})
+                        "pretrain_only_z": _z(b.get("pretrain_only")),
+                        "rl_minimal_z": _z(b.get("rl_minimal")),
+                        "tied_share": tied.get("rl_share")})
         ranges = [p["tied_share"] for p in per if p["tied_share"]]
         overlap = ([max(r[0] for r in ranges), min(r[1] for r in ranges)]
                    if len(ranges) == len(per) else None)

@@ -545,6 +545,8 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
                       ('{"budgets": [{}]}', "budgets[0]: no field 'C_total'"),
                       ('{"budgets": [{"C_total": "x"}]}', "budgets[0].C_total"),
                       ('{"budgets": [{"C_total": 1, "best": {"curve": "c"}}]}', "budgets[0].best"),
+                      ('{"budgets": [{"C_total": 1, "tied": {"rl_share": 0.1}}]}',
+                       "budgets[0].tied.rl_share"),
                       ('{"budgets": [], "checkpoints": [{"curve": "c"}]}', "checkpoints[0]")):
         (a / "allocation.json").write_text(bad)
         assert main(["replicates", str(a), str(b)]) == 2
