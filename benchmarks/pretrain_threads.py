@@ -26,7 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-TASK = "arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,expr_zipf=1,expr_max_terms=4"
+from rlscale.study_plan import PRESETS
+
+TASK = PRESETS["cpu-edge"].task  # the default's task without the number-words
 
 
 def start(out: Path, threads: int, rung: str, tokens: int) -> subprocess.Popen:

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from rlscale.errors import UserError
-from rlscale.files import read_json, read_jsonl
+from rlscale.files import read_json
 
 EARLY, MID = 40, 120  # the steps of the early-gain and plateau readings (docs/study.md, run 54)
 
@@ -147,11 +147,12 @@ def budget_rows(allocs: list[dict]) -> list[dict]:
 
 def _curve(d: str, curve: str) -> dict[int, dict]:
     """step -> evaluation of one checkpoint's RL run ({} where its metrics are absent)."""
-    path = Path(d) / "runs" / curve / "metrics.jsonl"
-    if not path.is_file():
+    from rlscale.rundir import METRICS, read_run
+
+    run = Path(d) / "runs" / curve
+    if not (run / METRICS).is_file():
         return {}
-    rows = read_jsonl(path, tolerate_torn_tail=True)
-    return {r["step"]: r for r in rows if r.get("test_loss") is not None and "step" in r}
+    return {r["step"]: r for r in read_run(run).evals if "step" in r}
 
 
 def _gain(a: dict, b: dict) -> tuple[float, float | None]:
