@@ -20,7 +20,9 @@ C_total = 6 N D_pre + C_RL (C_RL = C_paper). Then:
                 points of the smaller budgets only; fitted on all points for the frontier
     validation  fit on the points within the second-largest budget, predict the best
                 allocation (a ladder rung, tokens, RL FLOPs) at the largest, pre-train and RL
-                exactly that, and compare the measured loss with the prediction (2 SE)
+                exactly that in val_draws draws, and compare their mean with the prediction
+                (2 SE of the mean, from the draws' spread; and the law's own interval):
+                rlscale.allocation_validation
 
 OUT/allocation.json, OUT/allocation_fit.json (`rlscale plan --fit`), OUT/allocation.md,
 OUT/allocation_frontier.png, OUT/allocation_share.png. Rerunning skips finished jobs.
@@ -32,10 +34,14 @@ import dataclasses
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlscale.allocation_points import (budget_grid, checkpoint_gains, collect, curve_points,
-                                       held_out, options_at)
+from rlscale.allocation_jobs import base_preset, plan_jobs
+from rlscale.allocation_points import budget_grid, checkpoint_gains, collect, options_at
+from rlscale.allocation_validation import (fit_law, validation_jobs, validation_plan,
+                                           validation_result)
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, atomic_write_text, read_json
+
+__all__ = ["AllocPreset", "PRESETS", "allocate", "base_preset", "plan_jobs", "run_cli"]
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,15 @@ class AllocPreset:
     # pre-training initialisation and batch order, RL runs; the held-out problems do not move)
     val_tokens_x: float = 0.0  # the validation's pre-training tokens at most this x the largest
     # measured budget (0: no cap; the rest of its compute goes to RL, up to max_val_steps)
+    val_draws: int = 1  # the validation allocation pre-trained and RL'd this many times
+    # (draw d seeded seed + 1000 d): its level is their mean, its SE their spread's
+    # (rlscale.allocation_validation); a finished run rerun with more draws adds them
 
     def __post_init__(self):
         if self.rl_steps_by_budget and len(self.rl_steps_by_budget) != len(self.token_fracs):
             raise ValueError(f"{self.name}: rl_steps_by_budget needs one entry per token_frac")
+        if self.val_draws < 1:
+            raise ValueError(f"{self.name}: val_draws must be >= 1")
 
     def steps_at(self, i: int) -> int:
         """GRPO steps from the checkpoints of the i-th smallest budget."""
@@ -79,7 +90,7 @@ PRESETS = {
                             heldout=800, eval_samples=1, max_val_steps=60, decay_frac=0.3),
     "allocate-smoke": AllocPreset("allocate-smoke", "smoke", n_rungs=2, rl_steps=4,
                                   eval_every=2, heldout=24, eval_samples=2, n_boot=10,
-                                  max_val_steps=6),
+                                  max_val_steps=6, val_draws=2),
     # the same question on the default organism (cpu-words: its task, corpus, lr and 120 GRPO
     # steps from every checkpoint, eval every 10), its budgets over one decade of tokens, four
     # geometric steps from 1M to 10M (2x the study's 5M): session 10's grid (1-3M) sat below
@@ -96,189 +107,13 @@ PRESETS = {
 # allocate-words with 4x the GRPO steps (480) from the two largest budgets' checkpoints, the
 # ones past their competence transition in runs 51-52 (docs/study.md, session 20), where the best
 # measured allocation spent the most RL measured (120 steps, ~10%) at every budget: so that the
-# RL share can be bounded from above. The validation run may take as many steps.
+# RL share can be bounded from above. The validation run may take as many steps. Three
+# validation draws (session 25): the one draw of runs 54, 65 and 66 measured the same
+# allocation 0.201 / 0.099 / 0.142, so one run cannot test the law's level; on two workers the
+# second draw runs beside the first, the third adds ~13 min.
 PRESETS["allocate-words-long"] = replace(PRESETS["allocate-words"], name="allocate-words-long",
                                          rl_steps_by_budget=(120, 120, 480, 480),
-                                         max_val_steps=480)
-
-
-def base_preset(p: AllocPreset):
-    from rlscale.models import LADDER, rung_name
-    from rlscale.study_plan import PRESETS as STUDY
-
-    base = STUDY[p.base] if p.seed is None else replace(STUDY[p.base], seed=p.seed)
-    rungs = sorted(base.rungs, key=lambda r: _approx_n(LADDER[rung_name(r.name)]))[: p.n_rungs]
-    return base, rungs
-
-
-def _approx_n(rung) -> int:
-    return rung.layers * (4 * rung.hidden**2 + 3 * rung.hidden * rung.intermediate)
-
-
-# ---------------------------------------------------------------- jobs
-def _pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], decay_frac: float,
-                     schedule: str = "wsd"):
-    from rlscale.pretrain import PretrainConfig
-
-    names = {f.name for f in dataclasses.fields(PretrainConfig)}
-    rows = base.pretrain_batch * base.seq_len
-    steps = max(1, tokens // rows)
-    params = dict(rung=rung.name, task=str(out / "task"), tokens=tokens, lr=rung.pretrain_lr,
-                  batch_size=base.pretrain_batch, seq_len=base.seq_len, seed=base.seed,
-                  schedule=schedule,
-                  budgets=",".join(str(b) for b in budgets if b != tokens and schedule == "wsd"),
-                  decay_frac=decay_frac, checkpoint_every=max(10, steps // 10),
-                  log_every=max(1, min(10, steps // 20)))
-    # the base study's corpus (in wsd each decay is the long phase)
-    for knob in ("slip_frac", "direct_frac", "direct_style", "plain_frac", "blank_join_frac",
-                 "short_seq_len", "long_frac", "numbers", "direct_frac_other"):
-        if knob in names and hasattr(base, knob):
-            params[knob] = getattr(base, knob)
-    cfg = PretrainConfig(**params).validate()
-    return params, cfg
-
-
-def _rl_params(p: AllocPreset, base, rung, model: str, out: Path, steps: int, eval_every: int):
-    from rlscale.grpo.config import TrainConfig
-
-    d = dict(model=model, task=str(out / "task"), lr=rung.rl_lr, batch_size=base.batch_size,
-             group_size=base.group_size, mini_batch_size=base.batch_size, steps=steps,
-             reward="custom_flexible", max_new_tokens=base.max_new_tokens, eval_every=eval_every,
-             heldout=p.heldout, eval_samples=p.eval_samples, eval_temperature=0.7,
-             temperature=1.0, seed=base.seed, data_seed=base.seed,
-             checkpoint_every=max(5, steps // 4))
-    return TrainConfig.from_dict(d).validate().to_dict()
-
-
-def plan_jobs(p: AllocPreset, out: Path) -> list:
-    """Pre-training (wsd: one run per rung, a branch per budget; cosine: one run per budget) and
-    GRPO per checkpoint."""
-    from rlscale.pretrain_loop import tokens_tag
-    from rlscale.study_plan import Job, rung_tag
-
-    base, rungs = base_preset(p)
-    jobs = []
-    for r in rungs:
-        tag = rung_tag(r.name)
-        budgets = sorted({max(1, round(f * r.tokens)) for f in p.token_fracs})
-        if p.rl_steps_by_budget and len(budgets) != len(p.token_fracs):
-            raise UserError(f"{p.name}: two token_fracs give {r.name} the same budget")
-        runs = [budgets] if p.schedule == "wsd" else [[b] for b in budgets]
-        for mine in runs:
-            params, cfg = _pretrain_params(base, r, out, mine[-1], mine, p.decay_frac, p.schedule)
-            rows = cfg.batch_size * cfg.seq_len
-            own = "" if p.schedule == "wsd" else f"-{tokens_tag(cfg.steps() * rows)}"
-            pre = Job(f"pretrain:{tag}{own.replace('-', ':')}", "pretrain",
-                      str(out / "pretrain" / f"{tag}{own}"), params,
-                      cost=mine[-1] * (r_n(r) + 60_000) * 9e-10, total=cfg.steps(),
-                      meta={"rung": r.name})
-            jobs.append(pre)
-            first = budgets.index(mine[0])  # the budget index of this run's first checkpoint
-            for i, end in enumerate(cfg.budget_steps(), start=first):
-                tt, steps = tokens_tag(end * rows), p.steps_at(i)
-                model = (Path(pre.out) / "branches" / tt if p.schedule == "wsd"
-                         else Path(pre.out)) / "model"
-                jobs.append(Job(f"rl:{tag}:{tt}", "rl", str(out / "runs" / f"{tag}-{tt}"),
-                                _rl_params(p, base, r, str(model), out, steps, p.eval_every),
-                                deps=(pre.name,), cost=steps * (r_n(r) + 5e4) * 2e-4,
-                                total=steps,
-                                meta={"rung": r.name, "pretrain": str(model.parent)}))
-    return jobs
-
-
-def r_n(rung) -> int:
-    from rlscale.models import LADDER, rung_name
-
-    return _approx_n(LADDER[rung_name(rung.name)])
-
-
-# ---------------------------------------------------------------- fit and validation
-def joint_data(points: list[dict], source: str = "allocation"):
-    from rlscale.scaling.joint import JointData
-
-    return JointData.from_rows(points, source)
-
-
-def fit_law(points: list[dict], form: str, sizes: list[float], n_boot: int, seed: int = 0):
-    from rlscale.scaling.joint import fit_joint
-
-    fit = fit_joint(joint_data(points), form, n_boot=n_boot, seed=seed)
-    fit.n_choices = sorted(float(s) for s in sizes)
-    return fit
-
-
-def validation_plan(p: AllocPreset, points: list[dict], budgets: list[float], out: Path) -> dict:
-    """Fit on the smaller budgets (form chosen there too), predict the best allocation at the
-    largest budget over the rungs of the experiment. Written once to OUT/allocation_validation_plan.json
-    (a rerun uses it as it is)."""
-    from rlscale.scaling.joint import choose_form, frontier
-
-    path = out / "allocation_validation_plan.json"
-    if path.is_file():
-        return read_json(path)
-    fit_budget, val_budget = budgets[-2], budgets[-1]
-    fit_pts = [q for q in points if q["C_total"] <= fit_budget * (1 + 1e-9)]
-    form, scores = choose_form(joint_data(fit_pts, "fitting points"))
-    sizes = sorted({q["N"] for q in points})
-    fit = fit_law(fit_pts, form, sizes, p.n_boot)
-    d_max = p.val_tokens_x * max(q["pretrain_tokens"] for q in points) if p.val_tokens_x else None
-    pred = frontier(fit, val_budget, d_max=d_max)
-    plan = {"fit_budget": fit_budget, "budget": val_budget, "form": form, "form_scores": scores,
-            "n_fit_points": len(fit_pts), "fit": fit.to_dict(), "predicted": pred,
-            "held_out": held_out(fit, points, fit_budget, val_budget)}
-    atomic_write_json(path, plan)
-    return plan
-
-
-def validation_jobs(p: AllocPreset, plan: dict, points: list[dict], out: Path) -> list:
-    """Pre-train the predicted rung for the predicted tokens, then GRPO for the predicted RL
-    FLOPs (steps from the RL FLOPs per step this rung measured)."""
-    from rlscale.study_plan import Job
-
-    base, rungs = base_preset(p)
-    pred = plan["predicted"]
-    n_of = {}
-    for q in points:
-        n_of.setdefault(q["rung"], q["N"])
-    rung = next(r for r in rungs if n_of.get(r.name) == pred["N"])
-    rows = base.pretrain_batch * base.seq_len
-    tokens = max(rows * 2, int(round(pred["pretrain_tokens"] / rows)) * rows)
-    params, cfg = _pretrain_params(base, rung, out, tokens, [tokens], p.decay_frac, p.schedule)
-    pre = Job("pretrain:validation", "pretrain", str(out / "validation" / "pretrain"), params,
-              cost=tokens * (r_n(rung) + 60_000) * 9e-10, total=cfg.steps(),
-              meta={"rung": rung.name})
-    per_step = [q["rl_flops"] / q["step"] for q in points if q["rung"] == rung.name and q["step"]]
-    steps = round(pred["rl_flops"] / (sum(per_step) / len(per_step))) if per_step else 0
-    steps = min(p.max_val_steps, max(1, steps))
-    model = str(Path(pre.out) / "model")
-    rl = Job("rl:validation", "rl", str(out / "validation" / "rl"),
-             _rl_params(p, base, rung, model, out, steps, 0), deps=(pre.name,),
-             cost=steps * (r_n(rung) + 5e4) * 2e-4, total=steps,
-             meta={"rung": rung.name, "pretrain": str(pre.out)})
-    return [pre, rl]
-
-
-def validation_result(plan: dict, jobs: list) -> dict:
-    """The measured validation run against the prediction (at the realised allocation too)."""
-    from rlscale.scaling.joint import JointFit
-
-    rl = jobs[-1]
-    pts = curve_points(Path(rl.out), Path(rl.meta["pretrain"]), rl.meta["rung"])
-    last = max(pts, key=lambda q: q["step"])
-    fit = JointFit.from_dict(plan["fit"])
-    at = float(fit.predict(last["N"], last["pretrain_tokens"], last["rl_flops"]))
-    pred = plan["predicted"]
-    se = last["test_loss_se"]
-    return {"budget": plan["budget"], "fit_budget": plan["fit_budget"], "form": plan["form"],
-            "predicted": pred["predicted_test_loss"], "predicted_interval": pred["interval"],
-            "predicted_allocation": {k: pred[k] for k in ("N", "pretrain_tokens", "rl_flops",
-                                                          "rl_share")},
-            "realised": {k: last[k] for k in ("N", "pretrain_tokens", "rl_flops", "rl_share",
-                                               "C_total", "step")},
-            "predicted_at_realised": at, "measured": last["test_loss"], "se": se,
-            "error": last["test_loss"] - at,
-            "within_2se": bool(abs(last["test_loss"] - at) <= 2 * se),
-            "run": rl.out, "points": pts}
+                                         max_val_steps=480, val_draws=3)
 
 
 # ---------------------------------------------------------------- the experiment
@@ -304,7 +139,7 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     if old is not None:  # a field the saved run predates counts as its default
         defaults = read_json_roundtrip(dataclasses.asdict(AllocPreset("", "")))
         old = {**old, "preset": {**defaults, **old.get("preset", {})}}
-    if old is not None and {k: old.get(k) for k in mine} != mine:
+    if old is not None and _identity(old, mine) != _identity(mine, mine):
         raise UserError(f"{settings}: {out} holds an allocation study with other settings; "
                         f"use another --out")
     wall = (old or {}).get("wall_s", 0.0)
@@ -337,6 +172,14 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     atomic_write_json(out / "allocation.json", result)
     atomic_write_text(out / "allocation.md", rep.markdown(result))
     return result
+
+
+def _identity(settings: dict, keys) -> dict:
+    """The settings a finished run must share with its rerun: all but the number of validation
+    draws (more draws extend it; fewer leave the extra ones on disk, unread)."""
+    out = {k: settings.get(k) for k in keys}
+    out["preset"] = {k: v for k, v in (out.get("preset") or {}).items() if k != "val_draws"}
+    return out
 
 
 def read_json_roundtrip(obj):

@@ -63,9 +63,14 @@ def plot_frontier(fit, path, lo: float, hi: float, points=(), best=(), validatio
     for b in best:
         ax.plot([b["C_total"]], [b["test_loss"]], "o", mfc="none", mec="k", ms=12)
     if validation:
+        draws = validation.get("draws") or []
+        k = len(draws)
+        if k > 1:  # each draw, then their mean with 2 SE of the mean
+            ax.plot([d["realised"]["C_total"] for d in draws], [d["measured"] for d in draws],
+                    ".", color="red", ms=7, alpha=0.6, label=f"validation draws ({k})")
         ax.errorbar([validation["realised"]["C_total"]], [validation["measured"]],
                     yerr=[2 * validation["se"]], fmt="D", color="red", ms=8,
-                    label="validation run (2 SE)")
+                    label=f"validation, mean of {k} (2 SE)" if k > 1 else "validation run (2 SE)")
         ax.plot([validation["budget"]], [validation["predicted"]], "x", color="red", ms=10,
                 label="predicted best")
     if mark:
@@ -187,15 +192,32 @@ def markdown(result: dict) -> str:
               f"predicted the best allocation at {v['budget']:.3g} FLOPs to be N="
               f"{_fmt_n(v['predicted_allocation']['N'])}, "
               f"{v['predicted_allocation']['pretrain_tokens'] / 1e6:.3g}M tokens, RL share "
-              f"{_pct(v['predicted_allocation']['rl_share'])}, loss {v['predicted']:.3f}; the run "
-              f"of it measured {v['measured']:.3f} ± {v['se']:.3f} against "
-              f"{v['predicted_at_realised']:.3f} predicted at the realised allocation: error "
-              f"{v['error']:+.3f}, {'within' if v['within_2se'] else 'outside'} 2 SE.", "",
+              f"{_pct(v['predicted_allocation']['rl_share'])}, loss {v['predicted']:.3f}; "
+              + validation_sentence(v), "",
               "![frontier](allocation_frontier.png) ![share](allocation_share.png)", ""]
     h = result.get("held_out")
     if h:
         lines[-3:-3] = [held_out_sentence(h, v), ""]
     return "\n".join(lines)
+
+
+def validation_sentence(v: dict) -> str:
+    """What the validation draws measured against the law (one draw: as before draws existed)."""
+    k = v.get("n_draws", 1)
+    if k > 1:
+        each = ", ".join(f"{d['measured']:.3f}" for d in v["draws"])
+        s = (f"{k} draws of it (pre-training and RL seeds apart) measured {each}: mean "
+             f"{v['measured']:.3f} ± {v['se']:.3f} (SE of the mean from the draws' spread, SD "
+             f"{v['draw_sd']:.3f}; one draw's evaluation SE ~{v['eval_se'] * k ** 0.5:.3f})")
+    else:
+        s = f"the run of it measured {v['measured']:.3f} ± {v['se']:.3f}"
+    s += (f" against {v['predicted_at_realised']:.3f} predicted at the realised allocation: "
+          f"error {v['error']:+.3f}, {'within' if v['within_2se'] else 'outside'} 2 SE")
+    lo, hi = v.get("interval_at_realised") or (None, None)
+    if lo is not None:
+        s += (f"; {'inside' if v['inside_interval'] else 'outside'} the law's own "
+              f"{v['level']:.0%} interval there, [{lo:.3f}, {hi:.3f}]")
+    return s + "."
 
 
 def held_out_sentence(h: dict, v: dict) -> str:

@@ -260,7 +260,7 @@ def plan(preset: Preset, out: Path) -> list[Job]:
 
     jobs: list[Job] = []
     for r in preset.rungs:
-        n = _approx_n(LADDER[rung_name(r.name)])
+        n = approx_n(LADDER[rung_name(r.name)])
         jobs += _base_jobs(preset, r, n, out)
         for arm in _rl_arms(preset, r):
             jobs.append(_rl_job(preset, r, n, out, *arm))
@@ -346,7 +346,9 @@ def _evals_job(preset: Preset, r: Rung, n: int, out: Path, rl: Job) -> Job:
                meta={**rl.meta, "when": "after", "run": rl.name})
 
 
-def _approx_n(rung) -> int:
+def approx_n(rung) -> int:
+    """A ladder rung's non-embedding parameters from its shape (attention 4 h^2, SwiGLU 3 h I per
+    layer): the plan's cost unit, known before a model is built."""
     return rung.layers * (4 * rung.hidden**2 + 3 * rung.hidden * rung.intermediate)
 
 

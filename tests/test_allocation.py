@@ -394,9 +394,52 @@ def test_allocation_numbers_recompute_from_metrics(smoke):
             assert c["gain_se"] == pytest.approx((c["after"] - c["before"]) / se)
         else:  # a checkpoint that answers nothing, before and after: no SE to divide by
             assert c["gain_se"] is None
-    v = saved["validation"]
-    last = json.loads((out / "validation" / "rl" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert v["measured"] == last["test_loss"]
+    v = saved["validation"]  # allocate-smoke measures its validation allocation twice
+    runs = [out / "validation" / "rl", out / "validation" / "d1" / "rl"]
+    last = [json.loads((r / "metrics.jsonl").read_text().splitlines()[-1]) for r in runs]
+    loss = [r["test_loss"] for r in last]
+    assert [d["measured"] for d in v["draws"]] == loss and v["n_draws"] == 2
+    assert v["measured"] == pytest.approx(sum(loss) / 2)
+    assert v["draw_sd"] == pytest.approx(abs(loss[0] - loss[1]) / math.sqrt(2))
+    eval_se = math.hypot(*(r["test_loss_se"] for r in last)) / 2
+    assert v["eval_se"] == pytest.approx(eval_se)
+    assert v["se"] == pytest.approx(max(v["draw_sd"] / math.sqrt(2), eval_se))
+    assert v["error"] == pytest.approx(v["measured"] - v["predicted_at_realised"])
+
+
+def test_validation_draws_differ_and_extend_a_finished_run(smoke, tmp_path):
+    """Each draw has its own pre-training and RL seeds; the verdict's two parts follow from
+    the numbers shown; a run with fewer draws reruns with more, keeping its jobs and its plan."""
+    import dataclasses
+    import shutil
+
+    from rlscale.allocation import PRESETS, allocate
+
+    out, res = smoke
+    v = res["validation"]
+    seeds = [json.loads((out / sub / "pretrain" / "pretrain.json").read_text())["config"]["seed"]
+             for sub in ("validation", "validation/d1")]
+    assert seeds == [0, 1000] and [d["seed"] for d in v["draws"]] == [0, 1000]
+    rl = json.loads((out / "validation" / "d1" / "rl" / "config.json").read_text())
+    assert rl["seed"] == 1000 and rl["model"].endswith("validation/d1/pretrain/model")
+    lo, hi = v["interval_at_realised"]
+    assert lo <= hi and v["inside_interval"] == (lo <= v["measured"] <= hi)
+    assert v["within_2se"] == (abs(v["error"]) <= 2 * v["se"])
+    text = (out / "allocation.md").read_text()
+    assert "2 draws of it" in text and "interval there" in text
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "validation" / "d1")
+    plan = (copy / "allocation_validation_plan.json").read_text()
+    one = allocate(dataclasses.replace(PRESETS["allocate-smoke"], val_draws=1), copy, workers=2,
+                   progress=False)["validation"]
+    assert one["n_draws"] == 1 and one["measured"] == v["draws"][0]["measured"]
+    assert one["se"] == v["draws"][0]["se"] and one["draw_sd"] is None
+    before = {q: q.stat().st_mtime for q in copy.glob("runs/*/metrics.jsonl")}
+    two = allocate(PRESETS["allocate-smoke"], copy, workers=2, progress=False)["validation"]
+    assert two["n_draws"] == 2 and two["draws"][0] == one["draws"][0]
+    assert (copy / "allocation_validation_plan.json").read_text() == plan
+    assert {q: q.stat().st_mtime for q in copy.glob("runs/*/metrics.jsonl")} == before
 
 
 def test_allocation_rerun_skips_finished_work(smoke):
