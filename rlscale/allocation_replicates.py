@@ -83,6 +83,26 @@ def _check(a: dict, path: Path) -> None:
         raise UserError(f"{path}: checkpoints: expected a list")
     for i, c in enumerate(checkpoints):
         need(c, _CHECKPOINT, f"checkpoints[{i}]")
+    _check_validation(a.get("validation"), path)
+
+
+def _check_validation(v, path: Path) -> None:
+    """The validation fields the law table reads (a result may predate any of them)."""
+    if v is None:
+        return
+    if not isinstance(v, dict):
+        raise UserError(f"{path}: validation: expected an object, got {type(v).__name__}")
+    for k in ("error", "se"):
+        if v.get(k) is not None and not isinstance(v[k], (int, float)):
+            raise UserError(f"{path}: validation.{k}: {v[k]!r} is not a number")
+    for k in ("within_2se", "inside_interval"):
+        if v.get(k) is not None and not isinstance(v[k], bool):
+            raise UserError(f"{path}: validation.{k}: {v[k]!r} is not true or false")
+    draws = v.get("draws", [])
+    if not (isinstance(draws, list) and all(isinstance(d, dict) and isinstance(
+            d.get("measured"), (int, float)) for d in draws)):
+        raise UserError(f"{path}: validation.draws: expected a list of objects with a "
+                        f"numeric 'measured'")
 
 
 def _seed(d: Path) -> int:
@@ -191,7 +211,7 @@ def law_rows(allocs: list[dict]) -> list[dict]:
         rows.append({"seed": a["_seed"], "form": law.get("form"), "r2": law.get("r2"),
                      "validation_error": v.get("error"), "validation_se": v.get("se"),
                      "validation_within_2se": v.get("within_2se"),
-                     "validation_draws": v.get("n_draws", 1 if v else None),
+                     "validation_draws": [d["measured"] for d in v.get("draws", [])] or None,
                      "validation_inside_interval": v.get("inside_interval"),
                      "held_out_mare": h.get("mare"), "regret": h.get("regret"),
                      "regret_se": h.get("regret_se")})
@@ -287,13 +307,13 @@ def markdown(t: dict) -> str:
           "Validation: the mean of its draws against the law at the realised allocation (SE "
           "of the mean from the draws' spread; one draw: its evaluation SE), and whether the "
           "mean lies inside the law's own bootstrap interval there.", "",
-          "| seed | form | R² | validation draws | error (SE), within 2 SE | inside the law's "
-          "interval | held-out MARE | regret of its pick ± SE |",
+          "| seed | form | R² | validation draws, measured | error (SE), within 2 SE | "
+          "inside the law's interval | held-out MARE | regret of its pick ± SE |",
           "|---|---|---|---|---|---|---|---|"]
     yes = {True: "yes", False: "no", None: "-"}
     for r in t["law"]:
         L.append(f"| {r['seed']} | {r['form'] or '-'} | {_f(r['r2'])} | "
-                 f"{r.get('validation_draws') or '-'} | "
+                 f"{' / '.join(_f(x) for x in r['validation_draws'] or []) or '-'} | "
                  f"{_f(r['validation_error'], '+.3f')} ({_f(r['validation_se'])}), "
                  f"{yes.get(r['validation_within_2se'], '-')} | "
                  f"{yes.get(r.get('validation_inside_interval'), '-')} | "

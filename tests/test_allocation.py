@@ -569,6 +569,11 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
     assert rows[0].endswith("| no |")  # the best option is another checkpoint in seed 7
     # 0.8 -> 0.5: the first 40 steps bring 0.2 of 0.3; steps 120-480 add 0.05 = 3.5 SE
     assert "first 40 steps 66.7% of it; steps 120-480 +0.050 (+3.5 SE)" in text
+    v = res["validation"]  # the law's row: the draws, the verdict's two parts
+    yes = {True: "yes", False: "no"}
+    draws = " / ".join(format(d["measured"], ".3f") for d in v["draws"])
+    assert (f"| {draws} | {v['error']:+.3f} ({v['se']:.3f}), {yes[v['within_2se']]} | "
+            f"{yes[v['inside_interval']]} | ") in text
     t = json.loads(md.with_suffix(".json").read_text())
     assert t["kind"] == "allocation" and t["seeds"] == [0, 7]
     assert len(t["budgets"]) == len(res["budgets"]) and t["law"][0]["form"] == res["law"]["form"]
@@ -590,7 +595,14 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
                       ('{"budgets": [{"C_total": 1, "best": {"curve": "c"}}]}', "budgets[0].best"),
                       ('{"budgets": [{"C_total": 1, "tied": {"rl_share": 0.1}}]}',
                        "budgets[0].tied.rl_share"),
-                      ('{"budgets": [], "checkpoints": [{"curve": "c"}]}', "checkpoints[0]")):
+                      ('{"budgets": [], "checkpoints": [{"curve": "c"}]}', "checkpoints[0]"),
+                      ('{"budgets": [], "validation": [1]}', "validation: expected an object"),
+                      ('{"budgets": [], "validation": {"se": "x"}}', "validation.se"),
+                      ('{"budgets": [], "validation": {"inside_interval": 1}}',
+                       "validation.inside_interval"),
+                      ('{"budgets": [], "validation": {"draws": 5}}', "validation.draws"),
+                      ('{"budgets": [], "validation": {"draws": [{"measured": null}]}}',
+                       "validation.draws")):
         (a / "allocation.json").write_text(bad)
         assert main(["replicates", str(a), str(b)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
