@@ -108,9 +108,10 @@ PRESETS = {
 # ones past their competence transition in runs 51-52 (docs/study.md, session 20), where the best
 # measured allocation spent the most RL measured (120 steps, ~10%) at every budget: so that the
 # RL share can be bounded from above. The validation run may take as many steps. Three
-# validation draws (session 25): the one draw of runs 54, 65 and 66 measured the same
-# allocation 0.201 / 0.099 / 0.142, so one run cannot test the law's level; on two workers the
-# second draw runs beside the first, the third adds ~13 min.
+# validation draws (session 25, before any draw ran: runs 54, 65 and 66 had measured the same
+# allocation 0.201 / 0.099 / 0.142, one draw each); measured since: within one experiment the
+# draws agree to ~0.01 in two of three seeds, and in the third one draw sits 0.08 above the
+# other two. On two workers the second draw runs beside the first; the third adds ~11 min.
 PRESETS["allocate-words-long"] = replace(PRESETS["allocate-words"], name="allocate-words-long",
                                          rl_steps_by_budget=(120, 120, 480, 480),
                                          max_val_steps=480, val_draws=3)

@@ -2,9 +2,10 @@
 within the second-largest budget, predict the best allocation at the largest, then pre-train
 and RL exactly that, `val_draws` times, and compare.
 
-One run of the predicted allocation is one pre-training draw: on the micro ladder the same
-allocation measured 0.201, 0.099 and 0.142 in three experiments (docs/study.md, session 24),
-~0.05 apart where one run's evaluation SE is ~0.012. So the measured level is the mean over
+One run of the predicted allocation is one pre-training draw, and one draw can be an outlier:
+on the micro ladder three draws of the same allocation measured 0.201 / 0.109 / 0.134 in one
+experiment (SD 0.048, against an evaluation SE of ~0.012), 0.099 / 0.110 / 0.103 and 0.142 /
+0.125 / 0.130 in two others (docs/study.md, session 25). So the measured level is the mean over
 draws (draw d: pre-training and RL seeded seed + 1000 d, the same task files and held-out
 problems) with the SE of that mean from the draws' spread, and the verdict has two parts: the
 error within 2 of those SEs (the law's point prediction), and the mean inside the law's own
