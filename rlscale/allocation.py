@@ -36,8 +36,8 @@ from pathlib import Path
 
 from rlscale.allocation_jobs import base_preset, plan_jobs
 from rlscale.allocation_points import budget_grid, checkpoint_gains, collect, options_at
-from rlscale.allocation_validation import (fit_law, validation_jobs, validation_plan,
-                                           validation_result)
+from rlscale.allocation_validation import (against_best, fit_law, validation_jobs,
+                                           validation_plan, validation_result)
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, atomic_write_text, read_json
 
@@ -206,7 +206,8 @@ def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
                              "the second-largest budget (the validation's fitting data)",
            "form_scores": plan["form_scores"]}
     return {"preset": p.name, "seed": base_preset(p)[0].seed, "budgets": rows, "law": law,
-            "validation": {k: v for k, v in val.items() if k != "points"},
+            "validation": {**{k: v for k, v in val.items() if k != "points"},
+                           "vs_measured_best": against_best(val, rows[-1])},
             "held_out": plan.get("held_out"), "checkpoints": checkpoint_gains(points),
             "n_points": len(points), "conventions": {
                 "C_total": "6 N D_pre + C_RL; C_RL = C_paper (6 N T over RL steps)",

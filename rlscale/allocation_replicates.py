@@ -98,6 +98,11 @@ def _check_validation(v, path: Path) -> None:
     for k in ("within_2se", "inside_interval"):
         if v.get(k) is not None and not isinstance(v[k], bool):
             raise UserError(f"{path}: validation.{k}: {v[k]!r} is not true or false")
+    vs = v.get("vs_measured_best")
+    if vs is not None and not (isinstance(vs, dict) and all(
+            isinstance(vs.get(k), (int, float)) or vs.get(k) is None for k in ("difference", "z"))):
+        raise UserError(f"{path}: validation.vs_measured_best: expected an object with a numeric "
+                        f"'difference' and 'z'")
     draws = v.get("draws", [])
     if not (isinstance(draws, list) and all(isinstance(d, dict) and isinstance(
             d.get("measured"), (int, float)) for d in draws)):
@@ -213,6 +218,8 @@ def law_rows(allocs: list[dict]) -> list[dict]:
                      "validation_within_2se": v.get("within_2se"),
                      "validation_draws": [d["measured"] for d in v.get("draws", [])] or None,
                      "validation_inside_interval": v.get("inside_interval"),
+                     "validation_vs_best": (v.get("vs_measured_best") or {}).get("difference"),
+                     "validation_vs_best_z": (v.get("vs_measured_best") or {}).get("z"),
                      "held_out_mare": h.get("mare"), "regret": h.get("regret"),
                      "regret_se": h.get("regret_se")})
     return rows
@@ -308,8 +315,9 @@ def markdown(t: dict) -> str:
           "of the mean from the draws' spread; one draw: its evaluation SE), and whether the "
           "mean lies inside the law's own bootstrap interval there.", "",
           "| seed | form | R² | validation draws, measured | error (SE), within 2 SE | "
-          "inside the law's interval | held-out MARE | regret of its pick ± SE |",
-          "|---|---|---|---|---|---|---|---|"]
+          "inside the law's interval | against the best measured at that budget (SE) | "
+          "held-out MARE | regret of its pick ± SE |",
+          "|---|---|---|---|---|---|---|---|---|"]
     yes = {True: "yes", False: "no", None: "-"}
     for r in t["law"]:
         L.append(f"| {r['seed']} | {r['form'] or '-'} | {_f(r['r2'])} | "
@@ -317,5 +325,7 @@ def markdown(t: dict) -> str:
                  f"{_f(r['validation_error'], '+.3f')} ({_f(r['validation_se'])}), "
                  f"{yes.get(r['validation_within_2se'], '-')} | "
                  f"{yes.get(r.get('validation_inside_interval'), '-')} | "
+                 f"{_f(r['validation_vs_best'], '+.3f')} "
+                 f"({_f(r['validation_vs_best_z'], '+.1f')}) | "
                  f"{_f(r['held_out_mare'])} | {_f(r['regret'], '+.3f')} ± {_f(r['regret_se'])} |")
     return "\n".join(L + ["", "Directories: " + ", ".join(t["dirs"]), ""])

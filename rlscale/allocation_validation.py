@@ -143,3 +143,18 @@ def validation_result(plan: dict, jobs: list) -> dict:
             "inside_interval": None if lo is None else bool(lo <= mean <= hi),
             "draws": [{key: v for key, v in d.items() if key != "points"} for d in draws],
             "run": draws[0]["run"], "points": draws[0]["points"]}
+
+
+def against_best(val: dict, row: dict) -> dict | None:
+    """The validation allocation against the best option measured at its budget (a row of
+    allocation_points.options_at): did following the law beat the grid? Negative difference:
+    the law's allocation measured lower loss. None where nothing measured fits the budget."""
+    best = row.get("best")
+    if not best:
+        return None
+    diff = val["measured"] - best["test_loss"]
+    se = math.hypot(val["se"], best["test_loss_se"])
+    return {**{k: best[k] for k in ("curve", "N", "pretrain_tokens", "rl_share", "C_total",
+                                    "step", "test_loss", "test_loss_se")},
+            "difference": diff, "se": se, "z": diff / se if se > 0 else None,
+            "budget_share_spent": val["realised"]["C_total"] / row["C_total"]}

@@ -405,6 +405,11 @@ def test_allocation_numbers_recompute_from_metrics(smoke):
     assert v["eval_se"] == pytest.approx(eval_se)
     assert v["se"] == pytest.approx(max(v["draw_sd"] / math.sqrt(2), eval_se))
     assert v["error"] == pytest.approx(v["measured"] - v["predicted_at_realised"])
+    top, vs = saved["budgets"][-1], v["vs_measured_best"]  # following the law vs the grid
+    assert top["C_total"] == v["budget"] and vs["curve"] == top["best"]["curve"]
+    assert vs["difference"] == pytest.approx(v["measured"] - top["best"]["test_loss"])
+    assert vs["se"] == pytest.approx(math.hypot(v["se"], top["best"]["test_loss_se"]))
+    assert vs["budget_share_spent"] == pytest.approx(v["realised"]["C_total"] / top["C_total"])
 
 
 def test_validation_draws_differ_and_extend_a_finished_run(smoke, tmp_path):
@@ -572,8 +577,10 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
     v = res["validation"]  # the law's row: the draws, the verdict's two parts
     yes = {True: "yes", False: "no"}
     draws = " / ".join(format(d["measured"], ".3f") for d in v["draws"])
+    vs = v["vs_measured_best"]
+    z = "-" if vs["z"] is None else f"{vs['z']:+.1f}"
     assert (f"| {draws} | {v['error']:+.3f} ({v['se']:.3f}), {yes[v['within_2se']]} | "
-            f"{yes[v['inside_interval']]} | ") in text
+            f"{yes[v['inside_interval']]} | {vs['difference']:+.3f} ({z}) | ") in text
     t = json.loads(md.with_suffix(".json").read_text())
     assert t["kind"] == "allocation" and t["seeds"] == [0, 7]
     assert len(t["budgets"]) == len(res["budgets"]) and t["law"][0]["form"] == res["law"]["form"]
@@ -601,6 +608,8 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
                       ('{"budgets": [], "validation": {"inside_interval": 1}}',
                        "validation.inside_interval"),
                       ('{"budgets": [], "validation": {"draws": 5}}', "validation.draws"),
+                      ('{"budgets": [], "validation": {"vs_measured_best": {"z": "x"}}}',
+                       "validation.vs_measured_best"),
                       ('{"budgets": [], "validation": {"draws": [{"measured": null}]}}',
                        "validation.draws")):
         (a / "allocation.json").write_text(bad)
