@@ -42,7 +42,8 @@ def plot_frontier(fit, path, lo: float, hi: float, points=(), best=(), validatio
     fig, ax = plt.subplots(figsize=(7.5, 5))
     cmap = plt.get_cmap("viridis")
     ns = sorted({q["N"] for q in points})
-    for curve in sorted({q["curve"] for q in points}):
+    key = {q["curve"]: (q["N"], q["pretrain_tokens"]) for q in points}
+    for curve in sorted(key, key=key.get):  # by size, then tokens: the legend reads up the ladder
         mine = sorted((q for q in points if q["curve"] == curve), key=lambda q: q["step"])
         ds = sorted({q["pretrain_tokens"] for q in points if q["N"] == mine[0]["N"]})
         color = cmap(ns.index(mine[0]["N"]) / max(1, len(ns) - 1) * 0.85)
