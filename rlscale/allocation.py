@@ -111,7 +111,8 @@ PRESETS = {
 # validation draws (session 25, before any draw ran: runs 54, 65 and 66 had measured the same
 # allocation 0.201 / 0.099 / 0.142, one draw each); measured since: within one experiment the
 # draws agree to ~0.01 in two of three seeds, and in the third one draw sits 0.08 above the
-# other two. On two workers the second draw runs beside the first; the third adds ~11 min.
+# other two. On two workers the second draw runs beside the first; the third adds ~10 min
+# (run 67: 51 min in all).
 PRESETS["allocate-words-long"] = replace(PRESETS["allocate-words"], name="allocate-words-long",
                                          rl_steps_by_budget=(120, 120, 480, 480),
                                          max_val_steps=480, val_draws=3)
