@@ -223,8 +223,9 @@ def validation_sentence(v: dict) -> str:
         z = f" ({b['z']:+.1f} SE)" if b["z"] is not None else ""
         s += (f". Against the best option measured at that budget (N={_fmt_n(b['N'])}, "
               f"{b['pretrain_tokens'] / 1e6:.3g}M tokens, RL share {_pct(b['rl_share'])}: "
-              f"{b['test_loss']:.3f} ± {b['test_loss_se']:.3f}) the law's allocation differs by "
-              f"{b['difference']:+.3f}{z}, spending {_pct(b['budget_share_spent'])} of the budget")
+              f"{b['test_loss']:.3f} ± {b['test_loss_se']:.3f}) the law's allocation measured "
+              f"{'lower' if b['difference'] < 0 else 'higher'} loss by {abs(b['difference']):.3f}"
+              f"{z}, spending {_pct(b['budget_share_spent'])} of the budget")
     return s + "."
 
 

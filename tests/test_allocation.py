@@ -432,6 +432,9 @@ def test_validation_draws_differ_and_extend_a_finished_run(smoke, tmp_path):
     assert v["within_2se"] == (abs(v["error"]) <= 2 * v["se"])
     text = (out / "allocation.md").read_text()
     assert "2 draws of it" in text and "interval there" in text
+    vs = v["vs_measured_best"]
+    assert (f"allocation measured {'lower' if vs['difference'] < 0 else 'higher'} loss by "
+            f"{abs(vs['difference']):.3f}") in text
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     shutil.rmtree(copy / "validation" / "d1")
