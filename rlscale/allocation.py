@@ -165,7 +165,7 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
         val = validation_result(plan, vjobs)
         fit = fit_law(points, plan["form"], sorted({q["N"] for q in points}), p.n_boot)
         atomic_write_json(out / "allocation_fit.json", fit.to_dict())
-        result = summarise(p, points, budgets, fit, plan, val)
+        result = summarise(p, base.seed, points, budgets, fit, plan, val)
     finally:
         wall += time.perf_counter() - t0
         atomic_write_json(settings, {**mine, "wall_s": wall})
@@ -192,7 +192,7 @@ def read_json_roundtrip(obj):
     return json.loads(dumps(obj))  # tuples become lists, as read back from disk
 
 
-def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
+def summarise(p: AllocPreset, seed: int, points, budgets, fit, plan, val) -> dict:
     from rlscale.scaling.joint import frontier
 
     rows = []
@@ -206,7 +206,7 @@ def summarise(p: AllocPreset, points, budgets, fit, plan, val) -> dict:
            "form_chosen_by": "leave-one-curve-out mean squared log error on the points within "
                              "the second-largest budget (the validation's fitting data)",
            "form_scores": plan["form_scores"]}
-    return {"preset": p.name, "seed": base_preset(p)[0].seed, "budgets": rows, "law": law,
+    return {"preset": p.name, "seed": seed, "budgets": rows, "law": law,
             "validation": {**{k: v for k, v in val.items() if k != "points"},
                            "vs_measured_best": against_best(val, rows[-1])},
             "held_out": plan.get("held_out"), "checkpoints": checkpoint_gains(points),

@@ -28,6 +28,16 @@ def r_n(rung) -> int:
     return approx_n(LADDER[rung_name(rung.name)])
 
 
+def pretrain_cost(rung, tokens: int) -> float:
+    """The scheduler's estimate of a pre-training job (relative units: longest first)."""
+    return tokens * (r_n(rung) + 60_000) * 9e-10
+
+
+def rl_cost(rung, steps: int) -> float:
+    """The scheduler's estimate of a GRPO job, in pretrain_cost's units."""
+    return steps * (r_n(rung) + 5e4) * 2e-4
+
+
 def pretrain_params(base, rung, out: Path, tokens: int, budgets: list[int], decay_frac: float,
                     schedule: str = "wsd"):
     """`rlscale pretrain`'s parameters for one run of a rung (base: the study preset, whose seed
@@ -85,7 +95,7 @@ def plan_jobs(p, out: Path) -> list:
             own = "" if p.schedule == "wsd" else f"-{tokens_tag(cfg.steps() * rows)}"
             pre = Job(f"pretrain:{tag}{own.replace('-', ':')}", "pretrain",
                       str(out / "pretrain" / f"{tag}{own}"), params,
-                      cost=mine[-1] * (r_n(r) + 60_000) * 9e-10, total=cfg.steps(),
+                      cost=pretrain_cost(r, mine[-1]), total=cfg.steps(),
                       meta={"rung": r.name})
             jobs.append(pre)
             first = budgets.index(mine[0])  # the budget index of this run's first checkpoint
@@ -95,7 +105,7 @@ def plan_jobs(p, out: Path) -> list:
                          else Path(pre.out)) / "model"
                 jobs.append(Job(f"rl:{tag}:{tt}", "rl", str(out / "runs" / f"{tag}-{tt}"),
                                 rl_params(p, base, r, str(model), out, steps, p.eval_every),
-                                deps=(pre.name,), cost=steps * (r_n(r) + 5e4) * 2e-4,
+                                deps=(pre.name,), cost=rl_cost(r, steps),
                                 total=steps,
                                 meta={"rung": r.name, "pretrain": str(model.parent)}))
     return jobs

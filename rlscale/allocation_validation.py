@@ -17,7 +17,8 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from rlscale.allocation_jobs import base_preset, pretrain_params, r_n, rl_params
+from rlscale.allocation_jobs import (base_preset, pretrain_cost, pretrain_params, rl_cost,
+                                     rl_params)
 from rlscale.allocation_points import curve_points, held_out
 from rlscale.files import atomic_write_json, read_json
 
@@ -84,11 +85,11 @@ def validation_jobs(p, plan: dict, points: list[dict], out: Path) -> list:
         root, tag = (out / "validation" / f"d{d}", f":d{d}") if d else (out / "validation", "")
         params, cfg = pretrain_params(mine, rung, out, tokens, [tokens], p.decay_frac, p.schedule)
         pre = Job(f"pretrain:validation{tag}", "pretrain", str(root / "pretrain"), params,
-                  cost=tokens * (r_n(rung) + 60_000) * 9e-10, total=cfg.steps(),
+                  cost=pretrain_cost(rung, tokens), total=cfg.steps(),
                   meta={"rung": rung.name})
         rl = Job(f"rl:validation{tag}", "rl", str(root / "rl"),
                  rl_params(p, mine, rung, str(Path(pre.out) / "model"), out, steps, 0),
-                 deps=(pre.name,), cost=steps * (r_n(rung) + 5e4) * 2e-4, total=steps,
+                 deps=(pre.name,), cost=rl_cost(rung, steps), total=steps,
                  meta={"rung": rung.name, "pretrain": str(pre.out), "draw": d,
                        "seed": mine.seed})
         jobs += [pre, rl]
