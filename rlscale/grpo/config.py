@@ -23,6 +23,7 @@ from rlscale.rewards import REWARDS
 
 REWARD_NAMES = tuple(REWARDS)
 DTYPES = ("", "fp32", "bf16", "fp16", "float32", "bfloat16", "float16")  # as load_model
+AUTOCASTS = ("", "bf16")  # fp16 autocast would also need a gradient scaler: not offered
 _DEVICE = re.compile(r"^(|cpu|mps|cuda(:\d+)?)$")
 # Count caps lie far above any run this tool aims at (the paper: 512 prompts x 8, 1k tokens);
 # they turn a typo (--batch-size 1000000000) into a one-line error instead of an out-of-memory.
@@ -124,7 +125,13 @@ class TrainConfig:
                                       "always written to RUN/policy)", resumable=True)
     device: str = setting("", "cuda | cuda:N | cpu | mps (default: cuda if available)",
                           resumable=True)
-    dtype: str = setting("", "fp32 | bf16 | fp16 (default: fp32)")
+    dtype: str = setting("", "fp32 | bf16 | fp16: the weights' dtype (default: fp32). Pure "
+                         "bf16 weights round away every AdamW update below ~1/256 of its weight "
+                         "(at lr 1e-6 nearly all of them): train in bf16 with --autocast instead")
+    autocast: str = setting("", "bf16: mixed precision. Rollouts, evaluation and the loss's "
+                            "forward passes run under torch.autocast in bf16 while the weights, "
+                            "their gradients and AdamW's state stay fp32 (what TRL's bf16=True "
+                            "and verl's FSDP mixed precision do); needs fp32 weights")
     rollout_batch_size: int = setting(0, "rows per generate() call (0: all)", 0, 1 << 24,
                                       resumable=True)
 
@@ -179,10 +186,14 @@ class TrainConfig:
         for name, value, allowed in (("reward", self.reward, REWARD_NAMES),
                                      ("adv", self.adv, ADV_METHODS),
                                      ("loss_agg", self.loss_agg, LOSS_AGGS),
-                                     ("dtype", self.dtype, DTYPES)):
+                                     ("dtype", self.dtype, DTYPES),
+                                     ("autocast", self.autocast, AUTOCASTS)):
             if value not in allowed:
                 bad(name, f"unknown {name.replace('_', ' ')} {value!r}; choose one of "
                           f"{', '.join(a for a in allowed if a)}")
+        if self.autocast and self.dtype not in ("", "fp32", "float32"):
+            bad("autocast", f"{self.autocast} autocast keeps fp32 master weights; it cannot run "
+                            f"on --dtype {self.dtype} weights (drop --dtype)")
         if not _DEVICE.match(self.device):
             bad("device", f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or mps")
         if self.preset is not None and self.preset not in PRESETS:

@@ -28,6 +28,7 @@ uninterrupted one exactly.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -53,6 +54,8 @@ from rlscale.models import fast, load_model, save_model, set_activation_checkpoi
 from rlscale.rewards import REWARDS
 from rlscale.rollout import Generation, SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
+
+LOW_PRECISION = ("bf16", "bfloat16", "fp16", "float16")  # --dtype values that train pure
 
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
 POLICY_DIR = "policy"
@@ -110,6 +113,11 @@ class _Trainer:
         self.device = _device(cfg)
         self.model, self.tok = load_model(cfg.model, self.device, cfg.dtype or "fp32", seed=cfg.seed)
         self.shape = ModelShape.of(self.model)
+        if cfg.dtype in LOW_PRECISION:  # allowed (memory), but say what it costs, once
+            print(f"rlscale train: warning: --dtype {cfg.dtype} keeps the weights and AdamW's "
+                  f"updates in {cfg.dtype}, which rounds away updates below ~1/256 of a weight "
+                  f"(at lr {cfg.lr:g} most of them); --autocast bf16 computes in bf16 with fp32 "
+                  f"weights", file=sys.stderr)
         if cfg.activation_checkpointing and not fast.supports(self.model):  # else the compact
             set_activation_checkpointing(self.model)  # forward's own (sequence_logprobs)
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
@@ -138,6 +146,14 @@ class _Trainer:
         self.saved_step = -1
         self.dirty = False  # weights changed since the last finished step
         self.trackers: list = []
+
+    def amp(self):
+        """Mixed precision (--autocast bf16): forward passes under torch.autocast on the run's
+        device, the weights and optimizer fp32; a no-op without it. Backward passes run outside
+        it (autograd replays each op in its forward's dtype)."""
+        if not self.cfg.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
 
     # ------------------------------------------------------------------ run directory
     def open_run(self, resume: bool) -> None:
@@ -181,12 +197,13 @@ class _Trainer:
     def evaluate(self) -> dict:
         cfg = self.cfg
         t0 = time.perf_counter()
-        res = heldout_test_loss(
-            self.model, self.tok, self.task.test, samples=cfg.eval_samples,
-            temperature=cfg.eval_temperature,
-            max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens, reward=cfg.reward,
-            seed=cfg.seed, batch_size=cfg.rollout_batch_size or None,
-            exemplars=self.exemplars)  # held-out prompts look like the training prompts
+        with self.amp():
+            res = heldout_test_loss(
+                self.model, self.tok, self.task.test, samples=cfg.eval_samples,
+                temperature=cfg.eval_temperature,
+                max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens, reward=cfg.reward,
+                seed=cfg.seed, batch_size=cfg.rollout_batch_size or None,
+                exemplars=self.exemplars)  # held-out prompts look like the training prompts
         return {"test_loss": res["test_loss"], "test_loss_se": res.get("se"),
                 "test_problems": res["n_problems"], "test_samples": res["n_samples"],
                 "eval_temperature": cfg.eval_temperature,
@@ -204,8 +221,9 @@ class _Trainer:
                                 () if cfg.suppress_eos else STOP_STRINGS, cfg.suppress_eos)
         self.model.eval()
         try:
-            gen = generate(self.model, self.tok, prompts, params, seed=_seed(cfg, step, 1),
-                           batch_size=cfg.rollout_batch_size or None)
+            with self.amp():
+                gen = generate(self.model, self.tok, prompts, params, seed=_seed(cfg, step, 1),
+                               batch_size=cfg.rollout_batch_size or None)
         except RuntimeError as e:  # sampling from NaN/inf probabilities: the weights blew up
             if "inf" not in str(e) and "nan" not in str(e):
                 raise
@@ -226,7 +244,7 @@ class _Trainer:
 
     def logprobs(self, model, batch, rows, grad: bool, entropy: bool = False):
         ids, attn, pos, cmask = (t[rows] for t in batch)
-        with torch.set_grad_enabled(grad):
+        with torch.set_grad_enabled(grad), self.amp():
             return sequence_logprobs(model, ids, attn, pos, cmask, self.cfg.temperature,
                                      return_entropy=entropy, entropy_grad=False,
                                      checkpoint=grad and self.cfg.activation_checkpointing)
