@@ -115,9 +115,15 @@ class _Trainer:
         self.shape = ModelShape.of(self.model)
         if cfg.dtype in LOW_PRECISION:  # allowed (memory), but say what it costs, once
             print(f"rlscale train: warning: --dtype {cfg.dtype} keeps the weights and AdamW's "
-                  f"updates in {cfg.dtype}, which rounds away updates below ~1/256 of a weight "
-                  f"(at lr {cfg.lr:g} most of them); --autocast bf16 computes in bf16 with fp32 "
-                  f"weights", file=sys.stderr)
+                  f"updates in {cfg.dtype}, which rounds away every update below ~1/256 of its "
+                  f"weight (at lr 1e-6, 99% of them: docs/benchmarks.md); --autocast bf16 "
+                  f"computes in bf16 with fp32 weights", file=sys.stderr)
+        if cfg.autocast:  # a device whose autocast lacks bf16 fails here, not mid-run
+            try:
+                self.amp()
+            except RuntimeError as e:
+                raise UserError(f"--autocast {cfg.autocast}: not available on {self.device} "
+                                f"({str(e).splitlines()[0][:80]})") from None
         if cfg.activation_checkpointing and not fast.supports(self.model):  # else the compact
             set_activation_checkpointing(self.model)  # forward's own (sequence_logprobs)
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
