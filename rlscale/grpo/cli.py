@@ -11,6 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 
+def _plain(text: str) -> str:
+    """A field's help as argparse shows it verbatim (argparse %-formats help strings)."""
+    return text.replace("%", "%%")
+
 
 def configure(p) -> None:
     from rlscale.grpo.config import CLI_SKIP as SKIP
@@ -25,11 +29,11 @@ def configure(p) -> None:
         flag = "--" + f.name.replace("_", "-")
         if str(f.type) == "bool":
             p.add_argument(flag, action=argparse_bool(), default=None,
-                           help=f"{f.metadata['help']} (default: {f.default})")
+                           help=_plain(f"{f.metadata['help']} (default: {f.default})"))
             continue
         rng = f" ({f.metadata['range']})" if "range" in f.metadata else ""
         p.add_argument(flag, type=types[str(f.type)], default=None, metavar=f.name.upper(),
-                       help=f"{f.metadata['help']}{rng} (default: {f.default!r})")
+                       help=_plain(f"{f.metadata['help']}{rng} (default: {f.default!r})"))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.add_argument("--tracker", default="", metavar="NAMES",

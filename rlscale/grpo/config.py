@@ -127,7 +127,7 @@ class TrainConfig:
                           resumable=True)
     dtype: str = setting("", "fp32 | bf16 | fp16: the weights' dtype (default: fp32). Pure "
                          "bf16 weights round away every AdamW update below ~1/256 of its weight "
-                         "(at lr 1e-6, 99% of them): train in bf16 with --autocast instead")
+                         "(at lr 1e-6, 99 in 100 of them): train in bf16 with --autocast instead")
     autocast: str = setting("", "bf16: mixed precision. Rollouts, evaluation and the loss's "
                             "forward passes run under torch.autocast in bf16 while the weights, "
                             "their gradients and AdamW's state stay fp32 (what TRL's bf16=True "
