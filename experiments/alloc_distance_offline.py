@@ -4,22 +4,21 @@ points plus validation draw 1's RL curve (draw 1 at the validation's own pre-tra
 past the grid's largest), then its level at the realised allocation against the mean of draws 0
 and 2 (SE: max(SD / sqrt 2, their evaluation SE of the mean)). DIR: a finished
 `allocate-words-long` directory with three draws; SEED: its --seed (none without one)."""
-import sys
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import json, math, sys
 from dataclasses import replace
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from rlscale.allocation import PRESETS, plan_jobs
 from rlscale.allocation_points import collect, curve_points
-from rlscale.allocation_validation import fit_law, validation_jobs
+from rlscale.allocation_validation import fit_law, fitting_points, validation_jobs
 out, seed = Path(sys.argv[1]), sys.argv[2]
 p = PRESETS["allocate-words-long"]
 p = p if seed == "none" else replace(p, seed=int(seed))
 points = collect(plan_jobs(p, out))
 plan = json.loads((out / "allocation_validation_plan.json").read_text())
 fb = plan["fit_budget"]
-fit_pts = [q for q in points if q["C_total"] <= fb * (1 + 1e-9)]
+fit_pts = fitting_points(points, fb)
 draws = [j for j in validation_jobs(p, plan, points, out) if j.kind == "rl"]
 curves = {j.meta["draw"]: curve_points(Path(j.out), Path(j.meta["pretrain"]), j.meta["rung"]) for j in draws}
 for q in curves[1]:

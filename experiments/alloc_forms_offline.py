@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from rlscale.allocation import PRESETS, plan_jobs
 from rlscale.allocation_points import collect, held_out
-from rlscale.allocation_validation import fit_law, joint_data
+from rlscale.allocation_validation import fit_law, fitting_points, joint_data, token_cap
 from rlscale.scaling.joint import choose_form, frontier, predict
 
 out, seed = Path(sys.argv[1]), sys.argv[2]
@@ -25,7 +25,7 @@ points = collect(plan_jobs(p, out))
 plan = json.loads((out / "allocation_validation_plan.json").read_text())
 val = json.loads((out / "allocation.json").read_text())["validation"]
 fb, vb = plan["fit_budget"], plan["budget"]
-fit_pts = [q for q in points if q["C_total"] <= fb * (1 + 1e-9)]
+fit_pts = fitting_points(points, fb)
 assert len(fit_pts) == plan["n_fit_points"], "not the plan's fitting points"
 form, scores = choose_form(joint_data(fit_pts, "fitting points"))
 fit = fit_law(fit_pts, form, sorted({q["N"] for q in points}), p.n_boot)
@@ -33,9 +33,8 @@ r = val["realised"]
 at = float(fit.predict(r["N"], r["pretrain_tokens"], r["rl_flops"]))
 boot = [float(predict(fit.form, q, r["N"], r["pretrain_tokens"], r["rl_flops"])) for q in fit.boot]
 lo, hi = (float(v) for v in np.quantile(boot, [0.05, 0.95]))
-d_max = p.val_tokens_x * max(q["pretrain_tokens"] for q in points) if p.val_tokens_x else None
 keys = ("N", "pretrain_tokens", "rl_share", "predicted_test_loss")
-fr = frontier(fit, vb, d_max=d_max)
+fr = frontier(fit, vb, d_max=token_cap(p, points))
 ho = held_out(fit, points, fb, vb)
 print(json.dumps({
     "dir": str(out), "measured": val["measured"], "se": val["se"],

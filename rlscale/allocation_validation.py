@@ -39,6 +39,16 @@ def fit_law(points: list[dict], form: str, sizes: list[float], n_boot: int, seed
     return fit
 
 
+def fitting_points(points: list[dict], fit_budget: float) -> list[dict]:
+    """The points the law is fitted on: those within the fitting budget."""
+    return [q for q in points if q["C_total"] <= fit_budget * (1 + 1e-9)]
+
+
+def token_cap(p, points: list[dict]) -> float | None:
+    """The validation's pre-training tokens at most (val_tokens_x x the largest measured)."""
+    return p.val_tokens_x * max(q["pretrain_tokens"] for q in points) if p.val_tokens_x else None
+
+
 def validation_plan(p, points: list[dict], budgets: list[float], out: Path) -> dict:
     """Fit on the smaller budgets (form chosen there too), predict the best allocation at the
     largest budget over the rungs of the experiment. Written once to
@@ -49,12 +59,11 @@ def validation_plan(p, points: list[dict], budgets: list[float], out: Path) -> d
     if path.is_file():
         return read_json(path)
     fit_budget, val_budget = budgets[-2], budgets[-1]
-    fit_pts = [q for q in points if q["C_total"] <= fit_budget * (1 + 1e-9)]
+    fit_pts = fitting_points(points, fit_budget)
     form, scores = choose_form(joint_data(fit_pts, "fitting points"))
     sizes = sorted({q["N"] for q in points})
     fit = fit_law(fit_pts, form, sizes, p.n_boot)
-    d_max = p.val_tokens_x * max(q["pretrain_tokens"] for q in points) if p.val_tokens_x else None
-    pred = frontier(fit, val_budget, d_max=d_max)
+    pred = frontier(fit, val_budget, d_max=token_cap(p, points))
     plan = {"fit_budget": fit_budget, "budget": val_budget, "form": form, "form_scores": scores,
             "n_fit_points": len(fit_pts), "fit": fit.to_dict(), "predicted": pred,
             "held_out": held_out(fit, points, fit_budget, val_budget)}

@@ -23,6 +23,7 @@ from rlscale.rewards import REWARDS
 
 REWARD_NAMES = tuple(REWARDS)
 DTYPES = ("", "fp32", "bf16", "fp16", "float32", "bfloat16", "float16")  # as load_model
+FP32 = ("", "fp32", "float32")  # the DTYPES that load fp32 weights (the default)
 AUTOCASTS = ("", "bf16")  # fp16 autocast would also need a gradient scaler: not offered
 _DEVICE = re.compile(r"^(|cpu|mps|cuda(:\d+)?)$")
 # Count caps lie far above any run this tool aims at (the paper: 512 prompts x 8, 1k tokens);
@@ -191,7 +192,7 @@ class TrainConfig:
             if value not in allowed:
                 bad(name, f"unknown {name.replace('_', ' ')} {value!r}; choose one of "
                           f"{', '.join(a for a in allowed if a)}")
-        if self.autocast and self.dtype not in ("", "fp32", "float32"):
+        if self.autocast and self.dtype not in FP32:
             bad("autocast", f"{self.autocast} autocast keeps fp32 master weights; it cannot run "
                             f"on --dtype {self.dtype} weights (drop --dtype)")
         if not _DEVICE.match(self.device):

@@ -55,8 +55,6 @@ from rlscale.rewards import REWARDS
 from rlscale.rollout import Generation, SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
 
-LOW_PRECISION = ("bf16", "bfloat16", "fp16", "float16")  # --dtype values that train pure
-
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
 POLICY_DIR = "policy"
 
@@ -113,7 +111,7 @@ class _Trainer:
         self.device = _device(cfg)
         self.model, self.tok = load_model(cfg.model, self.device, cfg.dtype or "fp32", seed=cfg.seed)
         self.shape = ModelShape.of(self.model)
-        if cfg.dtype in LOW_PRECISION:  # allowed (memory), but say what it costs, once
+        if next(self.model.parameters()).dtype != torch.float32:  # allowed (memory); its cost:
             print(f"rlscale train: warning: --dtype {cfg.dtype} keeps the weights and AdamW's "
                   f"updates in {cfg.dtype}, which rounds away every update below ~1/256 of its "
                   f"weight (at lr 1e-6, 99% of them: docs/benchmarks.md); --autocast bf16 "
