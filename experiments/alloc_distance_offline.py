@@ -5,20 +5,14 @@ past the grid's largest), then its level at the realised allocation against the 
 and 2 (SE: max(SD / sqrt 2, their evaluation SE of the mean)). DIR: a finished
 `allocate-words-long` directory with three draws; SEED: its --seed (none without one)."""
 import json, math, sys
-from dataclasses import replace
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
-from rlscale.allocation import PRESETS, plan_jobs
-from rlscale.allocation_points import collect, curve_points
-from rlscale.allocation_validation import fit_law, fitting_points, validation_jobs
-out, seed = Path(sys.argv[1]), sys.argv[2]
-p = PRESETS["allocate-words-long"]
-p = p if seed == "none" else replace(p, seed=int(seed))
-points = collect(plan_jobs(p, out))
-plan = json.loads((out / "allocation_validation_plan.json").read_text())
-fb = plan["fit_budget"]
-fit_pts = fitting_points(points, fb)
+from alloc_offline import load
+from rlscale.allocation_points import curve_points
+from rlscale.allocation_validation import fit_law, validation_jobs
+out = Path(sys.argv[1])
+p, points, plan, fit_pts = load(sys.argv[1], sys.argv[2])
 draws = [j for j in validation_jobs(p, plan, points, out) if j.kind == "rl"]
 curves = {j.meta["draw"]: curve_points(Path(j.out), Path(j.meta["pretrain"]), j.meta["rung"]) for j in draws}
 for q in curves[1]:

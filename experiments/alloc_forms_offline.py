@@ -9,24 +9,18 @@ validation budget. DIR: a finished `rlscale study --preset allocate-words-long` 
 its --seed (none for a run without one). One JSON line with the committed law's numbers (from
 DIR) beside the refitted ones."""
 import json, sys
-from dataclasses import replace
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
-from rlscale.allocation import PRESETS, plan_jobs
-from rlscale.allocation_points import collect, held_out
-from rlscale.allocation_validation import fit_law, fitting_points, joint_data, token_cap
+from alloc_offline import load
+from rlscale.allocation_points import held_out
+from rlscale.allocation_validation import fit_law, joint_data, token_cap
 from rlscale.scaling.joint import choose_form, frontier, predict
 
-out, seed = Path(sys.argv[1]), sys.argv[2]
-p = PRESETS["allocate-words-long"]
-p = p if seed == "none" else replace(p, seed=int(seed))
-points = collect(plan_jobs(p, out))
-plan = json.loads((out / "allocation_validation_plan.json").read_text())
+out = Path(sys.argv[1])
+p, points, plan, fit_pts = load(sys.argv[1], sys.argv[2])
 val = json.loads((out / "allocation.json").read_text())["validation"]
 fb, vb = plan["fit_budget"], plan["budget"]
-fit_pts = fitting_points(points, fb)
-assert len(fit_pts) == plan["n_fit_points"], "not the plan's fitting points"
 form, scores = choose_form(joint_data(fit_pts, "fitting points"))
 fit = fit_law(fit_pts, form, sorted({q["N"] for q in points}), p.n_boot)
 r = val["realised"]
