@@ -100,21 +100,43 @@ def _against(o: dict, best: dict) -> dict:
             "worse_by_se": math.hypot(o["test_loss_se"], best["test_loss_se"])}
 
 
-def held_out(fit, points: list[dict], fit_budget: float, val_budget: float) -> dict:
-    """The fit (on the points within fit_budget) scored on the measured points it did not see,
-    and as a chooser: of the measured options at val_budget, the one it predicts best, against
-    the measured best (regret: how much worse the law's pick measured)."""
+def scored(fit, pts: list[dict]) -> dict:
+    """A fit against measured points: mean absolute relative error, the share within 2 of each
+    point's evaluation SE, the share inside the law's own bootstrap interval (parameters only,
+    as `frontier` states it), and the median signed error in SE (positive: measured above)."""
     import numpy as np
 
+    if not pts:
+        return {"n_points": 0}
+    pred = np.array([float(fit.predict(q["N"], q["pretrain_tokens"], q["rl_flops"]))
+                     for q in pts])
+    meas = np.array([q["test_loss"] for q in pts])
+    se = np.array([q["test_loss_se"] for q in pts])
+    res = {"n_points": len(pts), "mare": float(np.mean(np.abs(pred - meas) / meas)),
+           "within_2se": float(np.mean(np.abs(pred - meas) <= 2 * se))}
+    if (se > 0).any():
+        res["median_z"] = float(np.median((meas - pred)[se > 0] / se[se > 0]))
+    if fit.boot:
+        iv = [fit.interval(q["N"], q["pretrain_tokens"], q["rl_flops"]) for q in pts]
+        res["inside_interval"] = float(np.mean([lo <= m <= hi for (lo, hi), m in zip(iv, meas)]))
+    return res
+
+
+def held_out(fit, points: list[dict], fit_budget: float, val_budget: float) -> dict:
+    """The fit (on the points within fit_budget) scored on the measured points it did not see,
+    in all and split by how far they lie: points of a checkpoint the fit saw (only their RL
+    reaches past it) and of checkpoints it never saw (their pre-training tokens lie past the
+    fit's for that rung); and as a chooser: of the measured options at val_budget, the one it
+    predicts best, against the measured best (regret: how much worse the law's pick measured)."""
+    seen = {(q["N"], q["pretrain_tokens"]) for q in points
+            if q["C_total"] <= fit_budget * (1 + 1e-9)}
     unseen = [q for q in points if q["C_total"] > fit_budget * (1 + 1e-9)]
-    res = {"n_points": len(unseen)}
+    res = scored(fit, unseen)
     if unseen:
-        pred = np.array([float(fit.predict(q["N"], q["pretrain_tokens"], q["rl_flops"]))
-                         for q in unseen])
-        meas = np.array([q["test_loss"] for q in unseen])
-        se = np.array([q["test_loss_se"] for q in unseen])
-        res |= {"mare": float(np.mean(np.abs(pred - meas) / meas)),
-                "within_2se": float(np.mean(np.abs(pred - meas) <= 2 * se))}
+        known = [(q["N"], q["pretrain_tokens"]) in seen for q in unseen]
+        res["by_checkpoint"] = {
+            "seen": scored(fit, [q for q, k in zip(unseen, known) if k]),
+            "unseen": scored(fit, [q for q, k in zip(unseen, known) if not k])}
     opts = options_at(points, val_budget)["options"]
     if opts:
         def predicted(o):

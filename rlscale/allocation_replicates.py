@@ -209,6 +209,13 @@ def checkpoint_rows(allocs: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["N"], r["pretrain_tokens"]))
 
 
+def _split(h: dict, key: str) -> dict | None:
+    """One class of held-out points (allocation_points.held_out's by_checkpoint), or None."""
+    c = (h.get("by_checkpoint") or {}).get(key)
+    return {k: c.get(k) for k in ("n_points", "mare", "within_2se", "inside_interval")} \
+        if c and c.get("n_points") else None
+
+
 def law_rows(allocs: list[dict]) -> list[dict]:
     rows = []
     for a in allocs:
@@ -221,6 +228,7 @@ def law_rows(allocs: list[dict]) -> list[dict]:
                      "validation_vs_best": (v.get("vs_measured_best") or {}).get("difference"),
                      "validation_vs_best_z": (v.get("vs_measured_best") or {}).get("z"),
                      "held_out_mare": h.get("mare"), "regret": h.get("regret"),
+                     "held_out_seen": _split(h, "seen"), "held_out_unseen": _split(h, "unseen"),
                      "regret_se": h.get("regret_se")})
     return rows
 
@@ -235,6 +243,15 @@ def table(allocs: list[dict]) -> dict:
 # ---------------------------------------------------------------- markdown
 def _f(x, spec=".3f") -> str:
     return "-" if x is None else f"{x:{spec}}"
+
+
+def _split_cell(r: dict) -> str:
+    seen, unseen = r.get("held_out_seen"), r.get("held_out_unseen")
+    if not seen and not unseen:
+        return ""
+    return (f" ({_f((seen or {}).get('mare'))} / {_f((unseen or {}).get('mare'))}; inside the "
+            f"interval {_pct((seen or {}).get('inside_interval'))} / "
+            f"{_pct((unseen or {}).get('inside_interval'))})")
 
 
 def _pct(x) -> str:
@@ -316,7 +333,7 @@ def markdown(t: dict) -> str:
           "mean lies inside the law's own bootstrap interval there.", "",
           "| seed | form | R² | validation draws, measured | error (SE), within 2 SE | "
           "inside the law's interval | against the best measured at that budget (SE) | "
-          "held-out MARE | regret of its pick ± SE |",
+          "held-out MARE (checkpoints seen / unseen) | regret of its pick ± SE |",
           "|---|---|---|---|---|---|---|---|---|"]
     yes = {True: "yes", False: "no", None: "-"}
     for r in t["law"]:
@@ -327,5 +344,6 @@ def markdown(t: dict) -> str:
                  f"{yes.get(r.get('validation_inside_interval'), '-')} | "
                  f"{_f(r['validation_vs_best'], '+.3f')} "
                  f"({_f(r['validation_vs_best_z'], '+.1f')}) | "
-                 f"{_f(r['held_out_mare'])} | {_f(r['regret'], '+.3f')} ± {_f(r['regret_se'])} |")
+                 f"{_f(r['held_out_mare'])}{_split_cell(r)} | "
+                 f"{_f(r['regret'], '+.3f')} ± {_f(r['regret_se'])} |")
     return "\n".join(L + ["", "Directories: " + ", ".join(t["dirs"]), ""])

@@ -234,7 +234,7 @@ def held_out_sentence(h: dict, v: dict) -> str:
     s = f"On the {h['n_points']} measured points above {v['fit_budget']:.3g} FLOPs, which it did not see"
     if h.get("mare") is not None:
         s += (f", the same fit's error is {h['mare']:.3f} (mean absolute relative), "
-              f"{_pct(h['within_2se'])} of them within 2 SE")
+              f"{_pct(h['within_2se'])} of them within 2 SE{_by_checkpoint(h, v)}")
     if h.get("law_pick"):
         pick, best = h["law_pick"], h["measured_best"]
         s += (f"; of the {h['n_options']} measured options at {v['budget']:.3g} FLOPs it picks "
@@ -244,3 +244,19 @@ def held_out_sentence(h: dict, v: dict) -> str:
               f"{_pct(best['rl_share'])} ({best['test_loss']:.3f}): regret "
               f"{h['regret']:.3f} ± {h['regret_se']:.3f}")
     return s + "."
+
+
+def _by_checkpoint(h: dict, v: dict) -> str:
+    """The held-out points split by whether the fit saw their checkpoint (the error grows most
+    where it did not: docs/study.md, session 27)."""
+    level = v.get("level") or 0.9
+    parts = []
+    for key, what in (("seen", "checkpoints it saw (only their RL past its points)"),
+                      ("unseen", "checkpoints it never saw (tokens past its own at that size)")):
+        c = (h.get("by_checkpoint") or {}).get(key) or {}
+        if c.get("n_points"):
+            parts.append(f"{c['n_points']} on {what}: error {c['mare']:.3f}, "
+                         f"{_pct(c['within_2se'])} within 2 SE"
+                         + (f", {_pct(c['inside_interval'])} inside its {level:.0%} interval"
+                            if c.get("inside_interval") is not None else ""))
+    return " (" + "; ".join(parts) + ")" if parts else ""

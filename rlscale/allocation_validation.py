@@ -124,7 +124,7 @@ def validation_result(plan: dict, jobs: list) -> dict:
     there."""
     import numpy as np
 
-    from rlscale.scaling.joint import JointFit, predict
+    from rlscale.scaling.joint import JointFit
 
     fit = JointFit.from_dict(plan["fit"])
     draws = [_draw(fit, j) for j in jobs if j.kind == "rl"]
@@ -136,11 +136,7 @@ def validation_result(plan: dict, jobs: list) -> dict:
     for key in ("rl_flops", "rl_share", "C_total"):
         realised[key] = float(np.mean([d["realised"][key] for d in draws]))
     at = float(np.mean([d["predicted_at_realised"] for d in draws]))
-    lo = hi = None
-    if fit.boot:
-        b = [float(predict(fit.form, q, realised["N"], realised["pretrain_tokens"],
-                           realised["rl_flops"])) for q in fit.boot]
-        lo, hi = (float(np.quantile(b, a)) for a in ((1 - fit.level) / 2, (1 + fit.level) / 2))
+    lo, hi = fit.interval(realised["N"], realised["pretrain_tokens"], realised["rl_flops"])
     mean, pred = float(m.mean()), plan["predicted"]
     return {"budget": plan["budget"], "fit_budget": plan["fit_budget"], "form": plan["form"],
             "predicted": pred["predicted_test_loss"], "predicted_interval": pred["interval"],

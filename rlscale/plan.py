@@ -100,8 +100,10 @@ def run(args) -> int:
     if f.get("extrapolated"):  # stdout keeps its one line; the caveat goes to stderr
         import sys
 
+        past = (f"; its pre-training tokens are {f['tokens_x_seen']:.3g}x the most the fit saw "
+                f"at this N" if (f.get("tokens_x_seen") or 0) > 1.001 else "")
         sys.stderr.write(f"plan: note: the optimum lies outside the fitted data in "
-                         f"{', '.join(f['extrapolated'])} (an extrapolation)\n")
+                         f"{', '.join(f['extrapolated'])} (an extrapolation{past})\n")
     plot = Path(args.plot) if args.plot else Path(args.fit).parent / "plan_frontier.png"
     plot_frontier(fit, plot, budget / 30, budget * 30, mark=f)
     return 0

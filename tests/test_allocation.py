@@ -228,6 +228,52 @@ def test_held_out_scores_the_fit_on_unseen_points_and_as_a_chooser():
                                         quiet if r["C_total"] <= val_b * (1 + 1e-9))
 
 
+def test_held_out_splits_seen_and_unseen_checkpoints():
+    """The held-out points split by whether the fit saw their checkpoint (session 27: the law's
+    error grows most on checkpoints it never saw), each class scored against the law's own
+    bootstrap interval; and frontier flags tokens past the most the fit saw at a size, even
+    where they lie inside the fitted tokens of another size."""
+    from rlscale.allocation_points import held_out, scored
+    from rlscale.scaling.joint import JointData, fit_joint, frontier, tokens_seen
+
+    p, rows = _synthetic(noise=0.01)
+    for r in rows:
+        r["C_total"] = 6 * r["N"] * r["pretrain_tokens"] + r["rl_flops"]
+        r["step"] = round(r["rl_flops"] / (15000 * 6 * r["N"]))
+        r["rl_share"], r["rung"] = r["rl_flops"] / r["C_total"], f"{r['N']:g}"
+    fit_b = 6 * 2e5 * 7.5e5 * 1.05  # 200k: only its smallest checkpoint, and its start
+    fit_pts = [r for r in rows if r["C_total"] <= fit_b]
+    fit = fit_joint(JointData.from_rows(fit_pts), "rl_power", n_boot=10)
+    h = held_out(fit, rows, fit_b, max(r["C_total"] for r in rows))
+    unseen = [r for r in rows if r["C_total"] > fit_b]
+    saw = {(r["N"], r["pretrain_tokens"]) for r in fit_pts}
+    by = h["by_checkpoint"]
+    assert by["seen"]["n_points"] == sum((r["N"], r["pretrain_tokens"]) in saw for r in unseen) > 0
+    assert by["seen"]["n_points"] + by["unseen"]["n_points"] == h["n_points"] == len(unseen)
+    assert {(r["N"], r["pretrain_tokens"]) for r in unseen} - saw == {
+        (6e4, 3e6), (2e5, 1.5e6), (2e5, 3e6)}
+    # coverage recomputed point by point from the bootstrap draws
+    cls = [r for r in unseen if (r["N"], r["pretrain_tokens"]) not in saw]
+    inside = [lo <= r["test_loss"] <= hi for r in cls
+              for lo, hi in [fit.interval(r["N"], r["pretrain_tokens"], r["rl_flops"])]]
+    assert by["unseen"]["inside_interval"] == pytest.approx(sum(inside) / len(inside))
+    assert scored(fit, []) == {"n_points": 0}
+    # fit intervals: None without draws; frontier's is the same helper's
+    assert fit.interval(2e5, 3e6, 0.0)[0] <= float(fit.predict(2e5, 3e6, 0.0)) * 1.05
+    bare = type(fit)(fit.form, fit.params, 1.0, 0.0, 0, 0)
+    assert bare.interval(2e5, 3e6, 0.0) == (None, None)
+    # the most tokens seen per size; 200k on 1.5M tokens lies inside the fitted token range
+    # (the 20k rung's 3M) but past what the fit saw at 200k
+    assert tokens_seen(fit, 2e5) == 7.5e5 and tokens_seen(fit, 6e4) == 1.5e6
+    assert tokens_seen(fit, 1e5) is None
+    f = frontier(fit, 6 * 2e5 * 1.5e6 * 1.001, sizes=[2e5])
+    assert "pretrain_tokens" not in f["extrapolated"]
+    assert "pretrain_tokens_at_N" in f["extrapolated"]
+    assert f["tokens_x_seen"] == pytest.approx(f["pretrain_tokens"] / 7.5e5) and f["tokens_x_seen"] > 1
+    old = type(fit).from_dict({k: v for k, v in fit.to_dict().items() if k != "d_seen"})
+    assert frontier(old, 6 * 2e5 * 1.5e6 * 1.001, sizes=[2e5])["tokens_x_seen"] is None
+
+
 def test_joint_flags_parameters_the_data_do_not_pin_down():
     from rlscale.scaling.joint import _bounds, _flags, specs
 

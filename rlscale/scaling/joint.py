@@ -178,16 +178,29 @@ class JointFit:
     d_range: list | None = None  # [min, max] pre-training tokens of the fitted data
     t_max: float | None = None  # the most RL tokens (C_RL / 6N) of the fitted data
     flags: dict | None = None  # name -> why it is not identified (at a bound, interval > decade)
+    d_seen: list | None = None  # [[N, most pre-training tokens fitted at that N], ...]: past
+    # them the law extrapolates to a checkpoint it never saw (measured: where it fails most)
 
     def predict(self, n, d, c_rl) -> np.ndarray:
         return predict(self.form, self.params, n, d, c_rl)
+
+    def interval(self, n, d, c_rl) -> tuple[float, float] | tuple[None, None]:
+        """The predicted loss's bootstrap percentile interval at `level` at one allocation: the
+        parameters' uncertainty only (a measurement there adds its own noise); (None, None)
+        without bootstrap draws."""
+        if not self.boot:
+            return None, None
+        preds = [float(predict(self.form, b, n, d, c_rl)) for b in self.boot]
+        a = (1 - self.level) / 2
+        return float(np.quantile(preds, a)), float(np.quantile(preds, 1 - a))
 
     def to_dict(self) -> dict:
         return {"law": f"joint_{self.form}", "form": self.form, "params": self.params,
                 "intervals": self.intervals, "r2": self.r2, "rmse_log": self.rmse_log,
                 "n_points": self.n_points, "n_curves": self.n_curves, "level": self.level,
                 "n_choices": self.n_choices, "n_range": self.n_range, "d_range": self.d_range,
-                "t_max": self.t_max, "flags": self.flags, "boot": self.boot}
+                "t_max": self.t_max, "flags": self.flags, "boot": self.boot,
+                "d_seen": self.d_seen}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "fit") -> "JointFit":
@@ -201,7 +214,7 @@ class JointFit:
                        float(d.get("rmse_log", float("nan"))), int(d.get("n_points", 0)),
                        int(d.get("n_curves", 0)), d.get("intervals"), d.get("boot"),
                        d.get("n_choices"), d.get("n_range"), float(d.get("level", 0.9)),
-                       d.get("d_range"), d.get("t_max"), d.get("flags"))
+                       d.get("d_range"), d.get("t_max"), d.get("flags"), d.get("d_seen"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{source}: not a joint fit (allocation_fit.json): {e!s:.80}") from None
 
@@ -220,7 +233,8 @@ def fit_joint(data: JointData, form: str, n_boot: int = 100, seed: int = 0,
     fit = JointFit(form, params, r2, rmse, len(data.loss), int(len(np.unique(data.curve))),
                    level=level, n_range=[float(data.n.min()), float(data.n.max())],
                    d_range=[float(data.d.min()), float(data.d.max())],
-                   t_max=float(np.max(data.c_rl / (6.0 * data.n))))
+                   t_max=float(np.max(data.c_rl / (6.0 * data.n))),
+                   d_seen=[[float(n), float(data.d[data.n == n].max())] for n in np.unique(data.n)])
     if n_boot:
         rng = np.random.default_rng(seed)
         curves = np.unique(data.curve)
@@ -310,11 +324,8 @@ def frontier(fit: JointFit, budget: float, sizes=None, d_max: float | None = Non
             best = (float(n), s, val)
     n, s, val = best
     d, c_rl = (1 - s) * budget / (6 * n), s * budget
-    lo = hi = float("nan")
-    if fit.boot:
-        preds = [float(predict(fit.form, b, n, d, c_rl)) for b in fit.boot]
-        a = (1 - fit.level) / 2
-        lo, hi = float(np.quantile(preds, a)), float(np.quantile(preds, 1 - a))
+    lo, hi = fit.interval(n, d, c_rl)
+    lo, hi = (float("nan"), float("nan")) if lo is None else (lo, hi)
     outside = []  # where the optimum leaves the fitted data: an extrapolation, flagged
     if fit.n_range and not fit.n_range[0] <= n <= fit.n_range[1]:
         outside.append("N")
@@ -322,6 +333,20 @@ def frontier(fit: JointFit, budget: float, sizes=None, d_max: float | None = Non
         outside.append("pretrain_tokens")
     if fit.t_max is not None and c_rl / (6 * n) > fit.t_max * 1.001:
         outside.append("rl_flops")
+    seen = tokens_seen(fit, n)
+    if seen is not None and d > seen * 1.001 and "pretrain_tokens" not in outside:
+        outside.append("pretrain_tokens_at_N")
     return {"C_total": float(budget), "N": n, "pretrain_tokens": d, "rl_flops": c_rl,
             "rl_share": s, "predicted_test_loss": val, "interval": [lo, hi],
-            "extrapolated": outside}
+            "extrapolated": outside, "tokens_x_seen": None if seen is None else d / seen}
+
+
+def tokens_seen(fit: JointFit, n: float) -> float | None:
+    """The most pre-training tokens the fit saw at size n (None: a size it never saw, or a fit
+    written before it recorded them). A checkpoint past them is the law's weakest prediction:
+    on the micro ladder its held-out error there was 1.2-30x its error on checkpoints it saw,
+    in 5 of 5 seeds (docs/study.md, session 27)."""
+    for m, d in fit.d_seen or []:
+        if abs(m - n) <= 1e-6 * max(m, n):
+            return float(d)
+    return None
