@@ -28,6 +28,9 @@ def configure(p) -> None:
                    help="fit the joint law to these runs first (columns N, pretrain_tokens, "
                         "rl_flops, test_loss[, test_loss_se, curve])")
     p.add_argument("--bootstrap", type=int, default=100, help="resamples for intervals (--points)")
+    p.add_argument("--within-seen", action="store_true",
+                   help="keep every size at most at the pre-training tokens the fit saw there "
+                        "(RL past measured checkpoints only: where the law held best)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="frontier plot (default: plan_frontier.png beside the fit)")
 
@@ -92,7 +95,7 @@ def run(args) -> int:
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap: {args.bootstrap}: must be >= 0")
     fit = fit_points(args.points, args.fit, args.bootstrap) if args.points else load_fit(args.fit)
-    f = frontier(fit, budget)
+    f = frontier(fit, budget, within_seen=args.within_seen)
     lo, hi = f["interval"]
     print(f"plan: budget={budget:.6g} N={f['N']:.0f} pretrain_tokens={f['pretrain_tokens']:.0f} "
           f"rl_flops={f['rl_flops']:.6g} rl_share={f['rl_share']:.4f} "

@@ -272,6 +272,18 @@ def test_held_out_splits_seen_and_unseen_checkpoints():
     assert f["tokens_x_seen"] == pytest.approx(f["pretrain_tokens"] / 7.5e5) and f["tokens_x_seen"] > 1
     old = type(fit).from_dict({k: v for k, v in fit.to_dict().items() if k != "d_seen"})
     assert frontier(old, 6 * 2e5 * 1.5e6 * 1.001, sizes=[2e5])["tokens_x_seen"] is None
+    # a plan within the seen checkpoints: every size at most at its seen tokens, RL the rest
+    for b in (1e11, 1e12, 1e13):
+        w = frontier(fit, b, within_seen=True)
+        assert w["N"] in (2e4, 6e4, 2e5) and w["pretrain_tokens"] <= tokens_seen(fit, w["N"]) * 1.0001
+        assert 6 * w["N"] * w["pretrain_tokens"] + w["rl_flops"] == pytest.approx(b)
+        assert "pretrain_tokens_at_N" not in w["extrapolated"]
+    assert frontier(fit, 1e13, within_seen=True, sizes=[2e5])["pretrain_tokens"] == \
+        pytest.approx(7.5e5, rel=1e-4)
+    with pytest.raises(UserError, match="--within-seen: this fit records no tokens"):
+        frontier(old, 1e12, within_seen=True)
+    with pytest.raises(UserError, match="none of the sizes"):
+        frontier(fit, 1e12, within_seen=True, sizes=[1e5])
 
 
 def test_joint_flags_parameters_the_data_do_not_pin_down():
@@ -544,6 +556,21 @@ def test_plan_prints_one_line_and_writes_the_plot(smoke, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and PLAN.match(lines[0]), lines
     assert (tmp_path / "f.png").stat().st_size > 0
+    # within the seen checkpoints: the tokens at most those the fit saw at the chosen size
+    assert main(["plan", "--fit", str(out / "allocation_fit.json"), "--budget", f"{budget:.4g}",
+                 "--plot", str(tmp_path / "g.png"), "--within-seen"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert PLAN.match(line), line
+    n, d = (float(re.search(rf" {k}=(\S+)", line).group(1)) for k in ("N", "pretrain_tokens"))
+    seen = dict(json.loads((out / "allocation_fit.json").read_text())["d_seen"])
+    assert d <= min(v for m, v in seen.items() if abs(m - n) <= 1) * 1.0001
+    # a fit written before it kept its tokens per size: one line, exit 2
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({k: v for k, v in json.loads(
+        (out / "allocation_fit.json").read_text()).items() if k != "d_seen"}))
+    assert main(["plan", "--fit", str(old), "--budget", "1e12", "--within-seen"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--within-seen" in err[0]
 
 
 @pytest.mark.parametrize("budget", ["-1", "0", "abc", "nan", "inf"])

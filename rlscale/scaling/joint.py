@@ -308,20 +308,23 @@ def _best_share(fit_params, form, n: float, budget: float,
     return float(grid[i]), float(vals[i])
 
 
-def frontier(fit: JointFit, budget: float, sizes=None, d_max: float | None = None) -> dict:
+def frontier(fit: JointFit, budget: float, sizes=None, d_max: float | None = None,
+             within_seen: bool = False) -> dict:
     """The compute-optimal allocation of `budget` FLOPs under the fit: N, pre-training tokens,
     RL FLOPs, RL share, predicted loss and its bootstrap interval (at that allocation).
-    d_max caps the pre-training tokens (the rest of the budget goes to RL)."""
+    d_max caps the pre-training tokens (the rest of the budget goes to RL); within_seen keeps
+    each size at most at the tokens the fit saw there (RL past a measured checkpoint, where the
+    law held best: docs/study.md, session 27) and drops sizes it never saw."""
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
         raise UserError(f"--budget: {budget!r}: must be a positive number of FLOPs")
-    if sizes is None:
-        sizes = fit.n_choices or list(np.geomspace(*(fit.n_range or [1e5, 1e9]), 25))
     best = None
-    for n in sizes:
-        s_min = 0.0 if d_max is None else 1.0 - 6.0 * float(n) * d_max / float(budget)
-        s, val = _best_share(fit.params, fit.form, float(n), float(budget), s_min)
+    for n, cap in _candidates(fit, sizes, d_max, within_seen):
+        s_min = 0.0 if cap is None else 1.0 - 6.0 * n * cap / float(budget)
+        s, val = _best_share(fit.params, fit.form, n, float(budget), s_min)
         if best is None or val < best[2]:
-            best = (float(n), s, val)
+            best = (n, s, val)
+    if best is None:
+        raise UserError("--within-seen: none of the sizes to plan for was in the fitted data")
     n, s, val = best
     d, c_rl = (1 - s) * budget / (6 * n), s * budget
     lo, hi = fit.interval(n, d, c_rl)
@@ -339,6 +342,22 @@ def frontier(fit: JointFit, budget: float, sizes=None, d_max: float | None = Non
     return {"C_total": float(budget), "N": n, "pretrain_tokens": d, "rl_flops": c_rl,
             "rl_share": s, "predicted_test_loss": val, "interval": [lo, hi],
             "extrapolated": outside, "tokens_x_seen": None if seen is None else d / seen}
+
+
+def _candidates(fit: JointFit, sizes, d_max: float | None, within_seen: bool):
+    """(size, its pre-training token cap or None) for every size a plan may choose."""
+    if within_seen and not fit.d_seen:
+        raise UserError("--within-seen: this fit records no tokens per size (written before "
+                        "they were kept): refit it (rlscale plan --points)")
+    if sizes is None:
+        sizes = fit.n_choices or ([m for m, _ in fit.d_seen] if within_seen else
+                                  list(np.geomspace(*(fit.n_range or [1e5, 1e9]), 25)))
+    for n in sizes:
+        seen = tokens_seen(fit, n) if within_seen else None
+        if within_seen and seen is None:
+            continue  # a size the fit never saw
+        caps = [c for c in (d_max, seen) if c is not None]
+        yield float(n), (min(caps) if caps else None)
 
 
 def tokens_seen(fit: JointFit, n: float) -> float | None:
