@@ -47,6 +47,9 @@ class ArithConfig:
     expr_zipf: float = -1.0  # their skew (-1: zipf). Stories and expressions can then differ in
     # difficulty: hard stories that order the ladder, easy expressions whose worked chains even
     # the smallest rung gets right more often than its guesses (docs/study.md, session 13)
+    expr_above: int = 0  # expressions: drawn again until some number of the chain (the start,
+    # an operand or a result) exceeds this (0: any); a transfer family past the numbers a
+    # task's expressions had (docs/study.md, session 27)
     zipf: float = 0.0  # > 0: every number is drawn from its range with P(v) ~ v^-zipf, so that
     # small numbers (and the arithmetic facts among them) are common and large ones rare, as
     # facts are in text; 0: uniform (the draws of earlier versions)
@@ -81,6 +84,10 @@ class ArithConfig:
         if self.expr_max_value and not 2 <= self.expr_max_value <= self.max_value:
             raise UserError(f"arith: expr_max_value must be 0 or in [2, max_value], got "
                             f"{self.expr_max_value}")
+        top = self.expr_max_value or self.max_value
+        if not 0 <= self.expr_above < top:
+            raise UserError(f"arith: expr_above must be in [0, {top}) (the expressions' largest "
+                            f"number), got {self.expr_above}")
         if self.expr_zipf != -1.0 and not 0 <= self.expr_zipf <= 4:
             raise UserError(f"arith: expr_zipf must be -1 (as zipf) or in [0, 4], got "
                             f"{self.expr_zipf}")
@@ -266,7 +273,9 @@ def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
     ecfg = _expr_config(cfg) if style == "expr" else cfg
     if ecfg is not cfg:
         start, steps, names = _chain(rng, ecfg)
-    while style == "expr" and cfg.expr_max_terms and len(steps) + 1 > cfg.expr_max_terms:
+    while style == "expr" and (cfg.expr_max_terms and len(steps) + 1 > cfg.expr_max_terms
+                               or max([start, *(x for _, b, r in steps for x in (b, r))])
+                               <= cfg.expr_above):
         start, steps, names = _chain(rng, ecfg)  # drawn again: levels stay uniform up to the cap
     if style == "words" and cfg.lexicon:  # drawn again with number-words (specs without a
         start, steps, names = _chain(rng, cfg, words=True)  # lexicon: the problems as before)

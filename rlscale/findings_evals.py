@@ -67,21 +67,30 @@ def greedy_gain(rungs: list[dict]) -> dict:
                    rule="true: more than half the rungs rise by > 2 SE")
 
 
-def transfer(rungs: list[dict], task: str) -> dict:
+def transfer_pair(r: dict, fid: str = "transfer") -> tuple[dict | None, list]:
+    """(before, after seeds) of one rung on one transfer family: `transfer` is the preset's
+    transfer_task, any other id one of its transfer_more."""
+    if fid == "transfer":
+        return r.get("transfer_before"), r.get("transfer_after") or []
+    m = (r.get("transfer_more") or {}).get(fid) or {}
+    return m.get("before"), m.get("after") or []
+
+
+def transfer(rungs: list[dict], task: str, fid: str = "transfer") -> dict:
     """Greedy 0-shot accuracy on a task family RL never saw, before vs after."""
     claim = f"RL on the study task transfers to a task family it never saw ({task or 'none set'})."
     stat = "mean over rungs of the seed-mean change in greedy transfer accuracy; interval: +-2 SE"
-    rows = [r for r in rungs if r.get("transfer_before") and r.get("transfer_after")]
+    rows = [r for r in rungs if all(transfer_pair(r, fid))]
     if not task or not rows:
-        return finding("transfer", claim, stat, None, None, None,
+        return finding(fid, claim, stat, None, None, None,
                        note="no transfer task in this preset" if not task else "no transfer evals")
     ds, ses = [], []
     for r in rows:
-        b, a = r["transfer_before"], r["transfer_after"]
+        b, a = transfer_pair(r, fid)
         ds.append(float(np.mean([x["accuracy"] for x in a])) - b["accuracy"])
         ses.append(math.hypot(b["se"], math.sqrt(sum(x["se"] ** 2 for x in a)) / len(a)))
     d, se = float(np.mean(ds)), math.sqrt(sum(s * s for s in ses)) / len(ses)
-    return finding("transfer", claim, stat, d, (d - SE_Z * se, d + SE_Z * se),
+    return finding(fid, claim, stat, d, (d - SE_Z * se, d + SE_Z * se),
                    True if d > SE_Z * se else None if d >= -SE_Z * se else False,
                    per_rung={r["rung"]: dd for r, dd in zip(rows, ds)},
                    rule="true: the mean change exceeds 2 SE; false: a drop beyond 2 SE; else null")

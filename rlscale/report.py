@@ -74,6 +74,7 @@ def collect(preset, jobs) -> dict:
         rungs.append(rung_row(r, pre, base, curves, ev, before, [Path(j.out) for j in after]))
         rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after]))
         rungs[-1].update(style_rows(before / "passk", [Path(j.out) / "passk" for j in after]))
+        rungs[-1]["transfer_more"] = transfer_more(preset, before, [Path(j.out) for j in after])
         scores.append(zero_shot_scores(base_dir, base.get("primary_check") or "custom_flexible"))
         main += curves
         evals.append(ev)
@@ -168,6 +169,13 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
     }
 
 
+def transfer_more(preset, before: Path, after: list[Path]) -> dict:
+    """Before / after greedy accuracy on each further family RL never saw (transfer_more)."""
+    return {fid: {"before": _acc_se(eval_check(before / fid)),
+                  "after": [_acc_se(x) for p in after if (x := eval_check(p / fid))]}
+            for fid, _ in getattr(preset, "transfer_more", ())}
+
+
 def _acc_se(check: dict | None) -> dict | None:
     return {k: check[k] for k in ("accuracy", "se")} if check else None
 
@@ -204,7 +212,8 @@ def arm_rows(arms: list[dict]) -> dict:
             "reward": [row(c) for c in arms if c["tau"] == tau0]}
 
 
-def analyse(data: dict, transfer_task: str, n_boot: int = 100) -> tuple[dict, list[dict], dict]:
+def analyse(data: dict, transfer_task: str, n_boot: int = 100,
+            transfer_more: tuple = ()) -> tuple[dict, list[dict], dict]:
     """(fits, findings table, fitted objects for the figures)."""
     fits, fitted = {}, {}
     for name, x in (("loglinear_kn_C", "C_paper"), ("loglinear_kn_D", "D")):
@@ -223,6 +232,7 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100) -> tuple[dict, li
         F.data_reuse(reuse), gain, F.reward_format(cf, strict),
         E.rl_sharpens_or_expands(data["evals"]), E.greedy_gain(data["rungs"]),
         E.transfer(data["rungs"], transfer_task), E.few_shot_stability(data["rungs"])]
+    table += [E.transfer(data["rungs"], spec, fid) for fid, spec in transfer_more]
     d = gain["details"]
     b, b_iv = d.get("b", gain["value"]), d.get("b_interval", gain["interval"])
     fits["gain_power"] = ({"law": "gain_power", "params": {"a": d["a"], "b": b}, "r2": d["r2"],
@@ -258,7 +268,7 @@ def write_report(preset, jobs, out: Path, n_boot: int = 100) -> dict:
 
     out = Path(out)
     data = collect(preset, jobs)
-    fits, table, fitted = analyse(data, preset.transfer_task, n_boot)
+    fits, table, fitted = analyse(data, preset.transfer_task, n_boot, preset.transfer_more)
     study = read_json(out / "study.json")
     _store(data, out)
     arms = arm_rows(data["arms"])

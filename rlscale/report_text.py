@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from rlscale.findings_evals import transfer_pair
+
 
 def _f(x, spec=".3g") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -190,16 +192,20 @@ def evals_tables(s: dict) -> list[str]:
     else:
         L.append("The task's problems carry no difficulty level: no per-level table.")
     L += [""] + chain_table(s["rungs"]) + style_table(s["rungs"])
-    if s["settings"].get("transfer_task"):
-        L += [f"Transfer to `{s['settings']['transfer_task']}` (never seen by RL), greedy "
-              "0-shot accuracy:", "", "| rung | before | after RL (seeds) |", "|---|---|---|"]
+    families = ([("transfer", s["settings"]["transfer_task"])]
+                if s["settings"].get("transfer_task") else [])
+    families += [tuple(x) for x in s["settings"].get("transfer_more") or ()]
+    for fid, spec in families:
+        L += [f"Transfer to `{spec}` (never seen by RL; finding `{fid}`), greedy 0-shot "
+              "accuracy:", "", "| rung | before | after RL (seeds) |", "|---|---|---|"]
         for r in s["rungs"]:
-            b, a = r["transfer_before"], r["transfer_after"]
+            b, a = transfer_pair(r, fid)
             L.append(f"| {r['rung']} | {_f(b and b['accuracy'])} | "
                      f"{', '.join(_f(x['accuracy']) for x in a) or 'n/a'} |")
-    else:
-        L.append("Transfer: this preset names no second task family (Preset.transfer_task).")
-    return L + [""]
+        L.append("")
+    if not families:
+        L += ["Transfer: this preset names no second task family (Preset.transfer_task).", ""]
+    return L
 
 
 def fits_list(s: dict) -> list[str]:

@@ -34,6 +34,16 @@ from rlscale.study_plan import DEFAULT_PRESET, PRESETS, Preset, plan, write_task
 
 
 # ---------------------------------------------------------------- the study
+def with_defaults(saved):
+    """A saved preset with every field it predates at that field's default (a study written
+    before the field existed ran without it), as JSON; anything else as it is."""
+    if not isinstance(saved, dict):
+        return saved
+    new = {f.name: json.loads(dumps(f.default)) for f in dataclasses.fields(Preset)
+           if f.default is not dataclasses.MISSING and f.name not in saved}
+    return {**saved, **new}
+
+
 def study(preset: Preset, out, workers: int | None = None, progress: bool | None = None) -> dict:
     """Run (or resume) the whole study into out; returns summary.json's content."""
     import sys
@@ -47,7 +57,7 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
     settings = out / "study.json"
     mine = {"preset": json.loads(dumps(dataclasses.asdict(preset)))}  # tuples as JSON lists
     old = read_json(settings) if settings.is_file() else {"preset": mine["preset"]}
-    if old.get("preset") != mine["preset"]:
+    if with_defaults(old.get("preset")) != mine["preset"]:
         raise UserError(f"{settings}: {out} holds a study with other settings (preset "
                         f"{old.get('preset', {}).get('name')!r}); use another --out")
     t0 = time.perf_counter()

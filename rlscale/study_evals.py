@@ -31,11 +31,17 @@ def eval_specs(preset, out: Path, after: bool) -> list[dict]:
     specs.append(dict(sub="passk", task=task, samples=preset.passk_samples,
                       temperature=preset.passk_temperature,
                       n_problems=preset.passk_problems or preset.kshot_problems, **common))
-    if preset.transfer_task:  # longer chains than RL's: twice the room, so none is cut short
-        specs.append(dict(sub="transfer", task=preset.transfer_task, samples=1, temperature=0.0,
+    for fid, spec in transfer_families(preset):  # longer chains than RL's may come: twice
+        specs.append(dict(sub=fid, task=spec, samples=1, temperature=0.0,  # the room
                           n_problems=preset.kshot_problems,
                           **{**common, "max_new_tokens": 2 * preset.max_new_tokens}))
     return specs
+
+
+def transfer_families(preset) -> list[tuple[str, str]]:
+    """(finding id, task spec) of every task family RL never sees: `transfer` first."""
+    first = [("transfer", preset.transfer_task)] if preset.transfer_task else []
+    return first + [(fid, spec) for fid, spec in preset.transfer_more]
 
 
 def eval_units(evals: list[dict]) -> int:

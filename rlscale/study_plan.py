@@ -51,6 +51,8 @@ class Preset:
     passk_samples: int = 32  # samples per problem: pass@k for k = 1, 2, 4, ... up to this
     passk_temperature: float = 1.0  # the rollout temperature: what RL itself samples from
     transfer_task: str = ""  # a task family RL never sees (greedy, before/after); "" = none
+    transfer_more: tuple[tuple[str, str], ...] = ()  # further families RL never sees, as
+    # (finding id, task spec): each its own evals sub-directory, report table and finding
     plain_frac: float = 0.0  # corpus documents ending "The answer is N." (rlscale.pretrain)
     short_seq_len: int = 0  # pre-training rows before the long phase (0: all seq_len)
     long_frac: float = 1.0  # share of pre-training steps, at the end, in seq_len rows
@@ -99,6 +101,7 @@ PRESETS: dict[str, Preset] = {
     # CI: every stage and file, minutes not science
     "smoke": Preset(
         name="smoke", task=_TASK, transfer_task=_TRANSFER, n_train=600,
+        transfer_more=(("transfer_expr_numbers", "arith:ladder,style=expr,max_value=99,expr_above=40"),),
         rungs=(Rung("micro:20k", 60_000, 1e-2, 3e-4, 4),
                Rung("micro:60k", 60_000, 8e-3, 2e-4, 4)),
         **_CORPUS, batch_size=8, group_size=4, max_new_tokens=32, eval_every=2, heldout=24,

@@ -60,6 +60,7 @@ def _summary(check, shots=(0,)):
 def build(out: Path, reverse: bool = False):
     """A finished study tree for a 4-rung preset; returns (preset, jobs)."""
     preset = dataclasses.replace(PRESETS["cpu"], transfer_task="arith:style=words",
+                                 transfer_more=(("transfer_far", "arith:style=expr"),),
                                  passk_samples=32, rl_seeds=2)
     jobs = plan(preset, out)
     sizes = {}
@@ -87,6 +88,7 @@ def build(out: Path, reverse: bool = False):
             after = j.meta["when"] == "after"
             for e in j.params["evals"]:
                 acc = skill + (0.1 if after and e["sub"] != "passk" else 0.0)
+                acc -= 0.2 if after and e["sub"] == "transfer_far" else 0.0  # RL hurts there
                 atomic_write_json(Path(j.out) / e["sub"] / "summary.json",
                                   _summary(_check(acc, e["samples"])))
     atomic_write_json(out / "study.json", {"wall_s": 1.0, "job_s": {}})
@@ -116,7 +118,7 @@ def test_findings_hold_every_id_with_its_fields(ordered):
 
 
 def test_a_ladder_drawn_from_the_law_reproduces_the_paper(ordered):
-    _, s = ordered
+    out, s = ordered
     f = _by_id(s)
     assert f["size_compute_efficiency"]["reproduced"] is True
     assert f["size_data_efficiency"]["reproduced"] is True
@@ -137,6 +139,16 @@ def test_a_ladder_drawn_from_the_law_reproduces_the_paper(ordered):
     assert f["reward_format"]["reproduced"] is True  # cf ends 0.08 above strict, SE 0.014
     assert f["rl_sharpens_or_expands"]["reproduced"] is None  # pass@k unchanged: not sharpened
     assert f["greedy_gain"]["reproduced"] is True and f["transfer"]["reproduced"] is True
+    # a further family, its own finding from its own evals: every rung 0.1 lower after RL
+    far = f["transfer_far"]
+    assert far["reproduced"] is False and far["value"] == pytest.approx(-0.1)
+    assert "arith:style=expr" in far["claim"] and f["transfer"]["value"] == pytest.approx(0.1)
+    assert all(r["transfer_more"]["transfer_far"]["before"]["accuracy"]
+               - r["transfer_more"]["transfer_far"]["after"][0]["accuracy"] == pytest.approx(0.1)
+               for r in s["rungs"])
+    report = (out / "report.md").read_text()
+    assert "never seen by RL; finding `transfer`" in report
+    assert "Transfer to `arith:style=expr` (never seen by RL; finding `transfer_far`)" in report
     fit = s["fits"]["loglinear_kn_C"]
     assert fit["K_max"] == pytest.approx(0.3, rel=0.2) and fit["N0"] == pytest.approx(5e4, rel=0.5)
     lo, hi = fit["intervals"]["N0"]

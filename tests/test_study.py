@@ -212,10 +212,10 @@ def test_smoke_outputs_exist_and_are_linked(smoke):
     assert (out / "results.sqlite").is_file()
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     for tag in (r.name.removeprefix("micro:") for r in _smoke().rungs):
-        for sub in ("passk", "transfer"):
+        for sub in ("passk", "transfer", "transfer_expr_numbers"):
             assert (out / "evals" / tag / "base" / sub / "summary.json").is_file()
         for run in (tag, f"{tag}-s1"):
-            for sub in ("greedy", "passk", "transfer"):
+            for sub in ("greedy", "passk", "transfer", "transfer_expr_numbers"):
                 assert (out / "evals" / tag / run / sub / "summary.json").is_file()
     ids = [f["id"] for f in summary["findings"]]
     assert {"size_compute_efficiency", "size_data_efficiency", "k_increases_with_n", "law_fit",
@@ -359,6 +359,21 @@ def test_rerun_skips_finished_work_and_other_settings_are_refused(smoke):
     other = dataclasses.replace(_smoke(), slip_frac=_smoke().slip_frac + 0.1)
     with pytest.raises(UserError, match="other settings"):
         study(other, out, progress=False)
+    # a study saved before a preset field existed resumes as if it had its default; one saved
+    # without a field this preset sets otherwise (transfer_more) is another study
+    at_default = [f.name for f in dataclasses.fields(_smoke()) if f.default is not
+                  dataclasses.MISSING and getattr(_smoke(), f.name) == f.default]
+    assert "token_power" in at_default and "transfer_more" not in at_default
+    for drop, same in ((at_default, True), (["transfer_more"], False)):
+        older = {**settings, "preset": {k: v for k, v in settings["preset"].items()
+                                        if k not in drop}}
+        (out / "study.json").write_text(json.dumps(older))
+        if same:
+            assert study(_smoke(), out, progress=False)["rungs"] == summary["rungs"]
+        else:
+            with pytest.raises(UserError, match="other settings"):
+                study(_smoke(), out, progress=False)
+    (out / "study.json").write_text(json.dumps(settings))
 
 
 def test_cli_rejects_bad_flags(tmp_path):

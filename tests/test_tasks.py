@@ -365,6 +365,31 @@ def test_expressions_can_be_drawn_easier_than_the_stories():
             parse_arith_spec(bad)
 
 
+def test_expr_above_draws_expressions_past_a_range():
+    """A transfer family past the numbers a task's expressions had (session 27): every
+    expression holds a number above the bound, the levels keep their cap, the arithmetic holds;
+    unset, the problems of earlier versions."""
+    import re
+
+    base = "arith:ladder,max_value=99,zipf=1.5,expr_max_value=99,expr_zipf=1.5,expr_max_terms=4"
+    cfg = parse_arith_spec(base + ",style=expr,expr_above=20")
+    probs = arith_problems(1000, seed=3, cfg=cfg)
+    for p in probs:
+        check_arith(p, cfg)
+        assert max(int(x) for x in re.findall(r"\d+", p.solution)) > 20
+    assert {p.level for p in probs} == {1, 2, 3}
+    train = parse_arith_spec("arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,"
+                             "expr_zipf=1,expr_max_terms=4")
+    ex = {p.question for p in arith_problems(3000, seed=1, cfg=train) if p.question.startswith(
+        "What is")}
+    assert ex and not ex & {p.question for p in probs}  # disjoint from the 20-bound expressions
+    assert arith_problems(50, seed=1, cfg=parse_arith_spec(base)) == arith_problems(
+        50, seed=1, cfg=parse_arith_spec(base + ",expr_above=0"))
+    for bad in ("expr_above=-1", "expr_above=99", "expr_max_value=20,expr_above=20"):
+        with pytest.raises(UserError, match="expr_above"):
+            parse_arith_spec(f"arith:ladder,max_value=99,{bad}")
+
+
 def test_lexicon_says_story_operands_as_number_words_with_a_zipf_tail():
     from rlscale.arith import _RESERVED, lexicon, question_style
 
@@ -422,6 +447,9 @@ def test_transfer_family_is_disjoint_from_the_main_task():
         assert other.test and not {p.level for p in other.test} & main_levels, preset.name
         qs = {normalize_question(p.question) for p in main.train + main.test}
         assert not qs & {normalize_question(p.question) for p in other.test}
+        for fid, spec in preset.transfer_more:  # further families: no question of the task's
+            more = load_task(spec, n_test=200, n_train=100)
+            assert more.test and not qs & {normalize_question(p.question) for p in more.test}, fid
 
 
 def test_tiny_problem_space_is_a_clear_error():
