@@ -173,7 +173,7 @@ def transfer_more(preset, before: Path, after: list[Path]) -> dict:
     """Before / after greedy accuracy on each further family RL never saw (transfer_more)."""
     return {fid: {"before": _acc_se(eval_check(before / fid)),
                   "after": [_acc_se(x) for p in after if (x := eval_check(p / fid))]}
-            for fid, _ in getattr(preset, "transfer_more", ())}
+            for fid, _ in preset.transfer_more}
 
 
 def _acc_se(check: dict | None) -> dict | None:
