@@ -27,16 +27,16 @@ def _fmt_n(n: float) -> str:
     return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
 
 
-def frontier_curve(fit, lo: float, hi: float, k: int = 30) -> list[dict]:
+def frontier_curve(fit, lo: float, hi: float, k: int = 30, within_seen: bool = False) -> list[dict]:
     import numpy as np
 
     from rlscale.scaling.joint import frontier
 
-    return [frontier(fit, float(c)) for c in np.geomspace(lo, hi, k)]
+    return [frontier(fit, float(c), within_seen=within_seen) for c in np.geomspace(lo, hi, k)]
 
 
 def plot_frontier(fit, path, lo: float, hi: float, points=(), best=(), validation=None,
-                  mark=None) -> str:
+                  mark=None, within_seen: bool = False) -> str:
     """Loss vs total compute: measured curves (if any), the fitted frontier, marks."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -55,9 +55,9 @@ def plot_frontier(fit, path, lo: float, hi: float, points=(), best=(), validatio
                 label=f"N={_fmt_n(mine[0]['N'])}" if first else None)
         ax.plot(x[:1], y[:1], "s", color=color, alpha=alpha, ms=6)
         ax.plot(x[-1:], y[-1:], "*", color=color, alpha=alpha, ms=10)
-    fr = frontier_curve(fit, lo, hi)
+    fr = frontier_curve(fit, lo, hi, within_seen=within_seen)
     ax.plot([f["C_total"] for f in fr], [f["predicted_test_loss"] for f in fr], "k-", lw=2,
-            label=f"fitted frontier ({fit.form})")
+            label=f"fitted frontier ({fit.form}{', within seen tokens' if within_seen else ''})")
     if any(f["interval"][0] == f["interval"][0] for f in fr):
         ax.fill_between([f["C_total"] for f in fr], [f["interval"][0] for f in fr],
                         [f["interval"][1] for f in fr], color="k", alpha=0.12, lw=0)

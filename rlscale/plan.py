@@ -108,5 +108,5 @@ def run(args) -> int:
         sys.stderr.write(f"plan: note: the optimum lies outside the fitted data in "
                          f"{', '.join(f['extrapolated'])} (an extrapolation{past})\n")
     plot = Path(args.plot) if args.plot else Path(args.fit).parent / "plan_frontier.png"
-    plot_frontier(fit, plot, budget / 30, budget * 30, mark=f)
+    plot_frontier(fit, plot, budget / 30, budget * 30, mark=f, within_seen=args.within_seen)
     return 0
