@@ -135,7 +135,10 @@ def test_cpu_words_is_cpu_edge_with_number_words():
         assert b == dataclasses.replace(a, pretrain_lr=b.pretrain_lr, rl_lr=b.rl_lr)
         assert b.rl_lr == pytest.approx(b.pretrain_lr / 47, rel=0.07)
     same = {f.name for f in dataclasses.fields(words)} - {"name", "task", "transfer_task",
-                                                           "rungs"}
+                                                           "transfer_more", "rungs"}
+    # and a second transfer family (session 27): expressions past the task's numbers
+    assert [fid for fid, _ in words.transfer_more] == ["transfer_expr_numbers"]
+    assert "expr_above=20" in words.transfer_more[0][1] and "expr_max_value=20" in words.task
     assert {k: getattr(words, k) for k in same} == {k: getattr(edge, k) for k in same}
 
 
