@@ -109,7 +109,7 @@ def schedule(jobs: list[Job], workers: int, threads: int, progress: bool) -> dic
                            key=lambda j: -j.cost)
             for job in ready[: max(0, workers - len(running))]:
                 del todo[job.name]
-                fut = pool.submit(run_job, job.kind, job.out, job.params, threads)
+                fut = pool.submit(_run_in_worker, job.kind, job.out, job.params, threads)
                 running[fut] = (job, time.perf_counter())
                 bars[job.name] = tqdm(total=job.total, desc=job.name, disable=not progress,
                                       position=len(bars) % workers + 1, leave=False)
@@ -143,15 +143,35 @@ def schedule(jobs: list[Job], workers: int, threads: int, progress: bool) -> dic
     return times
 
 
+_BUSY = False  # in a worker process: a job is running
+
+
+def _run_in_worker(kind: str, out: str, params: dict, threads: int) -> dict:
+    global _BUSY
+    _BUSY = True
+    try:
+        return run_job(kind, out, params, threads)
+    finally:
+        _BUSY = False
+
+
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C or _interrupt_workers in a worker: a running job gets KeyboardInterrupt (it saves
+    and stops); an idle worker ignores it and leaves at the pool's shutdown, instead of printing
+    the traceback of its interrupted queue read (the study's error is the parent's one line)."""
+    if _BUSY:
+        raise KeyboardInterrupt
+
+
 def _worker_init() -> None:
     # a worker started from a non-interactive shell inherits SIGINT ignored; make Ctrl-C (and
-    # _interrupt_workers) raise KeyboardInterrupt there, so the job saves and stops
+    # _interrupt_workers) reach _on_sigint there
     import multiprocessing
     import signal
 
     from rlscale.procs import die_with_parent
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
     die_with_parent(multiprocessing.parent_process().pid)  # no orphan computing if we are killed
 
 

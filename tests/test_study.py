@@ -443,3 +443,29 @@ def test_replicates_table_the_seeds_of_real_summaries(smoke, tmp_path, capsys):
         assert main(["replicates", *map(str, dirs)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
+
+
+def test_a_failing_job_stops_the_study_with_one_line(smoke, tmp_path):
+    """A job that fails on bad input (here an eval directory holding other settings) stops the
+    study with one line and exit 2: the idle worker the scheduler interrupts leaves quietly
+    instead of printing its queue read's KeyboardInterrupt traceback."""
+    import shutil
+    import subprocess
+    import sys
+
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    ev = copy / "evals" / "20k" / "20k" / "passk"
+    cfg = json.loads((ev / "config.json").read_text())
+    (ev / "config.json").write_text(json.dumps({**cfg, "task": "arith:easy"}))
+    (ev / "summary.json").unlink()
+    for other in copy.glob("evals/*/*/passk/summary.json"):  # the other eval jobs run again
+        other.unlink()  # (from their completions: at once), so the second worker idles
+    proc = subprocess.run([sys.executable, "-m", "rlscale.cli", "study", "--preset", "smoke",
+                           "--out", str(copy)], capture_output=True, text=True, timeout=300,
+                          cwd=str(Path(__file__).parent.parent))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(lines) == 1 and "other settings" in lines[0], lines
