@@ -11,11 +11,10 @@ DIR) beside the refitted ones."""
 import json, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import numpy as np
 from alloc_offline import load
 from rlscale.allocation_points import held_out
 from rlscale.allocation_validation import fit_law, joint_data, token_cap
-from rlscale.scaling.joint import choose_form, frontier, predict
+from rlscale.scaling.joint import choose_form, frontier
 
 out = Path(sys.argv[1])
 p, points, plan, fit_pts = load(sys.argv[1], sys.argv[2])
@@ -25,8 +24,7 @@ form, scores = choose_form(joint_data(fit_pts, "fitting points"))
 fit = fit_law(fit_pts, form, sorted({q["N"] for q in points}), p.n_boot)
 r = val["realised"]
 at = float(fit.predict(r["N"], r["pretrain_tokens"], r["rl_flops"]))
-boot = [float(predict(fit.form, q, r["N"], r["pretrain_tokens"], r["rl_flops"])) for q in fit.boot]
-lo, hi = (float(v) for v in np.quantile(boot, [0.05, 0.95]))
+lo, hi = fit.interval(r["N"], r["pretrain_tokens"], r["rl_flops"])  # 90%, as the experiment
 keys = ("N", "pretrain_tokens", "rl_share", "predicted_test_loss")
 fr = frontier(fit, vb, d_max=token_cap(p, points))
 ho = held_out(fit, points, fb, vb)

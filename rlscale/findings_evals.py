@@ -67,6 +67,12 @@ def greedy_gain(rungs: list[dict]) -> dict:
                    rule="true: more than half the rungs rise by > 2 SE")
 
 
+def transfer_families(task: str, more) -> list[tuple[str, str]]:
+    """(finding id, task spec) of every family RL never sees: the preset's transfer_task as
+    `transfer`, then its transfer_more."""
+    return ([("transfer", task)] if task else []) + [(fid, spec) for fid, spec in more or ()]
+
+
 def transfer_pair(r: dict, fid: str = "transfer") -> tuple[dict | None, list]:
     """(before, after seeds) of one rung on one transfer family: `transfer` is the preset's
     transfer_task, any other id one of its transfer_more."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from rlscale.findings_evals import transfer_pair
+from rlscale.findings_evals import transfer_families, transfer_pair
 
 
 def _f(x, spec=".3g") -> str:
@@ -192,9 +192,8 @@ def evals_tables(s: dict) -> list[str]:
     else:
         L.append("The task's problems carry no difficulty level: no per-level table.")
     L += [""] + chain_table(s["rungs"]) + style_table(s["rungs"])
-    families = ([("transfer", s["settings"]["transfer_task"])]
-                if s["settings"].get("transfer_task") else [])
-    families += [tuple(x) for x in s["settings"].get("transfer_more") or ()]
+    families = transfer_families(s["settings"].get("transfer_task"),
+                                 s["settings"].get("transfer_more"))
     for fid, spec in families:
         L += [f"Transfer to `{spec}` (never seen by RL; finding `{fid}`), greedy 0-shot "
               "accuracy:", "", "| rung | before | after RL (seeds) |", "|---|---|---|"]

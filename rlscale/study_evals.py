@@ -18,6 +18,8 @@ from rlscale.errors import UserError
 
 def eval_specs(preset, out: Path, after: bool) -> list[dict]:
     """The evals of one model as plain data (they cross a process boundary)."""
+    from rlscale.findings_evals import transfer_families
+
     # 0-shot prompts are short: 512 rows per generate() call decode ~25-40% faster than 64
     # (fewer decoding passes; at 32 samples, 16 problems a call instead of 2). The k-shot
     # baseline keeps 64: its 5-shot prompts pad to the longest row of a call (400 rows: slower)
@@ -31,17 +33,12 @@ def eval_specs(preset, out: Path, after: bool) -> list[dict]:
     specs.append(dict(sub="passk", task=task, samples=preset.passk_samples,
                       temperature=preset.passk_temperature,
                       n_problems=preset.passk_problems or preset.kshot_problems, **common))
-    for fid, spec in transfer_families(preset):  # longer chains than RL's may come: twice
-        specs.append(dict(sub=fid, task=spec, samples=1, temperature=0.0,  # the room
+    # families RL never sees may hold longer chains than RL's: twice the room, none cut short
+    for fid, spec in transfer_families(preset.transfer_task, preset.transfer_more):
+        specs.append(dict(sub=fid, task=spec, samples=1, temperature=0.0,
                           n_problems=preset.kshot_problems,
                           **{**common, "max_new_tokens": 2 * preset.max_new_tokens}))
     return specs
-
-
-def transfer_families(preset) -> list[tuple[str, str]]:
-    """(finding id, task spec) of every task family RL never sees: `transfer` first."""
-    first = [("transfer", preset.transfer_task)] if preset.transfer_task else []
-    return first + [(fid, spec) for fid, spec in preset.transfer_more]
 
 
 def eval_units(evals: list[dict]) -> int:
