@@ -102,8 +102,8 @@ def _against(o: dict, best: dict) -> dict:
 
 def scored(fit, pts: list[dict]) -> dict:
     """A fit against measured points: mean absolute relative error, the share within 2 of each
-    point's evaluation SE, the share inside the law's own bootstrap interval (parameters only,
-    as `frontier` states it), and the median signed error in SE (positive: measured above)."""
+    point's evaluation SE, the share inside the law's own interval (`JointFit.interval`, as
+    `frontier` states it), and the median signed error in SE (positive: measured above)."""
     import numpy as np
 
     if not pts:

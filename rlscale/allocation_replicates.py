@@ -330,7 +330,7 @@ def markdown(t: dict) -> str:
     L += ["", "## The law per seed", "",
           "Validation: the mean of its draws against the law at the realised allocation (SE "
           "of the mean from the draws' spread; one draw: its evaluation SE), and whether the "
-          "mean lies inside the law's own bootstrap interval there.", "",
+          "mean lies inside the law's own interval there.", "",
           "| seed | form | R² | validation draws, measured | error (SE), within 2 SE | "
           "inside the law's interval | against the best measured at that budget (SE) | "
           "held-out MARE (checkpoints seen / unseen) | regret of its pick ± SE |",

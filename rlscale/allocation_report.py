@@ -11,6 +11,7 @@ share of the fitted optimum against the budget, with the measured best shares.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -188,7 +189,8 @@ def markdown(result: dict) -> str:
                    for k, val in law["params"].items() if k not in ("N_ref", "D_ref"))
     lines += ["", f"Joint law `{law['name']}` (form chosen by {law['form_chosen_by']}; scores "
               + ", ".join(f"{k} {s:.4f}" for k, s in law["form_scores"].items())
-              + f"): R² {law['r2']:.3f} on {law['n_points']} points; {ps}.", "",
+              + f"): R² {law['r2']:.3f} on {law['n_points']} points; {ps}."
+              + _token_error_sentence(law.get("token_error")), "",
               f"Validation: fitted on the points within {v['fit_budget']:.3g} FLOPs, the law "
               f"predicted the best allocation at {v['budget']:.3g} FLOPs to be N="
               f"{_fmt_n(v['predicted_allocation']['N'])}, "
@@ -200,6 +202,17 @@ def markdown(result: dict) -> str:
     if h:
         lines[-3:-3] = [held_out_sentence(h, v), ""]
     return "\n".join(lines)
+
+
+def _token_error_sentence(te: dict | None) -> str:
+    """How the law's interval is widened past a size's last checkpoint (docs/study.md, session
+    28: without it, 63% of such points fell inside the nominal 90% interval)."""
+    if not te:
+        return ""
+    return (f" Past a size's last pre-training checkpoint its intervals are widened to at least "
+            f"the error it made there on its own data (each size's largest checkpoint left out "
+            f"and predicted, {te['checkpoints']} checkpoints): a factor "
+            f"{math.exp(te['per_decade']):.3g} per decade of tokens.")
 
 
 def validation_sentence(v: dict) -> str:

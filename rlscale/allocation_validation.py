@@ -9,7 +9,7 @@ experiment (SD 0.048, against an evaluation SE of ~0.012), 0.099 / 0.110 / 0.103
 draws (draw d: pre-training and RL seeded seed + 1000 d, the same task files and held-out
 problems) with the SE of that mean from the draws' spread, and the verdict has two parts: the
 error within 2 of those SEs (the law's point prediction), and the mean inside the law's own
-bootstrap interval at the realised allocation (the law's stated uncertainty)."""
+interval at the realised allocation (the law's stated uncertainty: `JointFit.interval`)."""
 
 from __future__ import annotations
 
@@ -120,8 +120,7 @@ def _draw(fit, rl) -> dict:
 def validation_result(plan: dict, jobs: list) -> dict:
     """The measured draws against the prediction: the mean level; its SE from the draws' spread
     (SD / sqrt k, never below the evaluation SE of the mean; one draw: its evaluation SE); the
-    error at the realised allocation (the draws' mean RL FLOPs) and the law's bootstrap interval
-    there."""
+    error at the realised allocation (the draws' mean RL FLOPs) and the law's interval there."""
     import numpy as np
 
     from rlscale.scaling.joint import JointFit

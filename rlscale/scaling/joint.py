@@ -22,8 +22,9 @@ squared log error wins; the data a prediction is judged on never choose the form
 
 `frontier(fit, C)` minimises L over N (the fit's allowed sizes, or the fitted range), the RL
 share s (D_pre = (1 - s) C / (6 N), C_RL = s C) by a grid then a bounded refinement; the
-bootstrap (whole curves resampled) gives intervals for parameters and predictions. Pure: numpy
-and scipy only, no models.
+bootstrap (whole curves resampled) gives intervals for parameters and predictions, the latter
+widened past a size's last checkpoint by the law's own measured error there (`token_error`).
+Pure: numpy and scipy only, no models.
 """
 
 from __future__ import annotations
@@ -180,19 +181,29 @@ class JointFit:
     flags: dict | None = None  # name -> why it is not identified (at a bound, interval > decade)
     d_seen: list | None = None  # [[N, most pre-training tokens fitted at that N], ...]: past
     # them the law extrapolates to a checkpoint it never saw (measured: where it fails most)
+    token_error: dict | None = None  # the law's measured error per decade of tokens past a
+    # size's last checkpoint (`token_error`): widens `interval` there
 
     def predict(self, n, d, c_rl) -> np.ndarray:
         return predict(self.form, self.params, n, d, c_rl)
 
     def interval(self, n, d, c_rl) -> tuple[float, float] | tuple[None, None]:
-        """The predicted loss's bootstrap percentile interval at `level` at one allocation: the
-        parameters' uncertainty only (a measurement there adds its own noise); (None, None)
-        without bootstrap draws."""
+        """The predicted loss's interval at `level` at one allocation (a measurement there adds
+        its own noise); (None, None) without bootstrap draws. The bootstrap's percentiles carry
+        the parameters' uncertainty; past the tokens the fit saw at this size they are widened
+        to at least the law's measured error for that many decades (`token_error`), which the
+        bootstrap cannot see: no resampled curve lies at those tokens."""
         if not self.boot:
             return None, None
         preds = [float(predict(self.form, b, n, d, c_rl)) for b in self.boot]
         a = (1 - self.level) / 2
-        return float(np.quantile(preds, a)), float(np.quantile(preds, 1 - a))
+        lo, hi = float(np.quantile(preds, a)), float(np.quantile(preds, 1 - a))
+        seen = tokens_seen(self, n)
+        if self.token_error and seen is not None and d > seen * 1.001:
+            half = self.token_error["per_decade"] * math.log10(d / seen)
+            p = float(self.predict(n, d, c_rl))
+            lo, hi = min(lo, p * math.exp(-half)), max(hi, p * math.exp(half))
+        return lo, hi
 
     def to_dict(self) -> dict:
         return {"law": f"joint_{self.form}", "form": self.form, "params": self.params,
@@ -200,7 +211,7 @@ class JointFit:
                 "n_points": self.n_points, "n_curves": self.n_curves, "level": self.level,
                 "n_choices": self.n_choices, "n_range": self.n_range, "d_range": self.d_range,
                 "t_max": self.t_max, "flags": self.flags, "boot": self.boot,
-                "d_seen": self.d_seen}
+                "d_seen": self.d_seen, "token_error": self.token_error}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "fit") -> "JointFit":
@@ -214,7 +225,8 @@ class JointFit:
                        float(d.get("rmse_log", float("nan"))), int(d.get("n_points", 0)),
                        int(d.get("n_curves", 0)), d.get("intervals"), d.get("boot"),
                        d.get("n_choices"), d.get("n_range"), float(d.get("level", 0.9)),
-                       d.get("d_range"), d.get("t_max"), d.get("flags"), d.get("d_seen"))
+                       d.get("d_range"), d.get("t_max"), d.get("flags"), d.get("d_seen"),
+                       d.get("token_error"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{source}: not a joint fit (allocation_fit.json): {e!s:.80}") from None
 
@@ -250,8 +262,33 @@ def fit_joint(data: JointData, form: str, n_boot: int = 100, seed: int = 0,
         fit.intervals = {k: [float(np.quantile([b[k] for b in boot], a)),
                              float(np.quantile([b[k] for b in boot], 1 - a))]
                          for k in params if k not in refs}
+        fit.token_error = token_error(data, form, refs, level)
     fit.flags = _flags(form, z, fit.intervals)
     return fit
+
+
+def token_error(data: JointData, form: str, refs: dict, level: float) -> dict | None:
+    """The law's error in extrapolating pre-training tokens, measured on its own fitting data:
+    for each size with >= 2 checkpoints (token counts), its largest is left out, the form
+    refitted on the rest and the left-out points predicted; each point's |log error| divided
+    by the decades it lay past the size's next checkpoint, pooled over sizes. Returns its
+    `level` quantile (`per_decade`) and the number of checkpoints left out; None if no size has
+    two. Assumes the error grows linearly in log tokens past the last checkpoint seen."""
+    scaled, n_ck = [], 0
+    for n in np.unique(data.n):
+        ds = np.unique(data.d[data.n == n])
+        if len(ds) < 2:
+            continue
+        out = (data.n == n) & (data.d == ds[-1])
+        rest, held = data.take(~out), data.take(out)
+        z, _ = _fit_z(form, rest, refs, _starts(form, rest, refs))
+        pred = predict(form, {**_to_natural(form, z), **refs}, held.n, held.d, held.c_rl)
+        err = np.abs(np.log(np.clip(pred, 1e-9, None)) - np.log(held.loss))
+        scaled += list(err / math.log10(ds[-1] / ds[-2]))
+        n_ck += 1
+    if not scaled:
+        return None
+    return {"per_decade": float(np.quantile(scaled, level)), "checkpoints": n_ck}
 
 
 def _flags(form, z, intervals) -> dict:
