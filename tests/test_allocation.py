@@ -458,6 +458,10 @@ def test_allocation_outputs_and_schema(smoke):
     assert law["name"].startswith("joint_") and law["params"] and law["intervals"]
     assert set(law["flags"]) <= set(law["params"])
     assert math.isfinite(law["r2"])
+    # the law's measured error past a size's last checkpoint, stated in the report
+    te = law["token_error"]
+    assert te["checkpoints"] >= 1 and te["per_decade"] >= 0
+    assert f"a factor {math.exp(te['per_decade']):.3g} per decade" in (out / "allocation.md").read_text()
     v = saved["validation"]
     assert {"predicted", "measured", "se", "within_2se"} <= set(v)
     assert v["within_2se"] == (abs(v["measured"] - v["predicted_at_realised"]) <= 2 * v["se"])
@@ -629,8 +633,12 @@ def test_plan_bad_fit_exits_2(smoke, tmp_path, capsys):
 
     out, _ = smoke
     bad = tmp_path / "bad.json"
+    fit = json.loads((out / "allocation_fit.json").read_text())
     for content in ("{not json", "[1, 2]", json.dumps({"form": "rl_power", "params": {"E": 1}}),
-                    (out / "allocation.json").read_text()):
+                    (out / "allocation.json").read_text(),
+                    json.dumps({**fit, "token_error": {"per_decade": "wide"}}),
+                    json.dumps({**fit, "token_error": {"per_decade": -1}}),
+                    json.dumps({**fit, "token_error": 3})):
         bad.write_text(content)
         assert main(["plan", "--fit", str(bad), "--budget", "1e12"]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1

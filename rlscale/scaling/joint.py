@@ -221,6 +221,10 @@ class JointFit:
             missing = [k for k in need if k not in params or not math.isfinite(params[k])]
             if missing:
                 raise UserError(f"{source}: params: missing or non-finite {missing[0]!r}")
+            te = d.get("token_error")
+            if te is not None and not (isinstance(te, dict) and isinstance(
+                    te.get("per_decade"), (int, float)) and 0 <= te["per_decade"] < math.inf):
+                raise UserError(f"{source}: token_error: must hold a finite per_decade >= 0")
             return cls(form, params, float(d.get("r2", float("nan"))),
                        float(d.get("rmse_log", float("nan"))), int(d.get("n_points", 0)),
                        int(d.get("n_curves", 0)), d.get("intervals"), d.get("boot"),
