@@ -129,6 +129,7 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     from rlscale import allocation_report as rep
     from rlscale import scheduler, study_plan
     from rlscale.pretrain import corpus_tokenizer
+    from rlscale.study_move import relocate
     from rlscale.tasks import load_task
 
     out = Path(out)
@@ -144,6 +145,7 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
     if old is not None and _identity(old, mine) != _identity(mine, mine):
         raise UserError(f"{settings}: {out} holds an allocation study with other settings; "
                         f"use another --out")
+    relocate(out, (old or {}).get("root"))  # a copied or moved study's paths follow it
     wall = (old or {}).get("wall_s", 0.0)
     t0 = time.perf_counter()
     progress = sys.stderr.isatty() if progress is None else progress
@@ -168,7 +170,7 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
         result = summarise(p, base.seed, points, budgets, fit, plan, val)
     finally:
         wall += time.perf_counter() - t0
-        atomic_write_json(settings, {**mine, "wall_s": wall})
+        atomic_write_json(settings, {**mine, "root": str(out), "wall_s": wall})
     result["wall_s"] = wall
     result["plots"] = rep.plots(result, points, fit, val, out)
     atomic_write_json(out / "allocation.json", result)

@@ -12,6 +12,9 @@ Stages (each cached in OUT and resumable; `rlscale study` again skips what is fi
                                               (rlscale.study_evals)
     report      OUT/report.md, OUT/*.png, OUT/summary.json, OUT/results.sqlite
 
+A copied or moved study resumes at its new place (`--out NEW`): its recorded paths are rewritten
+first (rlscale.study_move).
+
 The jobs of the middle stages run in `workers` processes (one thread each on CPU): a small
 scheduler starts every job whose inputs are ready, longest first, and shows one progress bar per
 running job (read from the job's own log) under an overall bar. Ctrl-C stops the workers where
@@ -30,6 +33,7 @@ from rlscale.allocation import PRESETS as ALLOC_PRESETS
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, dumps, read_json
 from rlscale.scheduler import run_job, schedule  # noqa: F401 (run_job: public here too)
+from rlscale.study_move import relocate
 from rlscale.study_plan import DEFAULT_PRESET, PRESETS, Preset, plan, write_task
 
 
@@ -55,11 +59,14 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "study.json"
-    mine = {"preset": json.loads(dumps(dataclasses.asdict(preset)))}  # tuples as JSON lists
+    # root: where the jobs' recorded paths point (a copied or moved study follows it: study_move)
+    mine = {"preset": json.loads(dumps(dataclasses.asdict(preset))),  # tuples as JSON lists
+            "root": str(out)}
     old = read_json(settings) if settings.is_file() else {"preset": mine["preset"]}
     if with_defaults(old.get("preset")) != mine["preset"]:
         raise UserError(f"{settings}: {out} holds a study with other settings (preset "
                         f"{old.get('preset', {}).get('name')!r}); use another --out")
+    relocate(out, old.get("root"))  # before the new root is recorded: an interrupted one reruns
     t0 = time.perf_counter()
     wall, job_s = old.get("wall_s", 0.0), old.get("job_s", {})  # of earlier invocations
     atomic_write_json(settings, {**mine, "wall_s": wall, "job_s": job_s})

@@ -517,7 +517,8 @@ def test_allocation_numbers_recompute_from_metrics(smoke):
 
 def test_validation_draws_differ_and_extend_a_finished_run(smoke, tmp_path):
     """Each draw has its own pre-training and RL seeds; the verdict's two parts follow from
-    the numbers shown; a run with fewer draws reruns with more, keeping its jobs and its plan."""
+    the numbers shown; a run with fewer draws reruns with more, keeping its jobs and its plan
+    (in a copy of the study: its recorded paths follow it)."""
     import dataclasses
     import shutil
 
@@ -551,6 +552,10 @@ def test_validation_draws_differ_and_extend_a_finished_run(smoke, tmp_path):
     assert two["n_draws"] == 2 and two["draws"][0] == one["draws"][0]
     assert (copy / "allocation_validation_plan.json").read_text() == plan
     assert {q: q.stat().st_mtime for q in copy.glob("runs/*/metrics.jsonl")} == before
+    # the copy's recorded paths followed it (rlscale.study_move): none names the original
+    for f in copy.rglob("*.json"):
+        assert str(out) not in f.read_text(), f
+    assert json.loads((copy / "allocation_settings.json").read_text())["root"] == str(copy)
 
 
 def test_allocation_rerun_skips_finished_work(smoke):
