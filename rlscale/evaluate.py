@@ -78,6 +78,18 @@ def summarize(records: list[dict]) -> dict:
             "results": results}
 
 
+def problem_pass_at_k(records: list[dict], check: str, k: int, shots: int = 0) -> dict[int, float]:
+    """pass@k of each problem (by its index) of an eval's completions.jsonl records at `shots`:
+    the per-problem values whose mean the summary's pass_at_k is (a paired comparison of two
+    evals of the same problems needs them; rlscale.findings_evals.paired_se)."""
+    rows = [r for r in records if int(r["shots"]) == shots]
+    n = min((len(r["completions"]) for r in rows), default=0)
+    if not 1 <= k <= n:
+        return {}
+    return {int(r["index"]): pass_at_k(n, sum(1 for x in r["scores"][check][:n] if x > 0), k)
+            for r in rows}
+
+
 def _check_stats(rows: list[dict], check: str, n: int) -> dict:
     """Accuracy (pass@1) and pass@k, each with its standard error over problems, overall and
     per difficulty level (records carry the problem's `level` when the task has levels)."""

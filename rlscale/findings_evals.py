@@ -18,21 +18,45 @@ def _delta(before: dict, afters: list[dict], key: str, k: str) -> tuple[float, f
     return a - b, math.hypot(bse, ase)
 
 
+def paired_se(before: dict, afters: list[dict]) -> float | None:
+    """SE of the seed-mean change (mean over `afters` minus `before`) of a per-problem value,
+    {problem index: value} each, paired over the problems all of them scored: the SD of the
+    per-problem changes / sqrt(n). Both sides score the same problems, so this is the change's
+    SE; the combined SE of two independent means (`_delta`) overstates it where a problem's
+    difficulty is shared. None below two common problems."""
+    common = sorted(set(before).intersection(*afters)) if afters else []
+    if len(common) < 2:
+        return None
+    d = [float(np.mean([a[i] for a in afters])) - before[i] for i in common]
+    return float(np.std(d, ddof=1) / math.sqrt(len(d)))
+
+
+def _change(r: dict, k: str) -> tuple[float, float, float]:
+    """(seed-mean change of pass@k, its SE: paired over problems where the rung has it, the
+    combined SE otherwise; the combined SE, reported beside it)."""
+    d, combined = _delta(r["before"], r["after"], "pass_at_k", k)
+    paired = (r.get("paired_se") or {}).get(k)
+    return d, combined if paired is None else paired, combined
+
+
 def rl_sharpens_or_expands(evals: list[dict]) -> dict:
-    """pass@1 and pass@k_max before vs after RL, per rung."""
+    """pass@1 and pass@k_max before vs after RL, per rung; changes judged on their SE paired
+    over problems (the same problems before and after) where the per-problem values exist."""
     claim = ("RL sharpens rather than expands: it raises pass@1 but not pass@k at the largest k "
              "(the base model's samples already hold what RL finds).")
     stat = ("seed-mean change in pass@k_max (after - before), mean over rungs; interval: +-2 SE "
-            "of that mean")
+            "of that mean (SEs paired over the problems)")
     rows = []
     for r in evals:
         if not r.get("before") or not r.get("after"):
             continue
         kmax = str(max(int(k) for k in r["before"]["pass_at_k"]))
-        d1, s1 = _delta(r["before"], r["after"], "pass_at_k", "1")
-        dk, sk = _delta(r["before"], r["after"], "pass_at_k", kmax)
+        d1, s1, c1 = _change(r, "1")
+        dk, sk, ck = _change(r, kmax)
         rows.append({"N": r["N"], "rung": r["rung"], "k_max": int(kmax), "d_pass1": d1, "se1": s1,
-                     "d_passk": dk, "sek": sk, "crossover": dk < -SE_Z * sk,
+                     "d_passk": dk, "sek": sk, "se_paired": (r.get("paired_se") or {}).get(kmax)
+                     is not None, "se1_combined": c1, "sek_combined": ck,
+                     "crossover": dk < -SE_Z * sk,
                      "sharpens": d1 > SE_Z * s1 and dk <= SE_Z * sk, "expands": dk > SE_Z * sk})
     if not rows:
         return finding("rl_sharpens_or_expands", claim, stat, None, None, None,

@@ -19,6 +19,7 @@ from rlscale import findings as F
 from rlscale import findings_evals as E
 from rlscale import findings_law as L
 from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
+from rlscale.evaluate import problem_pass_at_k
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from rlscale.rundir import policy_dir, read_run
 
@@ -57,6 +58,25 @@ def eval_check(path: Path) -> dict | None:
     return s["results"]["0"]["checks"][s["primary_check"]]
 
 
+def paired_passk_se(before: Path, after: list[Path]) -> dict:
+    """{k: SE of the seed-mean change in pass@k, paired over problems} for pass@1 and pass@k_max
+    of the primary check, from the evals' completions; {} where one is missing."""
+    files = [d / "completions.jsonl" for d in (before, *after)]
+    if not after or not (before / "summary.json").is_file() or not all(f.is_file() for f in files):
+        return {}
+    s = read_json(before / "summary.json")
+    check = s["primary_check"]
+    kmax = max(int(k) for k in s["results"]["0"]["checks"][check]["pass_at_k"])
+    recs = [read_jsonl(f) for f in files]
+    out = {}
+    for k in sorted({1, kmax}):
+        se = E.paired_se(problem_pass_at_k(recs[0], check, k),
+                         [problem_pass_at_k(x, check, k) for x in recs[1:]])
+        if se is not None:
+            out[str(k)] = se
+    return out
+
+
 def collect(preset, jobs) -> dict:
     """Main-run curves, arm curves, per-rung evals and the per-rung table."""
     main, rungs, evals, scores = [], [], [], []
@@ -67,7 +87,8 @@ def collect(preset, jobs) -> dict:
         after = [j for j in mine if j.kind == "evals" and j.meta.get("when") == "after"]
         before = next(Path(j.out) for j in mine if j.kind == "evals" and j.meta["when"] == "before")
         ev = {"rung": r.name, "N": curves[0]["N"], "before": eval_check(before / "passk"),
-              "after": [x for j in after if (x := eval_check(Path(j.out) / "passk"))]}
+              "after": [x for j in after if (x := eval_check(Path(j.out) / "passk"))],
+              "paired_se": paired_passk_se(before / "passk", [Path(j.out) / "passk" for j in after])}
         pre = read_json(Path(next(j.out for j in mine if j.kind == "pretrain")) / "pretrain.json")
         base_dir = Path(next(j.out for j in mine if j.kind == "baseline"))
         base = read_json(base_dir / "summary.json")

@@ -121,8 +121,11 @@ def shown(f: dict) -> str:
     if i == "reward_format" and "base_format_gap" in d:
         return f"base model custom_flexible - strict accuracy {d['base_format_gap']:+.3f}"
     if i == "rl_sharpens_or_expands" and "rungs" in d:
-        return "; ".join(f"{r['rung']}: pass@1 {r['d_pass1']:+.3f}, pass@{r['k_max']} "
-                         f"{r['d_passk']:+.3f}" for r in d["rungs"])
+        paired = all(r.get("se_paired") for r in d["rungs"])
+        return ("SE paired over problems; " if paired else "combined SE (no per-problem "
+                "values); ") + "; ".join(
+            f"{r['rung']}: pass@1 {r['d_pass1']:+.3f} (SE {r['se1']:.3f}), pass@{r['k_max']} "
+            f"{r['d_passk']:+.3f} (SE {r['sek']:.3f})" for r in d["rungs"])
     if i == "size_extrapolation" and "fits" in d:
         return "; ".join(
             f"{x}: " + (e.get("error") or f"MARE {_f(e['mare'])}, its 90% interval covers "

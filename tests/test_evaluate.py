@@ -35,6 +35,22 @@ def test_pass_at_k_edges():
             pass_at_k(*bad)
 
 
+def test_problem_pass_at_k_averages_to_the_summarys():
+    from rlscale.evaluate import problem_pass_at_k, summarize
+
+    rng = random.Random(1)
+    recs = [{"shots": s, "index": i, "completions": ["x"] * 8, "clipped": [False] * 8,
+             "scores": {"custom_flexible": [float(rng.random() < i / 20) for _ in range(8)]}}
+            for s in (0, 2) for i in range(20)]
+    stats = summarize(recs)["results"]["0"]["checks"]["custom_flexible"]
+    for k in (1, 2, 8):
+        per = problem_pass_at_k(recs, "custom_flexible", k)
+        assert sorted(per) == list(range(20))
+        assert sum(per.values()) / 20 == pytest.approx(stats["pass_at_k"][str(k)])
+    assert problem_pass_at_k(recs, "custom_flexible", 9) == {}  # more than the samples
+    assert len(problem_pass_at_k(recs, "custom_flexible", 1, shots=2)) == 20
+
+
 # ------------------------------------------------ summarize
 def test_summarize_known_values():
     recs = [

@@ -291,3 +291,34 @@ def test_budget_rule_in_words():
     assert _budget(equal) == "every rung pre-trained on the same 3M tokens"
     tilted = {"rungs": [{"tokens": 7_100_000}, {"tokens": 5_000_000}], "token_power": 0.1}
     assert _budget(tilted).startswith("pre-training tokens = 5M x (N of the largest rung / N)^0.1")
+
+
+def test_rl_sharpens_is_judged_on_the_se_paired_over_problems():
+    """Before and after RL score the same problems, so a change's SE is that of the per-problem
+    differences: a uniform lift of 0.05 over problems of shared, spread difficulty is resolved
+    paired and lost in the combined SE of two independent means."""
+    from rlscale.findings_evals import paired_se, rl_sharpens_or_expands
+
+    rng = np.random.default_rng(0)
+    base = {i: float(v) for i, v in enumerate(rng.uniform(0.05, 0.9, 64))}
+    after = [{i: v + 0.05 + float(rng.normal(0, 0.02)) for i, v in base.items()} for _ in range(2)]
+    d = [np.mean([a[i] for a in after]) - base[i] for i in base]
+    ps = paired_se(base, after)
+    assert ps == pytest.approx(np.std(d, ddof=1) / 8)
+    assert paired_se(base, []) is None and paired_se({0: 1.0}, [{0: 0.5}]) is None
+    assert paired_se({0: 0.1, 1: 0.2, 2: 0.3}, [{1: 0.5, 2: 0.7}]) == pytest.approx(
+        np.std([0.3, 0.4], ddof=1) / math.sqrt(2))  # the problems every side scored
+
+    def summary(vals):
+        v = list(vals.values())
+        return {"pass_at_k": {"1": float(np.mean(v)), "32": 0.9},
+                "pass_at_k_se": {"1": float(np.std(v, ddof=1) / 8), "32": 0.03}}
+
+    row = {"rung": "micro:x", "N": 1e5, "before": summary(base),
+           "after": [summary(a) for a in after]}
+    unpaired = rl_sharpens_or_expands([row])
+    assert unpaired["reproduced"] is None and not unpaired["details"]["rungs"][0]["se_paired"]
+    paired = rl_sharpens_or_expands([{**row, "paired_se": {"1": ps, "32": 0.01}}])
+    r = paired["details"]["rungs"][0]
+    assert paired["reproduced"] is True and r["se_paired"] and r["se1"] == ps
+    assert r["se1_combined"] == unpaired["details"]["rungs"][0]["se1"] > 3 * ps

@@ -288,6 +288,18 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
                                          if k in before}
         kmax = 2 ** (preset.passk_samples.bit_length() - 1)  # the largest reported k
         assert max(map(int, r["pass_at_k_after"])) == kmax
+        # pass@1's change and its SE paired over the problems, by hand from the completions
+        def rate(d):
+            return {x["index"]: np.mean([v > 0 for v in x["scores"]["custom_flexible"]])
+                    for x in _jsonl(d)}
+        b = rate(out / "evals" / tag / "base" / "passk")
+        a = [rate(out / "evals" / tag / run / "passk") for run in (tag, f"{tag}-s1")]
+        diff = [np.mean([x[i] for x in a]) - b[i] for i in b]
+        sharp = next(x for x in next(f for f in summary["findings"] if f["id"] ==
+                                     "rl_sharpens_or_expands")["details"]["rungs"]
+                     if x["rung"] == r["rung"])
+        assert sharp["se_paired"] and sharp["d_pass1"] == pytest.approx(np.mean(diff))
+        assert sharp["se1"] == pytest.approx(np.std(diff, ddof=1) / math.sqrt(len(diff)))
         assert r["rl_models"][0] == str(out / "runs" / tag / "policy")
     # the parser meets real chains (the smoke 20k rung may write none that parse)
     assert max(r["chains_before"]["steps"] for r in summary["rungs"]) > 0
