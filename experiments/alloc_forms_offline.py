@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alloc_offline import load
 from rlscale.allocation_points import held_out
 from rlscale.allocation_validation import fit_law, joint_data, token_cap
-from rlscale.scaling.joint import choose_form, frontier
+from rlscale.scaling.frontier import frontier
+from rlscale.scaling.joint import choose_form
 
 out = Path(sys.argv[1])
 p, points, plan, fit_pts = load(sys.argv[1], sys.argv[2])

@@ -195,7 +195,7 @@ def read_json_roundtrip(obj):
 
 
 def summarise(p: AllocPreset, seed: int, points, budgets, fit, plan, val) -> dict:
-    from rlscale.scaling.joint import frontier
+    from rlscale.scaling.frontier import frontier
 
     rows = []
     for b in budgets:

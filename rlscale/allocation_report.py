@@ -31,7 +31,7 @@ def _fmt_n(n: float) -> str:
 def frontier_curve(fit, lo: float, hi: float, k: int = 30, within_seen: bool = False) -> list[dict]:
     import numpy as np
 
-    from rlscale.scaling.joint import frontier
+    from rlscale.scaling.frontier import frontier
 
     return [frontier(fit, float(c), within_seen=within_seen) for c in np.geomspace(lo, hi, k)]
 

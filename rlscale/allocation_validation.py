@@ -53,7 +53,8 @@ def validation_plan(p, points: list[dict], budgets: list[float], out: Path) -> d
     """Fit on the smaller budgets (form chosen there too), predict the best allocation at the
     largest budget over the rungs of the experiment. Written once to
     OUT/allocation_validation_plan.json (a rerun, or more draws, use it as it is)."""
-    from rlscale.scaling.joint import choose_form, frontier
+    from rlscale.scaling.frontier import frontier
+    from rlscale.scaling.joint import choose_form
 
     path = out / "allocation_validation_plan.json"
     if path.is_file():

@@ -89,7 +89,7 @@ def fit_points(csv_path, fit_path, n_boot: int):
 
 def run(args) -> int:
     from rlscale.allocation_report import plot_frontier
-    from rlscale.scaling.joint import frontier
+    from rlscale.scaling.frontier import frontier
 
     budget = parse_budget(args.budget)
     if args.bootstrap < 0:

@@ -137,7 +137,8 @@ def _synthetic(form="rl_power", noise=0.02, seed=0):
 
 
 def test_joint_fit_recovers_a_known_law_and_its_frontier():
-    from rlscale.scaling.joint import JointData, JointFit, fit_joint, frontier
+    from rlscale.scaling.frontier import frontier
+    from rlscale.scaling.joint import JointData, JointFit, fit_joint
 
     p, rows = _synthetic(noise=0.005)
     fit = fit_joint(JointData.from_rows(rows), "rl_power", n_boot=20)
@@ -161,7 +162,8 @@ def test_joint_fit_recovers_a_known_law_and_its_frontier():
 
 
 def test_frontier_with_capped_tokens_spends_the_rest_on_rl():
-    from rlscale.scaling.joint import JointFit, frontier
+    from rlscale.scaling.frontier import frontier
+    from rlscale.scaling.joint import JointFit
 
     p, _ = _synthetic()
     fit = JointFit("rl_power", p, 1.0, 0.0, 0, 0)
@@ -234,7 +236,8 @@ def test_held_out_splits_seen_and_unseen_checkpoints():
     bootstrap interval; and frontier flags tokens past the most the fit saw at a size, even
     where they lie inside the fitted tokens of another size."""
     from rlscale.allocation_points import held_out, scored
-    from rlscale.scaling.joint import JointData, fit_joint, frontier, tokens_seen
+    from rlscale.scaling.frontier import frontier
+    from rlscale.scaling.joint import JointData, fit_joint, tokens_seen
 
     p, rows = _synthetic(noise=0.01)
     for r in rows:
