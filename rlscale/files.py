@@ -188,11 +188,15 @@ def read_jsonl(path: str | os.PathLike, tolerate_torn_tail: bool = False) -> lis
 
 
 def repair_jsonl(path: str | os.PathLike) -> None:
-    """Cut a torn last line (no trailing newline) left by a killed writer."""
+    """Cut a torn last line (no trailing newline) left by a killed writer. A log hard-linked
+    elsewhere (a study copied with `cp -al`) is first made this path's own file, so neither the
+    cut nor later appends reach the other copy."""
     path = Path(path)
     if not path.exists():
         return
     data = path.read_bytes()
+    if path.stat().st_nlink > 1:
+        atomic_write_bytes(path, data)  # a new inode under this name; the other link keeps its
     if data and not data.endswith(b"\n"):
         keep = data.rfind(b"\n") + 1
         with open(path, "r+b") as f:

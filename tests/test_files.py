@@ -176,3 +176,23 @@ def test_no_good_checkpoint_is_one_line_error(tmp_path):
         (p / "model.safetensors").write_bytes(b"\x00" * 5)
     with pytest.raises(UserError, match="no earlier good checkpoint"):
         ck.latest_checkpoint(tmp_path)
+
+
+def test_a_hard_linked_log_is_unshared_before_it_is_cut_or_appended(tmp_path):
+    """A study copied with `cp -al` shares its logs' inodes with the original: resuming the
+    copy must neither cut the original's torn tail nor append to it."""
+    import os
+
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text('{"step": 1}\n{"step": 2')  # a torn last line
+    os.link(old, new)
+    with files.JsonlWriter(new) as log:
+        log.write({"step": 2})
+    assert old.read_text() == '{"step": 1}\n{"step": 2'  # untouched
+    assert [r["step"] for r in iter_jsonl(new)] == [1, 2]
+    assert new.stat().st_nlink == 1 and old.stat().st_nlink == 1
+    # an unlinked log keeps its inode (appended in place)
+    ino = new.stat().st_ino
+    with files.JsonlWriter(new) as log:
+        log.write({"step": 3})
+    assert new.stat().st_ino == ino and [r["step"] for r in iter_jsonl(new)] == [1, 2, 3]
