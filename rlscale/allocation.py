@@ -205,7 +205,8 @@ def summarise(p: AllocPreset, seed: int, points, budgets, fit, plan, val) -> dic
     law = {"name": f"joint_{fit.form}", "form": fit.form, "params": fit.params,
            "intervals": fit.intervals, "flags": fit.flags, "r2": fit.r2, "rmse_log": fit.rmse_log,
            "n_points": fit.n_points, "n_curves": fit.n_curves, "level": fit.level,
-           "token_error": fit.token_error, "form_chosen_by": "leave-one-curve-out mean squared log error on the points within "
+           "token_error": fit.token_error,
+           "form_chosen_by": "leave-one-curve-out mean squared log error on the points within "
                              "the second-largest budget (the validation's fitting data)",
            "form_scores": plan["form_scores"]}
     return {"preset": p.name, "seed": seed, "budgets": rows, "law": law,

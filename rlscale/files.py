@@ -196,7 +196,7 @@ def repair_jsonl(path: str | os.PathLike) -> None:
         return
     data = path.read_bytes()
     if path.stat().st_nlink > 1:
-        atomic_write_bytes(path, data)  # a new inode under this name; the other link keeps its
+        atomic_write_bytes(path, data)  # a new inode here; the other name keeps the old one
     if data and not data.endswith(b"\n"):
         keep = data.rfind(b"\n") + 1
         with open(path, "r+b") as f:

@@ -39,7 +39,7 @@ def _best_share(fit_params, form, n: float, budget: float,
 def frontier(fit: JointFit, budget: float, sizes=None, d_max: float | None = None,
              within_seen: bool = False) -> dict:
     """The compute-optimal allocation of `budget` FLOPs under the fit: N, pre-training tokens,
-    RL FLOPs, RL share, predicted loss and its bootstrap interval (at that allocation).
+    RL FLOPs, RL share, predicted loss and its interval there (`JointFit.interval`).
     d_max caps the pre-training tokens (the rest of the budget goes to RL); within_seen keeps
     each size at most at the tokens the fit saw there (RL past a measured checkpoint, where the
     law held best: docs/study.md, session 27) and drops sizes it never saw."""

@@ -237,8 +237,7 @@ class JointFit:
 def fit_joint(data: JointData, form: str, n_boot: int = 100, seed: int = 0,
               level: float = 0.9) -> JointFit:
     """Fit one form; bootstrap over whole curves for intervals."""
-    refs = {"N_ref": float(np.exp(np.mean(np.log(data.n)))),
-            "D_ref": float(np.exp(np.mean(np.log(data.d))))}
+    refs = _refs(data)
     z, _ = _fit_z(form, data, refs, _starts(form, data, refs))
     params = {**_to_natural(form, z), **refs}
     pred = predict(form, params, data.n, data.d, data.c_rl)
@@ -282,11 +281,7 @@ def token_error(data: JointData, form: str, refs: dict, level: float) -> dict | 
         ds = np.unique(data.d[data.n == n])
         if len(ds) < 2:
             continue
-        out = (data.n == n) & (data.d == ds[-1])
-        rest, held = data.take(~out), data.take(out)
-        z, _ = _fit_z(form, rest, refs, _starts(form, rest, refs))
-        pred = predict(form, {**_to_natural(form, z), **refs}, held.n, held.d, held.c_rl)
-        err = np.abs(np.log(np.clip(pred, 1e-9, None)) - np.log(held.loss))
+        err = np.abs(_held_out_log_errors(data, (data.n == n) & (data.d == ds[-1]), form, refs))
         scaled += list(err / math.log10(ds[-1] / ds[-2]))
         n_ck += 1
     if not scaled:
@@ -308,16 +303,26 @@ def _flags(form, z, intervals) -> dict:
 
 def loco_error(data: JointData, form: str) -> float:
     """Leave-one-curve-out mean squared log error of a form (fit on the rest, predict the curve)."""
-    refs = {"N_ref": float(np.exp(np.mean(np.log(data.n)))),
-            "D_ref": float(np.exp(np.mean(np.log(data.d))))}
+    refs = _refs(data)
     errs = []
     for c in np.unique(data.curve):
-        rest, held = data.take(data.curve != c), data.take(data.curve == c)
-        z, _ = _fit_z(form, rest, refs, _starts(form, rest, refs))
-        p = {**_to_natural(form, z), **refs}
-        pred = predict(form, p, held.n, held.d, held.c_rl)
-        errs += list((np.log(np.clip(pred, 1e-9, None)) - np.log(held.loss)) ** 2)
+        errs += list(_held_out_log_errors(data, data.curve == c, form, refs) ** 2)
     return float(np.mean(errs))
+
+
+def _refs(data: JointData) -> dict:
+    """N_ref and D_ref: the geometric means of the data's sizes and tokens (conditioning only)."""
+    return {"N_ref": float(np.exp(np.mean(np.log(data.n)))),
+            "D_ref": float(np.exp(np.mean(np.log(data.d))))}
+
+
+def _held_out_log_errors(data: JointData, out, form: str, refs: dict) -> np.ndarray:
+    """log predicted - log measured loss on the points `out` (a mask), the form refitted on the
+    rest: what leave-one-curve-out and `token_error` score."""
+    rest, held = data.take(~out), data.take(out)
+    z, _ = _fit_z(form, rest, refs, _starts(form, rest, refs))
+    pred = predict(form, {**_to_natural(form, z), **refs}, held.n, held.d, held.c_rl)
+    return np.log(np.clip(pred, 1e-9, None)) - np.log(held.loss)
 
 
 def choose_form(data: JointData, forms=FORMS) -> tuple[str, dict[str, float]]:
