@@ -72,23 +72,36 @@ def rl_sharpens_or_expands(evals: list[dict]) -> dict:
                         "false: most rungs raise pass@k_max by > 2 SE (RL expands); else null")
 
 
+def _se(paired: float | None, combined: float) -> float:
+    """The change's SE: paired over problems where the per-problem values gave one."""
+    return combined if paired is None else paired
+
+
 def greedy_gain(rungs: list[dict]) -> dict:
-    """Greedy 0-shot accuracy before vs after RL (seed mean) on the same held-out problems."""
+    """Greedy 0-shot accuracy before vs after RL (seed mean) on the same held-out problems; each
+    rung's change judged on its SE paired over those problems where the rows carry it
+    (`final_greedy_se_paired`), else on the combined SE, which is kept beside it."""
     claim = "RL raises greedy (temperature 0) accuracy, not only sampled accuracy, on most rungs."
-    stat = ("share of rungs whose seed-mean greedy 0-shot accuracy rises by > 2 SE; "
-            "interval: [that share, share rising at all]")
+    stat = ("share of rungs whose seed-mean greedy 0-shot accuracy rises by > 2 SE (SE paired "
+            "over problems); interval: [that share, share rising at all]")
     rows = [r for r in rungs
             if r.get("final_greedy") is not None and r.get("baseline_greedy") is not None]
     if not rows:
         return finding("greedy_gain", claim, stat, None, None, None,
                        note="no greedy evals after RL")
-    up = [r["final_greedy"] - r["baseline_greedy"] > SE_Z * math.hypot(
-        r["baseline_greedy_se"], r["final_greedy_se"]) for r in rows]
-    share = sum(up) / len(rows)
-    any_up = sum(r["final_greedy"] > r["baseline_greedy"] for r in rows) / len(rows)
+    per_rung = {}
+    for r in rows:
+        combined = math.hypot(r["baseline_greedy_se"], r["final_greedy_se"])
+        se = _se(r.get("final_greedy_se_paired"), combined)
+        d = r["final_greedy"] - r["baseline_greedy"]
+        per_rung[r["rung"]] = {"before": r["baseline_greedy"], "after": r["final_greedy"],
+                               "change": d, "se": se, "se_combined": combined,
+                               "se_paired": r.get("final_greedy_se_paired") is not None,
+                               "up": d > SE_Z * se}
+    share = sum(x["up"] for x in per_rung.values()) / len(rows)
+    any_up = sum(x["change"] > 0 for x in per_rung.values()) / len(rows)
     return finding("greedy_gain", claim, stat, share, (share, any_up), share > 0.5,
-                   per_rung={r["rung"]: [r["baseline_greedy"], r["final_greedy"]] for r in rows},
-                   rule="true: more than half the rungs rise by > 2 SE")
+                   per_rung=per_rung, rule="true: more than half the rungs rise by > 2 SE")
 
 
 def transfer_families(task: str, more) -> list[tuple[str, str]]:
@@ -106,23 +119,37 @@ def transfer_pair(r: dict, fid: str = "transfer") -> tuple[dict | None, list]:
     return m.get("before"), m.get("after") or []
 
 
+def transfer_paired_se(r: dict, fid: str = "transfer") -> float | None:
+    """A rung's SE of its seed-mean change on one transfer family, paired over the family's
+    problems (None where the rows do not carry it)."""
+    if fid == "transfer":
+        return r.get("transfer_se_paired")
+    return ((r.get("transfer_more") or {}).get(fid) or {}).get("se_paired")
+
+
 def transfer(rungs: list[dict], task: str, fid: str = "transfer") -> dict:
-    """Greedy 0-shot accuracy on a task family RL never saw, before vs after."""
+    """Greedy 0-shot accuracy on a task family RL never saw, before vs after; each rung's change
+    with its SE paired over the family's problems where the rows carry it, else combined."""
     claim = f"RL on the study task transfers to a task family it never saw ({task or 'none set'})."
-    stat = "mean over rungs of the seed-mean change in greedy transfer accuracy; interval: +-2 SE"
+    stat = ("mean over rungs of the seed-mean change in greedy transfer accuracy; interval: +-2 "
+            "SE (per rung paired over problems, rungs taken as independent)")
     rows = [r for r in rungs if all(transfer_pair(r, fid))]
     if not task or not rows:
         return finding(fid, claim, stat, None, None, None,
                        note="no transfer task in this preset" if not task else "no transfer evals")
-    ds, ses = [], []
+    ds, ses, combined = [], [], []
     for r in rows:
         b, a = transfer_pair(r, fid)
         ds.append(float(np.mean([x["accuracy"] for x in a])) - b["accuracy"])
-        ses.append(math.hypot(b["se"], math.sqrt(sum(x["se"] ** 2 for x in a)) / len(a)))
+        combined.append(math.hypot(b["se"], math.sqrt(sum(x["se"] ** 2 for x in a)) / len(a)))
+        ses.append(_se(transfer_paired_se(r, fid), combined[-1]))
     d, se = float(np.mean(ds)), math.sqrt(sum(s * s for s in ses)) / len(ses)
+    se_c = math.sqrt(sum(s * s for s in combined)) / len(combined)
     return finding(fid, claim, stat, d, (d - SE_Z * se, d + SE_Z * se),
                    True if d > SE_Z * se else None if d >= -SE_Z * se else False,
                    per_rung={r["rung"]: dd for r, dd in zip(rows, ds)},
+                   se=se, se_combined=se_c,
+                   se_paired=all(transfer_paired_se(r, fid) is not None for r in rows),
                    rule="true: the mean change exceeds 2 SE; false: a drop beyond 2 SE; else null")
 
 

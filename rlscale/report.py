@@ -96,6 +96,7 @@ def collect(preset, jobs) -> dict:
         rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after]))
         rungs[-1].update(style_rows(before / "passk", [Path(j.out) / "passk" for j in after]))
         rungs[-1]["transfer_more"] = transfer_more(preset, before, [Path(j.out) for j in after])
+        rungs[-1].update(paired_rows(base_dir, before, [Path(j.out) for j in after]))
         scores.append(zero_shot_scores(base_dir, base.get("primary_check") or "custom_flexible"))
         main += curves
         evals.append(ev)
@@ -132,6 +133,29 @@ def style_rows(before: Path, after: list[Path]) -> dict:
     stories = partial(answer_styles, style="words")
     return {**_before_after("answers", answer_styles, mean_styles, before, after),
             **_before_after("story_answers", stories, mean_styles, before, after)}
+
+
+def paired_greedy_se(before: Path, after: list[Path], check: str | None = None) -> float | None:
+    """SE of the seed-mean change in 0-shot greedy accuracy from the eval in `before` to those
+    in `after`, paired over the problems they all scored (findings_evals.paired_se); None where
+    a completions file is missing. `check`: the before eval's primary check unless given."""
+    if not after or not (before / "summary.json").is_file():
+        return None
+    check = check or read_json(before / "summary.json")["primary_check"]
+    scores = [zero_shot_scores(d, check) for d in (before, *after)]
+    return E.paired_se(scores[0], scores[1:]) if all(scores) else None
+
+
+def paired_rows(base_dir: Path, before: Path, after: list[Path]) -> dict:
+    """The paired SEs of a rung's greedy before/after changes: the 0-shot baseline vs the
+    after-RL greedy evals (`final_greedy_se_paired`), and the `transfer` family
+    (`transfer_se_paired`); those of transfer_more sit in their own entries."""
+    check = (read_json(base_dir / "summary.json").get("primary_check")
+             if (base_dir / "summary.json").is_file() else None)
+    return {"final_greedy_se_paired": paired_greedy_se(base_dir, [p / "greedy" for p in after],
+                                                       check),
+            "transfer_se_paired": paired_greedy_se(before / "transfer",
+                                                   [p / "transfer" for p in after])}
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:
@@ -193,7 +217,8 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
 def transfer_more(preset, before: Path, after: list[Path]) -> dict:
     """Before / after greedy accuracy on each further family RL never saw (transfer_more)."""
     return {fid: {"before": _acc_se(eval_check(before / fid)),
-                  "after": [_acc_se(x) for p in after if (x := eval_check(p / fid))]}
+                  "after": [_acc_se(x) for p in after if (x := eval_check(p / fid))],
+                  "se_paired": paired_greedy_se(before / fid, [p / fid for p in after])}
             for fid, _ in preset.transfer_more}
 
 

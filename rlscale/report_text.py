@@ -126,6 +126,16 @@ def shown(f: dict) -> str:
                 "values); ") + "; ".join(
             f"{r['rung']}: pass@1 {r['d_pass1']:+.3f} (SE {r['se1']:.3f}), pass@{r['k_max']} "
             f"{r['d_passk']:+.3f} (SE {r['sek']:.3f})" for r in d["rungs"])
+    if i == "greedy_gain" and d.get("per_rung"):
+        rows = d["per_rung"].values()
+        paired = all(x.get("se_paired") for x in rows)
+        return ("SE paired over problems; " if paired else "combined SE (no per-problem "
+                "values); ") + "; ".join(f"{rung}: {x['change']:+.3f} (SE {x['se']:.3f})"
+                                         for rung, x in d["per_rung"].items())
+    if i.startswith("transfer") and "se_combined" in d:
+        return (f"{'SE paired over problems' if d['se_paired'] else 'combined SE'} {d['se']:.4f} "
+                f"(combined {d['se_combined']:.4f}); change per rung " + ", ".join(
+                    f"{g:+.3f}" for g in d["per_rung"].values()))
     if i == "size_extrapolation" and "fits" in d:
         return "; ".join(
             f"{x}: " + (e.get("error") or f"MARE {_f(e['mare'])}, its 90% interval covers "

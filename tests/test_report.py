@@ -322,3 +322,67 @@ def test_rl_sharpens_is_judged_on_the_se_paired_over_problems():
     r = paired["details"]["rungs"][0]
     assert paired["reproduced"] is True and r["se_paired"] and r["se1"] == ps
     assert r["se1_combined"] == unpaired["details"]["rungs"][0]["se1"] > 3 * ps
+
+
+def _greedy_eval(d, scores: dict[int, float], check: str = "custom_flexible"):
+    """An eval directory as `rlscale eval` writes it: summary.json and 0-shot completions."""
+    import json
+
+    from rlscale.files import atomic_write_json
+
+    d.mkdir(parents=True)
+    acc = float(np.mean(list(scores.values())))
+    se = float(np.std(list(scores.values()), ddof=1) / math.sqrt(len(scores)))
+    atomic_write_json(d / "summary.json", {"primary_check": check, "results": {"0": {
+        "checks": {check: {"accuracy": acc, "se": se}}}}})
+    (d / "completions.jsonl").write_text("".join(
+        json.dumps({"index": i, "shots": 0, "completions": ["x"], "scores": {check: [v]}}) + "\n"
+        for i, v in scores.items()))
+    return acc, se
+
+
+def test_greedy_gain_and_transfer_pair_the_problems_from_the_evals_files(tmp_path):
+    """A greedy lift of 0.04 where RL fixes a few problems and breaks none: resolved on the SE
+    of the per-problem changes (read from the evals' completions.jsonl), not on the combined
+    SE of two independent accuracies, which is kept beside it."""
+    from rlscale.findings_evals import greedy_gain, transfer
+    from rlscale.report import paired_greedy_se, paired_rows
+
+    rng = np.random.default_rng(1)
+    base = {i: float(v) for i, v in enumerate(rng.uniform(size=400) < 0.5)}
+    wrong = [i for i, v in base.items() if v == 0]
+    fixed = [{**base, **{int(i): 1.0 for i in rng.choice(wrong, 16, replace=False)}}
+             for _ in range(2)]
+    b_acc, b_se = _greedy_eval(tmp_path / "base", base)
+    after = [_greedy_eval(tmp_path / f"after{s}" / "greedy", f) for s, f in enumerate(fixed)]
+    for name in ("before", "after0", "after1"):  # the transfer family: the same numbers
+        _greedy_eval(tmp_path / name / "transfer", base if name == "before" else fixed[0])
+    se = paired_greedy_se(tmp_path / "base", [tmp_path / "after0" / "greedy",
+                                              tmp_path / "after1" / "greedy"])
+    d = [np.mean([f[i] for f in fixed]) - base[i] for i in base]
+    assert se == pytest.approx(np.std(d, ddof=1) / 20)
+    rows = paired_rows(tmp_path / "base", tmp_path / "before",
+                       [tmp_path / "after0", tmp_path / "after1"])
+    assert rows["final_greedy_se_paired"] == pytest.approx(se)
+    assert paired_greedy_se(tmp_path / "base", []) is None
+    assert paired_greedy_se(tmp_path / "nowhere", [tmp_path / "after0" / "greedy"]) is None
+
+    a_acc = float(np.mean([a for a, _ in after]))
+    a_se = math.sqrt(sum(s * s for _, s in after)) / 2
+    rung = {"rung": "micro:x", "baseline_greedy": b_acc, "baseline_greedy_se": b_se,
+            "final_greedy": a_acc, "final_greedy_se": a_se}
+    combined = greedy_gain([rung])
+    paired = greedy_gain([{**rung, **rows}])
+    x = paired["details"]["per_rung"]["micro:x"]
+    assert a_acc - b_acc == pytest.approx(0.04)
+    assert combined["reproduced"] is False and paired["reproduced"] is True
+    assert x["se_paired"] and x["se"] == pytest.approx(se) and x["se_combined"] > 3 * se
+
+    tb, ta = _greedy_eval(tmp_path / "tb", base), _greedy_eval(tmp_path / "ta", fixed[0])
+    t_row = {"rung": "micro:x", "transfer_before": {"accuracy": tb[0], "se": tb[1]},
+             "transfer_after": [{"accuracy": ta[0], "se": ta[1]}] * 2}
+    t_unpaired = transfer([t_row], "arith:levels=5")
+    t_paired = transfer([{**t_row, **rows}], "arith:levels=5")
+    assert t_unpaired["reproduced"] is None and not t_unpaired["details"]["se_paired"]
+    assert t_paired["reproduced"] is True and t_paired["details"]["se_paired"]
+    assert t_paired["details"]["se"] < t_paired["details"]["se_combined"] / 3
