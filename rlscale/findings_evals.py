@@ -97,7 +97,7 @@ def greedy_gain(rungs: list[dict]) -> dict:
         per_rung[r["rung"]] = {"before": r["baseline_greedy"], "after": r["final_greedy"],
                                "change": d, "se": se, "se_combined": combined,
                                "se_paired": r.get("final_greedy_se_paired") is not None,
-                               "up": d > SE_Z * se}
+                               "up": d > SE_Z * se, "down": d < -SE_Z * se}
     share = sum(x["up"] for x in per_rung.values()) / len(rows)
     any_up = sum(x["change"] > 0 for x in per_rung.values()) / len(rows)
     return finding("greedy_gain", claim, stat, share, (share, any_up), share > 0.5,

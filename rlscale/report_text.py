@@ -129,9 +129,11 @@ def shown(f: dict) -> str:
     if i == "greedy_gain" and d.get("per_rung"):
         rows = d["per_rung"].values()
         paired = all(x.get("se_paired") for x in rows)
+        down = [rung for rung, x in d["per_rung"].items() if x.get("down")]
         return ("SE paired over problems; " if paired else "combined SE (no per-problem "
                 "values); ") + "; ".join(f"{rung}: {x['change']:+.3f} (SE {x['se']:.3f})"
-                                         for rung, x in d["per_rung"].items())
+                                         for rung, x in d["per_rung"].items()) + (
+            f"; falls by > 2 SE: {', '.join(down)}" if down else "")
     if i.startswith("transfer") and "se_combined" in d:
         return (f"{'SE paired over problems' if d['se_paired'] else 'combined SE'} {d['se']:.4f} "
                 f"(combined {d['se_combined']:.4f}); change per rung " + ", ".join(

@@ -377,6 +377,12 @@ def test_greedy_gain_and_transfer_pair_the_problems_from_the_evals_files(tmp_pat
     assert a_acc - b_acc == pytest.approx(0.04)
     assert combined["reproduced"] is False and paired["reproduced"] is True
     assert x["se_paired"] and x["se"] == pytest.approx(se) and x["se_combined"] > 3 * se
+    assert not x["down"]
+    # the other way round (RL breaks those problems): a fall beyond 2 paired SE, named
+    fell = greedy_gain([{**rung, "baseline_greedy": a_acc, "final_greedy": b_acc, **rows}])
+    assert fell["reproduced"] is False and fell["details"]["per_rung"]["micro:x"]["down"]
+    from rlscale.report_text import shown
+    assert shown(fell).endswith("falls by > 2 SE: micro:x")
 
     tb, ta = _greedy_eval(tmp_path / "tb", base), _greedy_eval(tmp_path / "ta", fixed[0])
     t_row = {"rung": "micro:x", "transfer_before": {"accuracy": tb[0], "se": tb[1]},

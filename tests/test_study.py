@@ -135,7 +135,11 @@ def test_cpu_words_is_cpu_edge_with_number_words():
         assert b == dataclasses.replace(a, pretrain_lr=b.pretrain_lr, rl_lr=b.rl_lr)
         assert b.rl_lr == pytest.approx(b.pretrain_lr / 47, rel=0.07)
     same = {f.name for f in dataclasses.fields(words)} - {"name", "task", "transfer_task",
-                                                           "transfer_more", "rungs"}
+                                                           "transfer_more", "rungs",
+                                                           "kshot_problems"}
+    # greedy evals on the whole held-out set (session 29), which stays the same 800 problems
+    assert words.kshot_problems == words.heldout == 800 and edge.kshot_problems == 400
+    assert max(words.heldout, words.passk_problems) == max(edge.heldout, edge.kshot_problems)
     # and a second transfer family (session 27): expressions past the task's numbers
     assert [fid for fid, _ in words.transfer_more] == ["transfer_expr_numbers"]
     assert "expr_above=20" in words.transfer_more[0][1] and "expr_max_value=20" in words.task
