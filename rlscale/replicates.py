@@ -55,9 +55,16 @@ def checks(s: dict) -> dict:
              and r["final_greedy"] > r["baseline_greedy"] for r in rungs]
     ratios = [r["kshot_greedy"]["5"] / r["kshot_greedy"]["0"] for r in rungs
               if r.get("kshot_greedy", {}).get("0")]
+    greedy = next((f for f in s.get("findings", []) if f["id"] == "greedy_gain"), {})
+    per_rung = (greedy.get("details") or {}).get("per_rung") or {}
+    falls = [x for x in per_rung.values() if isinstance(x, dict) and "down" in x]
     return {"seed": s.get("seed"),
             "baselines_ordered": bool(order.get("increasing") and
                                       order.get("each_step_above_combined_se")),
+            "baselines_ordered_paired": bool(order.get("increasing") and
+                                             order.get("each_step_above_paired_se")),
+            # rungs whose greedy accuracy falls by > 2 SE (paired); None before session 29
+            "greedy_falls": sum(x["down"] for x in falls) if falls else None,
             "largest_baseline": order.get("largest"),
             "gain_se": gains,
             "rungs_gain_above_2se": sum(g is not None and g > SE_Z for g in gains),
@@ -147,14 +154,17 @@ def markdown(t: dict) -> str:
         lines.append(f"| {r['rung']} | {cells} | {_f(b['mean'])} ({_f(b['sd'])}) | "
                      f"{_f(a['mean'])} ({_f(a['sd'])}) |")
     lines += ["", "## Checks per seed", "",
-              "| seed | baselines ordered (steps > combined SE) | largest baseline | rungs gaining "
-              "> 2 SE (T 0.7) | gain / SE per rung | greedy rises | smallest 5-shot / 0-shot |",
+              "| seed | baselines ordered (steps > combined SE; > paired SE) | largest baseline | "
+              "rungs gaining > 2 SE (T 0.7) | gain / SE per rung | greedy rises (falls by > 2 "
+              "SE) | smallest 5-shot / 0-shot |",
               "|---|---|---|---|---|---|---|"]
     for c in t["checks"]:
         gains = ", ".join(_f(g, "+.1f") for g in c["gain_se"])
-        lines.append(f"| {c['seed']} | {_mark(c['baselines_ordered'])} | "
+        falls = "" if c.get("greedy_falls") is None else f" ({c['greedy_falls']})"
+        lines.append(f"| {c['seed']} | {_mark(c['baselines_ordered'])}; "
+                     f"{_mark(c.get('baselines_ordered_paired'))} | "
                      f"{_f(c['largest_baseline'])} | {c['rungs_gain_above_2se']} of "
-                     f"{c['n_rungs']} | {gains} | {c['greedy_rises']} of {c['n_rungs']} | "
+                     f"{c['n_rungs']} | {gains} | {c['greedy_rises']} of {c['n_rungs']}{falls} | "
                      f"{_f(c['min_5shot_ratio'], '.2f')} |")
     e = t.get("edge") or {}
     if e.get("points"):

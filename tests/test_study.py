@@ -491,6 +491,10 @@ def test_replicates_table_the_seeds_of_real_summaries(smoke, tmp_path, capsys):
     assert (c["rungs_gain_above_2se"] == c["n_rungs"]) == summary["all_rungs_improved"]
     assert c["baselines_ordered"] == bool(summary["baseline_order"]["increasing"] and summary[
         "baseline_order"]["each_step_above_combined_se"])
+    assert c["baselines_ordered_paired"] == bool(summary["baseline_order"]["increasing"] and
+                                                 summary["baseline_order"]["each_step_above_paired_se"])
+    greedy = next(f for f in summary["findings"] if f["id"] == "greedy_gain")["details"]
+    assert c["greedy_falls"] == sum(x["down"] for x in greedy["per_rung"].values())
     assert md.read_text() in capsys.readouterr().out
     # the edge of competence: every rung of both seeds, rho from the summaries' own numbers
     pts = t["edge"]["points"]
