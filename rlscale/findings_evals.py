@@ -31,12 +31,16 @@ def paired_se(before: dict, afters: list[dict]) -> float | None:
     return float(np.std(d, ddof=1) / math.sqrt(len(d)))
 
 
+def _se(paired: float | None, combined: float) -> float:
+    """The change's SE: paired over problems where the per-problem values gave one."""
+    return combined if paired is None else paired
+
+
 def _change(r: dict, k: str) -> tuple[float, float, float]:
     """(seed-mean change of pass@k, its SE: paired over problems where the rung has it, the
     combined SE otherwise; the combined SE, reported beside it)."""
     d, combined = _delta(r["before"], r["after"], "pass_at_k", k)
-    paired = (r.get("paired_se") or {}).get(k)
-    return d, combined if paired is None else paired, combined
+    return d, _se((r.get("paired_se") or {}).get(k), combined), combined
 
 
 def rl_sharpens_or_expands(evals: list[dict]) -> dict:
@@ -70,11 +74,6 @@ def rl_sharpens_or_expands(evals: list[dict]) -> dict:
                    verdict, rungs=rows,
                    rule="true: most rungs raise pass@1 by > 2 SE while pass@k_max moves <= 2 SE; "
                         "false: most rungs raise pass@k_max by > 2 SE (RL expands); else null")
-
-
-def _se(paired: float | None, combined: float) -> float:
-    """The change's SE: paired over problems where the per-problem values gave one."""
-    return combined if paired is None else paired
 
 
 def greedy_gain(rungs: list[dict]) -> dict:
@@ -138,18 +137,19 @@ def transfer(rungs: list[dict], task: str, fid: str = "transfer") -> dict:
         return finding(fid, claim, stat, None, None, None,
                        note="no transfer task in this preset" if not task else "no transfer evals")
     ds, ses, combined = [], [], []
-    for r in rows:
+    paired = [transfer_paired_se(r, fid) for r in rows]
+    for r, p in zip(rows, paired):
         b, a = transfer_pair(r, fid)
         ds.append(float(np.mean([x["accuracy"] for x in a])) - b["accuracy"])
         combined.append(math.hypot(b["se"], math.sqrt(sum(x["se"] ** 2 for x in a)) / len(a)))
-        ses.append(_se(transfer_paired_se(r, fid), combined[-1]))
+        ses.append(_se(p, combined[-1]))
     d, se = float(np.mean(ds)), math.sqrt(sum(s * s for s in ses)) / len(ses)
     se_c = math.sqrt(sum(s * s for s in combined)) / len(combined)
     return finding(fid, claim, stat, d, (d - SE_Z * se, d + SE_Z * se),
                    True if d > SE_Z * se else None if d >= -SE_Z * se else False,
                    per_rung={r["rung"]: dd for r, dd in zip(rows, ds)},
                    se=se, se_combined=se_c,
-                   se_paired=all(transfer_paired_se(r, fid) is not None for r in rows),
+                   se_paired=all(p is not None for p in paired),
                    rule="true: the mean change exceeds 2 SE; false: a drop beyond 2 SE; else null")
 
 

@@ -96,8 +96,9 @@ def collect(preset, jobs) -> dict:
         rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after]))
         rungs[-1].update(style_rows(before / "passk", [Path(j.out) / "passk" for j in after]))
         rungs[-1]["transfer_more"] = transfer_more(preset, before, [Path(j.out) for j in after])
-        rungs[-1].update(paired_rows(base_dir, before, [Path(j.out) for j in after]))
-        scores.append(zero_shot_scores(base_dir, base.get("primary_check") or "custom_flexible"))
+        check = base.get("primary_check") or "custom_flexible"
+        scores.append(zero_shot_scores(base_dir, check))
+        rungs[-1].update(paired_rows(scores[-1], check, before, [Path(j.out) for j in after]))
         main += curves
         evals.append(ev)
     arm_jobs = [j for j in jobs if j.kind == "rl" and j.meta["rung"] == preset.arm_rung
@@ -146,14 +147,14 @@ def paired_greedy_se(before: Path, after: list[Path], check: str | None = None) 
     return E.paired_se(scores[0], scores[1:]) if all(scores) else None
 
 
-def paired_rows(base_dir: Path, before: Path, after: list[Path]) -> dict:
-    """The paired SEs of a rung's greedy before/after changes: the 0-shot baseline vs the
-    after-RL greedy evals (`final_greedy_se_paired`), and the `transfer` family
-    (`transfer_se_paired`); those of transfer_more sit in their own entries."""
-    check = (read_json(base_dir / "summary.json").get("primary_check")
-             if (base_dir / "summary.json").is_file() else None)
-    return {"final_greedy_se_paired": paired_greedy_se(base_dir, [p / "greedy" for p in after],
-                                                       check),
+def paired_rows(base_scores: dict[int, float], check: str, before: Path,
+                after: list[Path]) -> dict:
+    """The paired SEs of a rung's greedy before/after changes: the 0-shot baseline (its
+    per-problem `base_scores`, as zero_shot_scores reads them) vs the after-RL greedy evals
+    (`final_greedy_se_paired`), and the `transfer` family (`transfer_se_paired`); those of
+    transfer_more sit in their own entries. None where a side is missing."""
+    greedy = [zero_shot_scores(p / "greedy", check) for p in after]
+    return {"final_greedy_se_paired": E.paired_se(base_scores, greedy),
             "transfer_se_paired": paired_greedy_se(before / "transfer",
                                                    [p / "transfer" for p in after])}
 

@@ -346,7 +346,7 @@ def test_greedy_gain_and_transfer_pair_the_problems_from_the_evals_files(tmp_pat
     of the per-problem changes (read from the evals' completions.jsonl), not on the combined
     SE of two independent accuracies, which is kept beside it."""
     from rlscale.findings_evals import greedy_gain, transfer
-    from rlscale.report import paired_greedy_se, paired_rows
+    from rlscale.report import paired_greedy_se, paired_rows, zero_shot_scores
 
     rng = np.random.default_rng(1)
     base = {i: float(v) for i, v in enumerate(rng.uniform(size=400) < 0.5)}
@@ -361,7 +361,8 @@ def test_greedy_gain_and_transfer_pair_the_problems_from_the_evals_files(tmp_pat
                                               tmp_path / "after1" / "greedy"])
     d = [np.mean([f[i] for f in fixed]) - base[i] for i in base]
     assert se == pytest.approx(np.std(d, ddof=1) / 20)
-    rows = paired_rows(tmp_path / "base", tmp_path / "before",
+    rows = paired_rows(zero_shot_scores(tmp_path / "base", "custom_flexible"), "custom_flexible",
+                       tmp_path / "before",
                        [tmp_path / "after0", tmp_path / "after1"])
     assert rows["final_greedy_se_paired"] == pytest.approx(se)
     assert paired_greedy_se(tmp_path / "base", []) is None
