@@ -103,6 +103,45 @@ def greedy_gain(rungs: list[dict]) -> dict:
                    per_rung=per_rung, rule="true: more than half the rungs rise by > 2 SE")
 
 
+
+def rl_below_edge(rungs: list[dict], sharp: dict, greedy: dict) -> dict:
+    """Below the edge of competence RL trades greedy accuracy for sampled accuracy (session 29's
+    reading, its rule written before the seeds that judge it: docs/study.md, session 30). Per
+    rung it joins greedy_gain's greedy change (d0, SE s0) with rl_sharpens_or_expands' pass@1
+    change at the rollout temperature (d1, SE s1), both findings as already computed."""
+    claim = ("Below the edge of competence RL trades greedy accuracy for sampled accuracy: on the "
+             "smallest rungs greedy (T=0) accuracy falls while pass@1 at the rollout temperature "
+             "does not; the larger rungs gain at both.")
+    stat = ("the smallest rung's greedy change minus its pass@1 change at the rollout "
+            "temperature (seed means); interval: +-2 SE (the two changes' SEs combined)")
+    t1 = {r["rung"]: r for r in sharp["details"].get("rungs", [])}
+    t0 = greedy["details"].get("per_rung") or {}
+    rows = []
+    for r in sorted(rungs, key=lambda r: r["N"]):
+        a, b = t0.get(r["rung"]), t1.get(r["rung"])
+        if not isinstance(a, dict) or b is None:
+            continue
+        d0, s0, d1, s1 = a["change"], a["se"], b["d_pass1"], b["se1"]
+        rows.append({"rung": r["rung"], "N": r["N"], "d_greedy": d0, "se_greedy": s0,
+                     "d_pass1": d1, "se_pass1": s1,
+                     "worked_advantage": (r.get("answers_before") or {}).get("worked_advantage"),
+                     "trades": d0 < -SE_Z * s0 and d1 >= -SE_Z * s1,
+                     "lifts": d0 > SE_Z * s0 and d1 > SE_Z * s1})
+    if not rows:
+        return finding("rl_below_edge", claim, stat, None, None, None,
+                       note="no rung with both greedy and pass@k evals after RL")
+    trade = [r["N"] for r in rows if r["trades"]]
+    lift = [r["N"] for r in rows if r["lifts"]]
+    verdict = (False if trade and lift and max(trade) > min(lift) else
+               True if trade and lift else None)
+    r0 = rows[0]
+    v, se = r0["d_greedy"] - r0["d_pass1"], math.hypot(r0["se_greedy"], r0["se_pass1"])
+    return finding("rl_below_edge", claim, stat, v, (v - SE_Z * se, v + SE_Z * se), verdict,
+                   rungs=rows, rule="trades: greedy falls by > 2 SE while pass@1 at the rollout "
+                   "temperature does not fall by > 2 SE; lifts: both rise by > 2 SE. true: some "
+                   "rung trades, some lifts, and every trading rung is smaller than every lifting "
+                   "one; false: a trading rung is larger than a lifting one; else null")
+
 def transfer_families(task: str, more) -> list[tuple[str, str]]:
     """(finding id, task spec) of every family RL never sees: the preset's transfer_task as
     `transfer`, then its transfer_more."""

@@ -270,6 +270,7 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100,
     cf = min(reuse, key=lambda c: c["tau"]) if reuse else None
     strict = next((c for c in data["arms"] if c["reward"] == "strict"), None)
     gain = F.gain_vs_size(data["curves"])
+    sharp, greedy = E.rl_sharpens_or_expands(data["evals"]), E.greedy_gain(data["rungs"])
     table = [
         F.size_efficiency(data["curves"], "C_paper", "size_compute_efficiency", "RL compute C"),
         F.size_efficiency(data["curves"], "D", "size_data_efficiency", "number of prompts D"),
@@ -277,9 +278,10 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100,
         L.law_fit(data["curves"], {"C_paper": fits["loglinear_kn_C"], "D": fits["loglinear_kn_D"]}),
         L.size_extrapolation(data["curves"], n_boot=n_boot),
         F.data_reuse(reuse), gain, F.reward_format(cf, strict),
-        E.rl_sharpens_or_expands(data["evals"]), E.greedy_gain(data["rungs"]),
-        E.transfer(data["rungs"], transfer_task), E.few_shot_stability(data["rungs"])]
+        sharp, greedy, E.transfer(data["rungs"], transfer_task),
+        E.few_shot_stability(data["rungs"])]
     table += [E.transfer(data["rungs"], spec, fid) for fid, spec in transfer_more]
+    table.append(E.rl_below_edge(data["rungs"], sharp, greedy))
     d = gain["details"]
     b, b_iv = d.get("b", gain["value"]), d.get("b_interval", gain["interval"])
     fits["gain_power"] = ({"law": "gain_power", "params": {"a": d["a"], "b": b}, "r2": d["r2"],

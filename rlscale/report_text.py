@@ -121,19 +121,21 @@ def shown(f: dict) -> str:
     if i == "reward_format" and "base_format_gap" in d:
         return f"base model custom_flexible - strict accuracy {d['base_format_gap']:+.3f}"
     if i == "rl_sharpens_or_expands" and "rungs" in d:
-        paired = all(r.get("se_paired") for r in d["rungs"])
-        return ("SE paired over problems; " if paired else "combined SE (no per-problem "
-                "values); ") + "; ".join(
+        return _se_kind(all(r.get("se_paired") for r in d["rungs"])) + "; ".join(
             f"{r['rung']}: pass@1 {r['d_pass1']:+.3f} (SE {r['se1']:.3f}), pass@{r['k_max']} "
             f"{r['d_passk']:+.3f} (SE {r['sek']:.3f})" for r in d["rungs"])
     if i == "greedy_gain" and d.get("per_rung"):
         rows = d["per_rung"].values()
-        paired = all(x.get("se_paired") for x in rows)
         down = [rung for rung, x in d["per_rung"].items() if x.get("down")]
-        return ("SE paired over problems; " if paired else "combined SE (no per-problem "
-                "values); ") + "; ".join(f"{rung}: {x['change']:+.3f} (SE {x['se']:.3f})"
+        return _se_kind(all(x.get("se_paired") for x in rows)) + "; ".join(f"{rung}: {x['change']:+.3f} (SE {x['se']:.3f})"
                                          for rung, x in d["per_rung"].items()) + (
             f"; falls by > 2 SE: {', '.join(down)}" if down else "")
+    if i == "rl_below_edge" and "rungs" in d:
+        return "; ".join(
+            f"{r['rung']}: greedy {r['d_greedy']:+.3f} (SE {r['se_greedy']:.3f}), pass@1 at the "
+            f"rollout temperature {r['d_pass1']:+.3f} (SE {r['se_pass1']:.3f})"
+            + (" - trades" if r["trades"] else " - lifts" if r["lifts"] else "")
+            for r in d["rungs"])
     if i.startswith("transfer") and "se_combined" in d:
         return (f"{'SE paired over problems' if d['se_paired'] else 'combined SE'} {d['se']:.4f} "
                 f"(combined {d['se_combined']:.4f}); change per rung " + ", ".join(
@@ -147,6 +149,11 @@ def shown(f: dict) -> str:
     if i.startswith("size_") and d.get("comparisons"):
         return f"{len(d['comparisons'])} comparisons"
     return ""
+
+
+def _se_kind(paired: bool) -> str:
+    """Which SE judged a before/after change (a `shown` line's prefix)."""
+    return "SE paired over problems; " if paired else "combined SE (no per-problem values); "
 
 
 def rungs_table(s: dict) -> list[str]:

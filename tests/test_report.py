@@ -393,3 +393,37 @@ def test_greedy_gain_and_transfer_pair_the_problems_from_the_evals_files(tmp_pat
     assert t_unpaired["reproduced"] is None and not t_unpaired["details"]["se_paired"]
     assert t_paired["reproduced"] is True and t_paired["details"]["se_paired"]
     assert t_paired["details"]["se"] < t_paired["details"]["se_combined"] / 3
+
+
+def test_rl_below_edge_orders_the_trading_rungs_below_the_lifting_ones():
+    """A rung trades when its greedy accuracy falls by > 2 SE while pass@1 at the rollout
+    temperature does not fall; lifts when both rise. The claim holds when the trading rungs are
+    the small ones, fails when a trading rung sits above a lifting one, and is untested when no
+    rung trades."""
+    from rlscale.findings_evals import rl_below_edge
+
+    def case(changes):  # per rung (ascending N): (greedy change, pass@1 change), SEs 0.01
+        rungs = [{"rung": f"r{i}", "N": 10.0 ** (4 + i),
+                  "answers_before": {"worked_advantage": 0.1 * i}} for i in range(len(changes))]
+        greedy = {"details": {"per_rung": {f"r{i}": {"change": g, "se": 0.01}
+                                           for i, (g, _) in enumerate(changes)}}}
+        sharp = {"details": {"rungs": [{"rung": f"r{i}", "d_pass1": p, "se1": 0.01}
+                                       for i, (_, p) in enumerate(changes)]}}
+        return rl_below_edge(rungs, sharp, greedy)
+
+    held = case([(-0.05, 0.02), (0.06, 0.04), (0.2, 0.15)])
+    assert held["reproduced"] is True
+    assert [(r["trades"], r["lifts"]) for r in held["details"]["rungs"]] == [
+        (True, False), (False, True), (False, True)]
+    assert held["value"] == pytest.approx(-0.07)
+    assert held["interval"] == pytest.approx([-0.07 - 2 * math.hypot(0.01, 0.01),
+                                              -0.07 + 2 * math.hypot(0.01, 0.01)])
+    assert held["details"]["rungs"][1]["worked_advantage"] == pytest.approx(0.1)
+    # the order reversed: the large rung trades, the small one lifts
+    assert case([(0.06, 0.04), (-0.05, 0.0)])["reproduced"] is False
+    # sampled pass@1 falls too: the rung does not trade, nothing to test
+    assert case([(-0.05, -0.05), (0.06, 0.04)])["reproduced"] is None
+    assert case([(0.01, 0.0), (0.06, 0.04)])["reproduced"] is None
+    # no evals after RL at all
+    assert rl_below_edge([{"rung": "r0", "N": 1e4}], {"details": {}},
+                         {"details": {}})["reproduced"] is None
