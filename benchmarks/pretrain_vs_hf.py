@@ -28,7 +28,8 @@ import time
 
 def build(rung: str, batch: int, seq: int, seed: int = 0):
     from rlscale.models import build_micro, non_embedding_params
-    from rlscale.pretrain import Corpus, PretrainConfig, corpus_tokenizer
+    from rlscale.corpus import Corpus, corpus_tokenizer
+    from rlscale.pretrain import PretrainConfig
     from rlscale.tasks import load_task
 
     cfg = PretrainConfig(rung=f"micro:{rung}", task="arith", batch_size=batch, seq_len=seq,

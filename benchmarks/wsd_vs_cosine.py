@@ -5,7 +5,8 @@ loss. docs/study.md (allocation) records a run.
     .venv/bin/python benchmarks/wsd_vs_cosine.py OUT_DIR [D]
 """
 import json, sys, torch
-from rlscale.pretrain import PretrainConfig, pretrain, Corpus, corpus_tokenizer
+from rlscale.corpus import Corpus, corpus_tokenizer
+from rlscale.pretrain import PretrainConfig, pretrain
 from rlscale.tasks import load_task
 from rlscale.models import load_model
 from rlscale.evaluate import heldout_test_loss

@@ -128,7 +128,7 @@ def allocate(p: AllocPreset, out, workers: int | None = None, progress: bool | N
 
     from rlscale import allocation_report as rep
     from rlscale import scheduler, study_plan
-    from rlscale.pretrain import corpus_tokenizer
+    from rlscale.corpus import corpus_tokenizer
     from rlscale.study_move import relocate
     from rlscale.tasks import load_task
 

@@ -74,7 +74,7 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
     workers = workers or preset.workers
     threads = 1 if workers > 1 and not torch.cuda.is_available() else 0
     write_task(preset, out)
-    from rlscale.pretrain import corpus_tokenizer
+    from rlscale.corpus import corpus_tokenizer
     from rlscale.tasks import load_task
 
     corpus_tokenizer(load_task(str(out / "task"), seed=preset.seed).train,  # warm the cache

@@ -13,7 +13,8 @@ import pytest
 
 from rlscale.errors import UserError
 from rlscale.scaling.joint import FORMS
-from rlscale.pretrain import Corpus, PretrainConfig, lr_at, pretrain
+from rlscale.corpus import Corpus
+from rlscale.pretrain import PretrainConfig, lr_at, pretrain
 
 TASK = "arith:easy,style=expr"
 ROWS = 8 * 64

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from rlscale.errors import UserError
-from rlscale.pretrain import Corpus, PretrainConfig, lr_at, pretrain, slipped
+from rlscale.corpus import Corpus, slipped
+from rlscale.pretrain import PretrainConfig, lr_at, pretrain
 
 TASK = "arith:easy,style=expr"
 
@@ -112,7 +113,7 @@ def test_blank_join_packs_rows_like_fewshot_prompts():
 def test_plain_variant_ends_in_prose_without_the_marker():
     import random
 
-    from rlscale.pretrain import plain_ending
+    from rlscale.corpus import plain_ending
 
     assert plain_ending(" 12 + 5 = 17\n#### 17") == " 12 + 5 = 17\nThe answer is 17."
     assert plain_ending(" no marker") == " no marker"
