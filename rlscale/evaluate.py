@@ -171,15 +171,20 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
                                      samples, params, seed, batch_size)
     finally:
         model.train(was_training)
-    per_check = {c: [] for c in checks}
+    per_check, right = {c: [] for c in checks}, {c: [] for c in checks}
     for p, t in zip(problems, texts):
         for c, s in score(t, p.answer, checks).items():
             per_check[c].append(sum(s) / samples)
+            right[c].append(int(sum(s)))
     pass1, se = _mean_se(per_check[reward])
     flags = [x for row in clipped for x in row]
+    # per-problem counts of right samples (reward check and custom_flexible): two runs scored on
+    # the same problems are compared on their per-problem differences (findings' paired SEs)
+    kept = dict.fromkeys((reward, "custom_flexible") if "custom_flexible" in checks else (reward,))
     return {"test_loss": 1.0 - pass1, "pass1": pass1, "se": se, "n_problems": len(problems),
             "n_samples": samples, "clipped_share": sum(flags) / len(flags),
-            "accuracy": {c: sum(v) / len(v) for c, v in per_check.items()}}
+            "accuracy": {c: sum(v) / len(v) for c, v in per_check.items()},
+            "right": {c: right[c] for c in kept}}
 
 
 # ---------------------------------------------------------------- the `rlscale eval` run

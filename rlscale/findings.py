@@ -191,22 +191,40 @@ def points(curves: list[dict], x: str):
 
 
 # ---------------------------------------------------------------- arms
-def data_reuse(arm: list[dict]) -> dict:
-    """Final test loss of each tau vs tau = min (equal total prompts), in combined SE."""
+def paired_eval_se(a: dict, b: dict, check: str) -> float | None:
+    """SE of the difference of two eval rows' accuracies under `check` on the same held-out
+    problems: the SD of the per-problem differences / sqrt(n), from the rows' `test_right`
+    (right samples per problem; rlscale.grpo.trainer). None where either row lacks them (runs
+    written before they were kept) or the two did not score the same number of problems."""
+    ra, rb = (a.get("test_right") or {}).get(check), (b.get("test_right") or {}).get(check)
+    if not ra or not rb or len(ra) != len(rb) or len(ra) < 2:
+        return None
+    d = np.array(ra, float) / a["test_samples"] - np.array(rb, float) / b["test_samples"]
+    return float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def data_reuse(arm: list[dict], check: str = "custom_flexible") -> dict:
+    """Final test loss of each tau vs tau = min (equal total prompts); each difference judged
+    on its SE paired over the held-out problems where the runs kept per-problem scores, else on
+    the combined SE of the two (kept beside it). `check` is the arm's reward."""
     arm = sorted(arm, key=lambda c: c["tau"])
     claim = ("At equal total prompts, reusing each prompt tau >= 4 times costs no more than "
              f"{SE_Z:g} standard errors of final test loss (paper finding 4).")
-    stat = ("final test loss at the largest tau minus at the smallest; interval: +-2 combined SE")
+    stat = ("final test loss at the largest tau minus at the smallest; interval: +-2 SE (paired "
+            "over problems where the runs kept per-problem scores, else combined)")
     if len(arm) < 2 or arm[-1]["tau"] < 4:
         return finding("data_reuse", claim, stat, None, None, None, note="no tau >= 4 arm")
     base = arm[0]["evals"][-1]
     rows = []
     for c in arm:
         e = c["evals"][-1]
-        se = math.hypot(e["test_loss_se"] or 0.0, base["test_loss_se"] or 0.0)
+        combined = math.hypot(e["test_loss_se"] or 0.0, base["test_loss_se"] or 0.0)
+        paired = paired_eval_se(e, base, check) if c is not arm[0] else None
         rows.append({"tau": c["tau"], "final_test_loss": e["test_loss"],
                      "final_se": e["test_loss_se"], "diff": e["test_loss"] - base["test_loss"],
-                     "se": se, "unique_prompts": c.get("unique_prompts"), "step": e["step"]})
+                     "se": combined if paired is None else paired, "se_combined": combined,
+                     "se_paired": paired is not None,
+                     "unique_prompts": c.get("unique_prompts"), "step": e["step"]})
     far = rows[-1]
     ok = all(r["diff"] <= SE_Z * r["se"] for r in rows if r["tau"] >= 4)
     return finding("data_reuse", claim, stat, far["diff"],
@@ -219,17 +237,21 @@ def reward_format(cf: dict | None, strict: dict | None, min_gap: float = 0.02) -
     claim = ("Training on the strict '#### N' reward wastes RL on formatting: at equal steps, "
              "custom_flexible training ends with higher (custom_flexible) accuracy (seed study).")
     stat = ("final held-out custom_flexible accuracy: custom_flexible run minus strict run; "
-            "interval: +-2 combined SE")
+            "interval: +-2 SE (paired over problems where the runs kept per-problem scores, "
+            "else combined)")
     if not cf or not strict:
         return finding("reward_format", claim, stat, None, None, None, note="no reward arm")
     base = cf["evals"][0]
     gap = base["test_acc_custom_flexible"] - base["test_acc_strict"]
     a, b = cf["evals"][-1], strict["evals"][-1]
     diff = a["test_acc_custom_flexible"] - b["test_acc_custom_flexible"]
-    se = math.hypot(a["test_loss_se"] or 0.0, b["test_loss_se"] or 0.0)
-    verdict = None if gap < min_gap else diff > SE_Z * se
+    combined = math.hypot(a["test_loss_se"] or 0.0, b["test_loss_se"] or 0.0)
+    paired = paired_eval_se(a, b, "custom_flexible")
+    se = combined if paired is None else paired
+    verdict = None if gap < min_gap else bool(diff > SE_Z * se)
     return finding("reward_format", claim, stat, diff, (diff - SE_Z * se, diff + SE_Z * se),
-                   verdict, base_format_gap=gap,
+                   verdict, base_format_gap=gap, se=se, se_combined=combined,
+                   se_paired=paired is not None,
                    final={run: {k: e.get(f"test_acc_{k}") for k in ("strict", "custom_flexible")}
                           for run, e in (("custom_flexible", a), ("strict", b))},
                    rule=f"null when the base model's strict and custom_flexible accuracies differ "

@@ -110,7 +110,10 @@ def shown(f: dict) -> str:
                 f"{_f(d['intra']['C_paper'].get('mare'))} (C), {_f(d['intra']['D'].get('mare'))} (D)")
     if i == "data_reuse" and "arms" in d:
         return "; ".join(f"tau {a['tau']}: {a['final_test_loss']:.3f} ± {a['final_se']:.3f} "
-                         f"({a['unique_prompts']} unique)" for a in d["arms"])
+                         f"({a['unique_prompts']} unique)" for a in d["arms"]) + "; " + "; ".join(
+            f"tau {a['tau']} - tau {d['arms'][0]['tau']}: {a['diff']:+.3f} (SE {a['se']:.3f}, "
+            + ("paired over problems)" if a.get("se_paired") else "combined)")
+            for a in d["arms"][1:])
     if i == "gain_vs_size" and "gain_per_rung" in d:
         fit = f"R² {_f(d['r2'])}; " if "r2" in d else "no power law (a gain <= 0); "
         # "not reproduced" alone hides which way the data point: false means the interval
@@ -119,7 +122,9 @@ def shown(f: dict) -> str:
         return (f"{opposite}{fit}rho {_f(d.get('rho'))} {_iv(d.get('rho_interval'))}; gain per "
                 "rung " + ", ".join(f"{g:+.3f}" for g in d["gain_per_rung"].values()))
     if i == "reward_format" and "base_format_gap" in d:
-        return f"base model custom_flexible - strict accuracy {d['base_format_gap']:+.3f}"
+        kind = "paired over problems" if d.get("se_paired") else "combined"
+        se = f"; difference SE {d['se']:.3f} ({kind})" if "se" in d else ""
+        return f"base model custom_flexible - strict accuracy {d['base_format_gap']:+.3f}{se}"
     if i == "rl_sharpens_or_expands" and "rungs" in d:
         return _se_kind(all(r.get("se_paired") for r in d["rungs"])) + "; ".join(
             f"{r['rung']}: pass@1 {r['d_pass1']:+.3f} (SE {r['se1']:.3f}), pass@{r['k_max']} "

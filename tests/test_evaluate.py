@@ -181,6 +181,12 @@ def test_heldout_test_loss(tiny, monkeypatch):
     assert a["pass1"] == a["accuracy"]["custom_flexible"]
     assert set(a["accuracy"]) == {"strict", "flexible", "custom_flexible"}
     assert 0 <= a["clipped_share"] <= 1 and a["se"] >= 0
+    # right samples per problem (of 2), for paired comparisons of two runs on these problems
+    assert list(a["right"]) == ["custom_flexible"] and len(a["right"]["custom_flexible"]) == 5
+    assert sum(a["right"]["custom_flexible"]) / 10 == pytest.approx(a["pass1"])
+    strict = heldout_test_loss(model, tok, probs, samples=2, max_new_tokens=6, seed=3,
+                               batch_size=4, reward="strict")
+    assert list(strict["right"]) == ["strict", "custom_flexible"]
     seen = []
     real = ev._sample
     monkeypatch.setattr(ev, "_sample", lambda m, t, prompts, *a: seen.extend(prompts) or real(

@@ -36,6 +36,9 @@ def test_metrics_config_and_checkpoint(tmp_path, capsys):
     for r in rows[1:]:
         assert all(k in r for k in need), [k for k in need if k not in r]
     assert rows[2]["test_samples"] == 1 and rows[2]["eval_temperature"] == 0.7
+    right = rows[2]["test_right"]["custom_flexible"]  # per held-out problem, for paired SEs
+    assert len(right) == rows[2]["test_problems"] and set(right) <= {0, 1}
+    assert sum(right) / len(right) == pytest.approx(1 - rows[2]["test_loss"])
     assert [r["D"] for r in rows] == [0, 4, 8, 12]
     assert rows[3]["C_paper"] > rows[2]["C_paper"] > 0
     # two updates per step and a reference model: two extra forwards priced in C_itemized

@@ -427,3 +427,45 @@ def test_rl_below_edge_orders_the_trading_rungs_below_the_lifting_ones():
     # no evals after RL at all
     assert rl_below_edge([{"rung": "r0", "N": 1e4}], {"details": {}},
                          {"details": {}})["reproduced"] is None
+
+
+def test_arms_are_judged_on_the_se_paired_over_held_out_problems():
+    """Two runs scored on the same 800 problems: a 0.04 rise in test loss at tau 4, where the
+    problems' difficulty is shared, is inside 2 combined SE but resolved on the per-problem
+    differences (the runs' `test_right`); rows without them keep the combined SE."""
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.05, 0.95, 800)  # each problem's chance of a right sample, shared by both
+    u = rng.uniform(size=800)  # one draw per problem: the runs agree where chance allows
+    right_1, right_4 = (u < p).astype(int), (u < p - 0.04).astype(int)  # tau 4 loses ~0.04
+
+    def row(right, check="custom_flexible"):
+        acc = right.mean()
+        return {"step": 120, "test_loss": 1 - acc, "test_loss_se": right.std(ddof=1) / math.sqrt(800),
+                "test_samples": 1, f"test_acc_{check}": acc, "test_acc_strict": acc - 0.1,
+                "test_right": {check: right.tolist()}}
+
+    def arm(tau, right, keep=True):
+        e = row(right)
+        if not keep:
+            e.pop("test_right")
+        return {"tau": tau, "reward": "custom_flexible", "unique_prompts": 10, "evals": [e, e]}
+
+    se = F.paired_eval_se(row(right_4), row(right_1), "custom_flexible")
+    d = right_4 - right_1
+    assert se == pytest.approx(d.std(ddof=1) / math.sqrt(800))
+    diff = row(right_4)["test_loss"] - row(right_1)["test_loss"]
+    combined = math.hypot(row(right_4)["test_loss_se"], row(right_1)["test_loss_se"])
+    assert 2 * se < diff < 2 * combined  # the case this test is about
+    paired = F.data_reuse([arm(1, right_1), arm(4, right_4)])
+    far = paired["details"]["arms"][-1]
+    assert paired["reproduced"] is False and far["se_paired"] and far["se"] == pytest.approx(se)
+    old = F.data_reuse([arm(1, right_1, keep=False), arm(4, right_4, keep=False)])
+    assert old["reproduced"] is True and not old["details"]["arms"][-1]["se_paired"]
+    assert old["details"]["arms"][-1]["se"] == pytest.approx(combined)
+    # reward arm: custom_flexible training 0.04 above strict training, paired over problems
+    cf = {"evals": [row(right_1), row(right_1)]}
+    strict = {"evals": [row(right_1), row(right_4)]}
+    rf = F.reward_format(cf, strict)
+    assert rf["reproduced"] is True and rf["details"]["se_paired"]
+    assert F.paired_eval_se(row(right_1), {**row(right_4), "test_right": {}}, "custom_flexible") is None
+    assert F.paired_eval_se(row(right_1), row(right_4[:400]), "custom_flexible") is None

@@ -19,7 +19,8 @@ Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / complet
 completion_len_mean, clipped_share, clip_frac, kl (to the reference; null without one), entropy,
 grad_norm (before clipping, mean over updates), lr, time_rollout / time_reward / time_logprobs /
 time_update / time_step (s; time_step excludes evaluation), tokens_per_s, mfu; on eval steps
-test_loss, test_loss_se, test_problems, test_samples, eval_temperature, time_eval.
+test_loss, test_loss_se, test_problems, test_samples, eval_temperature, test_acc_<check>,
+test_right ({check: right samples per held-out problem, in the task's order}), time_eval.
 
 Determinism: every random draw is seeded from (seed, step) (rollout sampling, mini-batch order)
 or (seed, cycle) (data order), and the data cursor is D, so a resumed run on CPU reproduces the
@@ -212,6 +213,7 @@ class _Trainer:
                 "test_problems": res["n_problems"], "test_samples": res["n_samples"],
                 "eval_temperature": cfg.eval_temperature,
                 "test_clipped_share": res.get("clipped_share"),
+                "test_right": res.get("right"),  # per problem, for paired comparisons of runs
                 **{f"test_acc_{k}": v for k, v in (res.get("accuracy") or {}).items()},
                 "time_eval": time.perf_counter() - t0}
 
