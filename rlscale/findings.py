@@ -124,12 +124,14 @@ def curve_slope(curve: dict, x: str = "C_paper") -> float | None:
 
 
 def spearman(a, b) -> float:
-    """Spearman's rank correlation (average ranks for ties)."""
+    """Spearman's rank correlation (average ranks for ties). On a few ranks it is a ratio of
+    small integers; rounded to 12 places so that a rule's threshold meets it exactly (one swap
+    in four rungs is 0.8, which scipy returns as 0.7999999999999999)."""
     from scipy.stats import spearmanr
 
     if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
         return float("nan")
-    return float(spearmanr(a, b).statistic)
+    return round(float(spearmanr(a, b).statistic), 12)
 
 
 def _seed_draws(groups: list[list], limit: int = 256, seed: int = 0):

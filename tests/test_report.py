@@ -469,3 +469,21 @@ def test_arms_are_judged_on_the_se_paired_over_held_out_problems():
     assert rf["reproduced"] is True and rf["details"]["se_paired"]
     assert F.paired_eval_se(row(right_1), {**row(right_4), "test_right": {}}, "custom_flexible") is None
     assert F.paired_eval_se(row(right_1), row(right_4[:400]), "custom_flexible") is None
+
+
+def test_one_swap_in_four_rungs_meets_the_k_rule():
+    """k_increases_with_n's rule is rho >= 0.8, "monotone up to one swap": four rungs with one
+    adjacent swap have rho exactly 0.8, which must not fall below it by float rounding."""
+    assert F.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == 0.8
+    assert F.spearman([1, 2, 3, 4], [2, 1, 4, 3]) == 0.6
+
+    def run(n, seed, slope):  # a curve whose log-log slope on C is -slope
+        cs = [1e9, 1e10, 1e11]
+        return {"run": f"r{n}-{seed}", "N": n, "seed": seed, "evals": [
+            {"step": i + 1, "C_paper": c, "test_loss": 0.5 * (c / 1e9) ** -slope}
+            for i, c in enumerate(cs)]}
+
+    ks = {2e4: 0.01, 6e4: 0.04, 2e5: 0.037, 6e5: 0.12}  # seed 10's per-rung k, rounded
+    curves = [run(n, s, k) for n, k in ks.items() for s in (0, 1)]
+    f = F.k_increases_with_n(curves, {"error": "no fit"})
+    assert f["value"] == 0.8 and f["reproduced"] is True

@@ -337,9 +337,14 @@ def test_findings_recomputed_from_the_runs_metrics(smoke):
     out, summary = smoke
     f = {x["id"]: x for x in summary["findings"]}
     arm = summary["settings"]["arm_rung"].removeprefix("micro:")
-    # data_reuse: final test loss at the largest tau minus tau 1, within 2 combined SE
+    # data_reuse: final test loss at the largest tau minus tau 1, within 2 SE of the
+    # per-problem differences (both runs score the same held-out problems)
     one, far = _evals(out / "runs" / arm)[-1], _evals(out / "runs" / f"{arm}-tau16")[-1]
-    diff, se = far["test_loss"] - one["test_loss"], math.hypot(far["test_loss_se"], one["test_loss_se"])
+    diff = far["test_loss"] - one["test_loss"]
+    d = (np.array(one["test_right"]["custom_flexible"]) / one["test_samples"]
+         - np.array(far["test_right"]["custom_flexible"]) / far["test_samples"])
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    assert len(d) == one["test_problems"] and f["data_reuse"]["details"]["arms"][-1]["se_paired"]
     assert f["data_reuse"]["value"] == pytest.approx(diff)
     assert f["data_reuse"]["interval"] == pytest.approx([diff - 2 * se, diff + 2 * se])
     # reward_format: custom_flexible accuracy of the custom_flexible run minus the strict run's
