@@ -3,7 +3,8 @@
 The law figures (test loss vs C and D with the fit and its bootstrap bands, k(N)) are the fitter's
 own (`plot_curves`, `plot_k`): one plotting home for a fitted law. The rest show what the study
 adds: accuracy before/after RL against total compute, pass@k before/after, accuracy per
-difficulty level, k-shot accuracy, and the data-reuse and reward arms.
+difficulty level, k-shot accuracy, RL's change at each decoding temperature, and the data-reuse
+and reward arms.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def figures(data: dict, summary: dict, fitted: dict, out: Path) -> dict[str, str
         if ok:
             fig = fn(rungs)
             made[name] = Path(save_png(fig, out / f"{name}.png")).name
+    edge = next((f for f in summary["findings"] if f["id"] == "rl_below_edge"), None)
+    if edge and edge["details"].get("rungs"):
+        fig = by_temperature(rungs, edge["details"]["rungs"])
+        made["rl_by_temperature"] = Path(save_png(fig, out / "rl_by_temperature.png")).name
     for key, name in (("reuse", "data_reuse"), ("reward", "reward_functions")):
         if summary["arms"][key]:
             fig = arm(summary["arms"][key], data["arms"], key)
@@ -128,6 +133,33 @@ def kshot(rungs):
     ax.set(xlabel="exemplars in the prompt (shots)", ylabel="greedy accuracy (base model)",
            ylim=(-0.02, 1.02), title="k-shot accuracy of the pre-trained rungs")
     ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def by_temperature(rungs, edge_rows):
+    """RL's change per rung at the three decoding temperatures the study measures, +-2 SE:
+    greedy (T=0, rl_below_edge's rows), the test loss's T=0.7 (the rung's gain) and pass@1 at
+    the rollout temperature. Below the edge the bars disagree in sign."""
+    import math
+
+    rows = {r["rung"]: r for r in edge_rows}
+    shown = [r for r in rungs if r["rung"] in rows]
+    bars = (("greedy (T=0)", lambda r, e: (e["d_greedy"], e["se_greedy"])),
+            ("T=0.7 (the test loss)", lambda r, e: (r["gain"], math.hypot(r["baseline_se"],
+                                                                     r["final_se"]))),
+            ("pass@1 at the rollout temperature", lambda r, e: (e["d_pass1"], e["se_pass1"])))
+    fig, ax = _plt().subplots(figsize=(6.4, 4.4))
+    width = 0.8 / len(bars)
+    for j, (label, get) in enumerate(bars):
+        vals = [get(r, rows[r["rung"]]) for r in shown]
+        ax.bar([i + (j - 1) * width for i in range(len(shown))], [v for v, _ in vals], width,
+               yerr=[2 * se for _, se in vals], capsize=3, color=COLORS[j], label=label)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(shown)), [r["rung"] for r in shown])
+    ax.set(ylabel="accuracy after RL - before (seed mean, +-2 SE)",
+           title="RL's change by decoding temperature")
+    ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
 

@@ -211,7 +211,8 @@ def test_smoke_outputs_exist_and_are_linked(smoke):
     out, summary = smoke
     report = (out / "report.md").read_text()
     for name in ("loss_vs_compute", "k_vs_n", "accuracy_vs_total_compute", "data_reuse",
-                 "reward_functions", "pass_at_k", "accuracy_by_level", "kshot"):
+                 "reward_functions", "pass_at_k", "accuracy_by_level", "kshot",
+                 "rl_by_temperature"):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert f"]({name}.png)" in report
     for link in re.findall(r"\]\(([^)]+)\)", report):
@@ -226,7 +227,8 @@ def test_smoke_outputs_exist_and_are_linked(smoke):
                 assert (out / "evals" / tag / run / sub / "summary.json").is_file()
     ids = [f["id"] for f in summary["findings"]]
     assert {"size_compute_efficiency", "size_data_efficiency", "k_increases_with_n", "law_fit",
-            "data_reuse", "gain_vs_size", "reward_format", "rl_sharpens_or_expands"} <= set(ids)
+            "data_reuse", "gain_vs_size", "reward_format", "rl_sharpens_or_expands",
+            "rl_below_edge"} <= set(ids)
     for key in ("loglinear_kn_C", "loglinear_kn_D", "gain_power"):
         fit = summary["fits"][key]
         assert ("r2" in fit) != ("error" in fit)  # a fit, or the reason there is none
