@@ -205,6 +205,25 @@ def paired_eval_se(a: dict, b: dict, check: str) -> float | None:
     return float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
+def paired_gain_se(curves: list[dict]) -> float | None:
+    """SE of a rung's RL gain (seed mean of last minus first evaluation) paired over the
+    held-out problems: per problem the seed mean of its change, SD / sqrt(n). None unless every
+    run kept per-problem scores of its reward (`test_right`) on the same number of problems."""
+    per_run = []
+    for c in curves:
+        first, last = c["evals"][0], c["evals"][-1]
+        a = (first.get("test_right") or {}).get(c["reward"])
+        b = (last.get("test_right") or {}).get(c["reward"])
+        if not a or not b or len(a) != len(b):
+            return None
+        per_run.append(np.array(b, float) / last["test_samples"]
+                       - np.array(a, float) / first["test_samples"])
+    if not per_run or len({len(d) for d in per_run}) != 1 or len(per_run[0]) < 2:
+        return None
+    d = np.mean(per_run, axis=0)
+    return float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
 def data_reuse(arm: list[dict], check: str = "custom_flexible") -> dict:
     """Final test loss of each tau vs tau = min (equal total prompts); each difference judged
     on its SE paired over the held-out problems where the runs kept per-problem scores, else on

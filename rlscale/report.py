@@ -196,6 +196,8 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
         if len(last) > 1 else None,
         "gain": float(np.mean([F.run_gain(c) for c in curves])),
         "gain_seeds": [F.run_gain(c) for c in curves],
+        # beside the combined SE (the acceptance's): the gain's SE over the same problems
+        "gain_se_paired": F.paired_gain_se(curves),
         "rl_steps": curves[0]["steps"], "rl_lr": r.rl_lr, "rl_prompts": curves[0]["D"],
         "rl_flops": curves[0]["C_paper"], "rl_flops_itemized": curves[0]["C_itemized"],
         "kshot_greedy": {k: v["checks"][check]["accuracy"] for k, v in base["results"].items()},

@@ -163,7 +163,8 @@ def _se_kind(paired: bool) -> str:
 
 def rungs_table(s: dict) -> list[str]:
     L = ["## Rungs", "",
-         "| rung | N | tokens/param | base acc | after RL (seeds) | gain / SE | greedy before -> "
+         "| rung | N | tokens/param | base acc | after RL (seeds) | gain / combined SE (/ SE "
+         "paired over problems) | greedy before -> "
          "after | pass@1 before -> after | pass@max before -> after | k (slope) | RL-trained "
          "model |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     ks = s["k_per_rung_slope"]
@@ -172,10 +173,12 @@ def rungs_table(s: dict) -> list[str]:
         seeds = ", ".join(f"{a:.3f}" for a in r["final_acc_seeds"])
         pb, pa = r["pass_at_k_before"], r["pass_at_k_after"]
         kmax = max(pb, key=int) if pb else None
+        ps = r.get("gain_se_paired")
+        paired = f" (paired {r['gain'] / ps:+.1f})" if ps else ""
         L.append(
             f"| {r['rung']} | {r['N']:,} | {r['tokens_per_param']:.0f} | "
             f"{r['baseline_acc']:.3f} ± {r['baseline_se']:.3f} | {r['final_acc']:.3f} ± "
-            f"{r['final_se']:.3f} ({seeds}) | {r['gain'] / se:+.1f} | "
+            f"{r['final_se']:.3f} ({seeds}) | {r['gain'] / se:+.1f}{paired} | "
             f"{_f(r['baseline_greedy'])} -> {_f(r['final_greedy'])} | "
             f"{_f(pb.get('1'))} -> {_f(pa.get('1'))} | "
             f"{_f(pb.get(kmax)) if kmax else 'n/a'} -> {_f(pa.get(kmax)) if kmax else 'n/a'}"

@@ -487,3 +487,23 @@ def test_one_swap_in_four_rungs_meets_the_k_rule():
     curves = [run(n, s, k) for n, k in ks.items() for s in (0, 1)]
     f = F.k_increases_with_n(curves, {"error": "no fit"})
     assert f["value"] == 0.8 and f["reproduced"] is True
+
+
+def test_rl_gain_has_its_se_paired_over_problems_beside_the_combined_one():
+    """A rung's gain: per problem the seed mean of (last - first) right share; runs written
+    before `test_right` existed give None (the report then shows the combined SE only)."""
+    rng = np.random.default_rng(3)
+    first = [rng.integers(0, 2, 50) for _ in range(2)]
+    last = [np.maximum(f, rng.integers(0, 2, 50)) for f in first]
+
+    def curve(f, la, keep=True):
+        ev = [{"step": s, "test_samples": 1, "test_loss": 1 - x.mean(),
+               **({"test_right": {"custom_flexible": x.tolist()}} if keep else {})}
+              for s, x in ((0, f), (120, la))]
+        return {"reward": "custom_flexible", "evals": ev}
+
+    se = F.paired_gain_se([curve(f, la) for f, la in zip(first, last)])
+    d = np.mean([la - f for f, la in zip(first, last)], axis=0)
+    assert se == pytest.approx(d.std(ddof=1) / math.sqrt(50))
+    assert F.paired_gain_se([curve(first[0], last[0]), curve(first[1], last[1], keep=False)]) is None
+    assert F.paired_gain_se([]) is None

@@ -240,6 +240,7 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
     out, summary = smoke
     preset = _smoke()
     assert [r["rung"] for r in summary["rungs"]] == [r.name for r in preset.rungs]
+    assert all(r["gain_se_paired"] is not None for r in summary["rungs"])  # runs keep test_right
     # the baseline ordering is recomputed from the baselines' own completions (paired)
     order = summary["baseline_order"]
     scores = []
