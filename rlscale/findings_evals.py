@@ -103,7 +103,6 @@ def greedy_gain(rungs: list[dict]) -> dict:
                    per_rung=per_rung, rule="true: more than half the rungs rise by > 2 SE")
 
 
-
 def rl_below_edge(rungs: list[dict], sharp: dict, greedy: dict) -> dict:
     """Below the edge of competence RL trades greedy accuracy for sampled accuracy (session 29's
     reading, its rule written before the seeds that judge it: docs/study.md, session 30). Per
@@ -141,6 +140,7 @@ def rl_below_edge(rungs: list[dict], sharp: dict, greedy: dict) -> dict:
                    "temperature does not fall by > 2 SE; lifts: both rise by > 2 SE. true: some "
                    "rung trades, some lifts, and every trading rung is smaller than every lifting "
                    "one; false: a trading rung is larger than a lifting one; else null")
+
 
 def transfer_families(task: str, more) -> list[tuple[str, str]]:
     """(finding id, task spec) of every family RL never sees: the preset's transfer_task as
