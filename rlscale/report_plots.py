@@ -140,14 +140,15 @@ def kshot(rungs):
 def by_temperature(rungs, edge_rows):
     """RL's change per rung at the three decoding temperatures the study measures, +-2 SE:
     greedy (T=0, rl_below_edge's rows), the test loss's T=0.7 (the rung's gain) and pass@1 at
-    the rollout temperature. Below the edge the bars disagree in sign."""
+    the rollout temperature, each with its SE paired over problems where the runs kept one.
+    Below the edge the bars disagree in sign."""
     import math
 
     rows = {r["rung"]: r for r in edge_rows}
     shown = [r for r in rungs if r["rung"] in rows]
     bars = (("greedy (T=0)", lambda r, e: (e["d_greedy"], e["se_greedy"])),
-            ("T=0.7 (the test loss)", lambda r, e: (r["gain"], math.hypot(r["baseline_se"],
-                                                                     r["final_se"]))),
+            ("T=0.7 (the test loss)", lambda r, e: (r["gain"], r.get("gain_se_paired") or
+                                                     math.hypot(r["baseline_se"], r["final_se"]))),
             ("pass@1 at the rollout temperature", lambda r, e: (e["d_pass1"], e["se_pass1"])))
     fig, ax = _plt().subplots(figsize=(6.4, 4.4))
     width = 0.8 / len(bars)
