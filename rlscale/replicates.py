@@ -67,6 +67,9 @@ def checks(s: dict) -> dict:
             "greedy_falls": sum(x["down"] for x in falls) if falls else None,
             "largest_baseline": order.get("largest"),
             "gain_se": gains,
+            # the same gains over their SE paired over problems (None: runs before session 30)
+            "gain_se_paired": [r["gain"] / r["gain_se_paired"] if r.get("gain_se_paired")
+                               else None for r in rungs],
             "rungs_gain_above_2se": sum(g is not None and g > SE_Z for g in gains),
             "greedy_rises": sum(rises),
             "min_5shot_ratio": min(ratios) if ratios else None,
@@ -155,11 +158,14 @@ def markdown(t: dict) -> str:
                      f"{_f(a['mean'])} ({_f(a['sd'])}) |")
     lines += ["", "## Checks per seed", "",
               "| seed | baselines ordered (steps > combined SE; > paired SE) | largest baseline | "
-              "rungs gaining > 2 SE (T 0.7) | gain / SE per rung | greedy rises (falls by > 2 "
+              "rungs gaining > 2 SE (T 0.7) | gain / combined SE per rung (/ paired SE) | "
+              "greedy rises (falls by > 2 "
               "SE) | smallest 5-shot / 0-shot |",
               "|---|---|---|---|---|---|---|"]
     for c in t["checks"]:
-        gains = ", ".join(_f(g, "+.1f") for g in c["gain_se"])
+        gains = ", ".join(_f(g, "+.1f") + ("" if p is None else f" ({p:+.1f})")
+                          for g, p in zip(c["gain_se"], c.get("gain_se_paired") or
+                                          [None] * len(c["gain_se"])))
         falls = "" if c.get("greedy_falls") is None else f" ({c['greedy_falls']})"
         lines.append(f"| {c['seed']} | {_mark(c['baselines_ordered'])}; "
                      f"{_mark(c.get('baselines_ordered_paired'))} | "

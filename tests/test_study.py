@@ -503,6 +503,8 @@ def test_replicates_table_the_seeds_of_real_summaries(smoke, tmp_path, capsys):
                                                  summary["baseline_order"]["each_step_above_paired_se"])
     greedy = next(f for f in summary["findings"] if f["id"] == "greedy_gain")["details"]
     assert c["greedy_falls"] == sum(x["down"] for x in greedy["per_rung"].values())
+    assert c["gain_se_paired"] == [pytest.approx(r["gain"] / r["gain_se_paired"])
+                                   if r["gain_se_paired"] else None for r in summary["rungs"]]
     assert md.read_text() in capsys.readouterr().out
     # the edge of competence: every rung of both seeds, rho from the summaries' own numbers
     pts = t["edge"]["points"]
