@@ -116,6 +116,13 @@ PRESETS = {
 PRESETS["allocate-words-long"] = replace(PRESETS["allocate-words"], name="allocate-words-long",
                                          rl_steps_by_budget=(120, 120, 480, 480),
                                          max_val_steps=480, val_draws=3)
+# allocate-words-long with the validation's pre-training capped at the grid's largest token
+# budget (10M) instead of 2x it: the law tested where the grid pins its tokens. Pilot 72
+# (docs/study.md, session 26) found the validation's misses to be the 2x extrapolation in
+# tokens (with one draw at the validation's tokens in its fit, the law held the other draws'
+# level within 2 SE in 4 of 5 seeds); this preset is its test on fresh runs (session 30).
+PRESETS["allocate-words-seen"] = replace(PRESETS["allocate-words-long"],
+                                         name="allocate-words-seen", val_tokens_x=1.0)
 
 
 # ---------------------------------------------------------------- the experiment

@@ -113,7 +113,8 @@ def configure(p) -> None:
                    "split (rlscale.allocation) on the cpu task; allocate-words: on the default's "
                    "over a decade of tokens (~33 min); allocate-words-long: with 480 RL "
                    "steps from its two largest budgets and three validation draws (sessions "
-                   "21 and 25, ~51 min)")
+                   "21 and 25, ~51 min); allocate-words-seen: its validation capped at the "
+                   "grid's largest token budget (session 30)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel jobs (default: the preset's; one thread each on CPU)")
