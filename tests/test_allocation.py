@@ -751,3 +751,15 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0] and str(a) in err[0], err
     (a / "allocation.json").write_text(good)
+
+
+def test_the_seen_preset_caps_the_validation_at_the_grids_tokens():
+    """allocate-words-seen is allocate-words-long with the validation's pre-training at most
+    the grid's largest token budget (the long preset allows 2x it)."""
+    from rlscale.allocation_validation import token_cap
+
+    seen, long = PRESETS["allocate-words-seen"], PRESETS["allocate-words-long"]
+    assert dataclasses.replace(seen, name=long.name, val_tokens_x=long.val_tokens_x) == long
+    points = [{"pretrain_tokens": t} for t in (1e6, 4.64e6, 1e7)]
+    assert token_cap(seen, points) == 1e7 and token_cap(long, points) == 2e7
+    assert token_cap(PRESETS["allocate"], points) is None  # no cap
