@@ -756,6 +756,7 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
 def test_the_seen_preset_caps_the_validation_at_the_grids_tokens():
     """allocate-words-seen is allocate-words-long with the validation's pre-training at most
     the grid's largest token budget (the long preset allows 2x it)."""
+    from rlscale.allocation import PRESETS
     from rlscale.allocation_validation import token_cap
 
     seen, long = PRESETS["allocate-words-seen"], PRESETS["allocate-words-long"]
