@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlscale.errors import UserError
-from rlscale.scaling.joint import FORMS
 from rlscale.corpus import Corpus
+from rlscale.errors import UserError
 from rlscale.pretrain import PretrainConfig, lr_at, pretrain
+from rlscale.scaling.joint import FORMS
 
 TASK = "arith:easy,style=expr"
 ROWS = 8 * 64
@@ -756,6 +756,8 @@ def test_replicates_table_allocation_seeds(smoke, tmp_path, capsys):
 def test_the_seen_preset_caps_the_validation_at_the_grids_tokens():
     """allocate-words-seen is allocate-words-long with the validation's pre-training at most
     the grid's largest token budget (the long preset allows 2x it)."""
+    import dataclasses
+
     from rlscale.allocation import PRESETS
     from rlscale.allocation_validation import token_cap
 
