@@ -193,16 +193,26 @@ def points(curves: list[dict], x: str):
 
 
 # ---------------------------------------------------------------- arms
+def _right_share(e: dict, check: str):
+    """An eval row's share of right samples per held-out problem under `check` (from its
+    `test_right`, rlscale.grpo.trainer), or None where the run did not keep them."""
+    right = (e.get("test_right") or {}).get(check)
+    return np.array(right, float) / e["test_samples"] if right else None
+
+
+def _diff_se(d) -> float:
+    return float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
 def paired_eval_se(a: dict, b: dict, check: str) -> float | None:
     """SE of the difference of two eval rows' accuracies under `check` on the same held-out
-    problems: the SD of the per-problem differences / sqrt(n), from the rows' `test_right`
-    (right samples per problem; rlscale.grpo.trainer). None where either row lacks them (runs
-    written before they were kept) or the two did not score the same number of problems."""
-    ra, rb = (a.get("test_right") or {}).get(check), (b.get("test_right") or {}).get(check)
-    if not ra or not rb or len(ra) != len(rb) or len(ra) < 2:
+    problems: the SD of the per-problem differences / sqrt(n). None where either row lacks
+    per-problem scores (runs written before they were kept) or the two did not score the same
+    number of problems."""
+    ra, rb = _right_share(a, check), _right_share(b, check)
+    if ra is None or rb is None or len(ra) != len(rb) or len(ra) < 2:
         return None
-    d = np.array(ra, float) / a["test_samples"] - np.array(rb, float) / b["test_samples"]
-    return float(d.std(ddof=1) / math.sqrt(len(d)))
+    return _diff_se(ra - rb)
 
 
 def paired_gain_se(curves: list[dict]) -> float | None:
@@ -211,17 +221,13 @@ def paired_gain_se(curves: list[dict]) -> float | None:
     run kept per-problem scores of its reward (`test_right`) on the same number of problems."""
     per_run = []
     for c in curves:
-        first, last = c["evals"][0], c["evals"][-1]
-        a = (first.get("test_right") or {}).get(c["reward"])
-        b = (last.get("test_right") or {}).get(c["reward"])
-        if not a or not b or len(a) != len(b):
+        a, b = (_right_share(c["evals"][i], c["reward"]) for i in (0, -1))
+        if a is None or b is None or len(a) != len(b):
             return None
-        per_run.append(np.array(b, float) / last["test_samples"]
-                       - np.array(a, float) / first["test_samples"])
+        per_run.append(b - a)
     if not per_run or len({len(d) for d in per_run}) != 1 or len(per_run[0]) < 2:
         return None
-    d = np.mean(per_run, axis=0)
-    return float(d.std(ddof=1) / math.sqrt(len(d)))
+    return _diff_se(np.mean(per_run, axis=0))
 
 
 def data_reuse(arm: list[dict], check: str = "custom_flexible") -> dict:
