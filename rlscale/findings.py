@@ -200,7 +200,10 @@ def _right_share(e: dict, check: str):
     return np.array(right, float) / e["test_samples"] if right else None
 
 
-def _diff_se(d) -> float:
+def per_problem_se(d) -> float:
+    """SE of a mean change from its per-problem values d (>= 2): SD / sqrt(n). Every SE paired
+    over problems in the findings is this one (here and rlscale.findings_evals.paired_se)."""
+    d = np.asarray(d, float)
     return float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
@@ -212,7 +215,7 @@ def paired_eval_se(a: dict, b: dict, check: str) -> float | None:
     ra, rb = _right_share(a, check), _right_share(b, check)
     if ra is None or rb is None or len(ra) != len(rb) or len(ra) < 2:
         return None
-    return _diff_se(ra - rb)
+    return per_problem_se(ra - rb)
 
 
 def paired_gain_se(curves: list[dict]) -> float | None:
@@ -227,7 +230,7 @@ def paired_gain_se(curves: list[dict]) -> float | None:
         per_run.append(b - a)
     if not per_run or len({len(d) for d in per_run}) != 1 or len(per_run[0]) < 2:
         return None
-    return _diff_se(np.mean(per_run, axis=0))
+    return per_problem_se(np.mean(per_run, axis=0))
 
 
 def data_reuse(arm: list[dict], check: str = "custom_flexible") -> dict:

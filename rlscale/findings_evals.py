@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from rlscale.findings import SE_Z, finding
+from rlscale.findings import SE_Z, finding, per_problem_se
 
 
 def _delta(before: dict, afters: list[dict], key: str, k: str) -> tuple[float, float]:
@@ -27,8 +27,7 @@ def paired_se(before: dict, afters: list[dict]) -> float | None:
     common = sorted(set(before).intersection(*afters)) if afters else []
     if len(common) < 2:
         return None
-    d = [float(np.mean([a[i] for a in afters])) - before[i] for i in common]
-    return float(np.std(d, ddof=1) / math.sqrt(len(d)))
+    return per_problem_se([float(np.mean([a[i] for a in afters])) - before[i] for i in common])
 
 
 def _se(paired: float | None, combined: float) -> float:
@@ -219,7 +218,7 @@ def baseline_order(rungs: list[dict], scores: list[dict[int, float]], cap: float
     for (a, sa), (b, sb) in zip(zip(rungs, scores), zip(rungs[1:], scores[1:])):
         common = sorted(sa.keys() & sb.keys())
         d = np.array([sb[i] - sa[i] for i in common], dtype=float)
-        paired = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else None
+        paired = per_problem_se(d) if len(d) > 1 else None
         step = b["baseline_greedy"] - a["baseline_greedy"]
         combined = math.hypot(a["baseline_greedy_se"], b["baseline_greedy_se"])
         steps.append({"from": a["rung"], "to": b["rung"], "step": step, "se_paired": paired,

@@ -9,6 +9,7 @@ and reward arms.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rlscale.scaling.plots import plot_curves, plot_k, save_png
@@ -142,8 +143,6 @@ def by_temperature(rungs, edge_rows):
     greedy (T=0, rl_below_edge's rows), the test loss's T=0.7 (the rung's gain) and pass@1 at
     the rollout temperature, each with its SE paired over problems where the runs kept one.
     Below the edge the bars disagree in sign."""
-    import math
-
     rows = {r["rung"]: r for r in edge_rows}
     shown = [r for r in rungs if r["rung"] in rows]
     bars = (("greedy (T=0)", lambda r, e: (e["d_greedy"], e["se_greedy"])),

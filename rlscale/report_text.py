@@ -132,9 +132,10 @@ def shown(f: dict) -> str:
     if i == "greedy_gain" and d.get("per_rung"):
         rows = d["per_rung"].values()
         down = [rung for rung, x in d["per_rung"].items() if x.get("down")]
-        return _se_kind(all(x.get("se_paired") for x in rows)) + "; ".join(f"{rung}: {x['change']:+.3f} (SE {x['se']:.3f})"
-                                         for rung, x in d["per_rung"].items()) + (
-            f"; falls by > 2 SE: {', '.join(down)}" if down else "")
+        changes = "; ".join(f"{rung}: {x['change']:+.3f} (SE {x['se']:.3f})"
+                            for rung, x in d["per_rung"].items())
+        return (_se_kind(all(x.get("se_paired") for x in rows)) + changes
+                + (f"; falls by > 2 SE: {', '.join(down)}" if down else ""))
     if i == "rl_below_edge" and "rungs" in d:
         return "; ".join(
             f"{r['rung']}: greedy {r['d_greedy']:+.3f} (SE {r['se_greedy']:.3f}), pass@1 at the "
