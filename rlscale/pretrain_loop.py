@@ -177,13 +177,11 @@ class Loop:
         from rlscale.models.fast import FastDecoder
 
         dec = FastDecoder(self.model, grad=True)  # fused weights: rebuilt after every update
-        B, S = x.shape
+        S = x.shape[1]
         if self._rope is None or self._rope[0].shape[0] < S:
             with torch.no_grad():
                 self._rope = dec.rope_tables(S)
-        pos = torch.arange(S, device=x.device).expand(B, S)
-        valid = torch.ones(B, S, dtype=torch.bool, device=x.device)
-        return dec.prefill(x, pos, valid, self._rope, last_only=False)[0]
+        return dec.causal_logits(x, self._rope)
 
     def run(self, run_dir: Path, st: dict, end: int, lr_fn, corpus=None) -> None:
         """Steps st["step"] .. end - 1 (st advances in place), logged to RUN_DIR/loss.jsonl."""

@@ -132,6 +132,27 @@ def test_fast_forward_matches_hf_logits(tok, make, path, monkeypatch):
             assert (got - ref).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("make", [lively_qwen3, lively_qwen2, lambda t: qwen3(t, kv_heads=4)])
+def test_causal_logits_and_grads_match_hf(tok, make):
+    """The pre-training forward (full rows, SDPA's causal kernel, no cache) gives HF's logits
+    and, through the fused weights, HF's gradients."""
+    model = make(tok).train()
+    ids = torch.randint(2, len(tok), (3, 21), generator=torch.Generator().manual_seed(0))
+    w = torch.randn(3, 21, len(tok), generator=torch.Generator().manual_seed(1))
+    ref = model(input_ids=ids, use_cache=False).logits
+    (ref * w).sum().backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    dec = fast.FastDecoder(model, grad=True)
+    with torch.no_grad():
+        rope = dec.rope_tables(21)
+    got = dec.causal_logits(ids, rope)
+    assert (got - ref).abs().max() < 1e-5 * (1 + ref.abs().max())
+    (got * w).sum().backward()
+    for n, p in model.named_parameters():
+        assert (p.grad - want[n]).abs().max() < 1e-4 * (1 + want[n].abs().max()), n
+
+
 def test_fast_path_not_used_where_it_would_differ(tok):
     assert not fast.supports(llama(tok))
     m = qwen3(tok)

@@ -146,11 +146,14 @@ class FastDecoder:
         """q [B, S, nh, hd] (scaled by 1/sqrt(hd)), k, v [B, S, nkv, hd] after norms and RoPE."""
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         qkv = F.linear(self._rms(x), L["wqkv"], L["bqkv"]).view(B, S, nh + 2 * nkv, hd)
-        qk, v = qkv[:, :, : nh + nkv], qkv[:, :, nh + nkv :]
+        # split, not slices: in the backward a split is one cat of the parts' gradients, where
+        # each slice zero-fills a whole-size gradient and adds them (same values)
+        qk, v = qkv.split([nh + nkv, nkv], 2)
         if L["qk_norm"] is not None:
             qk = self._rms(qk) * L["qk_norm"]
         qk = torch.addcmul(qk * cos, qk.roll(hd // 2, -1), sin)
-        return qk[:, :, :nh], qk[:, :, nh:], v
+        q, k = qk.split([nh, nkv], 2)
+        return q, k, v
 
     def _mlp_out(self, L, x, o):
         """Residual stream after the attention output o [T, nh*hd] and the SwiGLU MLP."""
@@ -192,6 +195,22 @@ class FastDecoder:
             x = self._mlp_out(L, x, o.transpose(1, 2).reshape(U * P, nh * hd))
         x = x.view(U, P, -1)
         return self._logits(x[:, -1] if last_only else x), cache
+
+    def causal_logits(self, ids, rope):
+        """Logits [B, S, V] of full rows ids [B, S] (no padding, positions 0..S-1): the
+        pre-training forward. No cache and no mask tensor (SDPA's causal kernel), the RoPE
+        tables broadcast over rows."""
+        B, S = ids.shape
+        nh, hd = self.n_heads, self.head_dim
+        cos, sin = rope[0][:S, None], rope[1][:S, None]  # [S, 1, hd]
+        x = self._embed(ids).reshape(B * S, -1)
+        for L in self.layers:
+            q, k, v = self._qkv(L, x, B, S, cos, sin)
+            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                               v.transpose(1, 2), is_causal=True, scale=1.0,
+                                               enable_gqa=nh != self.n_kv)
+            x = self._mlp_out(L, x, o.transpose(1, 2).reshape(B * S, nh * hd))
+        return self._logits(x.view(B, S, -1))
 
     def decode(self, tok, pos, state: "DecodeState", rope):
         """One new token per row: tok, pos [B] -> logits [B, V]; appends to state's cache."""
