@@ -89,3 +89,92 @@ def test_wrappers_check_what_ctypes_cannot(lib):
         native.decode(dec, tok, torch.tensor([5, 5]), state, rope)
     with pytest.raises(ValueError, match="banned"):
         native.sample(torch.zeros(2, 5), 1.0, None, torch.tensor([7]))
+
+
+# ---- training kernels (rlscale.models.native_train) against the torch path's math
+
+
+def _torch_qk(qk, w, cos, sin, eps):
+    hd = qk.shape[-1]
+    y = qk * torch.rsqrt(qk.pow(2).mean(-1, keepdim=True) + eps) * w
+    return torch.addcmul(y * cos, y.roll(hd // 2, -1), sin)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("per_token", [False, True])
+def test_training_kernels_match_torch_values_and_grads(lib, threads, per_token, monkeypatch):
+    """rms_norm, swiglu and qk_norm_rope give torch's values and gradients: q/k read as a
+    strided view into the fused qkv (as FastDecoder._qkv hands it over), RoPE rows per
+    position or per token, widths that are not a multiple of the vector width, and the
+    weight's gradient summed over per-thread slices."""
+    from rlscale.models import native_train as nt
+
+    monkeypatch.setattr(nt, "_threads", lambda: threads)
+    g = torch.Generator().manual_seed(0)
+    B, S, H, hd, eps = 3, 70, 3, 10, 1e-6  # T * H * hd above the kernels' parallel threshold
+    qkv = torch.randn(B, S, H + 2, hd, generator=g, requires_grad=True)
+    w = (1 + 0.3 * torch.randn(H, hd, generator=g)).requires_grad_()
+    rows = B * S if per_token else S
+    cos, sin = torch.randn(rows, hd, generator=g), torch.randn(rows, hd, generator=g)
+    shape = (B, S, 1, hd) if per_token else (S, 1, hd)
+    x = torch.randn(B * S, 37, generator=g, requires_grad=True)
+    gu = torch.randn(B * S, 2 * 45, generator=g, requires_grad=True)
+    outs = {}
+    for side in ("native", "torch"):
+        qk = qkv.split([H, 2], 2)[0]
+        if side == "native":
+            y = (nt.qk_norm_rope(qk, w, cos.view(shape), sin.view(shape), eps), nt.rms_norm(x, eps),
+                 nt.swiglu(gu))
+        else:
+            gg, uu = gu.chunk(2, -1)
+            y = (_torch_qk(qk, w, cos.view(shape), sin.view(shape), eps),
+                 x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps),
+                 torch.nn.functional.silu(gg) * uu)
+        loss = sum((t * torch.randn(t.shape, generator=torch.Generator().manual_seed(i))).sum()
+                   for i, t in enumerate(y))
+        grads = torch.autograd.grad(loss, (qkv, w, x, gu))
+        outs[side] = [t.detach() for t in y] + list(grads)
+    for a, b in zip(outs["native"], outs["torch"]):
+        assert a.shape == b.shape
+        assert (a - b).abs().max() < 1e-5 * (1 + b.abs().max())
+
+
+def test_training_kernels_refuse_bad_layouts(lib):
+    from rlscale.models import native_train as nt
+
+    with pytest.raises(ValueError, match="odd"):
+        nt.swiglu(torch.zeros(4, 7))
+    qk = torch.zeros(2, 5, 3, 8)
+    with pytest.raises(ValueError, match="do not fit"):
+        nt.qk_norm_rope(qk, torch.ones(3, 8), torch.ones(4, 1, 8), torch.ones(4, 1, 8), 1e-6)
+    with pytest.raises(ValueError, match="shape"):  # weight rows must match the heads
+        nt.qk_norm_rope(qk, torch.ones(2, 8), torch.ones(5, 1, 8), torch.ones(5, 1, 8), 1e-6)
+    with pytest.raises(ValueError, match="refused head_dim"):  # odd head_dim: C says no
+        nt.qk_norm_rope(torch.zeros(2, 5, 3, 7), torch.ones(3, 7), torch.ones(5, 1, 7),
+                        torch.ones(5, 1, 7), 1e-6)
+
+
+def test_pretraining_forward_runs_the_training_kernels(lib, monkeypatch):
+    """The pre-training step goes through the fused kernels where they apply (fp32 CPU) and
+    through torch with RLSCALE_NATIVE=0, with the same loss to rounding."""
+    from rlscale.models import build_micro, fast, micro_tokenizer, native_train
+
+    tok = micro_tokenizer(corpus=["Question: 1 + 2 = 3\n#### 3"])
+    model = build_micro("20k", tok, seed=0).train()
+    ids = torch.randint(2, len(tok), (2, 16), generator=torch.Generator().manual_seed(0))
+    calls = []
+    real = native_train.swiglu
+    monkeypatch.setattr(native_train, "swiglu", lambda gu: calls.append(1) or real(gu))
+
+    def loss():
+        dec = fast.FastDecoder(model, grad=True)
+        with torch.no_grad():
+            rope = dec.rope_tables(16)
+        return dec.causal_logits(ids, rope).logsumexp(-1).mean()
+
+    a = loss()
+    assert calls  # the native path ran
+    monkeypatch.setattr(native_train, "usable", lambda t: False)
+    n = len(calls)
+    b = loss()
+    assert len(calls) == n and abs(float(a - b)) < 1e-5

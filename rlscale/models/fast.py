@@ -6,7 +6,8 @@ forward reads the HF module's weights (fusing q/k/v and gate/up into one matrix 
 RMSNorm weights folded in; the fusion is a copy, so build a FastDecoder after every weight
 update: it takes about a millisecond) and runs the same math: RMSNorm, per-head q/k RMSNorm
 (Qwen3), RoPE, grouped-query attention, SwiGLU. tests/test_rollout.py checks its logits and
-gradients against the HF forward to 1e-5.
+gradients against the HF forward to 1e-5. A training forward in fp32 on the CPU runs its
+element-wise parts as fused C kernels with their backward (rlscale.models.native_train).
 
 - `prefill` + `decode`: sampling with a preallocated KV cache. Rows are left-padded so every row
   writes the same cache column; a bias marks pad columns; position ids are explicit, so a padded
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rlscale.models import native
+from rlscale.models import native, native_train
 
 SUPPORTED = ("Qwen3ForCausalLM", "Qwen2ForCausalLM")
 
@@ -127,6 +128,8 @@ class FastDecoder:
         if x.dtype != torch.float32:
             return self._rms(x.float()).to(x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
+            if native_train.usable(x):  # one pass forward and backward (native_train says why)
+                return native_train.rms_norm(x, self.eps)
             return _RMSNorm.apply(x, self.eps)
         # one call (torch 2.13's rms_norm, bitwise equal to x * rsqrt(mean(x^2) + eps)): a
         # decoding step is dominated by the number of ops, not by their arithmetic
@@ -149,6 +152,10 @@ class FastDecoder:
         # split, not slices: in the backward a split is one cat of the parts' gradients, where
         # each slice zero-fills a whole-size gradient and adds them (same values)
         qk, v = qkv.split([nh + nkv, nkv], 2)
+        if L["qk_norm"] is not None and self._train_native(qk):
+            q, k = native_train.qk_norm_rope(qk, L["qk_norm"], cos, sin, self.eps).split(
+                [nh, nkv], 2)
+            return q, k, v
         if L["qk_norm"] is not None:
             qk = self._rms(qk) * L["qk_norm"]
         qk = torch.addcmul(qk * cos, qk.roll(hd // 2, -1), sin)
@@ -161,9 +168,18 @@ class FastDecoder:
             x = torch.addmm(x, o, L["wo"].t())
         else:
             x = x + F.linear(o, L["wo"], L["bo"])
-        g, u = F.linear(self._rms(x), L["wgu"]).chunk(2, -1)
-        act = F.silu(g) * u
+        gu = F.linear(self._rms(x), L["wgu"])
+        if self._train_native(gu):
+            act = native_train.swiglu(gu)
+        else:
+            g, u = gu.chunk(2, -1)
+            act = F.silu(g) * u
         return torch.addmm(x, act, L["wd"].t())
+
+    @staticmethod
+    def _train_native(t) -> bool:
+        """A training forward (t needs a gradient) that the fused C kernels serve."""
+        return torch.is_grad_enabled() and t.requires_grad and native_train.usable(t)
 
     def final_norm(self, x):
         return self._rms(x) * self.norm

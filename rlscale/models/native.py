@@ -11,9 +11,11 @@ and loaded with ctypes: no build step at install time and no torch headers. Wher
 compiler, or RLSCALE_NATIVE=0, or the model is not fp32 on the CPU, decoding stays on the torch
 path of rlscale.models.fast (same math; tests/test_native.py checks the two agree).
 
-Training runs on torch: one-pass C kernels for RMSNorm and SwiGLU forward/backward measured
-0.98-1.02x on the log-prob forward + backward (docs/benchmarks.md) and were removed, as was a
-glibc allocator setting that measured within noise.
+Training (pre-training and GRPO's log-prob forward + backward) uses the same library through
+rlscale.models.native_train: RMSNorm, SwiGLU and q/k norm + RoPE forward and backward, one pass
+each. A first try at one-pass RMSNorm / SwiGLU kernels (session 2) measured 0.98-1.02x and was
+removed; its SwiGLU ran scalar code (see kernels.c, "Row bodies"). Fixed and extended (session
+31): the 600k rung's pre-training step 1.22-1.33x, docs/benchmarks.md.
 
 Safety: the kernels' stack buffers are sized by MAX_HEAD_DIM and MAX_KEYS, passed to the compiler
 from here; the kernels check their sizes against them and return an error code, which the
@@ -97,6 +99,14 @@ def library():
     lib.attend_decode.restype = ctypes.c_int
     lib.sample_rows.argtypes = [P, I, I, F, P, P, I, P, P]
     lib.sample_rows.restype = ctypes.c_int
+    # training (rlscale.models.native_train)
+    lib.rms_train_fwd.argtypes = [P, P, P, I, I, F, ctypes.c_int]
+    lib.rms_train_bwd.argtypes = [P, P, P, P, I, I, ctypes.c_int]
+    lib.swiglu_train_bwd.argtypes = [P, P, P, I, I, ctypes.c_int]
+    lib.qknorm_rope_fwd.argtypes = [P, I, P, P, P, P, P, I, I, I, I, F, ctypes.c_int]
+    lib.qknorm_rope_fwd.restype = ctypes.c_int
+    lib.qknorm_rope_bwd.argtypes = [P, P, I, P, P, P, P, P, P, I, I, I, I, ctypes.c_int]
+    lib.qknorm_rope_bwd.restype = ctypes.c_int
     _lib = lib
     return _lib
 
