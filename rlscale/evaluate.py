@@ -201,7 +201,8 @@ class EvalConfig:
     n_problems: int | None = None
     checks: tuple[str, ...] | None = None  # None: the task's (GSM: strict, flexible, custom)
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int = 64  # rows (problems x samples) per generate() call: the resume unit; on
+    # the CPU generate() splits a call further to keep the KV cache small (rollout.auto_rows)
     device: str = "auto"
     dtype: str | None = None
     progress: bool = False
@@ -306,8 +307,10 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
                     task.train, min(MAX_SHOTS, len(task.train)),
                     seed=cfg.seed * 1_000_003 + i)[:shots]) for i in idx]
                 seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
+                # rows per forward batch: generate's own (all of the chunk's on a GPU; on the
+                # CPU a KV-cache budget's worth, rollout.auto_rows), never above batch_size
                 texts, clipped = _sample(model, tokenizer, prompts, cfg.samples, params, seed,
-                                         cfg.batch_size)
+                                         None)
                 new = [{"shots": shots, "index": i, "question": problems[i].question,
                         "answer": problems[i].answer, "level": problems[i].level,
                         "prompt": p, "completions": t,
@@ -348,7 +351,8 @@ def configure(p) -> None:
     p.add_argument("--checks", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()),
                    default=None, help="answer checks, e.g. strict,flexible,custom_flexible")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64, help="sequences per generation batch")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="sequences per generation call (on the CPU split further by KV-cache size)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU)")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a TTY")

@@ -245,13 +245,41 @@ def _finish_step(tok, done, step, eos_t, stopper, buf, length):
     return done | fin
 
 
+# A CPU decoding step reads every row's KV cache once per layer; past ~64 MB of cache over all
+# layers the steps slow down. Measured on the study's 600k rung (docs/benchmarks.md, session 31):
+# 800 held-out prompts x 96 new tokens, all rows in one call 4.46 s, 128 rows a call 2.09 s;
+# 400 five-shot prompts x 48 tokens, 400 rows 11.6 s, 32 rows 4.8 s.
+CPU_KV_BYTES = 64 << 20
+
+
+def auto_rows(model, prompt_len: int, max_new: int, n: int) -> int:
+    """Rows per generate() batch when the caller gives none: all n on an accelerator; on the
+    CPU as many as keep the KV cache (all layers, prompt + completion) within CPU_KV_BYTES, at
+    least 16. Models without the usual config fields get all n."""
+    n = max(n, 1)
+    p = next(model.parameters())
+    cfg = getattr(model, "config", None)
+    try:
+        heads = cfg.num_attention_heads
+        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        per_row = (2 * p.element_size() * cfg.num_hidden_layers
+                   * (getattr(cfg, "num_key_value_heads", None) or heads) * hd
+                   * (prompt_len + max_new))
+    except (AttributeError, TypeError, ZeroDivisionError):
+        return n
+    if p.device.type != "cpu" or per_row <= 0:
+        return n
+    return min(n, max(16, CPU_KV_BYTES // per_row))
+
+
 def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None = None,
              seed: int | None = None, batch_size: int | None = None,
              progress: bool = False) -> Generation:
     """Sample one completion per prompt (repeat a prompt G times for G samples).
 
-    Deterministic given seed. batch_size: rows per forward batch (default: all); prompts are
-    batched by length so padding stays small, and the results come back in input order.
+    Deterministic given seed. batch_size: rows per forward batch (default: `auto_rows`: all
+    rows on an accelerator, a KV-cache budget's worth on the CPU); prompts are batched by length
+    so padding stays small, and the results come back in input order.
     """
     from tqdm.auto import tqdm
 
@@ -264,7 +292,7 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
     if any(not e for e in enc):
         raise ValueError("generate: a prompt encodes to no tokens; give every prompt some text")
     n = len(enc)
-    bs = batch_size or max(n, 1)
+    bs = batch_size or auto_rows(model, max(map(len, enc), default=0), params.max_new_tokens, n)
     first: dict[str, int] = {}
     order = sorted(range(n), key=lambda i: (len(enc[i]), first.setdefault(prompts[i], i)))
     bar = tqdm(total=params.max_new_tokens * -(-n // bs), disable=not progress, unit="tok",

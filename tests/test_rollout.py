@@ -547,3 +547,28 @@ def test_grouped_cache_compaction_matches_generic(tok, monkeypatch, path):
     b = generate(model, tok, prompts, p)
     assert a.completion_ids == b.completion_ids and a.texts == b.texts
     assert a.finish[0] == "stop" and len(a.completion_ids[0]) < 14
+
+
+def test_auto_rows_caps_the_cpu_kv_cache(tok, monkeypatch):
+    """On the CPU generate() splits a large batch so the KV cache (all layers, prompt +
+    completion) stays within rollout.CPU_KV_BYTES; the split is the one an explicit
+    batch_size of that many rows gives (same seed, same draws)."""
+    from rlscale import rollout
+
+    model = build_micro("tiny", tok, seed=0)  # 2 layers x 2 kv heads x head_dim 16, fp32
+    per_row = 2 * 4 * 2 * 2 * 16 * (10 + 6)
+    monkeypatch.setattr(rollout, "CPU_KV_BYTES", 40 * per_row)
+    assert rollout.auto_rows(model, 10, 6, 1000) == 40
+    assert rollout.auto_rows(model, 10, 6, 30) == 30
+    monkeypatch.setattr(rollout, "CPU_KV_BYTES", 1)
+    assert rollout.auto_rows(model, 10, 6, 1000) == 16  # a floor: tiny calls cost more
+    assert rollout.auto_rows(torch.nn.Linear(2, 2), 10, 6, 1000) == 1000  # no config: all
+    prompts = [f"Question: Ann has {i} cards" for i in range(40)]
+    ps = SamplingParams(max_new_tokens=6, temperature=1.0, suppress_eos=True)
+    rows = rollout.auto_rows(model, max(len(tok(p)["input_ids"]) for p in prompts), 6, 40)
+    assert rows == 16
+    auto = generate(model, tok, prompts, ps, seed=3)
+    assert auto.completion_ids == generate(model, tok, prompts, ps, seed=3,
+                                           batch_size=rows).completion_ids
+    assert auto.completion_ids != generate(model, tok, prompts, ps, seed=3,
+                                           batch_size=40).completion_ids
