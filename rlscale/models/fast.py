@@ -127,9 +127,9 @@ class FastDecoder:
         """RMSNorm without weight (weights are folded into the next matrix), in fp32 as HF."""
         if x.dtype != torch.float32:
             return self._rms(x.float()).to(x.dtype)
+        if self._train_native(x):  # one pass forward and backward (native_train says why)
+            return native_train.rms_norm(x, self.eps)
         if torch.is_grad_enabled() and x.requires_grad:
-            if native_train.usable(x):  # one pass forward and backward (native_train says why)
-                return native_train.rms_norm(x, self.eps)
             return _RMSNorm.apply(x, self.eps)
         # one call (torch 2.13's rms_norm, bitwise equal to x * rsqrt(mean(x^2) + eps)): a
         # decoding step is dominated by the number of ops, not by their arithmetic
