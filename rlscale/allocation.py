@@ -91,10 +91,10 @@ PRESETS = {
     "allocate-smoke": AllocPreset("allocate-smoke", "smoke", n_rungs=2, rl_steps=4,
                                   eval_every=2, heldout=24, eval_samples=2, n_boot=10,
                                   max_val_steps=6, val_draws=2),
-    # the same question on the default organism (cpu-words: its task, corpus, lr and 120 GRPO
-    # steps from every checkpoint, eval every 10), its budgets over one decade of tokens, four
-    # geometric steps from 1M to 10M (2x the study's 5M): session 10's grid (1-3M) sat below
-    # every rung's competence transition, and its law, extrapolated 7x in tokens, mispredicted
+    # the same question on the organism of sessions 17-31 (cpu-words: its task, corpus, lr and
+    # 120 GRPO steps from every checkpoint, eval every 10), its budgets over one decade of
+    # tokens, four geometric steps from 1M to 10M (2x cpu-words' 5M): session 10's grid (1-3M)
+    # sat below every rung's competence transition, and its law, extrapolated 7x in tokens, mispredicted
     # by 0.38. The validation's tokens are capped at 2x the largest budget so that one run fits
     # a session. Every budget is its own cosine run, as the study's: at cpu-words' lr a wsd
     # branch at 4.64M tokens answered 0.17-0.23 worse than a cosine run of the same tokens

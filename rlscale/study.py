@@ -101,20 +101,20 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
 # ---------------------------------------------------------------- CLI
 def configure(p) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS) + sorted(ALLOC_PRESETS),
-                   default=DEFAULT_PRESET, help="cpu-words (the default): 4 rungs on 5M tokens "
-                   "each, number-words in the stories, <= 20 min on 2 cores (docs/study.md, "
-                   "sessions 16-17); cpu: the same ladder on 3M tokens and an easier task, ~11 "
-                   "min; cpu-edge: 5M tokens and a two-difficulty task (session 13); cpu-tilt: "
-                   "cpu-edge with more tokens for smaller rungs (session 14); cpu-words-2m: "
-                   "cpu-words plus a 2m rung, ~31 min (session 18); cpu-words-7m: "
-                   "cpu-words on 7.1M tokens a rung (session 19); cpu-words-10m: on 10M "
-                   "(sessions 20-23, ~26 min on a quiet machine); cpu-long: 9M tokens; smoke: "
-                   "CI; gpu: up to 100M params; allocate: the pre-training / RL "
-                   "split (rlscale.allocation) on the cpu task; allocate-words: on the default's "
-                   "over a decade of tokens (~33 min); allocate-words-long: with 480 RL "
-                   "steps from its two largest budgets and three validation draws (sessions "
-                   "21 and 25, ~51 min); allocate-words-seen: its validation capped at the "
-                   "grid's largest token budget (session 30)")
+                   default=DEFAULT_PRESET, help="cpu-words-10m (the default since session 32): "
+                   "4 rungs on 10M tokens each, number-words in the stories, ~18-19 min on 2 "
+                   "cores of the Intel kind (docs/study.md, sessions 20-23, 31-32); cpu-words: "
+                   "the same on 5M tokens, ~14 min (sessions 16-17); cpu: that ladder on 3M "
+                   "tokens and an easier task, ~11 min; cpu-edge: 5M tokens and a "
+                   "two-difficulty task (session 13); cpu-tilt: cpu-edge with more tokens for "
+                   "smaller rungs (session 14); cpu-words-2m: cpu-words plus a 2m rung, ~31 "
+                   "min (session 18); cpu-words-7m: cpu-words on 7.1M tokens a rung (session "
+                   "19); cpu-long: 9M tokens; smoke: CI; gpu: up to 100M params; allocate: the "
+                   "pre-training / RL split (rlscale.allocation) on the cpu task; "
+                   "allocate-words: on cpu-words' over a decade of tokens (~33 min); "
+                   "allocate-words-long: with 480 RL steps from its two largest budgets and "
+                   "three validation draws (sessions 21 and 25, ~51 min); allocate-words-seen: "
+                   "its validation capped at the grid's largest token budget (session 30)")
     p.add_argument("--out", default="study", metavar="DIR", help="output directory (resumes)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel jobs (default: the preset's; one thread each on CPU)")

@@ -59,8 +59,8 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
                 "greedy", "passk"}
 
 
-def test_the_default_preset_is_cpu_words_in_the_cli_and_the_makefile():
-    """One default (study_plan.DEFAULT_PRESET, session 17's rule): `rlscale study` without
+def test_the_default_preset_is_cpu_words_10m_in_the_cli_and_the_makefile():
+    """One default (study_plan.DEFAULT_PRESET, session 32 by session 31's rule over seeds 5-7): `rlscale study` without
     --preset and `make study` without PRESET run it."""
     import argparse
     import re
@@ -71,7 +71,7 @@ def test_the_default_preset_is_cpu_words_in_the_cli_and_the_makefile():
 
     p = argparse.ArgumentParser()
     configure(p)
-    assert DEFAULT_PRESET == "cpu-words" and p.parse_args([]).preset == DEFAULT_PRESET
+    assert DEFAULT_PRESET == "cpu-words-10m" and p.parse_args([]).preset == DEFAULT_PRESET
     make = (Path(__file__).parents[1] / "Makefile").read_text()
     assert re.search(r"^PRESET \?= (\S+)$", make, re.M).group(1) == DEFAULT_PRESET
 

@@ -11,16 +11,10 @@
     RUN_DIR/policies/step_N the policy at each checkpoint, with --checkpoint-policy
 
 A step reads as its phases: `rollout` (the batch generator: prompts, completions, rewards,
-advantages), `old_and_ref_logprobs`, `update` (the mini-batch loop), `account`, `metrics_row`.
+advantages), `old_and_ref_logprobs`, `update` (the mini-batch loop), `account`, `metrics_row`
+(the last two: rlscale.grpo.step_log).
 
-Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / completion_tokens
-(cumulative; step_* for this step; prompts counted once per rollout), C_paper / C_itemized
-(cumulative FLOPs, rlscale.flops), reward_mean, acc_<check> for every answer check, frac_zero_std,
-completion_len_mean, clipped_share, clip_frac, kl (to the reference; null without one), entropy,
-grad_norm (before clipping, mean over updates), lr, time_rollout / time_reward / time_logprobs /
-time_update / time_step (s; time_step excludes evaluation), tokens_per_s, mfu; on eval steps
-test_loss, test_loss_se, test_problems, test_samples, eval_temperature, test_acc_<check>,
-test_right ({check: right samples per held-out problem, in the task's order}), time_eval.
+Metric rows: rlscale.grpo.step_log lists every field.
 
 Determinism: every random draw is seeded from (seed, step) (rollout sampling, mini-batch order)
 or (seed, cycle) (data order), and the data cursor is D, so a resumed run on CPU reproduces the
@@ -34,7 +28,6 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,16 +37,16 @@ from rlscale.checks import device as check_device
 from rlscale.errors import UserError
 from rlscale.evaluate import heldout_test_loss
 from rlscale.files import JsonlWriter, atomic_write_json, read_json, read_jsonl, truncate_jsonl
-from rlscale.flops import (ModelShape, attention_forward_flops, c_itemized, c_paper,
-                           matmul_peak_flops, mfu)
+from rlscale.flops import ModelShape, matmul_peak_flops
 from rlscale.grpo import checkpoint as ck
-from rlscale.grpo import core
+from rlscale.grpo import core, step_log
 from rlscale.grpo.config import TrainConfig
 from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
+from rlscale.grpo.step_log import Rollout
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
 from rlscale.rewards import REWARDS
-from rlscale.rollout import Generation, SamplingParams, generate
+from rlscale.rollout import SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
 
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
@@ -88,22 +81,6 @@ def _device(cfg: TrainConfig) -> str:
     the same check the CLI makes at the door, here for sweeps and the study too)."""
     check_device(cfg.device)
     return cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class Rollout:
-    """One step's batch from the generator: B prompts x G completions (rows group by group),
-    the reward of every answer check per row, the training reward, advantages, and the batch
-    laid out for the log-prob forward."""
-
-    gen: Generation
-    acc: dict[str, list[float]]
-    rewards: list[float]
-    adv: torch.Tensor  # [R]
-    zero_std: torch.Tensor  # [B]
-    batch: tuple  # (input_ids, attention_mask, position_ids, completion_mask)
-    t_sampled: float  # time.perf_counter() when sampling ended
-    t_rewarded: float  # ... and when rewards and advantages were done
 
 
 class _Trainer:
@@ -315,40 +292,15 @@ class _Trainer:
 
     def account(self, ro: Rollout, extra_forwards: int) -> tuple[float, int]:
         """Advance the run's counters by this step; returns (its C_itemized FLOPs, its tokens)."""
-        st, gen, n = self.state, ro.gen, self.shape.n_params
-        p_tok, c_tok = gen.n_prompt_tokens, gen.n_completion_tokens
-        lens = [len(p) + len(c) for p, c in zip(gen.prompt_ids, gen.completion_ids)]
-        attn = attention_forward_flops(self.shape.n_layer, self.shape.d_attn, lens)
-        flops = c_itemized(n, p_tok + c_tok, p_tok + c_tok, extra_forwards, attn)
-        st.update(step=st["step"] + 1, D=st["D"] + self.cfg.batch_size,
-                  prompt_tokens=st["prompt_tokens"] + p_tok,
-                  completion_tokens=st["completion_tokens"] + c_tok,
-                  C_paper=st["C_paper"] + c_paper(n, p_tok + c_tok),
-                  C_itemized=st["C_itemized"] + flops)
-        return flops, p_tok + c_tok
+        return step_log.advance(self.state, ro.gen, self.shape, self.cfg.batch_size,
+                                extra_forwards)
 
     def metrics_row(self, ro: Rollout, sums: dict, flops: float, tokens: int, has_ref: bool,
                     times: dict) -> dict:
-        st, gen, R = self.state, ro.gen, len(ro.rewards)
-        n_tok, t_step = max(sums["tokens"], 1.0), sum(times.values())
-        return {"step": st["step"], "D": st["D"], "unique_prompts": self.stream.unique_seen(st["D"]),
-                "prompt_tokens": st["prompt_tokens"], "completion_tokens": st["completion_tokens"],
-                "step_prompt_tokens": gen.n_prompt_tokens,
-                "step_completion_tokens": gen.n_completion_tokens,
-                "C_paper": st["C_paper"], "C_itemized": st["C_itemized"],
-                "reward_mean": sum(ro.rewards) / R,
-                **{f"acc_{k}": sum(v) / len(v) for k, v in ro.acc.items()},
-                "frac_zero_std": float(ro.zero_std.float().mean()),
-                "completion_len_mean": gen.n_completion_tokens / R,
-                "clipped_share": gen.n_clipped / R,
-                "clip_frac": sums["clipped"] / n_tok,
-                "kl": sums["kl"] / n_tok if has_ref else None,
-                "entropy": sums["entropy"] / n_tok,
-                "grad_norm": sum(sums["grad_norms"]) / len(sums["grad_norms"]),
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "updates": len(sums["grad_norms"]), **times, "time_step": t_step,
-                "tokens_per_s": tokens / t_step if t_step > 0 else 0.0,
-                "mfu": mfu(flops, t_step, self.peak)}
+        return step_log.metrics_row(
+            self.state, ro, sums, flops, tokens, has_ref, times,
+            unique_prompts=self.stream.unique_seen(self.state["D"]),
+            lr=self.optimizer.param_groups[0]["lr"], peak=self.peak)
 
     def step(self) -> dict:
         """One GRPO step: rollout, old/reference log-probs, updates, then its metrics row."""

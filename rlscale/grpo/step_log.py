@@ -1,0 +1,82 @@
+"""A GRPO step's record: the batch it trained on (`Rollout`), the run's counters it advances
+(`advance`) and its metrics row (`metrics_row`). Pure bookkeeping: no model, no optimizer.
+
+Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / completion_tokens
+(cumulative; step_* for this step; prompts counted once per rollout), C_paper / C_itemized
+(cumulative FLOPs, rlscale.flops), reward_mean, acc_<check> for every answer check, frac_zero_std,
+completion_len_mean, clipped_share, clip_frac, kl (to the reference; null without one), entropy,
+grad_norm (before clipping, mean over updates), lr, updates, time_rollout / time_reward /
+time_logprobs / time_update / time_step (s; time_step excludes evaluation), tokens_per_s, mfu; on
+eval steps (rlscale.grpo.trainer adds them) test_loss, test_loss_se, test_problems, test_samples,
+eval_temperature, test_clipped_share, test_acc_<check>, test_right ({check: right samples per
+held-out problem, in the task's order}), time_eval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlscale.flops import ModelShape, attention_forward_flops, c_itemized, c_paper, mfu
+from rlscale.rollout import Generation
+
+
+@dataclass
+class Rollout:
+    """One step's batch from the generator: B prompts x G completions (rows group by group),
+    the reward of every answer check per row, the training reward, advantages, and the batch
+    laid out for the log-prob forward."""
+
+    gen: Generation
+    acc: dict[str, list[float]]
+    rewards: list[float]
+    adv: torch.Tensor  # [R]
+    zero_std: torch.Tensor  # [B]
+    batch: tuple  # (input_ids, attention_mask, position_ids, completion_mask)
+    t_sampled: float  # time.perf_counter() when sampling ended
+    t_rewarded: float  # ... and when rewards and advantages were done
+
+
+def advance(state: dict, gen: Generation, shape: ModelShape, batch_size: int,
+            extra_forwards: int) -> tuple[float, int]:
+    """Advance the run's counters (`state`, in place) by one step of `batch_size` prompts
+    whose rollout is `gen`; returns (the step's C_itemized FLOPs, its tokens). `extra_forwards`
+    counts the forward passes beyond the policy's (old / reference log-probs, recompute)."""
+    n, p_tok, c_tok = shape.n_params, gen.n_prompt_tokens, gen.n_completion_tokens
+    lens = [len(p) + len(c) for p, c in zip(gen.prompt_ids, gen.completion_ids)]
+    attn = attention_forward_flops(shape.n_layer, shape.d_attn, lens)
+    flops = c_itemized(n, p_tok + c_tok, p_tok + c_tok, extra_forwards, attn)
+    state.update(step=state["step"] + 1, D=state["D"] + batch_size,
+                 prompt_tokens=state["prompt_tokens"] + p_tok,
+                 completion_tokens=state["completion_tokens"] + c_tok,
+                 C_paper=state["C_paper"] + c_paper(n, p_tok + c_tok),
+                 C_itemized=state["C_itemized"] + flops)
+    return flops, p_tok + c_tok
+
+
+def metrics_row(state: dict, ro: Rollout, sums: dict, flops: float, tokens: int, has_ref: bool,
+                times: dict, *, unique_prompts: int, lr: float, peak: float) -> dict:
+    """The step's row: the counters after `advance`, the rollout's rewards and lengths, the
+    update's summed token statistics (`sums`: tokens, clipped, kl, entropy, grad_norms), the
+    phase times (s) and the throughput against the matmul peak `peak` (FLOP/s)."""
+    gen, R = ro.gen, len(ro.rewards)
+    n_tok, t_step = max(sums["tokens"], 1.0), sum(times.values())
+    return {"step": state["step"], "D": state["D"], "unique_prompts": unique_prompts,
+            "prompt_tokens": state["prompt_tokens"],
+            "completion_tokens": state["completion_tokens"],
+            "step_prompt_tokens": gen.n_prompt_tokens,
+            "step_completion_tokens": gen.n_completion_tokens,
+            "C_paper": state["C_paper"], "C_itemized": state["C_itemized"],
+            "reward_mean": sum(ro.rewards) / R,
+            **{f"acc_{k}": sum(v) / len(v) for k, v in ro.acc.items()},
+            "frac_zero_std": float(ro.zero_std.float().mean()),
+            "completion_len_mean": gen.n_completion_tokens / R,
+            "clipped_share": gen.n_clipped / R,
+            "clip_frac": sums["clipped"] / n_tok,
+            "kl": sums["kl"] / n_tok if has_ref else None,
+            "entropy": sums["entropy"] / n_tok,
+            "grad_norm": sum(sums["grad_norms"]) / len(sums["grad_norms"]),
+            "lr": lr, "updates": len(sums["grad_norms"]), **times, "time_step": t_step,
+            "tokens_per_s": tokens / t_step if t_step > 0 else 0.0,
+            "mfu": mfu(flops, t_step, peak)}
