@@ -36,31 +36,73 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
     of each completion token under logits / temperature (0 where masked), and with
     return_entropy also the [B, C] entropies. Gradients flow when enabled by the caller
     (entropy_grad=False: the entropies are a metric only, computed outside autograd).
-    Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once;
-    checkpoint: its layers recompute their activations in the backward pass (any other model:
-    the trainer turns on transformers' gradient checkpointing instead). A batch whose fp32
-    logits would pass LOGITS_WHOLE_BYTES is scored from the final hidden states a chunk at a
-    time (core.linear_logprobs), where the logits are the output embedding of those states.
+    Qwen3/Qwen2 models run the compact forward, which computes a prompt shared by G rows once
+    and scores each length bucket as it comes (`_bucket_scorer`); checkpoint: its layers
+    recompute their activations in the backward pass (any other model: the trainer turns on
+    transformers' gradient checkpointing instead). Any other model's logits are made whole
+    ([B, C, V]); a batch whose fp32 logits would pass LOGITS_WHOLE_BYTES is scored from the
+    final hidden states a chunk at a time (core.linear_logprobs) where the logits are the
+    output embedding of those states.
     """
     (B, C), labels = completion_mask.shape, input_ids[:, -completion_mask.shape[1]:]
-    head = model.get_output_embeddings()
-    V = head.weight.shape[0]
-    chunked = B * C * V * 4 > LOGITS_WHOLE_BYTES
-    if chunked and (_compact(model, input_ids, C) or _plain_head(model)):
-        h = completion_hidden(model, input_ids, attention_mask, position_ids, C, checkpoint)
-        lp, ent = core.linear_logprobs(h.flatten(0, 1), head.weight, labels.flatten(),
-                                       temperature, chunk=LOGITS_CHUNK_BYTES // (4 * V))
-        lp, ent = lp.view(B, C), (ent if entropy_grad else ent.detach()).view(B, C)
+    if _compact(model, input_ids, C):
+        score = _bucket_scorer(labels, temperature, return_entropy, entropy_grad)
+        out = _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint,
+                               head=score)
+        lp, ent = out[..., 0], (out[..., 1] if return_entropy else None)
+        if return_entropy and not entropy_grad:  # no graph behind it (stack joined lp's)
+            ent = ent.detach()
     else:
-        logits = completion_logits(model, input_ids, attention_mask, position_ids, C,
-                                   checkpoint).float()
-        if temperature != 1.0:
-            logits = logits / temperature
-        out = core.logprobs_from_logits(logits, labels, return_entropy, entropy_grad)
-        lp, ent = out if return_entropy else (out, None)
+        lp, ent = _whole_logprobs(model, input_ids, attention_mask, position_ids, C, labels,
+                                  temperature, return_entropy, entropy_grad, checkpoint)
     if not return_entropy:
         return lp * completion_mask
     return lp * completion_mask, ent * completion_mask
+
+
+def _scores(h, w, labels, temperature: float, entropy: bool, entropy_grad: bool):
+    """(log-probs, entropies or None) of labels [...] under logits = (h @ w.T) / temperature,
+    h [..., d]: as one logits tensor, or chunked (core.linear_logprobs) where its fp32 bytes
+    would pass LOGITS_WHOLE_BYTES."""
+    V, shape = w.shape[0], labels.shape
+    if labels.numel() * V * 4 > LOGITS_WHOLE_BYTES:
+        lp, ent = core.linear_logprobs(h.flatten(0, -2), w, labels.flatten(), temperature,
+                                       chunk=LOGITS_CHUNK_BYTES // (4 * V))
+        ent = (ent if entropy_grad else ent.detach()).view(shape)
+        return lp.view(shape), (ent if entropy else None)
+    logits = F.linear(h, w).float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    out = core.logprobs_from_logits(logits, labels, entropy, entropy_grad)
+    return out if entropy else (out, None)
+
+
+def _bucket_scorer(labels, temperature: float, entropy: bool, entropy_grad: bool):
+    """The compact forward's head for log-probs: a bucket's states x [R, n, d] of rows [R] ->
+    [R, n, 1 or 2] (log-prob, entropy). A bucket's logits are made, scored and dropped, so the
+    [B, C, V] logits and their padding (GRPO completions are ragged: about half of it) are never
+    built, normalised or copied."""
+    def score(dec, x, rows):
+        lp, ent = _scores(dec.final_norm(x), dec.lm_head, labels[rows, :x.shape[1]],
+                          temperature, entropy, entropy_grad)
+        return torch.stack([lp, ent], -1) if entropy else lp[..., None]
+    return score
+
+
+def _whole_logprobs(model, input_ids, attention_mask, position_ids, C: int, labels,
+                    temperature: float, entropy: bool, entropy_grad: bool, checkpoint: bool):
+    """`sequence_logprobs` of a model the compact forward does not run: from its [B, C, V]
+    logits, or from its final hidden states where those would be too large."""
+    B, head = labels.shape[0], model.get_output_embeddings()
+    if B * C * head.weight.shape[0] * 4 > LOGITS_WHOLE_BYTES and _plain_head(model):
+        h = completion_hidden(model, input_ids, attention_mask, position_ids, C, checkpoint)
+        return _scores(h, head.weight, labels, temperature, entropy, entropy_grad)
+    logits = completion_logits(model, input_ids, attention_mask, position_ids, C,
+                               checkpoint).float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    out = core.logprobs_from_logits(logits, labels, entropy, entropy_grad)
+    return out if entropy else (out, None)
 
 
 def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
@@ -108,8 +150,9 @@ def _lengths(attention_mask, C: int):
 
 
 def _compact_forward(model, input_ids, attention_mask, position_ids, C: int, checkpoint: bool,
-                     hidden: bool = False):
-    """The compact forward's [B, C, V] logits, or with hidden its [B, C, d] final states."""
+                     hidden: bool = False, head=None):
+    """The compact forward's [B, C, V] logits, with hidden its [B, C, d] final states, or with
+    head(dec, x, rows) its bucket-wise output (fast_train.completion_states)."""
     B, P = input_ids.shape[0], input_ids.shape[1] - C
     # rows with the same prompt (GRPO's G samples) share one prompt forward
     key = torch.cat([input_ids[:, :P], attention_mask[:, :P].long()], 1)
@@ -123,10 +166,13 @@ def _compact_forward(model, input_ids, attention_mask, position_ids, C: int, che
         first = first.scatter_reduce(0, owner, torch.arange(B, device=key.device), "amin")
     mask = attention_mask.bool()
     dec = fast.FastDecoder(model, grad=True)
+    args = (dec, input_ids[first, :P], mask[first, :P], position_ids[first, :P],
+            input_ids[:, P:], position_ids[:, P:], owner, _lengths(attention_mask, C))
+    if head is not None:
+        return fast_train.completion_states(*args, checkpoint=checkpoint,
+                                            head=lambda x, rows: head(dec, x, rows))
     run = fast_train.completion_hidden if hidden else fast_train.completion_logits
-    return run(dec, input_ids[first, :P], mask[first, :P], position_ids[first, :P],
-               input_ids[:, P:], position_ids[:, P:], owner, _lengths(attention_mask, C),
-               checkpoint=checkpoint)
+    return run(*args, checkpoint=checkpoint)
 
 
 def _model_logits(model, input_ids, attention_mask, position_ids, C: int, lengths,

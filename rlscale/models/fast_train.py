@@ -9,6 +9,8 @@ transformers' forward (log-probs and gradients).
 
     completion_logits(dec, ...)   [B, C, V] logits predicting each completion token
     completion_hidden(dec, ...)   [B, C, d] the final states those logits are made from
+    completion_states(dec, ..., head=f)   [B, C, *]: f applied to each bucket's last-layer
+                                  states (e.g. its log-probs, so no [B, C, V] is ever built)
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ FUSED_ATTENTION: bool | None = None
 
 def completion_logits(dec, *args, **kwargs):
     """[B, C, V]: `completion_states` through the output embedding."""
-    return completion_states(dec, *args, head=dec._logits, **kwargs)
+    return completion_states(dec, *args, head=lambda x, rows: dec._logits(x), **kwargs)
 
 
 def completion_hidden(dec, *args, **kwargs):
     """[B, C, d]: `completion_states` through the final norm only, the states the output
-    embedding turns into logits (zeros past a row's length): for log-probs computed without
-    the whole [B, C, V] logits (rlscale.grpo.core.linear_logprobs)."""
-    return completion_states(dec, *args, head=dec.final_norm, **kwargs)
+    embedding turns into logits (zeros past a row's length)."""
+    return completion_states(dec, *args, head=lambda x, rows: dec.final_norm(x), **kwargs)
 
 
 def completion_states(dec, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_pos, owner,
@@ -43,7 +44,10 @@ def completion_states(dec, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_
     prompt_ids/valid/pos [U, P] (left-padded); comp_ids/pos [B, C] (right-padded), row b
     continuing prompt owner[b] with lengths[b] real tokens. Returns head's output on the last
     layer's states, [B, C, V] for the logits (the default head): row b, column j predicts
-    comp_ids[b, j] (zeros past the row's length). Differentiable (build the
+    comp_ids[b, j] (zeros past the row's length). head(x, rows) maps one bucket's states x
+    [R, n, d] (position j: the state predicting token j of rows [R]) to [R, n, *], row-wise; a
+    head that reduces the logits of a bucket (its log-probs) never holds more than one
+    bucket's. Differentiable (build the
     decoder with grad=True). Two savings over a plain forward of [B, P + C]: a prompt shared
     by G rows (GRPO's group) is computed once, and rows are computed in up to max_buckets
     buckets of similar length, each only as long as its longest row: GRPO completions are
@@ -83,10 +87,10 @@ def completion_states(dec, prompt_ids, prompt_valid, prompt_pos, comp_ids, comp_
             xp, *xs = torch.utils.checkpoint.checkpoint(layer, L, xp, *xs, use_reentrant=False)
         else:
             xp, *xs = layer(L, xp, *xs)
-    head = head or dec._logits
-    last = head(xp.view(U, P, -1)[:, -1])  # [U, V]: predicts each first token
-    out = [F.pad(torch.cat([last[own][:, None], head(x.view(len(rows), n, -1)[:, :-1])], 1),
-                 (0, 0, 0, C - n))
+    head = head or (lambda x, rows: dec._logits(x))
+    last = xp.view(U, P, -1)[:, -1]  # [U, d]: the states predicting each first token
+    out = [F.pad(head(torch.cat([last[own][:, None], x.view(len(rows), n, -1)[:, :-1]], 1),
+                      rows), (0, 0, 0, C - n))
            for x, (rows, n, own, _) in zip(xs, parts)]
     order = torch.cat([rows for rows, _, _, _ in parts])
     return torch.cat(out)[torch.argsort(order)]
