@@ -29,7 +29,7 @@ def whole_logits(model, ids, attn, pos, cmask, temperature=1.0, return_entropy=F
                  entropy_grad=True, checkpoint=False):
     C = cmask.shape[1]
     lp, ent = L._whole_logprobs(model, ids, attn, pos, C, ids[:, -C:], temperature,
-                                return_entropy, entropy_grad, checkpoint)
+                                return_entropy, entropy_grad, checkpoint, False)
     return (lp * cmask, ent * cmask) if return_entropy else lp * cmask
 
 

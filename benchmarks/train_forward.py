@@ -70,7 +70,7 @@ def fwd_bwd(m, name: str, ckpt: bool) -> tuple[float, int]:
         if name == "whole_logits":  # the [B, C, V] logits of the compact forward, whole
             ids, attn, pos, cmask = batch
             lp = L._whole_logprobs(m, ids, attn, pos, cmask.shape[1], ids[:, -cmask.shape[1]:],
-                                   1.0, a.entropy, False, ckpt)[0] * cmask
+                                   1.0, a.entropy, False, ckpt, False)[0] * cmask
         else:
             out = sequence_logprobs(m, *batch, checkpoint=ckpt, return_entropy=a.entropy,
                                     entropy_grad=False)

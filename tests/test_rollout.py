@@ -436,6 +436,30 @@ def test_chunked_logprobs_from_hidden_states_equal_whole_logits(tok, monkeypatch
         assert (grads[n] - grads_c[n]).abs().max() <= 1e-5 * (1 + grads[n].abs().max()), n
 
 
+def test_chunking_is_decided_on_the_whole_batch(tok, monkeypatch):
+    """The compact forward scores bucket by bucket, but keeps every bucket's log-softmax for
+    the backward: whether the logits go in chunks is decided on the whole batch's [B, C, V]
+    bytes, so a batch over LOGITS_WHOLE_BYTES is chunked even where each bucket is under it."""
+    from rlscale.grpo import logprobs as L
+
+    model = qwen3(tok, seed=7).train()
+    batch, _ = ragged_groups(model, tok, rows=4, new_tokens=12, stride=3, seed=3)
+    B, C, V = *batch[3].shape, model.config.vocab_size
+
+    def biggest_saved(limit: int) -> int:
+        monkeypatch.setattr(L, "LOGITS_WHOLE_BYTES", limit)
+        monkeypatch.setattr(L, "LOGITS_CHUNK_BYTES", 4 * V * 5)  # 5 tokens a chunk
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append(t.numel()) or t, lambda t: t):
+            sequence_logprobs(model, *batch, return_entropy=True)
+        return max(saved)
+
+    whole, chunked = biggest_saved(B * C * V * 4), biggest_saved(B * C * V * 4 - 1)
+    # whole: a bucket's logits (the largest saved tensor); chunked: no logits kept at all
+    assert whole >= (B // 2) * V and chunked < whole
+
+
 def test_fused_completion_attention_same_logprobs_and_grads(tok, monkeypatch):
     """The training forward's completion attention as one SDPA call (CUDA's default, forced here
     on the CPU): the explicit path's log-probs and gradients, with ragged rows in four buckets,

@@ -45,8 +45,10 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
     output embedding of those states.
     """
     (B, C), labels = completion_mask.shape, input_ids[:, -completion_mask.shape[1]:]
+    # decided on the whole batch: every bucket's log-softmax is kept for the backward
+    chunked = B * C * model.get_output_embeddings().weight.shape[0] * 4 > LOGITS_WHOLE_BYTES
     if _compact(model, input_ids, C):
-        score = _bucket_scorer(labels, temperature, return_entropy, entropy_grad)
+        score = _bucket_scorer(labels, temperature, return_entropy, entropy_grad, chunked)
         out = _compact_forward(model, input_ids, attention_mask, position_ids, C, checkpoint,
                                head=score)
         lp, ent = out[..., 0], (out[..., 1] if return_entropy else None)
@@ -54,55 +56,60 @@ def sequence_logprobs(model, input_ids, attention_mask, position_ids, completion
             ent = ent.detach()
     else:
         lp, ent = _whole_logprobs(model, input_ids, attention_mask, position_ids, C, labels,
-                                  temperature, return_entropy, entropy_grad, checkpoint)
+                                  temperature, return_entropy, entropy_grad, checkpoint,
+                                  chunked)
     if not return_entropy:
         return lp * completion_mask
     return lp * completion_mask, ent * completion_mask
 
 
-def _scores(h, w, labels, temperature: float, entropy: bool, entropy_grad: bool):
-    """(log-probs, entropies or None) of labels [...] under logits = (h @ w.T) / temperature,
-    h [..., d]: as one logits tensor, or chunked (core.linear_logprobs) where its fp32 bytes
-    would pass LOGITS_WHOLE_BYTES."""
-    V, shape = w.shape[0], labels.shape
-    if labels.numel() * V * 4 > LOGITS_WHOLE_BYTES:
-        lp, ent = core.linear_logprobs(h.flatten(0, -2), w, labels.flatten(), temperature,
-                                       chunk=LOGITS_CHUNK_BYTES // (4 * V))
-        ent = (ent if entropy_grad else ent.detach()).view(shape)
-        return lp.view(shape), (ent if entropy else None)
-    logits = F.linear(h, w).float()
+def _from_logits(logits, labels, temperature: float, entropy: bool, entropy_grad: bool):
+    """(log-probs, entropies or None) of labels [...] under logits [..., V] / temperature."""
+    logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
     out = core.logprobs_from_logits(logits, labels, entropy, entropy_grad)
     return out if entropy else (out, None)
 
 
-def _bucket_scorer(labels, temperature: float, entropy: bool, entropy_grad: bool):
+def _scores(h, w, labels, temperature: float, entropy: bool, entropy_grad: bool, chunked: bool):
+    """`_from_logits` of logits = h @ w.T, h [..., d]: made whole, or with chunked a few rows
+    at a time (core.linear_logprobs: the logits are never held whole, in the forward or the
+    backward)."""
+    if not chunked:
+        return _from_logits(F.linear(h, w), labels, temperature, entropy, entropy_grad)
+    shape = labels.shape
+    lp, ent = core.linear_logprobs(h.flatten(0, -2), w, labels.flatten(), temperature,
+                                   chunk=LOGITS_CHUNK_BYTES // (4 * w.shape[0]))
+    ent = (ent if entropy_grad else ent.detach()).view(shape)
+    return lp.view(shape), (ent if entropy else None)
+
+
+def _bucket_scorer(labels, temperature: float, entropy: bool, entropy_grad: bool,
+                   chunked: bool):
     """The compact forward's head for log-probs: a bucket's states x [R, n, d] of rows [R] ->
     [R, n, 1 or 2] (log-prob, entropy). A bucket's logits are made, scored and dropped, so the
     [B, C, V] logits and their padding (GRPO completions are ragged: about half of it) are never
     built, normalised or copied."""
     def score(dec, x, rows):
         lp, ent = _scores(dec.final_norm(x), dec.lm_head, labels[rows, :x.shape[1]],
-                          temperature, entropy, entropy_grad)
+                          temperature, entropy, entropy_grad, chunked)
         return torch.stack([lp, ent], -1) if entropy else lp[..., None]
     return score
 
 
 def _whole_logprobs(model, input_ids, attention_mask, position_ids, C: int, labels,
-                    temperature: float, entropy: bool, entropy_grad: bool, checkpoint: bool):
+                    temperature: float, entropy: bool, entropy_grad: bool, checkpoint: bool,
+                    chunked: bool):
     """`sequence_logprobs` of a model the compact forward does not run: from its [B, C, V]
-    logits, or from its final hidden states where those would be too large."""
-    B, head = labels.shape[0], model.get_output_embeddings()
-    if B * C * head.weight.shape[0] * 4 > LOGITS_WHOLE_BYTES and _plain_head(model):
+    logits, or with chunked from its final hidden states (where the logits are their output
+    embedding: `_plain_head`)."""
+    if chunked and _plain_head(model):
         h = completion_hidden(model, input_ids, attention_mask, position_ids, C, checkpoint)
-        return _scores(h, head.weight, labels, temperature, entropy, entropy_grad)
-    logits = completion_logits(model, input_ids, attention_mask, position_ids, C,
-                               checkpoint).float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    out = core.logprobs_from_logits(logits, labels, entropy, entropy_grad)
-    return out if entropy else (out, None)
+        return _scores(h, model.get_output_embeddings().weight, labels, temperature, entropy,
+                       entropy_grad, True)
+    logits = completion_logits(model, input_ids, attention_mask, position_ids, C, checkpoint)
+    return _from_logits(logits, labels, temperature, entropy, entropy_grad)
 
 
 def completion_logits(model, input_ids, attention_mask, position_ids, C: int,
