@@ -8,6 +8,8 @@ corpus, AdamW with the same hyper-parameters, grad clip 1.0, fp32 on the CPU):
     rlscale  rlscale.pretrain_loop.Loop.step: the loop `rlscale pretrain` runs (the compact
              forward of rlscale.models.fast, fused AdamW, loss on the logits)
     rlscale_hf_forward  the same loop with transformers' forward (what the compact forward adds)
+    rlscale_sdpa  the same loop with attention on torch's SDPA (is_causal) instead of the causal
+             kernel of rlscale/models/attention.c: printed as attention_kernel_speedup
     rlscale_bf16  rlscale's loop with its forward under bf16 autocast (--bf16 only): what the
              CPU's bf16 matrix units (AMX) buy a whole step; printed as a ratio to rlscale
 
@@ -75,6 +77,21 @@ def rlscale_side(model, cfg, corpus, fast=None, bf16=False):
     return lambda step: loop.step(step, cfg.lr)
 
 
+def on_sdpa(step):
+    """A step of rlscale's loop with the native causal attention off (SDPA's kernel instead)."""
+    from rlscale.models import native_train
+
+    def run(i):
+        real = native_train.attention_usable
+        native_train.attention_usable = lambda q, k, v: False
+        try:
+            return step(i)
+        finally:
+            native_train.attention_usable = real
+
+    return run
+
+
 def model_flops(model, n_params: int, batch: int, seq: int) -> float:
     from rlscale.flops import attention_forward_flops
 
@@ -90,13 +107,14 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
     import copy
 
     cfg, corpus, model, n = build(rung, batch, seq)
-    sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None}
+    sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None, "rlscale_sdpa": None}
     if bf16:
         sides["rlscale_bf16"] = None
     models = {k: copy.deepcopy(model) for k in sides}
     sides["hf"] = hf_labels_side(models["hf"], cfg)
     sides["rlscale"] = rlscale_side(models["rlscale"], cfg, corpus)
     sides["rlscale_hf_forward"] = rlscale_side(models["rlscale_hf_forward"], cfg, corpus, False)
+    sides["rlscale_sdpa"] = on_sdpa(rlscale_side(models["rlscale_sdpa"], cfg, corpus))
     if bf16:
         sides["rlscale_bf16"] = rlscale_side(models["rlscale_bf16"], cfg, corpus, bf16=True)
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -120,7 +138,8 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
           f"hf_tokens_per_s={tps['hf']:.0f} rlscale_tokens_per_s={tps['rlscale']:.0f} "
           f"speedup={med['hf'] / med['rlscale']:.2f} hf_mfu={mfu['hf']:.3f} "
           f"rlscale_mfu={mfu['rlscale']:.3f} "
-          f"rlscale_hf_forward_speedup={med['hf'] / med['rlscale_hf_forward']:.2f}"
+          f"rlscale_hf_forward_speedup={med['hf'] / med['rlscale_hf_forward']:.2f} "
+          f"attention_kernel_speedup={med['rlscale_sdpa'] / med['rlscale']:.2f}"
           + (f" bf16_vs_rlscale={med['rlscale'] / med['rlscale_bf16']:.2f}" if bf16 else ""),
           flush=True)
 

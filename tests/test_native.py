@@ -154,6 +154,61 @@ def test_training_kernels_refuse_bad_layouts(lib):
                         torch.ones(5, 1, 7), 1e-6)
 
 
+def _sdpa_causal(q, k, v):
+    o = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=1.0,
+        enable_gqa=q.shape[2] != k.shape[2])
+    return o.transpose(1, 2)
+
+
+@pytest.mark.parametrize("B,S,nh,nkv,hd", [(3, 37, 4, 2, 16), (2, 70, 3, 3, 32),
+                                           (1, 5, 2, 1, 64), (2, 129, 1, 1, 16)])
+def test_causal_attention_matches_sdpa_values_and_grads(lib, monkeypatch, B, S, nh, nkv, hd):
+    """attention.c's forward and backward give SDPA's causal attention: q, k, v read as strided
+    views into one fused projection (as FastDecoder._qkv hands them over), grouped kv heads,
+    rows that fill neither a query tile (8) nor a key tile (16), one row; the same bits on
+    one thread or two (a unit's results never depend on the others)."""
+    from rlscale.models import native_train as nt
+
+    g = torch.Generator().manual_seed(S)
+    qkv = (torch.randn(B, S, nh + 2 * nkv, hd, generator=g) * 0.7).requires_grad_()
+    dout = torch.randn(B, S, nh, hd, generator=g)
+    got = {}
+    for side, threads in (("torch", 1), ("native", 1), ("native", 2)):
+        monkeypatch.setattr(nt, "_threads", lambda: threads)
+        q, k, v = qkv.split([nh, nkv, nkv], 2)
+        o = nt.causal_attention(q, k, v) if side == "native" else _sdpa_causal(q, k, v)
+        (grad,) = torch.autograd.grad((o * dout).sum(), (qkv,))
+        got[side, threads] = (o.detach(), grad)
+    for a, b in zip(got["native", 1], got["torch", 1]):
+        assert a.shape == b.shape
+        assert (a - b).abs().max() < 1e-5 * (1 + b.abs().max())
+    for a, b in zip(got["native", 1], got["native", 2]):
+        assert torch.equal(a, b)
+
+
+def test_causal_attention_refuses_what_it_cannot_compute(lib):
+    from rlscale.models import native_train as nt
+
+    q = torch.zeros(2, 6, 2, 8)  # head_dim 8: not a whole 16-float tile
+    assert not nt.attention_usable(q, q, q)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        nt.causal_attention(q, q, q)
+    q16 = torch.zeros(2, 6, 3, 16)
+    kv2 = torch.zeros(2, 6, 2, 16)
+    assert not nt.attention_usable(q16, kv2, kv2)  # 3 heads over 2 kv heads
+    assert not nt.attention_usable(q16, q16, q16.bfloat16())  # v of a bf16 projection
+    with pytest.raises(ValueError, match="fp32"):
+        nt.causal_attention(q16, q16, q16.bfloat16())
+    with pytest.raises(ValueError, match="do not fit"):
+        nt.causal_attention(q16, q16, torch.zeros(2, 5, 3, 16))
+    o, lse = torch.empty(2, 6, 3, 24), torch.empty(2, 3, 6)
+    x = torch.zeros(2, 6, 3, 24)
+    for hd in (24, 8):  # C checks the tile width itself: nothing written
+        assert lib.causal_attn_fwd(x.data_ptr(), 72, x.data_ptr(), 72, x.data_ptr(), 72,
+                                   o.data_ptr(), lse.data_ptr(), 2, 6, 3, 3, hd, 1) == 1
+
+
 def test_pretraining_forward_runs_the_training_kernels(lib, monkeypatch):
     """The pre-training step goes through the fused kernels where they apply (fp32 CPU) and
     through torch with RLSCALE_NATIVE=0, with the same loss to rounding."""
@@ -162,9 +217,11 @@ def test_pretraining_forward_runs_the_training_kernels(lib, monkeypatch):
     tok = micro_tokenizer(corpus=["Question: 1 + 2 = 3\n#### 3"])
     model = build_micro("20k", tok, seed=0).train()
     ids = torch.randint(2, len(tok), (2, 16), generator=torch.Generator().manual_seed(0))
-    calls = []
-    real = native_train.swiglu
+    calls, attends = [], []
+    real, real_attention = native_train.swiglu, native_train.causal_attention
     monkeypatch.setattr(native_train, "swiglu", lambda gu: calls.append(1) or real(gu))
+    monkeypatch.setattr(native_train, "causal_attention",
+                        lambda *a: attends.append(1) or real_attention(*a))
 
     def loss():
         dec = fast.FastDecoder(model, grad=True)
@@ -173,8 +230,8 @@ def test_pretraining_forward_runs_the_training_kernels(lib, monkeypatch):
         return dec.causal_logits(ids, rope).logsumexp(-1).mean()
 
     a = loss()
-    assert calls  # the native path ran
+    assert calls and attends  # the native path ran, attention included
     monkeypatch.setattr(native_train, "usable", lambda t: False)
-    n = len(calls)
+    n, m = len(calls), len(attends)
     b = loss()
-    assert len(calls) == n and abs(float(a - b)) < 1e-5
+    assert len(calls) == n and len(attends) == m and abs(float(a - b)) < 1e-5

@@ -214,18 +214,21 @@ class FastDecoder:
 
     def causal_logits(self, ids, rope):
         """Logits [B, S, V] of full rows ids [B, S] (no padding, positions 0..S-1): the
-        pre-training forward. No cache and no mask tensor (SDPA's causal kernel), the RoPE
-        tables broadcast over rows."""
+        pre-training forward. No cache and no mask tensor: the causal kernel of attention.c in
+        fp32 on the CPU, else SDPA's; the RoPE tables broadcast over rows."""
         B, S = ids.shape
         nh, hd = self.n_heads, self.head_dim
         cos, sin = rope[0][:S, None], rope[1][:S, None]  # [S, 1, hd]
         x = self._embed(ids).reshape(B * S, -1)
         for L in self.layers:
             q, k, v = self._qkv(L, x, B, S, cos, sin)
-            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                               v.transpose(1, 2), is_causal=True, scale=1.0,
-                                               enable_gqa=nh != self.n_kv)
-            x = self._mlp_out(L, x, o.transpose(1, 2).reshape(B * S, nh * hd))
+            if native_train.attention_usable(q, k, v):  # only the keys j <= i (attention.c)
+                o = native_train.causal_attention(q, k, v)
+            else:
+                o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                                   v.transpose(1, 2), is_causal=True, scale=1.0,
+                                                   enable_gqa=nh != self.n_kv).transpose(1, 2)
+            x = self._mlp_out(L, x, o.reshape(B * S, nh * hd))
         return self._logits(x.view(B, S, -1))
 
     def decode(self, tok, pos, state: "DecodeState", rope):

@@ -5,17 +5,19 @@ more than the arithmetic (1m rung: ~2 ms per step, of which ~0.6 ms are matrix p
 layer is 4 matrix products (torch / MKL, into preallocated buffers) and 3 kernel calls: RMSNorm;
 q/k norm + RoPE + cache write + attention; SwiGLU. Sampling is one kernel call per step.
 
-The library is compiled on first use with the machine's C compiler (gcc or cc, -O3
--march=native, about a second) into rlscale's cache directory, keyed by the source and the CPU,
-and loaded with ctypes: no build step at install time and no torch headers. Where there is no
-compiler, or RLSCALE_NATIVE=0, or the model is not fp32 on the CPU, decoding stays on the torch
-path of rlscale.models.fast (same math; tests/test_native.py checks the two agree).
+The library (kernels.c and attention.c, sharing kernels.h) is compiled on first use with the
+machine's C compiler (gcc or cc, -O3 -march=native, about a second) into rlscale's cache
+directory, keyed by the source and the CPU, and loaded with ctypes: no build step at install
+time and no torch headers. Where there is no compiler, or RLSCALE_NATIVE=0, or the model is not
+fp32 on the CPU, decoding stays on the torch path of rlscale.models.fast (same math;
+tests/test_native.py checks the two agree).
 
 Training (pre-training and GRPO's log-prob forward + backward) uses the same library through
 rlscale.models.native_train: RMSNorm, SwiGLU and q/k norm + RoPE forward and backward, one pass
-each. A first try at one-pass RMSNorm / SwiGLU kernels (session 2) measured 0.98-1.02x and was
-removed; its SwiGLU ran scalar code (see kernels.c, "Row bodies"). Fixed and extended (session
-31): the 600k rung's pre-training step 1.22-1.33x, docs/benchmarks.md.
+each, and (pre-training) causal attention forward and backward (attention.c, session 33). A
+first try at one-pass RMSNorm / SwiGLU kernels (session 2) measured 0.98-1.02x and was removed;
+its SwiGLU ran scalar code (see kernels.c, "Row bodies"). Fixed and extended (session 31): the
+600k rung's pre-training step 1.22-1.33x, docs/benchmarks.md.
 
 Safety: the kernels' stack buffers are sized by MAX_HEAD_DIM and MAX_KEYS, passed to the compiler
 from here; the kernels check their sizes against them and return an error code, which the
@@ -36,7 +38,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("kernels.c")
+# compiled together into one library; the header is part of the build's key
+SOURCES = tuple(Path(__file__).with_name(f) for f in ("kernels.c", "attention.c"))
+HEADER = Path(__file__).with_name("kernels.h")
 MAX_HEAD_DIM = 512  # the kernels' per-head stack buffers (compiled in with -D)
 MAX_KEYS = 8192  # prompt + completion columns one query attends to (compiled in with -D)
 DEFINES = [f"-DMAX_HEAD_DIM={MAX_HEAD_DIM}", f"-DMAX_KEYS={MAX_KEYS}"]
@@ -60,7 +64,7 @@ def _compile() -> Path | None:
     cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     if cc is None:
         return None
-    src = SOURCE.read_bytes() + " ".join(DEFINES).encode()
+    src = b"".join(p.read_bytes() for p in (*SOURCES, HEADER)) + " ".join(DEFINES).encode()
     key = hashlib.sha256(src + _cpu_key().encode() + cc.encode()).hexdigest()[:16]
     out = cache_dir() / "native" / f"kernels-{key}.so"
     if out.exists():
@@ -68,7 +72,7 @@ def _compile() -> Path | None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     cmd = [cc, "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC",
-           *DEFINES, str(SOURCE), "-o", str(tmp)]
+           *DEFINES, *map(str, SOURCES), "-o", str(tmp)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         warnings.warn(f"rlscale: native kernels did not compile ({res.stderr.strip()[:200]}); "
@@ -107,6 +111,11 @@ def library():
     lib.qknorm_rope_fwd.restype = ctypes.c_int
     lib.qknorm_rope_bwd.argtypes = [P, P, I, P, P, P, P, P, P, I, I, I, I, ctypes.c_int]
     lib.qknorm_rope_bwd.restype = ctypes.c_int
+    lib.causal_attn_fwd.argtypes = [P, I, P, I, P, I, P, P, I, I, I, I, I, ctypes.c_int]
+    lib.causal_attn_fwd.restype = ctypes.c_int
+    lib.causal_attn_bwd.argtypes = [P, I, P, I, P, I, P, P, P, P, P, P, I, I, I, I, I,
+                                    ctypes.c_int]
+    lib.causal_attn_bwd.restype = ctypes.c_int
     _lib = lib
     return _lib
 

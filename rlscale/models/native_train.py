@@ -1,4 +1,5 @@
-"""Training on the CPU in fp32: a layer's element-wise parts as fused C kernels (kernels.c).
+"""Training on the CPU in fp32: a layer's element-wise parts and causal attention as fused C
+kernels (kernels.c, attention.c).
 
 Why: at the micro rungs' widths (32-96) a training step is as much element-wise passes over
 the activations as matrix products (the 600k rung on 32 x 128 rows, one thread: ~40% of the
@@ -8,11 +9,15 @@ function here is one pass forward and one backward where torch's chain makes 3-1
     rms_norm(x, eps)                  RMSNorm without weight (folded into the next matrix)
     swiglu(gu)                        silu(gate) * up of the fused [gate | up] projection
     qk_norm_rope(qk, w, cos, sin, eps)  Qwen3's per-head q/k RMSNorm with weight, then RoPE
+    causal_attention(q, k, v)         causal softmax attention over the keys j <= i only
+                                      (attention.c: torch's CPU flash kernel computes the
+                                      masked half too); the pre-training forward's
 
-They compute what rlscale.models.fast's torch path computes (tests/test_native.py checks
-values and gradients against it). `usable(t)` says where they apply: fp32 CPU tensors with
-the kernel library built (rlscale.models.native: no compiler, or RLSCALE_NATIVE=0, leaves
-training on the torch path). The kernels' pointers are checked here first (`native._check`).
+They compute what rlscale.models.fast's torch path computes (tests/test_native.py checks values
+and gradients against it; causal_attention against SDPA). `usable(t)` says where they apply:
+fp32 CPU tensors with the kernel library built (rlscale.models.native: no compiler, or
+RLSCALE_NATIVE=0, leaves training on the torch path). The kernels' pointers are checked here
+first (`native._check`).
 """
 
 from __future__ import annotations
@@ -133,3 +138,67 @@ def qk_norm_rope(qk: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torc
     _check("rope cos", cos2, (cos2.shape[0], hd), qk.dtype)
     _check("rope sin", sin2, (cos2.shape[0], hd), qk.dtype)
     return _QKNormRope.apply(qk, w, cos2, sin2, float(eps))
+
+
+class _CausalAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v):
+        B, S, nh, hd = q.shape
+        o, lse = torch.empty(B, S, nh, hd), torch.empty(B, nh, S)
+        rc = native.library().causal_attn_fwd(_p(q), q.stride(1), _p(k), k.stride(1), _p(v),
+                                              v.stride(1), _p(o), _p(lse), B, S, nh, k.shape[2],
+                                              hd, _threads())
+        if rc:
+            raise ValueError(f"native kernels: causal attention refused (code {rc}) "
+                             f"q {tuple(q.shape)}, k {tuple(k.shape)}")
+        ctx.save_for_backward(q, k, v, o, lse)
+        return o
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, o, lse = ctx.saved_tensors
+        B, S, nh, hd = q.shape
+        g = g.contiguous()
+        _check("attention grad", g, (B, S, nh, hd))
+        dq, dk, dv = torch.empty_like(o), torch.empty(k.shape), torch.empty(v.shape)
+        rc = native.library().causal_attn_bwd(_p(q), q.stride(1), _p(k), k.stride(1), _p(v),
+                                              v.stride(1), _p(o), _p(g), _p(lse), _p(dq),
+                                              _p(dk), _p(dv), B, S, nh, k.shape[2], hd,
+                                              _threads())
+        if rc:
+            raise ValueError(f"native kernels: causal attention backward refused (code {rc})")
+        return dq, dk, dv
+
+
+def attention_usable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Where causal_attention applies: q, k and v all fp32 on the CPU (under bf16 autocast v
+    comes out of its projection in bf16 while q and k are promoted by their norm weights),
+    head_dim a multiple of the kernel's 16-float tile, whole groups of query heads per kv
+    head, the library built."""
+    return (all(usable(t) for t in (q, k, v)) and q.shape[-1] % 16 == 0
+            and q.shape[2] % k.shape[2] == 0)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """t [B, S, H, hd] as the kernel reads it (a token's heads contiguous, tokens evenly
+    strided), copied only when it is not."""
+    B, S, H, hd = t.shape
+    if t.stride(3) == 1 and t.stride(2) == hd and t.stride(0) == S * t.stride(1) \
+            and t.stride(1) >= H * hd:
+        return t
+    return t.contiguous()
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T + causal mask) v per head, q already scaled: q [B, S, nh, hd], k and v
+    [B, S, nkv, hd] (views into a fused projection are read in place). Returns o [B, S, nh, hd]
+    contiguous: SDPA's is_causal=True, scale=1.0 with the heads' axis second (attention.c
+    says why it is faster)."""
+    B, S, nh, hd = q.shape
+    if k.shape != v.shape or k.shape[:2] != (B, S) or k.shape[3] != hd:
+        raise ValueError(f"causal attention: q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                         f"v {tuple(v.shape)} do not fit")
+    if not attention_usable(q, k, v):
+        raise ValueError(f"causal attention: native kernels take fp32 CPU tensors with head_dim "
+                         f"a multiple of 16, got {q.dtype} head_dim {hd} on {q.device}")
+    return _CausalAttention.apply(_rows(q), _rows(k), _rows(v))
