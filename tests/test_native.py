@@ -91,6 +91,49 @@ def test_wrappers_check_what_ctypes_cannot(lib):
         native.sample(torch.zeros(2, 5), 1.0, None, torch.tensor([7]))
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("hidden,heads,kv,group", [(48, 2, 1, 10), (64, 4, 2, 9), (40, 2, 2, 1)])
+def test_native_decode_matches_the_torch_path(lib, monkeypatch, hidden, heads, kv, group):
+    """attend_decode against the torch path's decode, logits over five steps: many samples
+    per prompt (10, 9) or one, head dims that are no multiple of a vector (24, 20), grouped kv
+    heads, left-padded prompts of two lengths, rows that leave the batch mid-way."""
+    from transformers import Qwen3ForCausalLM
+
+    from rlscale.models import fast, micro_tokenizer
+    from rlscale.models.ladder import MicroRung
+    from rlscale.rollout import left_pad
+
+    tok = micro_tokenizer()
+    torch.manual_seed(0)
+    cfg = MicroRung(hidden=hidden, layers=2, heads=heads, intermediate=64,
+                    kv_heads=kv).config(tok)
+    model = Qwen3ForCausalLM(cfg).eval()
+    for p in model.parameters():  # lively weights: attention far from uniform
+        p.add_(torch.randn(p.shape) * 0.2)
+    ids, valid, pos = left_pad([list(range(2, 9)), list(range(3, 22))], tok.pad_token_id)
+    steps, U = 5, 2
+    new = torch.randint(2, len(tok), (U * group, steps), generator=torch.Generator().manual_seed(1))
+    logits = {}
+    for path in ("native", "torch"):
+        if path == "torch":
+            monkeypatch.setattr(native, "library", lambda: None)
+        dec = fast.FastDecoder(model)
+        rope = dec.rope_tables(ids.shape[1] + steps)
+        _, cache = dec.prefill(ids, pos, valid, rope)
+        state = dec.start_decode(cache, valid, group, steps)
+        assert isinstance(state, native.NativeState) == (path == "native")
+        rows, nxt, out = torch.arange(U * group), (pos[:, -1] + 1).repeat_interleave(group), []
+        for t in range(steps):
+            if t == 3 and group > 1:  # every third row leaves: ragged runs of owners
+                keep = torch.arange(len(rows))[torch.arange(len(rows)) % 3 != 0]
+                state.keep(keep)
+                rows, nxt = rows[keep], nxt[keep]
+            out.append(dec.decode(new[rows, t], nxt + t, state, rope).clone())
+        logits[path] = out
+    for a, b in zip(logits["native"], logits["torch"]):
+        assert (a - b).abs().max() < 1e-5 * (1 + b.abs().max())
+
+
 # ---- training kernels (rlscale.models.native_train) against the torch path's math
 
 

@@ -1,0 +1,70 @@
+"""Decoding on the CPU as a study decodes: the native path (C kernels, the default) against the
+torch path (rlscale.models.fast with the kernels off), same run, on a study's pre-trained models
+and held-out prompts. Three workloads, as the study runs them:
+
+    eval     the GRPO trainer's held-out test loss: 0-shot prompts, one sample each, T 0.7,
+             96 new tokens
+    grpo     a GRPO rollout: 16 prompts x 8 samples, T 1.0, 96 new tokens
+    5shot    the k-shot baseline: 5-shot prompts, greedy, 48 new tokens
+
+Rows per call: rollout.auto_rows' choice (what the study uses). CPU seconds, one thread, the
+paths alternating over rounds, the minimum per path.
+
+    .venv/bin/python benchmarks/decode_study.py STUDY_DIR [--rungs 200k,600k] [--rounds 2]
+"""
+import argparse
+import time
+
+import torch
+
+from rlscale.models import load_model, native
+from rlscale.rollout import SamplingParams, generate
+from rlscale.tasks import format_prompt, load_task
+
+
+def workloads(study: str, n_eval: int, n_shot: int):
+    task = load_task(f"{study}/task")
+    test, shots = task.test, task.train[:5]
+    zero = [format_prompt(p) for p in test[:n_eval]]
+    return {
+        "eval": (zero, SamplingParams(max_new_tokens=96, temperature=0.7)),
+        # a prompt's G samples are consecutive copies (generate() shares their prompt cache)
+        "grpo": ([p for p in zero[:16] for _ in range(8)],
+                 SamplingParams(max_new_tokens=96, temperature=1.0)),
+        "5shot": ([format_prompt(p, shots) for p in test[:n_shot]],
+                  SamplingParams(max_new_tokens=48, temperature=0.0)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study")
+    ap.add_argument("--rungs", default="200k,600k")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--eval-prompts", type=int, default=400)
+    ap.add_argument("--shot-prompts", type=int, default=200)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    real = native.library
+    loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
+    for rung in a.rungs.split(","):
+        model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
+        best: dict = {}
+        for r in range(a.rounds):
+            for path in (("native", "torch") if r % 2 == 0 else ("torch", "native")):
+                native.library = real if path == "native" else (lambda: None)
+                for name, (prompts, ps) in loads.items():
+                    t = time.process_time()
+                    generate(model, tok, prompts, ps, seed=0)
+                    dt = time.process_time() - t
+                    best[name, path] = min(best.get((name, path), 1e9), dt)
+        native.library = real
+        for name, (prompts, _) in loads.items():
+            nat, tor = best[name, "native"], best[name, "torch"]
+            print(f"decode_study rung={rung} workload={name} rows={len(prompts)} "
+                  f"native_s={nat:.2f} torch_s={tor:.2f} native_vs_torch={tor / nat:.2f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
