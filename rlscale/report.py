@@ -36,7 +36,7 @@ def curve(job) -> dict:
             "unique_prompts": last.get("unique_prompts"), "steps": last["step"],
             "D": last.get("D"), "C_paper": last.get("C_paper"),
             "C_itemized": last.get("C_itemized"), "dir": str(run.path), "config": run.config,
-            "model": rl_model(run.path)}
+            "model": rl_model(run.path), "matmul_peak_flops": last.get("matmul_peak_flops")}
 
 
 def rl_model(run_dir) -> str:
@@ -331,11 +331,25 @@ def write_report(preset, jobs, out: Path, n_boot: int = 100) -> dict:
                "run_settings": run_settings(data["curves"]),
                "settings": dataclasses.asdict(preset),
                "all_rungs_improved": all((F.gain_in_se(r) or 0.0) > F.SE_Z
-                                         for r in data["rungs"])}
+                                         for r in data["rungs"]),
+               "machine": machine(data["curves"] + data["arms"])}
     summary["figures"] = figures(data, summary, fitted, out)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "report.md", markdown(summary))
     return summary
+
+
+def machine(curves: list[dict]) -> dict:
+    """How fast the machine ran the study: the fp32 matmul peak each GRPO run measured when it
+    started (rlscale.flops.matmul_peak_flops), median and range in GFLOP/s. The same preset's
+    wall time moves with it (sessions 31-33: 153-179 GFLOP/s on one machine kind). None where
+    the runs predate the record."""
+    runs = {c["dir"]: c.get("matmul_peak_flops") for c in curves}  # an arm can be a main run
+    peaks = sorted(p / 1e9 for p in runs.values() if p)
+    if not peaks:
+        return {"matmul_peak_gflops": None, "matmul_peak_gflops_range": None, "runs": 0}
+    return {"matmul_peak_gflops": float(np.median(peaks)),
+            "matmul_peak_gflops_range": [peaks[0], peaks[-1]], "runs": len(peaks)}
 
 
 def k_by_rung(rungs: list[dict], table: list[dict]) -> dict[str, float | None]:

@@ -24,6 +24,17 @@ def _verdict(v) -> str:
     return {True: "yes", False: "**no**", None: "not testable here"}[v]
 
 
+def _speed(s: dict) -> str:
+    """The machine's measured speed beside the wall time (summary.json `machine`)."""
+    m = s.get("machine") or {}
+    if not m.get("matmul_peak_gflops"):
+        return ""
+    lo, hi = m["matmul_peak_gflops_range"]
+    return (f" on a machine whose fp32 matmul peak the GRPO runs measured at "
+            f"{m['matmul_peak_gflops']:.0f} GFLOP/s (median; {lo:.0f}-{hi:.0f} over "
+            f"{m['runs']} runs)")
+
+
 def _of_style(st: dict) -> str:
     style, other = st.get("direct_style", ""), st.get("direct_frac_other", 0.0)
     if style and other:  # both styles, each its own share
@@ -63,7 +74,7 @@ def header(s: dict) -> list[str]:
         f"B={rs['batch_size']} prompts x G={rs['group_size']}, rollout temperature "
         f"{rs['temperature']}, {one} per step, {kl}, clip {rs['clip_low']}/{rs['clip_high']}, "
         f"reward {rs['reward']}, {rs['max_new_tokens']} new tokens; RL seeds {seeds} per rung "
-        f"(tables show the seed mean). Wall time {_f(s['wall_s'], '.0f')} s.", "",
+        f"(tables show the seed mean). Wall time {_f(s['wall_s'], '.0f')} s{_speed(s)}.", "",
         "A finding is *reproduced* by a rule fixed before the runs (stated in summary.json "
         "`findings[].details.rule`): yes when the data resolve the claim at two standard "
         "errors, no when they resolve against it (or miss the threshold the claim names), "

@@ -11,7 +11,7 @@ from rlscale.grpo.trainer import train
 
 TINY = dict(model="micro:tiny", task="arith:easy", batch_size=4, group_size=4, mini_batch_size=2,
             max_new_tokens=8, heldout=8, eval_every=2, checkpoint_every=2, steps=4, lr=1e-3)
-VOLATILE = ("time_", "tokens_per_s", "mfu")
+VOLATILE = ("time_", "tokens_per_s", "mfu", "matmul_peak")
 
 
 def _flags(d):
@@ -32,7 +32,7 @@ def test_metrics_config_and_checkpoint(tmp_path, capsys):
     need = ["D", "unique_prompts", "prompt_tokens", "completion_tokens", "C_paper", "C_itemized",
             "reward_mean", "acc_strict", "acc_flexible", "acc_custom_flexible", "frac_zero_std",
             "completion_len_mean", "clipped_share", "clip_frac", "kl", "entropy", "grad_norm", "lr",
-            "time_rollout", "time_logprobs", "time_update", "tokens_per_s", "mfu"]
+            "time_rollout", "time_logprobs", "time_update", "tokens_per_s", "mfu", "matmul_peak_flops"]
     for r in rows[1:]:
         assert all(k in r for k in need), [k for k in need if k not in r]
     assert rows[2]["test_samples"] == 1 and rows[2]["eval_temperature"] == 0.7

@@ -192,6 +192,9 @@ def test_training_kernels_refuse_bad_layouts(lib):
         nt.qk_norm_rope(qk, torch.ones(3, 8), torch.ones(4, 1, 8), torch.ones(4, 1, 8), 1e-6)
     with pytest.raises(ValueError, match="shape"):  # weight rows must match the heads
         nt.qk_norm_rope(qk, torch.ones(2, 8), torch.ones(5, 1, 8), torch.ones(5, 1, 8), 1e-6)
+    assert nt.qk_usable(torch.zeros(2, 5, 3, 8))  # the decoder asks first: odd or too wide
+    assert not nt.qk_usable(torch.zeros(2, 5, 3, 7))  # head dims take the torch path
+    assert not nt.qk_usable(torch.zeros(1, 1, 1, native.MAX_HEAD_DIM + 2))
     with pytest.raises(ValueError, match="refused head_dim"):  # odd head_dim: C says no
         nt.qk_norm_rope(torch.zeros(2, 5, 3, 7), torch.ones(3, 7), torch.ones(5, 1, 7),
                         torch.ones(5, 1, 7), 1e-6)

@@ -241,6 +241,12 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
     preset = _smoke()
     assert [r["rung"] for r in summary["rungs"]] == [r.name for r in preset.rungs]
     assert all(r["gain_se_paired"] is not None for r in summary["rungs"])  # runs keep test_right
+    # the machine's speed: the median of what every GRPO run measured at its start
+    peaks = sorted(_metrics(d)[-1]["matmul_peak_flops"] / 1e9 for d in (out / "runs").iterdir())
+    m = summary["machine"]
+    assert m["runs"] == len(peaks) > 0 and m["matmul_peak_gflops_range"] == [peaks[0], peaks[-1]]
+    assert m["matmul_peak_gflops"] == pytest.approx(np.median(peaks)) and peaks[0] > 0
+    assert "GFLOP/s" in (out / "report.md").read_text()
     # the baseline ordering is recomputed from the baselines' own completions (paired)
     order = summary["baseline_order"]
     scores = []

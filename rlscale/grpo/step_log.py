@@ -79,4 +79,7 @@ def metrics_row(state: dict, ro: Rollout, sums: dict, flops: float, tokens: int,
             "grad_norm": sum(sums["grad_norms"]) / len(sums["grad_norms"]),
             "lr": lr, "updates": len(sums["grad_norms"]), **times, "time_step": t_step,
             "tokens_per_s": tokens / t_step if t_step > 0 else 0.0,
-            "mfu": mfu(flops, t_step, peak)}
+            "mfu": mfu(flops, t_step, peak),
+            # the machine's speed as this run measured it at start: wall times across runs and
+            # machines compare through it (summary.json `machine`)
+            "matmul_peak_flops": peak}

@@ -152,7 +152,7 @@ class FastDecoder:
         # split, not slices: in the backward a split is one cat of the parts' gradients, where
         # each slice zero-fills a whole-size gradient and adds them (same values)
         qk, v = qkv.split([nh + nkv, nkv], 2)
-        if L["qk_norm"] is not None and hd <= native.MAX_HEAD_DIM and self._train_native(qk):
+        if L["qk_norm"] is not None and self._train_native(qk) and native_train.qk_usable(qk):
             q, k = native_train.qk_norm_rope(qk, L["qk_norm"], cos, sin, self.eps).split(
                 [nh, nkv], 2)
             return q, k, v

@@ -117,6 +117,13 @@ class _QKNormRope(torch.autograd.Function):
         return dx, dw.sum(0), None, None, None
 
 
+def qk_usable(qk: torch.Tensor) -> bool:
+    """Where qk_norm_rope applies: usable(qk), and a head dim the kernel's per-head stack
+    buffers hold (even, at most native.MAX_HEAD_DIM; the kernel refuses others)."""
+    hd = qk.shape[-1]
+    return usable(qk) and hd % 2 == 0 and hd <= native.MAX_HEAD_DIM
+
+
 def qk_norm_rope(qk: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                  eps: float) -> torch.Tensor:
     """RoPE(rms(qk) * w) per head: qk [B, S, H, hd] (a view into the fused qkv: rows may be
