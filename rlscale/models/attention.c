@@ -19,8 +19,8 @@ which owns that kv head's gradients.
 Layouts: q [B, S, nh, hd] whose tokens sit qs floats apart (a view into a fused projection: the
 heads of a token contiguous, tokens strided), k / v [B, S, nkv, hd] at ks / vs; o and do
 [B, S, nh, hd] contiguous, lse [B, nh, S]; dq [B, S, nh, hd], dk / dv [B, S, nkv, hd] contiguous.
-hd must be a multiple of 16 (the tile width); the entry points return 1 otherwise, and 2 when a
-unit's scratch cannot be allocated, without writing their outputs' other units.
+hd must be a multiple of 16 (the tile width); the entry points return 1 otherwise, and 2 when the
+threads' scratch cannot be allocated (nothing written then).
 */
 #include <math.h>
 #include <stdint.h>
@@ -34,6 +34,14 @@ unit's scratch cannot be allocated, without writing their outputs' other units.
 
 #define VL 16 /* floats per vector of the tiles: one AVX-512 register, two AVX2 ones */
 #define QB 8  /* queries per tile (8 measured 1.05-1.2x over 4 on the Intel kind) */
+
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 typedef float vec __attribute__((vector_size(4 * VL)));
 typedef float vec_u __attribute__((vector_size(4 * VL), aligned(4)));  /* unaligned access */
@@ -143,30 +151,24 @@ static void head_fwd(const float *q, int64_t qs, const float *kt, const float *v
 int causal_attn_fwd(const float *q, int64_t qs, const float *k, int64_t ks, const float *v,
                     int64_t vs, float *o, float *lse, int64_t B, int64_t S, int64_t nh,
                     int64_t nkv, int64_t hd, int nthreads) {
-    if (nkv < 1 || nh % nkv || hd < VL || hd % VL || S < 1) return 1;
+    if (nkv < 1 || nh % nkv || hd < VL || hd % VL || S < 1 || nthreads < 1) return 1;
     const int64_t g = nh / nkv, S16 = (S + VL - 1) / VL * VL;
-    int err = 0;
-#pragma omp parallel num_threads(nthreads) if (B * nkv > 1 && B * S * nh * hd >= 65536)
-    {
-        float *buf = malloc(sizeof(float) * (hd * S16 + QB * S16 + 2 * QB * hd));
-#pragma omp for
-        for (int64_t u = 0; u < B * nkv; u++) {
-            if (!buf) {
-#pragma omp atomic write
-                err = 2;
-                continue;
-            }
-            const int64_t b = u / nkv, kh = u % nkv;
-            float *kt = buf, *s = kt + hd * S16, *qt = s + QB * S16, *ot = qt + QB * hd;
-            transpose_in(k + b * S * ks + kh * hd, ks, kt, S, S16, hd);
-            for (int64_t h = kh * g; h < (kh + 1) * g; h++)
-                head_fwd(q + b * S * qs + h * hd, qs, kt, v + b * S * vs + kh * hd, vs,
-                         o + (b * S * nh + h) * hd, nh * hd, lse + (b * nh + h) * S, s, qt, ot,
-                         S, S16, hd);
-        }
-        free(buf);
+    const int64_t per = hd * S16 + QB * S16 + 2 * QB * hd;  /* one thread's scratch */
+    float *all = malloc(sizeof(float) * per * nthreads);
+    if (!all) return 2;
+#pragma omp parallel for num_threads(nthreads) if (B * nkv > 1 && B * S * nh * hd >= 65536)
+    for (int64_t u = 0; u < B * nkv; u++) {
+        const int64_t b = u / nkv, kh = u % nkv;
+        float *kt = all + per * thread_id(), *s = kt + hd * S16, *qt = s + QB * S16;
+        float *ot = qt + QB * hd;
+        transpose_in(k + b * S * ks + kh * hd, ks, kt, S, S16, hd);
+        for (int64_t h = kh * g; h < (kh + 1) * g; h++)
+            head_fwd(q + b * S * qs + h * hd, qs, kt, v + b * S * vs + kh * hd, vs,
+                     o + (b * S * nh + h) * hd, nh * hd, lse + (b * nh + h) * S, s, qt, ot, S,
+                     S16, hd);
     }
-    return err;
+    free(all);
+    return 0;
 }
 
 /* One head's backward; adds into its kv head's dk / dv rows (dks apart). Scratch: p, ds
@@ -208,38 +210,31 @@ int causal_attn_bwd(const float *q, int64_t qs, const float *k, int64_t ks, cons
                     int64_t vs, const float *o, const float *dout, const float *lse, float *dq,
                     float *dk, float *dv, int64_t B, int64_t S, int64_t nh, int64_t nkv,
                     int64_t hd, int nthreads) {
-    if (nkv < 1 || nh % nkv || hd < VL || hd % VL || S < 1) return 1;
+    if (nkv < 1 || nh % nkv || hd < VL || hd % VL || S < 1 || nthreads < 1) return 1;
     const int64_t g = nh / nkv, S16 = (S + VL - 1) / VL * VL;
-    int err = 0;
-#pragma omp parallel num_threads(nthreads) if (B * nkv > 1 && B * S * nh * hd >= 65536)
-    {
-        float *buf = malloc(sizeof(float) * (2 * hd * S16 + 2 * QB * S16 + 3 * QB * hd));
-#pragma omp for
-        for (int64_t u = 0; u < B * nkv; u++) {
-            if (!buf) {
-#pragma omp atomic write
-                err = 2;
-                continue;
-            }
-            const int64_t b = u / nkv, kh = u % nkv;
-            float *kt = buf, *vt = kt + hd * S16, *p = vt + hd * S16, *ds = p + QB * S16;
-            float *qt = ds + QB * S16, *gt = qt + QB * hd, *ot = gt + QB * hd;
-            const float *kb = k + b * S * ks + kh * hd;
-            transpose_in(kb, ks, kt, S, S16, hd);
-            transpose_in(v + b * S * vs + kh * hd, vs, vt, S, S16, hd);
-            float *dkb = dk + (b * S * nkv + kh) * hd, *dvb = dv + (b * S * nkv + kh) * hd;
-            for (int64_t j = 0; j < S; j++) {
-                memset(dkb + j * nkv * hd, 0, sizeof(float) * hd);
-                memset(dvb + j * nkv * hd, 0, sizeof(float) * hd);
-            }
-            for (int64_t h = kh * g; h < (kh + 1) * g; h++) {
-                const int64_t off = (b * S * nh + h) * hd;
-                head_bwd(q + b * S * qs + h * hd, qs, kb, ks, kt, vt, o + off, dout + off,
-                         nh * hd, lse + (b * nh + h) * S, dq + off, dkb, dvb, nkv * hd, p, ds,
-                         qt, gt, ot, S, S16, hd);
-            }
+    const int64_t per = 2 * hd * S16 + 2 * QB * S16 + 3 * QB * hd;  /* one thread's scratch */
+    float *all = malloc(sizeof(float) * per * nthreads);
+    if (!all) return 2;
+#pragma omp parallel for num_threads(nthreads) if (B * nkv > 1 && B * S * nh * hd >= 65536)
+    for (int64_t u = 0; u < B * nkv; u++) {
+        const int64_t b = u / nkv, kh = u % nkv;
+        float *kt = all + per * thread_id(), *vt = kt + hd * S16, *p = vt + hd * S16;
+        float *ds = p + QB * S16, *qt = ds + QB * S16, *gt = qt + QB * hd, *ot = gt + QB * hd;
+        const float *kb = k + b * S * ks + kh * hd;
+        transpose_in(kb, ks, kt, S, S16, hd);
+        transpose_in(v + b * S * vs + kh * hd, vs, vt, S, S16, hd);
+        float *dkb = dk + (b * S * nkv + kh) * hd, *dvb = dv + (b * S * nkv + kh) * hd;
+        for (int64_t j = 0; j < S; j++) {
+            memset(dkb + j * nkv * hd, 0, sizeof(float) * hd);
+            memset(dvb + j * nkv * hd, 0, sizeof(float) * hd);
         }
-        free(buf);
+        for (int64_t h = kh * g; h < (kh + 1) * g; h++) {
+            const int64_t off = (b * S * nh + h) * hd;
+            head_bwd(q + b * S * qs + h * hd, qs, kb, ks, kt, vt, o + off, dout + off, nh * hd,
+                     lse + (b * nh + h) * S, dq + off, dkb, dvb, nkv * hd, p, ds, qt, gt, ot, S,
+                     S16, hd);
+        }
     }
-    return err;
+    free(all);
+    return 0;
 }
