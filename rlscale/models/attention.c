@@ -33,7 +33,7 @@ threads' scratch cannot be allocated (nothing written then).
 #include "kernels.h"
 
 #define VL 16 /* floats per vector of the tiles: one AVX-512 register, two AVX2 ones */
-#define QB 8  /* queries per tile (8 measured 1.05-1.2x over 4 on the Intel kind) */
+#define QB 8  /* queries per tile (tiles of 4 ran at 0.85-1.03x the speed of 8, the Intel kind) */
 
 static inline int thread_id(void) {
 #ifdef _OPENMP
