@@ -199,8 +199,8 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T + causal mask) v per head, q already scaled: q [B, S, nh, hd], k and v
     [B, S, nkv, hd] (views into a fused projection are read in place). Returns o [B, S, nh, hd]
-    contiguous: SDPA's is_causal=True, scale=1.0 with the heads' axis second (attention.c
-    says why it is faster)."""
+    contiguous: what SDPA computes with is_causal=True, scale=1.0 on [B, heads, S, hd]
+    (attention.c says why this is faster)."""
     B, S, nh, hd = q.shape
     if k.shape != v.shape or k.shape[:2] != (B, S) or k.shape[3] != hd:
         raise ValueError(f"causal attention: q {tuple(q.shape)}, k {tuple(k.shape)}, "
