@@ -208,12 +208,15 @@ def _sdpa_causal(q, k, v):
 
 
 @pytest.mark.parametrize("B,S,nh,nkv,hd", [(3, 37, 4, 2, 16), (2, 70, 3, 3, 32),
-                                           (1, 5, 2, 1, 64), (2, 129, 1, 1, 16)])
+                                           (1, 5, 2, 1, 64), (2, 129, 1, 1, 16),
+                                           (4, 130, 4, 2, 32)])  # the last: past the kernels'
+# parallel threshold (B S nh hd >= 65536), so two threads really split the work
 def test_causal_attention_matches_sdpa_values_and_grads(lib, monkeypatch, B, S, nh, nkv, hd):
     """attention.c's forward and backward give SDPA's causal attention: q, k, v read as strided
     views into one fused projection (as FastDecoder._qkv hands them over), grouped kv heads,
     rows that fill neither a query tile (8) nor a key tile (16), one row; the same bits on
-    one thread or two (a unit's results never depend on the others)."""
+    one thread or two (a unit's results never depend on the others; the last shape is large
+    enough for the kernels to go parallel)."""
     from rlscale.models import native_train as nt
 
     g = torch.Generator().manual_seed(S)
