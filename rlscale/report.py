@@ -340,10 +340,11 @@ def write_report(preset, jobs, out: Path, n_boot: int = 100) -> dict:
 
 
 def machine(curves: list[dict]) -> dict:
-    """How fast the machine ran the study: the fp32 matmul peak each GRPO run measured when it
-    started (rlscale.flops.matmul_peak_flops), median and range in GFLOP/s. The same preset's
-    wall time moves with it (sessions 31-33: 153-179 GFLOP/s on one machine kind). None where
-    the runs predate the record."""
+    """How fast the machine ran the study: the fp32 matmul peak recorded by each GRPO run
+    (rlscale.flops.matmul_peak_flops, measured once per process: a study's worker processes
+    measure at their first run, with the other workers busy), median and range in GFLOP/s. The
+    same preset's wall time moves with it (sessions 31-33: 153-190 GFLOP/s on one machine
+    kind). None where the runs predate the record."""
     runs = {c["dir"]: c.get("matmul_peak_flops") for c in curves}  # an arm can be a main run
     peaks = sorted(p / 1e9 for p in runs.values() if p)
     if not peaks:

@@ -30,9 +30,9 @@ def _speed(s: dict) -> str:
     if not m.get("matmul_peak_gflops"):
         return ""
     lo, hi = m["matmul_peak_gflops_range"]
-    return (f" on a machine whose fp32 matmul peak the GRPO runs measured at "
-            f"{m['matmul_peak_gflops']:.0f} GFLOP/s (median; {lo:.0f}-{hi:.0f} over "
-            f"{m['runs']} runs)")
+    return (f" on a machine whose fp32 matmul peak the GRPO runs recorded at "
+            f"{m['matmul_peak_gflops']:.0f} GFLOP/s (median of {m['runs']} runs, {lo:.0f}-"
+            f"{hi:.0f}; a process measures once)")
 
 
 def _of_style(st: dict) -> str:
