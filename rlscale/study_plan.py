@@ -249,11 +249,11 @@ PRESETS["cpu-words-10m"] = replace(
 # The default of `rlscale study` and `make study` since session 32: cpu-words-10m, by a rule
 # written in session 31 before its fresh seeds 5-7 ran (docs/study.md, sessions 31-32): issue
 # 10's checks 1-5 held in seeds 5 and 7 (seed 6's 20k rung +1.2 SE), each run within 1130 s of
-# study wall on the Intel kind (1066 / 1075 / 1127 s). A fresh clone there took 18:08-20:03 over
-# three runs of the same models (sessions 31-32; the machine's speed by the hour decides the side
-# of the 20-minute bar), and the AMD kind is ~1.2x slower: cpu-words (5M tokens, the default of
-# sessions 17-31, ~14 min) stays under its name as the 20-minute choice, its 20k rung gaining in
-# 1 of 11 Intel seeds.
+# study wall on the Intel kind (1066 / 1075 / 1127 s). A fresh clone there took 18:08-20:03 in
+# sessions 31-32 and 20:39-20:41 in session 33 (the machine's speed by the hour and day decides
+# the side of the 20-minute bar; summary.json `machine` records it), and the AMD kind is ~1.2x
+# slower: cpu-words (5M tokens, the default of sessions 17-31, ~14 min) stays under its name as
+# the 20-minute choice, its 20k rung gaining in 1 of 11 Intel seeds.
 DEFAULT_PRESET = "cpu-words-10m"
 
 
