@@ -12,6 +12,11 @@ corpus, AdamW with the same hyper-parameters, grad clip 1.0, fp32 on the CPU):
              kernel of rlscale/models/attention.c: printed as attention_kernel_speedup
     rlscale_bf16  rlscale's loop with its forward under bf16 autocast (--bf16 only): what the
              CPU's bf16 matrix units (AMX) buy a whole step; printed as a ratio to rlscale
+    hf_medium, rlscale_medium  hf and rlscale with torch's fp32 matmul precision "medium" (matmul
+             inputs rounded to bf16, fp32 sums: the `matmul_precision` of rlscale pretrain):
+             printed as medium_speedup (hf_medium over rlscale_medium, the like-for-like peer),
+             bf16_matmul_speedup (rlscale over rlscale_medium) and rlscale_medium_mfu against
+             the matmul peak measured under the same precision
 
 The sides alternate over rounds (so drifts of a shared machine hit both), with warm-up steps
 first; the median step time of each side gives tokens/s and MFU = model FLOPs per second over
@@ -77,6 +82,17 @@ def rlscale_side(model, cfg, corpus, fast=None, bf16=False):
     return lambda step: loop.step(step, cfg.lr)
 
 
+def at_medium(step):
+    """A step under torch's fp32 matmul precision "medium" (restored after)."""
+    from rlscale.pretrain_loop import matmul_precision
+
+    def run(i):
+        with matmul_precision("medium"):
+            return step(i)
+
+    return run
+
+
 def on_sdpa(step):
     """A step of rlscale's loop with the native causal attention off (SDPA's kernel instead)."""
     from rlscale.models import native_train
@@ -102,12 +118,13 @@ def model_flops(model, n_params: int, batch: int, seq: int) -> float:
     return 6.0 * (n_params + c.hidden_size * c.vocab_size) * tokens + 3.0 * attn
 
 
-def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int, peak: float,
+def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int, peak: tuple,
           bf16: bool = False):
     import copy
 
     cfg, corpus, model, n = build(rung, batch, seq)
-    sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None, "rlscale_sdpa": None}
+    sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None, "rlscale_sdpa": None,
+             "hf_medium": None, "rlscale_medium": None}
     if bf16:
         sides["rlscale_bf16"] = None
     models = {k: copy.deepcopy(model) for k in sides}
@@ -115,6 +132,8 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
     sides["rlscale"] = rlscale_side(models["rlscale"], cfg, corpus)
     sides["rlscale_hf_forward"] = rlscale_side(models["rlscale_hf_forward"], cfg, corpus, False)
     sides["rlscale_sdpa"] = on_sdpa(rlscale_side(models["rlscale_sdpa"], cfg, corpus))
+    sides["hf_medium"] = at_medium(hf_labels_side(models["hf_medium"], cfg))
+    sides["rlscale_medium"] = at_medium(rlscale_side(models["rlscale_medium"], cfg, corpus))
     if bf16:
         sides["rlscale_bf16"] = rlscale_side(models["rlscale_bf16"], cfg, corpus, bf16=True)
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -123,7 +142,7 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
         for name in (order if r % 2 == 0 else order[::-1]):
             fn = sides[name]
             # both sides build their batch inside the timed step (a loop must make its data)
-            arg = (lambda i: corpus.batch(i)) if name == "hf" else (lambda i: i)
+            arg = (lambda i: corpus.batch(i)) if name.startswith("hf") else (lambda i: i)
             for i in range(warmup):
                 fn(arg(i))
             for i in range(warmup, warmup + steps):
@@ -133,13 +152,17 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
     flops = model_flops(model, n, batch, seq)
     med = {k: statistics.median(v) for k, v in times.items()}
     tps = {k: batch * seq / v for k, v in med.items()}
-    mfu = {k: flops / v / peak for k, v in med.items()}
+    mfu = {k: flops / v / (peak[1] if k.endswith("medium") else peak[0])
+           for k, v in med.items()}
     print(f"pretrain_vs_hf rung={rung} N={n} batch={batch}x{seq} "
           f"hf_tokens_per_s={tps['hf']:.0f} rlscale_tokens_per_s={tps['rlscale']:.0f} "
           f"speedup={med['hf'] / med['rlscale']:.2f} hf_mfu={mfu['hf']:.3f} "
           f"rlscale_mfu={mfu['rlscale']:.3f} "
           f"rlscale_hf_forward_speedup={med['hf'] / med['rlscale_hf_forward']:.2f} "
-          f"attention_kernel_speedup={med['rlscale_sdpa'] / med['rlscale']:.2f}"
+          f"attention_kernel_speedup={med['rlscale_sdpa'] / med['rlscale']:.2f} "
+          f"medium_speedup={med['hf_medium'] / med['rlscale_medium']:.2f} "
+          f"bf16_matmul_speedup={med['rlscale'] / med['rlscale_medium']:.2f} "
+          f"rlscale_medium_mfu={mfu['rlscale_medium']:.3f}"
           + (f" bf16_vs_rlscale={med['rlscale'] / med['rlscale_bf16']:.2f}" if bf16 else ""),
           flush=True)
 
@@ -160,10 +183,15 @@ def main() -> None:
 
     from rlscale.flops import matmul_peak_flops
 
+    from rlscale.pretrain_loop import matmul_precision
+
     torch.set_num_threads(args.threads)
-    peak = matmul_peak_flops("cpu")
+    with matmul_precision("medium"):
+        medium = matmul_peak_flops("cpu")
+    peak = (matmul_peak_flops("cpu"), medium)
     print(f"# torch {torch.__version__}, {args.threads} threads, fp32 matmul peak "
-          f"{peak / 1e9:.1f} GFLOP/s (2048^3)", flush=True)
+          f"{peak[0] / 1e9:.1f} GFLOP/s (2048^3), under precision medium {medium / 1e9:.1f}",
+          flush=True)
     for rung in args.rungs.split(","):
         bench(rung.strip(), args.batch, args.seq, args.rounds, args.steps, args.warmup, peak,
               args.bf16)

@@ -89,11 +89,12 @@ def matmul_peak_flops(device: str = "cpu", size: int | None = None, repeats: int
     """Measured matmul FLOP/s of this machine: fp32 on CPU, bf16 on CUDA; cached per device.
 
     The best of `repeats` timed square matmuls after a warm-up (2048^3 on CPU, 8192^3 on CUDA),
-    using the thread count torch is set to, which is the one training runs with.
+    using the thread count torch is set to, which is the one training runs with, and torch's
+    fp32 matmul precision in force (under "medium" a CPU with bf16 products measures those).
     """
     import torch
 
-    key = f"{device}:{size}:{torch.get_num_threads()}"
+    key = f"{device}:{size}:{torch.get_num_threads()}:{torch.get_float32_matmul_precision()}"
     if key in _PEAK:
         return _PEAK[key]
     cuda = str(device).startswith("cuda")

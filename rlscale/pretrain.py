@@ -72,6 +72,10 @@ class PretrainConfig:
     schedule: str = "cosine"  # cosine | wsd (warm-up, stable, then a short decay per budget)
     budgets: str = ""  # wsd: more token budgets ("5e5,1e6"), each a decay branch off one run
     decay_frac: float = 0.2  # wsd: each budget's decay branch, as a share of its steps
+    matmul_precision: str = "highest"  # torch's fp32 matmul precision in the training step:
+    # highest (fp32) | medium (inputs rounded to bf16, fp32 sums and outputs: oneDNN on CPUs
+    # with bf16 instructions, 1.2-1.4x a step on AMX; fp32 where the CPU has none, and
+    # pretrain.json's matmul_bf16 says which ran; docs/benchmarks.md)
 
     def steps(self) -> int:
         return max(1, int(self.tokens) // (self.batch_size * self.seq_len))
@@ -132,6 +136,8 @@ class PretrainConfig:
             bad("loss_on", "choose all or answer")
         if self.schedule not in ("cosine", "wsd"):
             bad("schedule", "choose cosine or wsd")
+        if self.matmul_precision not in ("highest", "medium"):
+            bad("matmul_precision", "choose highest (fp32) or medium (bf16 inputs)")
         if not 0 < self.decay_frac <= 1:
             bad("decay_frac", "must be in (0, 1]")
         try:
@@ -186,6 +192,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, tokenizer=None,
     from rlscale.pretrain_loop import Loop, copy_model, wsd_branches  # torch: not at CLI start-up
 
     loop = Loop(cfg, Corpus(task.train, tok, cfg), model, device, bar)
+    summary["matmul_bf16"] = loop.matmul_bf16  # what cfg.matmul_precision gave on this machine
     st = (loop.load(out) if resume else None) or {"step": 0, "wall_s": 0.0}
     atomic_write_json(state_path, {**summary, **st})
     try:

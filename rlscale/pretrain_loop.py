@@ -97,8 +97,37 @@ def copy_model(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """torch's fp32 matmul precision ("highest" | "high" | "medium") inside the block. The
+    setting is process-wide, so it is restored after: evaluations and RL in the same worker
+    process keep fp32."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def bf16_matmuls(precision: str, device: str = "cpu") -> bool:
+    """Whether fp32 matmuls of a training step's size round their inputs to bf16 under
+    `precision` here: torch takes "medium" as leave to, where the hardware has bf16 products
+    (oneDNN on CPUs with AVX512-BF16 or AMX), and computes fp32 elsewhere. 1 + 2^-10 is exact in
+    fp32 and rounds to 1 in bf16, so a sum of 96 of them tells the two apart."""
+    import torch
+
+    a = torch.full((64, 96), 1 + 2 ** -10, device=device)
+    with matmul_precision(precision):
+        c = a @ torch.ones(96, 64, device=device)
+    return bool((c != 96 * (1 + 2 ** -10)).any())
+
+
 class Loop:
-    """The fp32 training step of one model and optimizer, run over step ranges that checkpoint
+    """The training step of one model and optimizer (fp32 weights, gradients and AdamW state;
+    matmul inputs bf16 where cfg.matmul_precision is medium), run over step ranges that checkpoint
     into a run directory (the trunk's or a branch's) and save the last finished step when
     interrupted."""
 
@@ -127,6 +156,8 @@ class Loop:
         on = kind == "cuda" if bf16 is None else bf16
         self.amp = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if on \
             else contextlib.nullcontext
+        self.precision = getattr(cfg, "matmul_precision", "highest")
+        self.matmul_bf16 = bf16_matmuls(self.precision, device)
         self.clean = True  # the weights are those of a finished step
 
     def view(self, end: int | None):
@@ -155,12 +186,13 @@ class Loop:
         x, y, m = (t.to(self.device) for t in (corpus or self.corpus).batch(step))
         for g in self.opt.param_groups:
             g["lr"] = lr
-        with self.amp():
-            logits = self.forward(x)
-        nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
-        loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with matmul_precision(self.precision):  # the backward's products too
+            with self.amp():
+                logits = self.forward(x)
+            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+            loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
+            loss.backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.clean = False  # only the optimizer step changes the weights

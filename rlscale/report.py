@@ -189,7 +189,8 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
         "rung": r.name, "N": pre["N"], "pretrain_tokens": pre["tokens"],
         "tokens_per_param": pre["tokens"] / pre["N"], "pretrain_flops": pre["flops"],
         "pretrain_lr": r.pretrain_lr, "pretrain_final_loss": pre["final_loss"],
-        "pretrain_wall_s": pre["wall_s"], "seeds": [c["seed"] for c in curves],
+        "pretrain_wall_s": pre["wall_s"], "pretrain_matmul_bf16": pre.get("matmul_bf16", False),
+        "seeds": [c["seed"] for c in curves],
         "baseline_acc": base_acc, "baseline_se": base_se, "final_acc": fin_acc, "final_se": fin_se,
         "final_acc_seeds": [1 - e["test_loss"] for e in last],
         "final_acc_spread": float(np.std([1 - e["test_loss"] for e in last], ddof=1))

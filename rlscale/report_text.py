@@ -26,13 +26,15 @@ def _verdict(v) -> str:
 
 def _speed(s: dict) -> str:
     """The machine's measured speed beside the wall time (summary.json `machine`)."""
-    m = s.get("machine") or {}
+    m, bf16 = s.get("machine") or {}, sum(bool(r.get("pretrain_matmul_bf16")) for r in s["rungs"])
+    text = "" if not bf16 else (f"; pre-training's matmuls took bf16 inputs (fp32 sums) on {bf16} "
+                                f"of {len(s['rungs'])} rungs")
     if not m.get("matmul_peak_gflops"):
-        return ""
+        return text
     lo, hi = m["matmul_peak_gflops_range"]
     return (f" on a machine whose fp32 matmul peak the GRPO runs recorded at "
             f"{m['matmul_peak_gflops']:.0f} GFLOP/s (median of {m['runs']} runs, {lo:.0f}-"
-            f"{hi:.0f}; a process measures once)")
+            f"{hi:.0f}; a process measures once){text}")
 
 
 def _of_style(st: dict) -> str:

@@ -61,6 +61,8 @@ class Preset:
     direct_frac_other: float = 0.0  # with direct_style: the other style's share answered bare
     numbers: str = "digits"  # micro tokenizer: "spaced" joins a number's leading space to its
     # first digit (rlscale.models.tokenizer); the study presets use it (docs/study.md, session 7)
+    pretrain_matmul: str = "highest"  # pre-training's fp32 matmul precision: highest | medium
+    # (bf16 inputs, fp32 sums; rlscale.pretrain's matmul_precision)
     token_power: float = 0.0  # the budget rule: rung tokens = the largest rung's x (N_largest /
     # N)^token_power, to 0.1M (0: every rung the same tokens); a test checks the rungs keep it
 
@@ -241,8 +243,12 @@ _WORDS_10M_LR = {"micro:20k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
                  "micro:60k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
                  "micro:200k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
                  "micro:600k": dict(pretrain_lr=2.5e-3, rl_lr=5e-5)}
+# Pre-training's matmuls take bf16 inputs with fp32 sums (matmul_precision medium, session 34):
+# 1.2-1.4x a step of the 200k and 600k rungs on the Intel kind (AMX); in a paired A/B at this
+# preset's full budgets (20k and 60k rungs, seeds 1-3) final losses moved -0.008 (SE 0.003), by a
+# rule written before (docs/study.md, session 34).
 PRESETS["cpu-words-10m"] = replace(
-    PRESETS["cpu-words"], name="cpu-words-10m", rungs=tuple(
+    PRESETS["cpu-words"], name="cpu-words-10m", pretrain_matmul="medium", rungs=tuple(
         replace(r, tokens=10_000_000, **_WORDS_10M_LR.get(r.name, {}))
         for r in PRESETS["cpu-words"].rungs))
 
@@ -302,6 +308,7 @@ def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
                    direct_frac_other=preset.direct_frac_other,
                    plain_frac=preset.plain_frac, short_seq_len=preset.short_seq_len,
                    long_frac=preset.long_frac, blank_join_frac=preset.blank_join_frac,
+                   matmul_precision=preset.pretrain_matmul,
                    checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),
               cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name})
     base = Job(f"baseline:{tag}", "baseline", str(out / "baseline" / tag),

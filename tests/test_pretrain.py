@@ -194,6 +194,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     (dict(tokens=0), "tokens"), (dict(lr=-1.0), "lr"), (dict(loss_on="prompt"), "loss-on"),
     (dict(direct_frac=0.7, slip_frac=0.5), "slip-frac"), (dict(rung="micro:3t"), "micro rung"),
     (dict(slip_frac=0.5, plain_frac=0.6), "plain-frac"),
+    (dict(matmul_precision="bf16"), "matmul-precision"),
 ])
 def test_bad_settings_name_the_field(kw, field, tmp_path):
     with pytest.raises(UserError, match=field):
@@ -327,3 +328,45 @@ def test_loop_bf16_autocast_on_the_cpu_is_opt_in_and_trains_alike():
         assert torch.is_autocast_enabled("cpu")
     a, b = fp32.step(0, 3e-3), bf16.step(0, 3e-3)
     assert math.isfinite(b) and abs(a - b) < 0.05 * a
+
+
+def test_matmul_precision_is_scoped_to_the_step_and_recorded(tmp_path):
+    """medium rounds a step's matmul inputs to bf16 where the CPU has bf16 products (oneDNN);
+    the process-wide setting is restored after the step, even when the step fails, and
+    pretrain.json records what ran."""
+    import copy
+
+    import torch
+
+    from rlscale.models import build_micro
+    from rlscale.pretrain_loop import Loop, bf16_matmuls, matmul_precision
+
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert not bf16_matmuls("highest")
+    with pytest.raises(RuntimeError), matmul_precision("medium"):
+        raise RuntimeError
+    assert torch.get_float32_matmul_precision() == "highest"
+
+    class _Bar:
+        def update(self, n):
+            pass
+
+    corpus, tok = _corpus()
+    model = build_micro("micro:20k", tok, seed=0).train()
+    runs = {}
+    for p in ("highest", "medium"):
+        cfg = copy.copy(corpus.cfg)
+        cfg.matmul_precision = p
+        loop = Loop(cfg, corpus, copy.deepcopy(model), "cpu", _Bar())
+        runs[p] = (loop.matmul_bf16, [loop.step(s, 3e-3) for s in range(3)])
+        assert torch.get_float32_matmul_precision() == "highest"
+    assert runs["highest"][0] is False and runs["medium"][0] is bf16_matmuls("medium")
+    (_, a), (bf16, b) = runs["highest"], runs["medium"]
+    assert a[0] == pytest.approx(b[0], rel=1e-2)  # same weights and rows: rounding only
+    if bf16:  # bf16 inputs: not the fp32 numbers
+        assert a != b
+    else:  # no bf16 products on this CPU: medium computes fp32
+        assert a == b
+    res = pretrain(small_cfg(tokens=8 * 64 * 2, matmul_precision="medium"), tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "pretrain.json").read_text())
+    assert saved["matmul_bf16"] is bf16 and res["config"]["matmul_precision"] == "medium"

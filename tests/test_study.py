@@ -13,6 +13,7 @@ import pytest
 from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
 from rlscale.errors import UserError
 from rlscale.grpo.config import resolve
+from rlscale.pretrain import PretrainConfig
 from rlscale.study import PRESETS, plan, study
 
 
@@ -45,6 +46,9 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     assert {j.meta["reward"] for j in arm} == {"custom_flexible", "strict"}
     for j in jobs.values():
         assert set(j.deps) <= set(jobs)
+        if j.kind == "pretrain":  # every pre-training config is a valid PretrainConfig
+            assert PretrainConfig(**j.params).validate().matmul_precision == \
+                preset.pretrain_matmul
         if j.kind == "rl":
             assert j.params["eval_temperature"] == 0.7 and j.params["temperature"] == 1.0
             # every run config is a full resolved TrainConfig
@@ -174,7 +178,8 @@ def test_cpu_words_7m_is_cpu_words_on_more_tokens():
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
     """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, every rung's lr by
     the rule at that budget (session 21, pilot 55: 60k and 200k 1e-2; session 22, pilot 57: 600k
-    2.5e-3; session 23, pilot 60: 20k 1e-2; RL lr = lr / 47 to one digit), nothing else."""
+    2.5e-3; session 23, pilot 60: 20k 1e-2; RL lr = lr / 47 to one digit), and since session 34
+    pre-training's matmuls on bf16 inputs (medium); nothing else."""
     more, words = PRESETS["cpu-words-10m"], PRESETS["cpu-words"]
     assert all(r.tokens == 10_000_000 for r in more.rungs)
     picked = {"micro:20k": 1e-2, "micro:60k": 1e-2, "micro:200k": 1e-2, "micro:600k": 2.5e-3}
@@ -184,7 +189,9 @@ def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
         assert r.rl_lr == (float(f"{r.pretrain_lr / 47:.0e}") if moved else w.rl_lr)
         assert dataclasses.replace(r, tokens=w.tokens, pretrain_lr=w.pretrain_lr,
                                    rl_lr=w.rl_lr) == w
-    assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
+    assert more.pretrain_matmul == "medium" and words.pretrain_matmul == "highest"
+    assert dataclasses.replace(more, name=words.name, rungs=words.rungs,
+                               pretrain_matmul=words.pretrain_matmul) == words
 
 
 def _smoke():
@@ -247,6 +254,14 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
     assert m["runs"] == len(peaks) > 0 and m["matmul_peak_gflops_range"] == [peaks[0], peaks[-1]]
     assert m["matmul_peak_gflops"] == pytest.approx(np.median(peaks)) and peaks[0] > 0
     assert "GFLOP/s" in (out / "report.md").read_text()
+    from rlscale.pretrain_loop import bf16_matmuls
+
+    bf16 = bf16_matmuls(preset.pretrain_matmul)  # what the preset's precision gives here
+    for r in summary["rungs"]:
+        pre = json.loads((out / "pretrain" / r["rung"].removeprefix("micro:") / "pretrain.json")
+                         .read_text())
+        assert r["pretrain_matmul_bf16"] is pre["matmul_bf16"] is bf16
+    assert ("took bf16 inputs" in (out / "report.md").read_text()) is bf16
     # the baseline ordering is recomputed from the baselines' own completions (paired)
     order = summary["baseline_order"]
     scores = []
