@@ -201,6 +201,14 @@ def test_summary_rungs_and_report_text(ordered):
     assert not list(out.glob(".*.tmp"))  # figures land whole (atomic writes)
 
 
+def test_report_says_which_rungs_pretrained_on_bf16_matmul_inputs(ordered):
+    _, s = ordered
+    assert all(r["pretrain_matmul_bf16"] is False for r in s["rungs"])
+    assert "bf16 inputs" not in "\n".join(header(s))
+    s = {**s, "rungs": [dict(r, pretrain_matmul_bf16=i == 0) for i, r in enumerate(s["rungs"])]}
+    assert f"took bf16 inputs (fp32 sums) on 1 of {len(s['rungs'])} rungs" in "\n".join(header(s))
+
+
 def test_run_settings_come_from_config_json(tmp_path):
     preset, jobs = build(tmp_path)
     rl = next(j for j in jobs if j.kind == "rl")

@@ -178,8 +178,8 @@ def test_cpu_words_7m_is_cpu_words_on_more_tokens():
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
     """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, every rung's lr by
     the rule at that budget (session 21, pilot 55: 60k and 200k 1e-2; session 22, pilot 57: 600k
-    2.5e-3; session 23, pilot 60: 20k 1e-2; RL lr = lr / 47 to one digit), and since session 34
-    pre-training's matmuls on bf16 inputs (medium); nothing else."""
+    2.5e-3; session 23, pilot 60: 20k 1e-2; RL lr = lr / 47 to one digit), nothing else
+    (pre-training fp32: session 34's rule kept bf16 matmul inputs out)."""
     more, words = PRESETS["cpu-words-10m"], PRESETS["cpu-words"]
     assert all(r.tokens == 10_000_000 for r in more.rungs)
     picked = {"micro:20k": 1e-2, "micro:60k": 1e-2, "micro:200k": 1e-2, "micro:600k": 2.5e-3}
@@ -189,9 +189,8 @@ def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
         assert r.rl_lr == (float(f"{r.pretrain_lr / 47:.0e}") if moved else w.rl_lr)
         assert dataclasses.replace(r, tokens=w.tokens, pretrain_lr=w.pretrain_lr,
                                    rl_lr=w.rl_lr) == w
-    assert more.pretrain_matmul == "medium" and words.pretrain_matmul == "highest"
-    assert dataclasses.replace(more, name=words.name, rungs=words.rungs,
-                               pretrain_matmul=words.pretrain_matmul) == words
+    assert more.pretrain_matmul == words.pretrain_matmul == "highest"
+    assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
 
 
 def _smoke():
