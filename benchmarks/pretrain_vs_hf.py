@@ -121,6 +121,7 @@ def model_flops(model, n_params: int, batch: int, seq: int) -> float:
 def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int, peak: tuple,
           bf16: bool = False):
     import copy
+    import dataclasses
 
     cfg, corpus, model, n = build(rung, batch, seq)
     sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None, "rlscale_sdpa": None,
@@ -133,7 +134,9 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
     sides["rlscale_hf_forward"] = rlscale_side(models["rlscale_hf_forward"], cfg, corpus, False)
     sides["rlscale_sdpa"] = on_sdpa(rlscale_side(models["rlscale_sdpa"], cfg, corpus))
     sides["hf_medium"] = at_medium(hf_labels_side(models["hf_medium"], cfg))
-    sides["rlscale_medium"] = at_medium(rlscale_side(models["rlscale_medium"], cfg, corpus))
+    sides["rlscale_medium"] = rlscale_side(models["rlscale_medium"],  # the loop scopes it
+                                           dataclasses.replace(cfg, matmul_precision="medium"),
+                                           corpus)
     if bf16:
         sides["rlscale_bf16"] = rlscale_side(models["rlscale_bf16"], cfg, corpus, bf16=True)
     times: dict[str, list[float]] = {k: [] for k in sides}
