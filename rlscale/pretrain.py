@@ -256,6 +256,8 @@ HELP = {
                   "level <= --easy-max-level (a curriculum)",
     "numbers": "tokenizer: a space before a number stays its own token (digits) or joins the "
                "first digit (spaced)",
+    "matmul_precision": "highest (fp32) | medium: matmul inputs rounded to bf16, fp32 sums, "
+                        "where the CPU has bf16 products (pretrain.json's matmul_bf16 says)",
 }
 
 
