@@ -10,6 +10,9 @@ corpus, AdamW with the same hyper-parameters, grad clip 1.0, fp32 on the CPU):
     rlscale_hf_forward  the same loop with transformers' forward (what the compact forward adds)
     rlscale_sdpa  the same loop with attention on torch's SDPA (is_causal) instead of the causal
              kernel of rlscale/models/attention.c: printed as attention_kernel_speedup
+    rlscale_torch_loss  the same loop with the loss by torch (F.cross_entropy per token,
+             weighted and summed) instead of the fused one of native_train.cross_entropy:
+             printed as fused_loss_speedup
     rlscale_bf16  rlscale's loop with its forward under bf16 autocast (--bf16 only): what the
              CPU's bf16 matrix units (AMX) buy a whole step; printed as a ratio to rlscale
     hf_medium, rlscale_medium  hf and rlscale with torch's fp32 matmul precision "medium" (matmul
@@ -108,6 +111,27 @@ def on_sdpa(step):
     return run
 
 
+def on_torch_loss(step):
+    """A step of rlscale's loop with the loss by torch's cross entropy (its log-softmax, the
+    gather and their backward) instead of the fused kernel."""
+    import torch.nn.functional as F
+
+    from rlscale.models import native_train
+
+    def torch_loss(logits, targets, weights):
+        return (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
+
+    def run(i):
+        real = native_train.cross_entropy
+        native_train.cross_entropy = torch_loss
+        try:
+            return step(i)
+        finally:
+            native_train.cross_entropy = real
+
+    return run
+
+
 def model_flops(model, n_params: int, batch: int, seq: int) -> float:
     from rlscale.flops import attention_forward_flops
 
@@ -125,7 +149,7 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
 
     cfg, corpus, model, n = build(rung, batch, seq)
     sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None, "rlscale_sdpa": None,
-             "hf_medium": None, "rlscale_medium": None}
+             "rlscale_torch_loss": None, "hf_medium": None, "rlscale_medium": None}
     if bf16:
         sides["rlscale_bf16"] = None
     models = {k: copy.deepcopy(model) for k in sides}
@@ -133,6 +157,8 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
     sides["rlscale"] = rlscale_side(models["rlscale"], cfg, corpus)
     sides["rlscale_hf_forward"] = rlscale_side(models["rlscale_hf_forward"], cfg, corpus, False)
     sides["rlscale_sdpa"] = on_sdpa(rlscale_side(models["rlscale_sdpa"], cfg, corpus))
+    sides["rlscale_torch_loss"] = on_torch_loss(rlscale_side(models["rlscale_torch_loss"], cfg,
+                                                             corpus))
     sides["hf_medium"] = at_medium(hf_labels_side(models["hf_medium"], cfg))
     sides["rlscale_medium"] = rlscale_side(models["rlscale_medium"],  # the loop scopes it
                                            dataclasses.replace(cfg, matmul_precision="medium"),
@@ -163,6 +189,7 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
           f"rlscale_mfu={mfu['rlscale']:.3f} "
           f"rlscale_hf_forward_speedup={med['hf'] / med['rlscale_hf_forward']:.2f} "
           f"attention_kernel_speedup={med['rlscale_sdpa'] / med['rlscale']:.2f} "
+          f"fused_loss_speedup={med['rlscale_torch_loss'] / med['rlscale']:.2f} "
           f"medium_speedup={med['hf_medium'] / med['rlscale_medium']:.2f} "
           f"bf16_matmul_speedup={med['rlscale'] / med['rlscale_medium']:.2f} "
           f"rlscale_medium_mfu={mfu['rlscale_medium']:.3f}"

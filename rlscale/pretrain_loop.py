@@ -183,15 +183,22 @@ class Loop:
         import torch
         import torch.nn.functional as F
 
+        from rlscale.models import native_train
+
         x, y, m = (t.to(self.device) for t in (corpus or self.corpus).batch(step))
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         with matmul_precision(self.precision):  # the backward's products too
             with self.amp():
-                logits = self.forward(x)
-            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
-            loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
+                logits = self.forward(x).float().flatten(0, 1)
+            if native_train.usable(logits):  # one pass, gradient included (native_train)
+                # the mean over the unmasked tokens, as below
+                loss = native_train.cross_entropy(logits, y.flatten(),
+                                                  m.flatten() / m.sum().clamp(min=1))
+            else:
+                nll = F.cross_entropy(logits, y.flatten(), reduction="none")
+                loss = (nll * m.flatten()).sum() / m.sum().clamp(min=1)
             loss.backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

@@ -284,3 +284,81 @@ def test_pretraining_forward_runs_the_training_kernels(lib, monkeypatch):
     n, m = len(calls), len(attends)
     b = loss()
     assert len(calls) == n and len(attends) == m and abs(float(a - b)) < 1e-5
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("T,V,scale", [(7, 13, 1.0), (300, 512, 30.0), (200, 1000, 3.0)])
+def test_cross_entropy_matches_torch_values_and_grads(lib, monkeypatch, threads, T, V, scale):
+    """native_train.cross_entropy is F.cross_entropy(reduction="none") weighted and summed: the
+    loss and the logits' gradient, masked tokens (weight 0) included, targets on the first and
+    last column, logits spread wide (softmax far from uniform), vocabularies that are not a
+    multiple of the vector width, a backward from the loss (the forward's gradient as it is)
+    and from 3 x the loss (a scaled copy), one thread or two (T V >= 65536 goes parallel)."""
+    from rlscale.models import native_train as nt
+
+    monkeypatch.setattr(nt, "_threads", lambda: threads)
+    g = torch.Generator().manual_seed(T)
+    x = (torch.randn(T, V, generator=g) * scale).requires_grad_()
+    y = torch.randint(0, V, (T,), generator=g)
+    y[0], y[-1] = 0, V - 1
+    m = (torch.rand(T, generator=g) > 0.3).float()
+    m[0] = 0.0
+    want = (torch.nn.functional.cross_entropy(x, y, reduction="none") * m).sum() / m.sum()
+    (want_grad,) = torch.autograd.grad(3 * want, (x,))
+    for k in (1, 3):
+        got = nt.cross_entropy(x, y, m / m.sum())
+        (grad,) = torch.autograd.grad(k * got, (x,))
+        assert abs(float(got - want)) < 1e-5 * (1 + abs(float(want)))
+        assert (grad * 3 / k - want_grad).abs().max() < 1e-6 * (1 + want_grad.abs().max())
+        assert float(grad[0].abs().max()) == 0.0  # a masked token sends nothing back
+
+
+def test_cross_entropy_refuses_what_it_cannot_compute(lib):
+    from rlscale.models import native_train as nt
+
+    x = torch.zeros(4, 5)
+    w = torch.full((4,), 0.25)
+    for bad in (5, -1):  # C checks every target before it writes
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            nt.cross_entropy(x, torch.tensor([0, 1, bad, 2]), w)
+    with pytest.raises(ValueError, match="fp32"):
+        nt.cross_entropy(x.double(), torch.zeros(4, dtype=torch.long), w)
+    with pytest.raises(ValueError, match="no gradient"):
+        nt.cross_entropy(x, torch.zeros(4, dtype=torch.long), w.clone().requires_grad_())
+
+
+def test_pretraining_step_takes_the_fused_loss(lib, monkeypatch):
+    """pretrain_loop.Loop's step computes its loss with native_train.cross_entropy where it
+    applies, and with torch's elsewhere: the same loss and gradients (a step at lr 0), to
+    rounding."""
+    from types import SimpleNamespace
+
+    from rlscale.models import build_micro, micro_tokenizer, native_train
+    from rlscale.pretrain_loop import Loop
+
+    tok = micro_tokenizer(corpus=["Question: 1 + 2 = 3\n#### 3"])
+    rows = torch.randint(2, len(tok), (4, 17), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(4, 16)
+    mask[1, :5] = 0.0
+
+    class Corpus:
+        def batch(self, step):
+            return rows[:, :-1], rows[:, 1:], mask
+
+    cfg = SimpleNamespace(weight_decay=0.1, lr=1e-2, grad_clip=0.0, matmul_precision="highest")
+    calls, real = [], native_train.cross_entropy
+    monkeypatch.setattr(native_train, "cross_entropy", lambda *a: calls.append(1) or real(*a))
+    out = {}
+    for side in ("native", "torch"):
+        if side == "torch":
+            monkeypatch.setattr(native_train, "usable", lambda t: False)
+        model = build_micro("20k", tok, seed=0).train()
+        loop = Loop(cfg, Corpus(), model, "cpu", None)
+        loss = loop.step(0, 0.0)  # lr 0: the weights stay, the gradients are the step's
+        out[side] = (loss, [p.grad.clone() for p in model.parameters()])
+        if side == "native":
+            assert len(calls) == 1
+    assert len(calls) == 1  # the torch side never called it
+    (la, ga), (lb, gb) = out["native"], out["torch"]
+    assert abs(la - lb) < 1e-5
+    assert all((a - b).abs().max() < 1e-5 * (1 + b.abs().max()) for a, b in zip(ga, gb))

@@ -346,3 +346,37 @@ int qknorm_rope_bwd(const float *dy, const float *x, int64_t xs, const float *w,
     }
     return 0;
 }
+
+/* One row of ce_train_fwd: d = w (softmax(x) - onehot(y)); returns logsumexp(x) - x[y]. */
+__attribute__((noinline)) static float ce_row(const float *restrict x, int64_t y, float w,
+                                              float *restrict d, int64_t V) {
+    float mx = -INFINITY, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V; j++) {
+        d[j] = fexp(x[j] - mx);
+        sum += d[j];
+    }
+    float scale = w / sum;
+    for (int64_t j = 0; j < V; j++) d[j] *= scale;
+    d[y] -= w;
+    return mx + logf(sum) - x[y];
+}
+
+/* Weighted softmax cross-entropy of logits x [T, V] against targets y [T], its gradient in the
+   same pass: loss[0] = sum_t w[t] (logsumexp(x[t]) - x[t, y[t]]) (summed in double) and
+   d[t] = w[t] (softmax(x[t]) - onehot(y[t])), the loss's gradient in x. A row stays in L1
+   between its two reads; torch's log_softmax + nll_loss and their backward make ~5 passes over
+   [T, V] and a zero fill. Returns 1 without writing when a target is outside [0, V). */
+int ce_train_fwd(const float *x, const int64_t *y, const float *w, float *d, float *loss,
+                 int64_t T, int64_t V, int nthreads) {
+    for (int64_t t = 0; t < T; t++)
+        if (y[t] < 0 || y[t] >= V) return 1;
+    double total = 0.0;
+#pragma omp parallel for num_threads(nthreads) reduction(+ : total) if (T * V >= 65536)
+    for (int64_t t = 0; t < T; t++)
+        total += (double)w[t] * (double)ce_row(x + t * V, y[t], w[t], d + t * V, V);
+    loss[0] = (float)total;
+    return 0;
+}

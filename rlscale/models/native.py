@@ -116,6 +116,8 @@ def library():
     lib.causal_attn_bwd.argtypes = [P, I, P, I, P, I, P, P, P, P, P, P, I, I, I, I, I,
                                     ctypes.c_int]
     lib.causal_attn_bwd.restype = ctypes.c_int
+    lib.ce_train_fwd.argtypes = [P, P, P, P, P, I, I, ctypes.c_int]
+    lib.ce_train_fwd.restype = ctypes.c_int
     _lib = lib
     return _lib
 

@@ -12,9 +12,11 @@ function here is one pass forward and one backward where torch's chain makes 3-1
     causal_attention(q, k, v)         causal softmax attention over the keys j <= i only
                                       (attention.c: torch's CPU flash kernel computes the
                                       masked half too); the pre-training forward's
+    cross_entropy(logits, y, w)       the pre-training loss, its gradient written in the
+                                      forward's one pass over the logits
 
 They compute what rlscale.models.fast's torch path computes (tests/test_native.py checks values
-and gradients against it; causal_attention against SDPA). `usable(t)` says where they apply:
+and gradients against it; causal_attention against SDPA, cross_entropy against F.cross_entropy). `usable(t)` says where they apply:
 fp32 CPU tensors with the kernel library built (rlscale.models.native: no compiler, or
 RLSCALE_NATIVE=0, leaves training on the torch path). The kernels' pointers are checked here
 first (`native._check`).
@@ -209,3 +211,39 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
         raise ValueError(f"causal attention: native kernels take fp32 CPU tensors with head_dim "
                          f"a multiple of 16, got {q.dtype} head_dim {hd} on {q.device}")
     return _CausalAttention.apply(_rows(q), _rows(k), _rows(v))
+
+
+class _CrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, w):
+        T, V = x.shape
+        d, loss = torch.empty(T, V), torch.empty(())
+        if native.library().ce_train_fwd(_p(x), _p(y), _p(w), _p(d), _p(loss), T, V,
+                                         _threads()):
+            raise ValueError(f"cross entropy: a target outside the vocabulary [0, {V})")
+        ctx.save_for_backward(d)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        (d,) = ctx.saved_tensors
+        # the forward's gradient is the loss's; a backward from the loss itself (g = 1) takes
+        # it as it is (x 1 is exact), anything else scales a copy (d stays the forward's)
+        return (d if bool(g == 1) else d * g), None, None
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                  weights: torch.Tensor) -> torch.Tensor:
+    """sum_t weights[t] * (logsumexp(logits[t]) - logits[t, targets[t]]) for logits [T, V] fp32
+    on the CPU, targets [T] (int64), weights [T] (no gradient): F.cross_entropy(reduction="none")
+    weighted and summed, with the gradient computed in the forward's pass (kernels.c,
+    ce_train_fwd). The pre-training loss (rlscale.pretrain_loop) with weights = mask / tokens."""
+    T, V = logits.shape
+    if not usable(logits):
+        raise ValueError(f"cross entropy: native kernels take fp32 CPU logits, got "
+                         f"{logits.dtype} on {logits.device}")
+    if weights.requires_grad:
+        raise ValueError("cross entropy: the weights take no gradient here")
+    y = targets.reshape(T).to(torch.int64).contiguous()
+    w = weights.reshape(T).to(torch.float32).contiguous()
+    return _CrossEntropy.apply(logits.contiguous(), y, w)
