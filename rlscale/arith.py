@@ -237,6 +237,36 @@ def question_style(question: str) -> str:
     return "expr" if question.startswith("What is ") else "words"
 
 
+def question_operands(question: str) -> list[int | str]:
+    """The numbers a problem's chain works on, in its order: the start, then each step's
+    operand, as an int where the question gives digits and as the number-word where a story
+    says it with one ("She finds finoba more." -> "finoba"; None for a step sentence with
+    neither). Expressions read left to right; a story has its start in the first sentence and
+    one step per sentence up to the question."""
+    question = question[:4000]  # problems are a few hundred characters; bound the parse
+    if question_style(question) == "expr":
+        return [int(x) for x in re.findall(r"\d+", question)]
+    first, *steps = question.split(". ")
+    start = re.findall(r"\d+", first)
+    out: list[int | str] = [int(start[0])] if start else []
+    for sentence in steps[:-1]:  # the last is "How many ... now?"
+        digits = re.findall(r"\d+", sentence)
+        out.append(int(digits[0]) if digits else number_word(sentence))
+    return out
+
+
+def word_values(spec: str) -> dict[str, int]:
+    """Every number-word of an arith task spec's lexicon with its value ({} without one, or
+    for a task that is not arith)."""
+    if not spec.startswith("arith"):
+        return {}
+    cfg = parse_arith_spec(spec)
+    if not cfg.lexicon:
+        return {}
+    words, values, _ = lexicon(cfg.lexicon, cfg.lexicon_max, cfg.lexicon_zipf)
+    return dict(zip(words, values))
+
+
 def _words_question(rng: random.Random, start: int, steps, names=None
                     ) -> tuple[str, list[str]]:
     """The story, and its step sentences (one per step, without the full stop); names[k], where

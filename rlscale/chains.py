@@ -1,15 +1,18 @@
 """What a model's worked chains get right, step by step: the diagnostics behind an accuracy.
 
 For the arithmetic task (rlscale.arith) a greedy completion either answers bare ("#### N") or
-works the chain out, one line per step, "[quote: ]a op b = c". A step can go wrong in two ways
+works the chain out, one line per step, "[quote: ]a op b = c". A step can go wrong in three ways
 that call for different skills: the operand is not the problem's (copying: the k-th step's
-operand is the (k+1)-th number of the question, stories and expressions alike) or c is not
-a op b (arithmetic). Pure: parses completions.jsonl records; imports no models.
+operand is the (k+1)-th number of the question, stories and expressions alike), the operand
+is a number-word's and not its value (recall: a story with a lexicon says some operands as
+words, "She finds finoba more", knowledge the model holds or not), or c is not a op b
+(arithmetic). Pure: parses completions.jsonl records; imports no models.
 
     accuracy(rows) -> (accuracy, its binomial SE, problems) of the first 0-shot completions
     parse_step(line) -> (a, op, b, c) of a worked step line, or None
-    chain_stats(rows) -> {"problems", "bare_expr", "steps", "operand_right", "arithmetic_right",
-                          "stories_right", "expr_right", "ceiling"}
+    chain_stats(rows, words) -> {"problems", "bare_expr", "steps", "operand_right",
+                                 "word_steps", "word_right", "arithmetic_right",
+                                 "stories_right", "expr_right", "ceiling"}
     answer_styles(rows) -> {"samples", "worked_share", "right_worked", "right_bare",
                             "worked_advantage"}
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 
-from rlscale.arith import question_style
+from rlscale.arith import question_operands, question_style
 
 _STEP = re.compile(r"(?:.*: )?(\d{1,6}) ([-+*]) (\d{1,6}) = (\d{1,7})$")
 _MAX_LINES = 64  # a completion is bounded by max_new_tokens; this bounds the parse regardless
@@ -52,12 +55,16 @@ def parse_step(line: str) -> tuple[int, str, int, int] | None:
     return (int(m[1]), m[2], int(m[3]), int(m[4])) if m else None
 
 
-def chain_stats(rows: list[dict], check: str = "custom_flexible") -> dict:
+def chain_stats(rows: list[dict], check: str = "custom_flexible",
+                words: dict[str, int] | None = None) -> dict:
     """Shares over the 0-shot completions of rows (the first completion of each problem):
-    bare_expr: expressions answered bare; operand_right, arithmetic_right: of the parsed step
-    lines of worked completions, those copying the right operand / computing right; and, where
-    rows are scored by `check`, accuracy by style (_style_accuracy)."""
-    probs = bare = n_expr = steps = operand = arith = 0
+    bare_expr: expressions answered bare; of the parsed step lines of worked completions,
+    operand_right: those whose operand said in digits is copied right; word_right: those whose
+    operand is a number-word (arith.question_operands) and holds its value in `words` (the
+    task's lexicon, arith.word_values; None without it or without such steps); arithmetic_right:
+    those computing right; and, where rows are scored by `check`, accuracy by style
+    (_style_accuracy)."""
+    probs = bare = n_expr = steps = digit_steps = operand = word_steps = recalled = arith = 0
     for r in rows:
         if r.get("shots", 0) != 0 or not r.get("completions"):
             continue
@@ -68,19 +75,26 @@ def chain_stats(rows: list[dict], check: str = "custom_flexible") -> dict:
             if is_bare(text):
                 bare += 1
                 continue
-        numbers = [int(x) for x in re.findall(r"\d+", r["question"])]
+        operands = question_operands(r["question"])
         for k, line in enumerate(text.split("\n")[:_MAX_LINES]):
             step = parse_step(line)
             if step is None:
                 continue
             a, op, b, c = step
             steps += 1
-            operand += k + 1 < len(numbers) and b == numbers[k + 1]
+            want = operands[k + 1] if k + 1 < len(operands) else None
+            if isinstance(want, str):  # a number-word: recalled, not copied
+                word_steps += 1
+                recalled += words is not None and words.get(want) == b
+            else:
+                digit_steps += 1
+                operand += want is not None and b == want
             arith += c == {"+": a + b, "-": a - b, "*": a * b}[op]
     share = lambda x, n: x / n if n else None  # noqa: E731
     return {"problems": probs, "bare_expr": share(bare, n_expr), "steps": steps,
-            "operand_right": share(operand, steps), "arithmetic_right": share(arith, steps),
-            **_style_accuracy(rows, check)}
+            "operand_right": share(operand, digit_steps), "word_steps": word_steps,
+            "word_right": share(recalled, word_steps) if words else None,
+            "arithmetic_right": share(arith, steps), **_style_accuracy(rows, check)}
 
 
 def _style_accuracy(rows: list[dict], check: str) -> dict:
@@ -104,11 +118,12 @@ def mean_stats(stats: list[dict]) -> dict | None:
     if not stats:
         return None
     out = {}
-    for key in ("bare_expr", "operand_right", "arithmetic_right", "stories_right", "expr_right",
-                "ceiling"):
-        vals = [s[key] for s in stats if s[key] is not None]
+    for key in ("bare_expr", "operand_right", "word_right", "arithmetic_right", "stories_right",
+                "expr_right", "ceiling"):
+        vals = [s[key] for s in stats if s.get(key) is not None]
         out[key] = sum(vals) / len(vals) if vals else None
     out["steps"] = sum(s["steps"] for s in stats)
+    out["word_steps"] = sum(s.get("word_steps", 0) for s in stats)
     return out
 
 

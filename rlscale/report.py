@@ -18,6 +18,7 @@ import numpy as np
 from rlscale import findings as F
 from rlscale import findings_evals as E
 from rlscale import findings_law as L
+from rlscale.arith import word_values
 from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
 from rlscale.evaluate import problem_pass_at_k
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -93,7 +94,8 @@ def collect(preset, jobs) -> dict:
         base_dir = Path(next(j.out for j in mine if j.kind == "baseline"))
         base = read_json(base_dir / "summary.json")
         rungs.append(rung_row(r, pre, base, curves, ev, before, [Path(j.out) for j in after]))
-        rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after]))
+        rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after],
+                                    word_values(preset.task)))
         rungs[-1].update(style_rows(before / "passk", [Path(j.out) / "passk" for j in after]))
         rungs[-1]["transfer_more"] = transfer_more(preset, before, [Path(j.out) for j in after])
         check = base.get("primary_check") or "custom_flexible"
@@ -121,10 +123,11 @@ def _before_after(name: str, stat, mean, before: Path, after: list[Path]) -> dic
     return {f"{name}_before": seeds([before]), f"{name}_after": seeds(after)}
 
 
-def chain_rows(base_dir: Path, after: list[Path]) -> dict:
+def chain_rows(base_dir: Path, after: list[Path], words: dict[str, int] | None = None) -> dict:
     """Step-level diagnostics of the greedy 0-shot chains before and after RL (seed mean):
-    expressions answered bare, operands copied right, steps computed right (rlscale.chains)."""
-    return _before_after("chains", chain_stats, mean_stats, base_dir, after)
+    expressions answered bare, operands copied right, number-words recalled right (`words`: the
+    task's lexicon), steps computed right (rlscale.chains)."""
+    return _before_after("chains", partial(chain_stats, words=words), mean_stats, base_dir, after)
 
 
 def style_rows(before: Path, after: list[Path]) -> dict:

@@ -303,11 +303,16 @@ def chain_table(rungs: list[dict]) -> list[str]:
     """What the greedy 0-shot chains get right, before -> after RL (rlscale.chains)."""
     return _before_after_table(
         rungs, "chains", "Greedy 0-shot chains step by step, before -> after RL (seed mean): the "
-        "share of expressions answered bare (no working), and of the worked step lines those that "
-        "copy the problem's operand and those whose arithmetic is right; accuracy on stories and "
-        "on expressions, and the ceiling (the accuracy with every story right and the "
-        "expressions as answered: the room greedy decoding leaves a rung in its worked part):",
-        {"bare_expr": "expressions answered bare", "operand_right": "operand copied right",
+        "share of expressions answered bare (no working); of the worked step lines, those that "
+        "copy the problem's operand where it is given in digits, those that recall the value of "
+        "a number-word operand (the task's lexicon: knowledge, not copying) and those whose "
+        "arithmetic is right; accuracy on stories and on expressions, and the ceiling (the "
+        "accuracy with every story right and the expressions as answered: the room greedy "
+        "decoding leaves a rung in its worked part):",
+        {"bare_expr": "expressions answered bare", "operand_right": "digit operand copied right",
+         **({"word_right": "number-word recalled right"}
+            if any((r.get("chains_before") or {}).get("word_right") is not None for r in rungs)
+            else {}),
          "arithmetic_right": "arithmetic right", "stories_right": "stories right",
          "expr_right": "expressions right", "ceiling": "ceiling"}, ".2f")
 

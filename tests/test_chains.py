@@ -54,6 +54,34 @@ def test_the_task_s_own_solutions_are_all_right():
     assert s["steps"] == sum(p.level for p in probs)
 
 
+WORDS_TASK = "arith:ladder,max_value=99,zipf=1.5,expr_max_value=20,lexicon=1000"
+
+
+def test_number_words_are_recalled_not_copied():
+    """A story that says an operand as a number-word: the steps after it still align with the
+    question's operands, and the word's step is judged by the lexicon's value (recall), apart
+    from the digit operands (copying). The task's own solutions are right on every count."""
+    from rlscale.arith import parse_arith_spec, question_operands, word_values
+
+    words = word_values(WORDS_TASK)
+    assert len(words) == 1000 and word_values("arith:ladder") == {} and word_values("gsm8k") == {}
+    probs = arith_problems(400, seed=3, cfg=parse_arith_spec(WORDS_TASK))
+    said = [p for p in probs if any(isinstance(x, str) for x in question_operands(p.question))]
+    assert len(said) > 20  # the lexicon's stories are there
+    s = chain_stats([row(p.question, " " + p.solution) for p in probs], words=words)
+    assert s["operand_right"] == 1.0 and s["word_right"] == 1.0 and s["arithmetic_right"] == 1.0
+    assert s["word_steps"] >= len(said)
+    q = "Zoe has 2 shells. She finds finoba more. She sells 3. How many shells does Zoe have now?"
+    assert question_operands(q) == [2, "finoba", 3]
+    v = words["finoba"]
+    right = f" She finds finoba more: 2 + {v} = {2 + v}\nShe sells 3: {2 + v} - 3 = {v - 1}"
+    wrong = f" She finds finoba more: 2 + {v + 1} = {3 + v}\nShe sells 3: {3 + v} - 3 = {v}"
+    s = chain_stats([row(q, right), row(q, wrong)], words=words)
+    assert s["word_steps"] == 2 and s["word_right"] == 0.5  # the second recalls a wrong value
+    assert s["operand_right"] == 1.0 and s["arithmetic_right"] == 1.0  # "sells 3" copied in both
+    assert chain_stats([row(q, right)])["word_right"] is None  # no lexicon given: not judged
+
+
 def test_garbage_is_bounded_and_never_counted():
     rows = [row(STORY, "x" * 1_000_000), row(STORY, "1 + 1 = 2\n" * 10_000),
             row(STORY, " : : = = 3 +"), {"shots": 0, "question": STORY, "completions": []}]

@@ -515,3 +515,22 @@ def test_rl_gain_has_its_se_paired_over_problems_beside_the_combined_one():
     assert se == pytest.approx(d.std(ddof=1) / math.sqrt(50))
     assert F.paired_gain_se([curve(first[0], last[0]), curve(first[1], last[1], keep=False)]) is None
     assert F.paired_gain_se([]) is None
+
+
+def test_chain_table_shows_number_word_recall_only_where_the_task_has_words():
+    """The chains table's recall column (rlscale.chains: number-words are knowledge, not
+    copying) appears when a rung's chains carry it, and is left out for a task without a
+    lexicon."""
+    from rlscale.report_text import chain_table
+
+    stats = {"bare_expr": 1.0, "operand_right": 0.996, "word_right": 0.675,
+             "arithmetic_right": 0.82, "stories_right": 0.6, "expr_right": 0.08, "ceiling": 0.76}
+    rungs = [{"rung": "micro:20k", "chains_before": stats,
+              "chains_after": {**stats, "word_right": 0.683}}]
+    text = "\n".join(chain_table(rungs))
+    assert "number-word recalled right" in text and "0.68 -> 0.68" in text
+    assert "digit operand copied right" in text and "1.00 -> 1.00" in text
+    plain = {**stats, "word_right": None}
+    header = next(x for x in chain_table([{"rung": "micro:20k", "chains_before": plain,
+                                            "chains_after": plain}]) if x.startswith("| rung"))
+    assert "number-word" not in header and "digit operand copied right" in header
