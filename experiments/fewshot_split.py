@@ -1,20 +1,24 @@
 """Why a rung's k-shot greedy accuracy falls (session 22; docs/notes.md): per number of shots,
 accuracy on stories and expressions, and for wrong worked stories whether an operand of the
 first worked step is absent from the question but present in an exemplar (a copy from the
-context, or chance overlap). Usage: fewshot_split.py BASELINE_DIR (a study's baseline/RUNG).
-rlscale.chains.accuracy is not used: it reads 0-shot rows only."""
+context, or chance overlap). Then the problems right at 0-shot and wrong at 1-shot, and of those
+with a parsed first step the ones whose chain starts from a number of the exemplar instead of
+the question's start (session 35: the collapsing 20k rung's own failure; rungs that hold lose
+~10 problems, none of them this way). Usage: fewshot_split.py BASELINE_DIR (a study's
+baseline/RUNG). rlscale.chains.accuracy is not used: it reads 0-shot rows only."""
 import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from rlscale.arith import question_style
+from rlscale.arith import question_operands, question_style
 from rlscale.chains import is_bare, parse_step
 from rlscale.files import read_jsonl
 
 num = re.compile(r"\d+")
 stat = defaultdict(lambda: defaultdict(float))
-for r in read_jsonl(Path(sys.argv[1]) / "completions.jsonl"):
+rows = read_jsonl(Path(sys.argv[1]) / "completions.jsonl")
+for r in rows:
     k, c, ok = r["shots"], r["completions"][0], r["scores"]["custom_flexible"][0]
     style = "expr" if question_style(r["question"]) == "expr" else "story"
     s = stat[k]
@@ -33,3 +37,19 @@ for k in sorted(stat):
           f"expressions {s['expr_ok'] / s['expr_n']:.3f} (n {int(s['expr_n'])}), stories bare "
           f"{int(s['bare'])}, wrong stories {int(s['wrong_story'])} of which a first-step operand "
           f"not in the question but in an exemplar {int(s['from_exemplar'])}")
+
+by = defaultdict(dict)
+for r in rows:
+    by[r["index"]][r["shots"]] = r
+ok = lambda r: r["scores"]["custom_flexible"][0] == 1  # noqa: E731
+lost = [v[1] for v in by.values() if 0 in v and 1 in v and ok(v[0]) and not ok(v[1])]
+parsed = starts = 0
+for r in lost:
+    ops = question_operands(r["question"])
+    steps = [x for x in map(parse_step, r["completions"][0].strip().split("\n")) if x]
+    if steps and ops:
+        parsed += 1
+        exemplar = {int(x) for x in num.findall(r["prompt"][: r["prompt"].rfind("Question:")])}
+        starts += steps[0][0] != ops[0] and steps[0][0] in exemplar
+print(f"right at 0-shot, wrong at 1-shot: {len(lost)}; of the {parsed} with a parsed first "
+      f"step, starting from a number of the exemplar instead of the question's start: {starts}")
