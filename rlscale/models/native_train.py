@@ -16,10 +16,10 @@ function here is one pass forward and one backward where torch's chain makes 3-1
                                       forward's one pass over the logits
 
 They compute what rlscale.models.fast's torch path computes (tests/test_native.py checks values
-and gradients against it; causal_attention against SDPA, cross_entropy against F.cross_entropy). `usable(t)` says where they apply:
-fp32 CPU tensors with the kernel library built (rlscale.models.native: no compiler, or
-RLSCALE_NATIVE=0, leaves training on the torch path). The kernels' pointers are checked here
-first (`native._check`).
+and gradients against it; causal_attention against SDPA, cross_entropy against F.cross_entropy).
+`usable(t)` says where they apply: fp32 CPU tensors with the kernel library built
+(rlscale.models.native: no compiler, or RLSCALE_NATIVE=0, leaves training on the torch path).
+The kernels' pointers are checked here first (`native._check`).
 """
 
 from __future__ import annotations
