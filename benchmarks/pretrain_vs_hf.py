@@ -96,19 +96,24 @@ def at_medium(step):
     return run
 
 
+def swapped(step, module, name: str, value):
+    """A step run with module.name set to value (restored after, whatever happens)."""
+    def run(i):
+        real = getattr(module, name)
+        setattr(module, name, value)
+        try:
+            return step(i)
+        finally:
+            setattr(module, name, real)
+
+    return run
+
+
 def on_sdpa(step):
     """A step of rlscale's loop with the native causal attention off (SDPA's kernel instead)."""
     from rlscale.models import native_train
 
-    def run(i):
-        real = native_train.attention_usable
-        native_train.attention_usable = lambda q, k, v: False
-        try:
-            return step(i)
-        finally:
-            native_train.attention_usable = real
-
-    return run
+    return swapped(step, native_train, "attention_usable", lambda q, k, v: False)
 
 
 def on_torch_loss(step):
@@ -121,15 +126,7 @@ def on_torch_loss(step):
     def torch_loss(logits, targets, weights):
         return (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
 
-    def run(i):
-        real = native_train.cross_entropy
-        native_train.cross_entropy = torch_loss
-        try:
-            return step(i)
-        finally:
-            native_train.cross_entropy = real
-
-    return run
+    return swapped(step, native_train, "cross_entropy", torch_loss)
 
 
 def model_flops(model, n_params: int, batch: int, seq: int) -> float:

@@ -16,6 +16,13 @@ from rlscale.chains import is_bare, parse_step
 from rlscale.files import read_jsonl
 
 num = re.compile(r"\d+")
+
+
+def exemplar_numbers(prompt: str) -> set[int]:
+    """The numbers of a k-shot prompt's exemplars (everything before its last question)."""
+    return {int(x) for x in num.findall(prompt[: prompt.rfind("Question:")])}
+
+
 stat = defaultdict(lambda: defaultdict(float))
 rows = read_jsonl(Path(sys.argv[1]) / "completions.jsonl")
 for r in rows:
@@ -27,10 +34,10 @@ for r in rows:
     s["bare"] += style == "story" and is_bare(c)
     if style == "story" and not ok:
         step = parse_step(c.strip().split("\n")[0])
-        ops = {str(step[0]), str(step[2])} if step else set()
-        exemplars = set(num.findall(r["prompt"][: r["prompt"].rfind("Question:")]))
+        ops = {step[0], step[2]} if step else set()
         s["wrong_story"] += 1
-        s["from_exemplar"] += bool(k and (ops - set(num.findall(r["question"]))) & exemplars)
+        s["from_exemplar"] += bool(k and (ops - {int(x) for x in num.findall(r["question"])})
+                                   & exemplar_numbers(r["prompt"]))
 for k in sorted(stat):
     s = stat[k]
     print(f"{k}-shot: stories {s['story_ok'] / s['story_n']:.3f} (n {int(s['story_n'])}), "
@@ -49,7 +56,6 @@ for r in lost:
     steps = [x for x in map(parse_step, r["completions"][0].strip().split("\n")) if x]
     if steps and ops:
         parsed += 1
-        exemplar = {int(x) for x in num.findall(r["prompt"][: r["prompt"].rfind("Question:")])}
-        starts += steps[0][0] != ops[0] and steps[0][0] in exemplar
+        starts += steps[0][0] != ops[0] and steps[0][0] in exemplar_numbers(r["prompt"])
 print(f"right at 0-shot, wrong at 1-shot: {len(lost)}; of the {parsed} with a parsed first "
       f"step, starting from a number of the exemplar instead of the question's start: {starts}")

@@ -237,7 +237,7 @@ def question_style(question: str) -> str:
     return "expr" if question.startswith("What is ") else "words"
 
 
-def question_operands(question: str) -> list[int | str]:
+def question_operands(question: str) -> list[int | str | None]:
     """The numbers a problem's chain works on, in its order: the start, then each step's
     operand, as an int where the question gives digits and as the number-word where a story
     says it with one ("She finds finoba more." -> "finoba"; None for a step sentence with
@@ -248,7 +248,7 @@ def question_operands(question: str) -> list[int | str]:
         return [int(x) for x in re.findall(r"\d+", question)]
     first, *steps = question.split(". ")
     start = re.findall(r"\d+", first)
-    out: list[int | str] = [int(start[0])] if start else []
+    out: list[int | str | None] = [int(start[0])] if start else []
     for sentence in steps[:-1]:  # the last is "How many ... now?"
         digits = re.findall(r"\d+", sentence)
         out.append(int(digits[0]) if digits else number_word(sentence))

@@ -81,6 +81,7 @@ def paired_passk_se(before: Path, after: list[Path]) -> dict:
 def collect(preset, jobs) -> dict:
     """Main-run curves, arm curves, per-rung evals and the per-rung table."""
     main, rungs, evals, scores = [], [], [], []
+    words = word_values(preset.task)  # the lexicon, for the chains' recall share
     for r in preset.rungs:
         tag = r.name.removeprefix("micro:")
         mine = [j for j in jobs if j.meta.get("rung") == r.name]
@@ -94,8 +95,7 @@ def collect(preset, jobs) -> dict:
         base_dir = Path(next(j.out for j in mine if j.kind == "baseline"))
         base = read_json(base_dir / "summary.json")
         rungs.append(rung_row(r, pre, base, curves, ev, before, [Path(j.out) for j in after]))
-        rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after],
-                                    word_values(preset.task)))
+        rungs[-1].update(chain_rows(base_dir, [Path(j.out) / "greedy" for j in after], words))
         rungs[-1].update(style_rows(before / "passk", [Path(j.out) / "passk" for j in after]))
         rungs[-1]["transfer_more"] = transfer_more(preset, before, [Path(j.out) for j in after])
         check = base.get("primary_check") or "custom_flexible"
