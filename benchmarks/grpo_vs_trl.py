@@ -68,7 +68,10 @@ def time_rlscale(model_dir: Path, steps: int, warmup: int, work: Path, b: int = 
         mini_batch_size=b, max_new_tokens=new_tokens, suppress_eos=True, kl_coef=0.0,
         steps=warmup + steps, lr=1e-6, reward="flexible", heldout=1, eval_every=0,
         eval_max_new_tokens=1, checkpoint_every=10**6, device=device, seed=0,
-        dtype="bf16" if device != "cpu" else "", **(extra or {})))
+        dtype="bf16" if device != "cpu" else "",
+        # its flexible reward scores a random model's samples 0: every group would be idle, and
+        # TRL's side runs the whole update whatever the advantages; same work on both sides
+        skip_zero_advantage=False, **(extra or {})))
     train(cfg, work, progress=False)
     rows = [r for r in read_jsonl(work / "metrics.jsonl") if r["step"] > warmup]
     return [r["time_step"] for r in rows], [r["mfu"] for r in rows]

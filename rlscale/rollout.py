@@ -42,6 +42,9 @@ class Generation:
     texts: list[str]
     clipped: list[bool]
     finish: list[str] = field(default_factory=list)  # "eos" | "stop" | "length"
+    # with generate(entropy=True): per completion token, the entropy of the distribution it
+    # was sampled from (softmax of logits / temperature over the whole vocabulary)
+    entropies: list[list[float]] | None = None
 
     @property
     def n_prompt_tokens(self) -> int:
@@ -79,14 +82,21 @@ def left_pad(seqs: list[list[int]], pad_id: int, device="cpu"):
     return ids.to(device), valid.to(device), pos.to(device)
 
 
-def sample(logits, params: SamplingParams, generator=None, banned=None):
-    """Next tokens [B] from logits [B, V]: greedy (temperature 0), else temperature + top-p."""
+def sample(logits, params: SamplingParams, generator=None, banned=None, entropy=None):
+    """Next tokens [B] from logits [B, V]: greedy (temperature 0), else temperature + top-p.
+    entropy: None, or a [B] fp32 tensor that receives each row's `token_entropy`."""
     if params.top_p == 1:  # fp32 on the CPU: one kernel call (rlscale.models.native)
         from rlscale.models import native
 
-        tok = native.sample(logits, params.temperature, generator, banned)
+        fused = params.temperature > 0 and banned is None  # the kernel's entropy: its pass
+        tok = native.sample(logits, params.temperature, generator, banned,
+                            entropy if fused else None)
         if tok is not None:
+            if entropy is not None and not fused:
+                entropy.copy_(token_entropy(logits, params.temperature))
             return tok
+    if entropy is not None:
+        entropy.copy_(token_entropy(logits, params.temperature))
     logits = logits.float()
     if banned is not None:
         logits = logits.index_fill(1, banned, float("-inf"))
@@ -107,6 +117,14 @@ def sample(logits, params: SamplingParams, generator=None, banned=None):
         raise RuntimeError("sampling: probability tensor contains inf or nan (diverged weights?)")
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
+
+
+def token_entropy(logits, temperature: float):
+    """Entropy [B] of softmax(logits / temperature) [B, V] over the whole vocabulary, in fp32
+    (before any banned token or top-p cut: the policy's own distribution, as the GRPO update's
+    forward scores it; temperature 0 reads as 1; a -inf logit adds 0, not 0 x -inf)."""
+    logp = (logits.float() / (temperature or 1.0)).log_softmax(-1)
+    return -(logp.exp() * logp.clamp_min(torch.finfo(logp.dtype).min)).sum(-1)
 
 
 def _groups(prompts: list):
@@ -150,8 +168,10 @@ class _Stopper:
 
 
 @torch.no_grad()
-def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
-    """Sample completions for one batch of tokenized prompts; returns per-row token lists.
+def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar,
+               entropy: bool = False):
+    """Sample completions for one batch of tokenized prompts; returns per-row token lists and,
+    with entropy, per-row lists of each token's `token_entropy` (else None).
 
     One function on purpose (~75 lines): the decode loop shares a dozen per-batch locals
     (caches, token buffer, live rows, lengths) between the compact and the generic path; split
@@ -191,17 +211,23 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
     out: list[list[int]] = [[] for _ in range(B)]
     T = params.max_new_tokens
     buf = torch.full((B, T), pad, dtype=torch.long, device=device)  # tokens of active rows
+    hbuf = torch.zeros((B, T) if entropy else (B, 0), device=device)  # and their entropies
+    ents: list[list[float]] = [[] for _ in range(B)]
     length = torch.full((B,), T, dtype=torch.long, device=device)  # final length once done
     done = torch.zeros(B, dtype=torch.bool, device=device)
     # with EOS suppressed and no stop strings every row runs to the end: no per-step checks
     can_finish = bool(params.stop_strings) or (banned is None and bool(eos))
 
     def flush(sel):  # hand the rows `sel` of the active batch over to `out`
-        for r, b, n in zip(rows[sel].tolist(), buf[sel].cpu(), length[sel].tolist()):
-            out[r] = b[:n].tolist()
+        for r, b, h, n in zip(rows[sel].tolist(), buf[sel].cpu(), hbuf[sel].cpu(),
+                              length[sel].tolist()):
+            out[r], ents[r] = b[:n].tolist(), h[:n].tolist()
 
     for step in range(T):
-        tok = sample(logits, params, generator, banned)
+        h = torch.empty(logits.shape[0], device=device) if entropy else None
+        tok = sample(logits, params, generator, banned, h)
+        if entropy:
+            hbuf[:, step] = h
         if not use_fast:
             tok = tok.masked_fill(done, pad)  # finished rows stop being extended
         buf[:, step] = tok
@@ -220,7 +246,7 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
                 keep = (~done).nonzero().squeeze(1)
                 state.keep(keep)
                 tok, next_pos, rows = tok[keep], next_pos[keep], rows[keep]
-                buf, length, done = buf[keep], length[keep], done[keep]
+                buf, hbuf, length, done = buf[keep], hbuf[keep], length[keep], done[keep]
             logits = dec.decode(tok, next_pos, state, rope)
         else:
             mask = torch.cat([mask, (~done).long()[:, None]], 1)
@@ -229,7 +255,7 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar):
             logits, past = o.logits[:, -1], o.past_key_values
         next_pos = next_pos + 1
     flush(torch.ones_like(done))
-    return out
+    return out, (ents if entropy else None)
 
 
 def _finish_step(tok, done, step, eos_t, stopper, buf, length):
@@ -274,8 +300,10 @@ def auto_rows(model, prompt_len: int, max_new: int, n: int) -> int:
 
 def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None = None,
              seed: int | None = None, batch_size: int | None = None,
-             progress: bool = False) -> Generation:
-    """Sample one completion per prompt (repeat a prompt G times for G samples).
+             progress: bool = False, entropy: bool = False) -> Generation:
+    """Sample one completion per prompt (repeat a prompt G times for G samples); with entropy,
+    also each completion token's `token_entropy` (Generation.entropies: the GRPO update's
+    entropy metric, read here, where the logits already are).
 
     Deterministic given seed. batch_size: rows per forward batch (default: `auto_rows`: all
     rows on an accelerator, a KV-cache budget's worth on the CPU); prompts are batched by length
@@ -298,16 +326,21 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
     bar = tqdm(total=params.max_new_tokens * -(-n // bs), disable=not progress, unit="tok",
                desc="generate", leave=False)
     completions: list[list[int]] = [[] for _ in range(n)]
+    ents: list[list[float]] = [[] for _ in range(n)]
     for s in range(0, n, bs):
         chunk = order[s:s + bs]
-        outs = _run_batch(model, tokenizer, [enc[i] for i in chunk], params, generator, bar)
-        for i, o in zip(chunk, outs):
+        outs, hs = _run_batch(model, tokenizer, [enc[i] for i in chunk], params, generator, bar,
+                              entropy)
+        for j, (i, o) in enumerate(zip(chunk, outs)):
             completions[i] = o
+            if hs is not None:
+                ents[i] = hs[j]
     bar.close()
     stopper = _Stopper(tokenizer, params.stop_strings)
     eos = set(eos_ids(model, tokenizer))
-    gen = Generation(prompt_ids=enc, completion_ids=[], texts=[], clipped=[], finish=[])
-    for ids in completions:
+    gen = Generation(prompt_ids=enc, completion_ids=[], texts=[], clipped=[], finish=[],
+                     entropies=[] if entropy else None)
+    for ids, h in zip(completions, ents):
         text = tokenizer.decode(ids, skip_special_tokens=True)
         ids, text, stopped = stopper.cut(ids, text)
         if stopped:
@@ -319,6 +352,8 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
         else:  # the batched tail check saw a stop string the full text places differently
             reason = "stop"
         gen.completion_ids.append(ids)
+        if entropy:
+            gen.entropies.append(h[:len(ids)])  # a stop string cuts both
         gen.texts.append(text)
         gen.clipped.append(reason == "length")
         gen.finish.append(reason)

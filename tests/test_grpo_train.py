@@ -122,14 +122,15 @@ def test_diverged_loss_stops_and_stays_resumable(tmp_path, capsys):
 
 
 def test_activation_checkpointing_and_micro_batches_change_memory_not_the_run(tmp_path):
-    """Memory settings leave the run alone: with activation checkpointing or micro-batches of
-    2 rows, every metric but C_itemized (which prices checkpointing's recompute as one more
+    """Memory and speed settings leave the run alone: with activation checkpointing,
+    micro-batches of 2 rows or idle groups run through the update, every metric but C_itemized (which prices checkpointing's recompute as one more
     forward over the trained tokens) and the timings matches the plain run."""
     plain = tmp_path / "plain"
     train(TrainConfig.from_dict(TINY), plain)
     base = read_jsonl(plain / "metrics.jsonl")
     for name, extra in (("ckpt", {"activation_checkpointing": True}),
-                        ("micro", {"micro_batch_size": 2})):
+                        ("micro", {"micro_batch_size": 2}),
+                        ("all rows", {"skip_zero_advantage": False})):
         train(TrainConfig.from_dict({**TINY, **extra}), tmp_path / name)
         rows = read_jsonl(tmp_path / name / "metrics.jsonl")
         for a, b in zip(_stable(base), _stable(rows)):
@@ -149,3 +150,42 @@ def test_activation_checkpointing_and_micro_batches_change_memory_not_the_run(tm
                 assert m >= 2 * n * seen * (1 - 1e-9) and m > 0
         else:
             assert more == [0.0] * len(more)
+
+
+def test_idle_groups_leave_the_update_but_not_its_gradient_or_metrics(tmp_path):
+    """Groups whose advantages are all exactly 0 skip the forward-backward: the gradient and
+    the summed token statistics are those of the whole mini-batch; with every group idle the
+    gradient is zeros (AdamW still steps); with a KL term nothing is idle."""
+    import dataclasses
+
+    import torch
+
+    from rlscale.grpo import trainer as T
+
+    cfg = TrainConfig.from_dict({**TINY, "mini_batch_size": 4, "max_new_tokens": 12})
+    tr = T._Trainer(cfg, tmp_path / "run", False)
+    tr.open_run(False)
+    ro = tr.rollout(1)
+    rows = torch.arange(16)
+
+    def grads_and_sums(adv, skip: bool):
+        tr.cfg.skip_zero_advantage = skip
+        tr.optimizer.zero_grad(set_to_none=True)
+        sums = {"tokens": 0.0, "clipped": 0.0, "kl": 0.0}
+        tr.model.train()
+        tr.backward(1, dataclasses.replace(ro, adv=adv), rows, None, None, sums)
+        return [p.grad.clone() for p in tr.model.parameters()], sums
+
+    mixed = torch.tensor([0.0] * 4 + [1.0, -1.0, 0.5, -0.5] + [0.0] * 4 + [0.0, 0.0, 2.0, -2.0])
+    assert [len(x) for x in tr.split_idle(rows, mixed, None)] == [8, 8]
+    assert [len(x) for x in tr.split_idle(rows, mixed, ro.adv)] == [16, 0]  # a reference
+    (g_skip, s_skip), (g_all, s_all) = grads_and_sums(mixed, True), grads_and_sums(mixed, False)
+    assert any(g.abs().sum() > 0 for g in g_all)
+    for a, b in zip(g_skip, g_all):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-8)
+    for k in s_all:
+        assert s_skip[k] == pytest.approx(s_all[k], rel=1e-5, abs=1e-9), k
+    assert s_all["tokens"] == float(ro.batch[3].sum())
+    g_idle, s_idle = grads_and_sums(torch.zeros(16), True)
+    assert all(g is not None and not g.any() for g in g_idle)
+    assert s_idle == {"tokens": s_all["tokens"], "clipped": 0.0, "kl": 0.0}

@@ -3,6 +3,7 @@ and sequence log-probs equal to those of the policy that sampled."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -253,6 +254,29 @@ def test_native_sampling_draws_what_torch_draws():
     inf[2, 7] = float("inf")
     with pytest.raises(RuntimeError, match="inf or nan"):
         native.sample(inf, 1.0, g, None)
+
+
+def test_sampled_entropy_is_token_entropy_on_every_path(monkeypatch):
+    """The entropy the sampler hands back is token_entropy of the logits (the whole
+    vocabulary, banned tokens included) from the kernel's own pass, from torch, with banned
+    tokens and with top-p; the kernel refuses what its pass cannot give."""
+    from rlscale.rollout import token_entropy
+
+    g = torch.Generator().manual_seed(1)
+    logits = 4 * torch.randn(300, 512, generator=g)
+    logits[0, :500] = -float("inf")  # a row with little mass left
+    for t, top_p, banned in ((1.0, 1.0, None), (0.7, 1.0, None), (1.3, 1.0, torch.tensor([3])),
+                             (1.0, 0.9, None), (0.0, 1.0, None)):
+        ref = token_entropy(logits, t)
+        for lib in ((native.library,) if native.library() is not None else ()) + (lambda: None,):
+            monkeypatch.setattr(native, "library", lib)
+            h = torch.full((300,), float("nan"))
+            sample(logits, SamplingParams(temperature=t, top_p=top_p), g, banned, h)
+            assert torch.allclose(h, ref, rtol=1e-5, atol=1e-5), (t, top_p, banned)
+    assert torch.isfinite(ref).all() and ref.max() > 3 and 0 < ref[0] <= math.log(12) + 1e-6
+    if native.library() is not None:
+        with pytest.raises(ValueError, match="entropy needs"):
+            native.sample(logits, 1.0, g, torch.tensor([3]), torch.empty(300))
 
 
 def test_eos_stop_strings_and_clipping(tok):
@@ -540,6 +564,27 @@ def test_rows_finishing_at_different_steps_leave_the_batch(tok, batch_size):
         assert g.completion_ids[i] == generate(model, tok, [prompt], q).completion_ids[0]
         ended = g.completion_ids[i][-1] in ends | {tok.eos_token_id}
         assert g.finish[i] == ("eos" if ended else "length")
+
+
+@pytest.mark.parametrize("make", [lively_qwen3, llama])
+def test_rollout_entropies_are_the_update_forwards(tok, make):
+    """generate(entropy=True) reads each sampled token's entropy (the trainer's metric) while
+    sampling: the same values as the update's forward at the rollout temperature, on the
+    compact path (groups, rows leaving the batch at a stop string) and the generic one; the
+    samples are those drawn without it."""
+    model = make(tok)
+    prompts = [p for p in PROMPTS[:3] for _ in range(4)]
+    params = SamplingParams(max_new_tokens=10, temperature=0.9, stop_strings=("1", "a"))
+    g = generate(model, tok, prompts, params, seed=3, entropy=True)
+    assert generate(model, tok, prompts, params, seed=3).completion_ids == g.completion_ids
+    assert len({len(c) for c in g.completion_ids}) >= 3 and g.entropies is not None
+    assert [len(h) for h in g.entropies] == [len(c) for c in g.completion_ids]
+    batch = batch_for_logprobs(g.prompt_ids, g.completion_ids, tok.pad_token_id)
+    with torch.no_grad():
+        _, ent = sequence_logprobs(model, *batch, temperature=0.9, return_entropy=True)
+    for i, h in enumerate(g.entropies):
+        assert torch.allclose(torch.tensor(h), ent[i, :len(h)], atol=1e-4), i
+    assert generate(model, tok, prompts[:2], params, seed=3).entropies is None
 
 
 def test_entropy_outside_autograd_same_values(tok):

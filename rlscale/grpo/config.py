@@ -86,6 +86,12 @@ class TrainConfig:
         "memory only, one more forward of the update (counted in C_itemized); as TRL's "
         "gradient_checkpointing (verl launches keep verl's own, on by default)", resumable=True)
     kl_coef: float = setting(0.0, "beta of the low_var_kl penalty (0: no reference model)", 0)
+    skip_zero_advantage: bool = setting(
+        True, "leave the groups whose every advantage is exactly 0 out of the update's "
+        "forward-backward when the loss has no KL term: their gradient is exactly zero, so the "
+        "update is the same up to rounding (their entropy, a metric, is still read, without a "
+        "graph; C_paper and C_itemized still count them, as the algorithm's compute)",
+        resumable=True)
     clip_low: float = setting(0.2, "PPO clip below: ratio >= 1 - clip_low", 0, 1, hi_open=True,
                               why="the ratio is clipped at 1 - clip_low")
     clip_high: float = setting(0.2, "PPO clip above: ratio <= 1 + clip_high", 0)

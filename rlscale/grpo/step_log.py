@@ -4,8 +4,9 @@
 Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / completion_tokens
 (cumulative; step_* for this step; prompts counted once per rollout), C_paper / C_itemized
 (cumulative FLOPs, rlscale.flops), reward_mean, acc_<check> for every answer check, frac_zero_std,
-completion_len_mean, clipped_share, clip_frac, kl (to the reference; null without one), entropy,
-grad_norm (before clipping, mean over updates), lr, updates, time_rollout / time_reward /
+completion_len_mean, clipped_share, clip_frac, kl (to the reference; null without one), entropy
+(mean per completion token of the distribution it was sampled from, at the rollout temperature,
+read by the sampler), grad_norm (before clipping, mean over updates), lr, updates, time_rollout / time_reward /
 time_logprobs / time_update / time_step (s; time_step excludes evaluation), tokens_per_s, mfu; on
 eval steps (rlscale.grpo.trainer adds them) test_loss, test_loss_se, test_problems, test_samples,
 eval_temperature, test_clipped_share, test_acc_<check>, test_right ({check: right samples per
@@ -58,7 +59,7 @@ def advance(state: dict, gen: Generation, shape: ModelShape, batch_size: int,
 def metrics_row(state: dict, ro: Rollout, sums: dict, flops: float, tokens: int, has_ref: bool,
                 times: dict, *, unique_prompts: int, lr: float, peak: float) -> dict:
     """The step's row: the counters after `advance`, the rollout's rewards and lengths, the
-    update's summed token statistics (`sums`: tokens, clipped, kl, entropy, grad_norms), the
+    step's summed token statistics (`sums`: tokens, clipped, kl, entropy, grad_norms), the
     phase times (s) and the throughput against the matmul peak `peak` (FLOP/s)."""
     gen, R = ro.gen, len(ro.rewards)
     n_tok, t_step = max(sums["tokens"], 1.0), sum(times.values())

@@ -206,7 +206,7 @@ class _Trainer:
         try:
             with self.amp():
                 gen = generate(self.model, self.tok, prompts, params, seed=_seed(cfg, step, 1),
-                               batch_size=cfg.rollout_batch_size or None)
+                               batch_size=cfg.rollout_batch_size or None, entropy=True)
         except RuntimeError as e:  # sampling from NaN/inf probabilities: the weights blew up
             if "inf" not in str(e) and "nan" not in str(e):
                 raise
@@ -225,15 +225,14 @@ class _Trainer:
         return Rollout(gen, {name: scores[name] for name in self.checks}, rewards, adv, zero_std,
                        batch, t_sampled, t_rewarded)
 
-    def logprobs(self, model, batch, rows, grad: bool, entropy: bool = False):
+    def logprobs(self, model, batch, rows, grad: bool):
         ids, attn, pos, cmask = (t[rows] for t in batch)
         with torch.set_grad_enabled(grad), self.amp():
             return sequence_logprobs(model, ids, attn, pos, cmask, self.cfg.temperature,
-                                     return_entropy=entropy, entropy_grad=False,
                                      checkpoint=grad and self.cfg.activation_checkpointing)
 
     def chunks(self, rows):
-        n = self.cfg.micro_batch_size or len(rows)
+        n = self.cfg.micro_batch_size or max(len(rows), 1)
         return [rows[i:i + n] for i in range(0, len(rows), n)]
 
     def old_and_ref_logprobs(self, ro: Rollout):
@@ -255,7 +254,10 @@ class _Trainer:
         self.model.train()
         perm = torch.randperm(cfg.batch_size,
                               generator=torch.Generator().manual_seed(_seed(cfg, step, 2)))
-        sums = {"tokens": 0.0, "clipped": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norms": []}
+        # the entropy metric: the sampling policy's, read by the rollout (the update's forward
+        # of the first mini-batch would score the same policy; the others, a moved one)
+        sums = {"tokens": 0.0, "clipped": 0.0, "kl": 0.0, "grad_norms": [],
+                "entropy": sum(map(sum, ro.gen.entropies))}
         mb = cfg.mini_batch_size
         for u in range(cfg.updates_per_step()):
             prompt_ids = perm[u * mb:(u + 1) * mb]
@@ -273,22 +275,41 @@ class _Trainer:
 
     def backward(self, step: int, ro: Rollout, rows, old, ref, sums: dict) -> None:
         """Gradients of one mini-batch's GRPO loss, accumulated over micro-batch chunks (each
-        chunk's loss is normalised by the whole mini-batch, so the chunks add up to it)."""
+        chunk's loss is normalised by the whole mini-batch, so the chunks add up to it). Idle
+        groups (`split_idle`) are only counted; when every group is idle, the gradient is set
+        to zeros, so AdamW steps (momentum, decay) as it would on theirs."""
         cfg, cmask = self.cfg, ro.batch[3]
         norm = float(cmask[rows].sum()) if cfg.loss_agg == "token-mean" else float(len(rows))
-        for r in self.chunks(rows):
-            logp, ent = self.logprobs(self.model, ro.batch, r, True, entropy=True)
+        live, idle = self.split_idle(rows, ro.adv, ref)
+        self.dirty = True
+        sums["tokens"] += float(cmask[idle].sum())  # nothing clipped: -A x ratio is 0 both ways
+        if not len(live):
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
+        for r in self.chunks(live):
+            logp = self.logprobs(self.model, ro.batch, r, True)
             loss, s = core.grpo_loss(
                 logp, logp.detach() if old is None else old[r], ro.adv[r], cmask[r],
                 ref_logp=None if ref is None else ref[r], kl_coef=cfg.kl_coef,
                 clip_low=cfg.clip_low, clip_high=cfg.clip_high, loss_agg=cfg.loss_agg,
                 normalizer=max(norm, 1.0))
             _check_finite(step, "the loss", loss)
-            self.dirty = True
             loss.backward()
             for k in ("tokens", "clipped", "kl"):
                 sums[k] += float(s[k])
-            sums["entropy"] += float((ent.detach() * cmask[r]).sum())
+
+    def split_idle(self, rows, adv, ref):
+        """(live, idle) rows of a mini-batch (runs of G rows, one prompt each). Idle: the groups
+        whose every advantage is exactly 0 (all G rewards equal), with skip_zero_advantage and
+        no KL term. Their PPO surrogate -A x ratio is 0 whatever the weights, so leaving them
+        out of the forward-backward changes the gradient only by rounding; the KL term's
+        gradient does not vanish with A, so with a reference nothing is idle."""
+        if not self.cfg.skip_zero_advantage or ref is not None:
+            return rows, rows[:0]
+        G = self.cfg.group_size
+        live = (adv[rows].view(-1, G) != 0).any(1).repeat_interleave(G)
+        return rows[live], rows[~live]
 
     def account(self, ro: Rollout, extra_forwards: int) -> tuple[float, int]:
         """Advance the run's counters by this step; returns (its C_itemized FLOPs, its tokens)."""

@@ -163,11 +163,13 @@ int attend_decode(const float *qkv, const float *qk_norm, float eps, const float
 
 /* Next token of each row from logits [B, V]: greedy (inv_temp == 0: first maximum) or the
    inverse CDF of softmax(logits * inv_temp) at u[b] (the first index whose cumulative mass
-   exceeds u[b] times the total), with `banned` ids excluded; work [V] is scratch. Returns 0,
-   1 when some row's logits are not finite (diverged weights), as torch.multinomial would, or 2
-   when a banned id is not in [0, V). */
+   exceeds u[b] times the total), with `banned` ids excluded; work [V] is scratch. ent (NULL:
+   not wanted; only when sampling with nothing banned) receives each row's entropy of that
+   softmax, log Z - sum p z, from the same pass. Returns 0, 1 when some row's logits are not
+   finite (diverged weights), as torch.multinomial would, or 2 when a banned id is not in
+   [0, V). */
 int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const float *u,
-                const int64_t *banned, int64_t n_banned, float *work, int64_t *out) {
+                const int64_t *banned, int64_t n_banned, float *work, int64_t *out, float *ent) {
     for (int64_t k = 0; k < n_banned; k++)
         if (banned[k] < 0 || banned[k] >= V) return 2;
     for (int64_t b = 0; b < B; b++) {
@@ -183,13 +185,16 @@ int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const
         }
         if (!finite || mx == -INFINITY) return 1;
         if (inv_temp == 0.0f) { out[b] = best; continue; }
-        float tot = 0.0f;
-#pragma omp simd reduction(+ : tot)
+        float tot = 0.0f, ez = 0.0f;
+#pragma omp simd reduction(+ : tot, ez)
         for (int64_t j = 0; j < V; j++) {
-            float e = work[j] == -INFINITY ? 0.0f : fexp((work[j] - mx) * inv_temp);
+            float z = (work[j] - mx) * inv_temp;
+            float e = work[j] == -INFINITY ? 0.0f : fexp(z);
             work[j] = e;
             tot += e;
+            ez += e == 0.0f ? 0.0f : e * z;
         }
+        if (ent) ent[b] = logf(tot) - ez / tot;
         float target = u[b] * tot, cum = 0.0f;
         int64_t pick = best;
         for (int64_t j = 0; j < V; j++) {

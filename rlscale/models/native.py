@@ -101,7 +101,7 @@ def library():
     lib.attend_decode.argtypes = [P, P, F, P, P, P, P, P, P, P, P, P, I, I, P, I, I, I, I, I,
                                   ctypes.c_int]
     lib.attend_decode.restype = ctypes.c_int
-    lib.sample_rows.argtypes = [P, I, I, F, P, P, I, P, P]
+    lib.sample_rows.argtypes = [P, I, I, F, P, P, I, P, P, P]
     lib.sample_rows.restype = ctypes.c_int
     # training (rlscale.models.native_train)
     lib.rms_train_fwd.argtypes = [P, P, P, I, I, F, ctypes.c_int]
@@ -242,9 +242,11 @@ def decode(dec, tok, pos, state: NativeState, rope) -> torch.Tensor:
     return torch.mm(h, dec.lm_head.t(), out=state.logits)
 
 
-def sample(logits, temperature: float, generator, banned) -> torch.Tensor | None:
+def sample(logits, temperature: float, generator, banned, entropy=None) -> torch.Tensor | None:
     """Next tokens [B] as rollout.sample draws them (top_p = 1), or None when the native path
-    does not apply. Raises RuntimeError on non-finite logits, as torch.multinomial does."""
+    does not apply. entropy: a contiguous fp32 [B] tensor that receives rollout.token_entropy
+    of each row (sampling with nothing banned only). Raises RuntimeError on non-finite logits,
+    as torch.multinomial does."""
     lib = library()
     if lib is None or logits.dtype != torch.float32 or logits.device.type != "cpu":
         return None
@@ -256,7 +258,12 @@ def sample(logits, temperature: float, generator, banned) -> torch.Tensor | None
     work = torch.empty(V)
     out = torch.empty(B, dtype=torch.int64)
     inv = 1.0 / temperature if temperature > 0 else 0.0
-    rc = lib.sample_rows(_p(logits), B, V, inv, _p(u), _p(ban), len(ban), _p(work), _p(out))
+    if entropy is not None and (temperature <= 0 or len(ban) or entropy.shape != (B,)
+                                or entropy.dtype != torch.float32 or not entropy.is_contiguous()):
+        raise ValueError("native sampling: entropy needs temperature > 0, nothing banned and a "
+                         "contiguous fp32 [B] tensor")
+    rc = lib.sample_rows(_p(logits), B, V, inv, _p(u), _p(ban), len(ban), _p(work), _p(out),
+                         None if entropy is None else _p(entropy))
     if rc == 2:
         raise ValueError(f"native sampling: a banned token id is outside the vocabulary ({V})")
     if rc:
