@@ -189,3 +189,12 @@ def test_idle_groups_leave_the_update_but_not_its_gradient_or_metrics(tmp_path):
     g_idle, s_idle = grads_and_sums(torch.zeros(16), True)
     assert all(g is not None and not g.any() for g in g_idle)
     assert s_idle == {"tokens": s_all["tokens"], "clipped": 0.0, "kl": 0.0}
+    # two updates a step: old log-probs of the live rows as before, none computed for idle ones
+    tr.cfg.mini_batch_size, tr.model.training = 2, False
+    olds = {}
+    for skip in (True, False):
+        tr.cfg.skip_zero_advantage = skip
+        olds[skip], _ = tr.old_and_ref_logprobs(dataclasses.replace(ro, adv=mixed))
+    live = (mixed.view(-1, 4) != 0).any(1).repeat_interleave(4)
+    assert torch.allclose(olds[True][live], olds[False][live], atol=1e-6)
+    assert not olds[True][~live].any() and olds[False][~live].any()

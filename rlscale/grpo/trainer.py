@@ -238,13 +238,19 @@ class _Trainer:
     def old_and_ref_logprobs(self, ro: Rollout):
         """(old, ref) log-probs [R, C], each None when not needed. Old log-probs only when some
         update is off-policy (more than one per step); else the current log-probs, detached,
-        are exactly the sampling policy's. Reference log-probs only with a KL penalty."""
-        rows = self.chunks(torch.arange(len(ro.rewards), device=self.device))
+        are exactly the sampling policy's; idle rows (`split_idle`), which the update leaves
+        out, get zeros. Reference log-probs only with a KL penalty (then no row is idle)."""
+        every = torch.arange(len(ro.rewards), device=self.device)
         old = ref = None
         if self.cfg.updates_per_step() > 1:
-            old = torch.cat([self.logprobs(self.model, ro.batch, r, False) for r in rows])
+            live, _ = self.split_idle(every, ro.adv, self.ref)
+            old = torch.zeros(ro.batch[3].shape, device=self.device)
+            if len(live):
+                old[live] = torch.cat([self.logprobs(self.model, ro.batch, r, False)
+                                       for r in self.chunks(live)]).to(old.dtype)
         if self.ref is not None:
-            ref = torch.cat([self.logprobs(self.ref, ro.batch, r, False) for r in rows])
+            ref = torch.cat([self.logprobs(self.ref, ro.batch, r, False)
+                             for r in self.chunks(every)])
         return old, ref
 
     def update(self, step: int, ro: Rollout, old, ref) -> dict:
