@@ -12,7 +12,8 @@ words, "She finds finoba more", knowledge the model holds or not), or c is not a
     parse_step(line) -> (a, op, b, c) of a worked step line, or None
     chain_stats(rows, words) -> {"problems", "bare_expr", "steps", "operand_right",
                                  "word_steps", "word_right", "arithmetic_right",
-                                 "stories_right", "expr_right", "ceiling"}
+                                 "stories_right", "expr_right", "ceiling",
+                                 "level_<L>_<style>" per cell, "cell_problems"}
     answer_styles(rows) -> {"samples", "worked_share", "right_worked", "right_bare",
                             "worked_advantage"}
 
@@ -101,16 +102,24 @@ def _style_accuracy(rows: list[dict], check: str) -> dict:
     """Accuracy of the first 0-shot completion on stories and on expressions, and the ceiling:
     the accuracy with every story right and the expressions as answered. Greedy, it is as high
     as a rung could score by working its stories better alone: the room above it (every pilot
-    of docs/study.md, session 13, at the edge's budget had a ceiling of 0.61-0.65)."""
+    of docs/study.md, session 13, at the edge's budget had a ceiling of 0.61-0.65). Where rows
+    carry a level, also each (level, style) cell's accuracy, `level_<L>_<style>`, and its
+    problem count in `cell_problems`: a level's accuracy mixes the two styles."""
     right: dict[str, list[float]] = {"words": [], "expr": []}
+    cells: dict[str, list[float]] = {}
     for r in rows:
         score = (r.get("scores") or {}).get(check)
         if r.get("shots", 0) == 0 and score:
-            right[question_style(r["question"])].append(float(score[0]))
+            style = question_style(r["question"])
+            right[style].append(float(score[0]))
+            if r.get("level") is not None:
+                cells.setdefault(f"level_{r['level']}_{style}", []).append(float(score[0]))
     n = len(right["words"]) + len(right["expr"])
     mean = lambda x: sum(x) / len(x) if x else None  # noqa: E731
     return {"stories_right": mean(right["words"]), "expr_right": mean(right["expr"]),
-            "ceiling": (len(right["words"]) + sum(right["expr"])) / n if n else None}
+            "ceiling": (len(right["words"]) + sum(right["expr"])) / n if n else None,
+            **{k: mean(v) for k, v in cells.items()},
+            "cell_problems": {k: len(v) for k, v in cells.items()}}
 
 
 def mean_stats(stats: list[dict]) -> dict | None:
@@ -118,12 +127,14 @@ def mean_stats(stats: list[dict]) -> dict | None:
     if not stats:
         return None
     out = {}
+    cells = sorted({k for s in stats for k in s if k.startswith("level_")})
     for key in ("bare_expr", "operand_right", "word_right", "arithmetic_right", "stories_right",
-                "expr_right", "ceiling"):
+                "expr_right", "ceiling", *cells):
         vals = [s[key] for s in stats if s.get(key) is not None]
         out[key] = sum(vals) / len(vals) if vals else None
     out["steps"] = sum(s["steps"] for s in stats)
     out["word_steps"] = sum(s.get("word_steps", 0) for s in stats)
+    out["cell_problems"] = stats[0].get("cell_problems", {})  # the same problems in every seed
     return out
 
 

@@ -233,9 +233,10 @@ def evals_tables(s: dict) -> list[str]:
             b, a = r["by_level_before"], r["by_level_after"]
             L.append(f"| {r['rung']} | " + " | ".join(
                 f"{_f(b.get(lv), '.2f')} -> {_f(a.get(lv), '.2f')}" for lv in levels) + " |")
+        L += [""] + level_style_table(s["rungs"])
     else:
         L.append("The task's problems carry no difficulty level: no per-level table.")
-    L += [""] + chain_table(s["rungs"]) + style_table(s["rungs"])
+    L += ([] if L[-1] == "" else [""]) + chain_table(s["rungs"]) + style_table(s["rungs"])
     families = transfer_families(s["settings"].get("transfer_task"),
                                  s["settings"].get("transfer_more"))
     for fid, spec in families:
@@ -315,6 +316,31 @@ def chain_table(rungs: list[dict]) -> list[str]:
             else {}),
          "arithmetic_right": "arithmetic right", "stories_right": "stories right",
          "expr_right": "expressions right", "ceiling": "ceiling"}, ".2f")
+
+
+def level_style_table(rungs: list[dict]) -> list[str]:
+    """Greedy 0-shot accuracy per (level, style) cell, before -> after RL (rlscale.chains)."""
+    first = next((r["chains_before"] for r in rungs if r.get("chains_before")), {})
+    n = first.get("cell_problems") or {}
+    if not n:
+        return []
+    name = {"words": "stories", "expr": "expressions"}
+    cell = {k: k.removeprefix("level_").rsplit("_", 1) for k in n}  # -> (level, style)
+
+    def order(k):
+        level, style = cell[k]
+        try:
+            return (0, float(level), level, style != "words")
+        except ValueError:
+            return (1, 0.0, level, style != "words")
+
+    return _before_after_table(
+        rungs, "chains", "The same by style (seed mean; problems per cell in the header; a "
+        "level without one style has no column for it): a level's accuracy is a mix of its "
+        "stories and its expressions, which the base models answer in different ways (the "
+        "chains table below):",
+        {k: f"level {cell[k][0]} {name.get(cell[k][1], cell[k][1])} ({n[k]})"
+         for k in sorted(n, key=order)}, ".2f")
 
 
 def style_table(rungs: list[dict]) -> list[str]:

@@ -47,6 +47,28 @@ def test_accuracy_by_style_and_the_ceiling():
     assert m["stories_right"] == pytest.approx(1 / 3) and m["ceiling"] == pytest.approx(0.9)
 
 
+def test_accuracy_per_level_and_style_cell_and_its_table():
+    from rlscale.report_text import level_style_table
+
+    scored = lambda q, ok, level: {**row(q, " #### 1"), "level": level,  # noqa: E731
+                                   "scores": {"custom_flexible": [ok]}}
+    rows = [scored(STORY, 1.0, 2), scored(STORY, 0.0, 2), scored(EXPR, 1.0, 2),
+            scored(STORY, 1.0, 10), scored(EXPR, 0.0, 1), row(EXPR, " #### 1")]  # unscored
+    s = chain_stats(rows)
+    assert s["cell_problems"] == {"level_2_words": 2, "level_2_expr": 1, "level_10_words": 1,
+                                  "level_1_expr": 1}
+    assert s["level_2_words"] == 0.5 and s["level_2_expr"] == 1.0 and s["level_1_expr"] == 0.0
+    after = chain_stats([{**r, "scores": {"custom_flexible": [1.0]}} for r in rows[:5]])
+    m = mean_stats([s, after])
+    assert m["level_2_words"] == 0.75 and m["cell_problems"] == s["cell_problems"]
+    table = level_style_table([{"rung": "micro:20k", "chains_before": s, "chains_after": m}])
+    header, _, line = table[2:5]
+    assert header == ("| rung | level 1 expressions (1) | level 2 stories (2) | level 2 "
+                      "expressions (1) | level 10 stories (1) |")  # numeric order, stories first
+    assert line == "| micro:20k | 0.00 -> 0.50 | 0.50 -> 0.75 | 1.00 -> 1.00 | 1.00 -> 1.00 |"
+    assert level_style_table([{"rung": "micro:20k"}]) == []  # an older summary: no table
+
+
 def test_the_task_s_own_solutions_are_all_right():
     probs = arith_problems(300, seed=5, cfg=ARITH_PRESETS["ladder"])
     s = chain_stats([row(p.question, " " + p.solution) for p in probs])
