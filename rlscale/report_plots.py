@@ -104,24 +104,41 @@ def pass_at_k(rungs):
 
 
 def by_level(rungs):
-    """Greedy 0-shot accuracy per difficulty level per rung: base and after RL, as bars."""
+    """Greedy 0-shot accuracy per difficulty level per rung, base and after RL, as bars: one row
+    of panels for all problems, and where the report has its (level, style) cells
+    (rlscale.chains) one row each for stories and for expressions."""
     import numpy as np
 
-    fig, axes = _panels(len(rungs))
-    for ax, r in zip(axes, rungs):
-        levels = sorted(set(r.get("by_level_before") or {}) | set(r.get("by_level_after") or {}),
-                        key=float)
-        x = np.arange(len(levels))
-        for off, key, color, label in ((-0.2, "by_level_before", "tab:gray", "base"),
-                                       (0.2, "by_level_after", "tab:blue", "after RL")):
-            vals = [(r.get(key) or {}).get(lv, np.nan) for lv in levels]
-            ax.bar(x + off, vals, width=0.4, color=color, label=label)
-        ax.set_xticks(x, levels)
-        ax.set(title=r["rung"], xlabel="difficulty level (steps)", ylim=(0, 1.02))
-        ax.grid(True, axis="y", alpha=0.3)
-    axes[0].set_ylabel("greedy 0-shot accuracy")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Accuracy per difficulty level, before and after RL")
+    rows = [("all problems", "by_level_before", "by_level_after", None)]
+    cells = {k for r in rungs for k in ((r.get("chains_before") or {}).get("cell_problems")
+                                        or {})}
+    for style, name in (("words", "stories"), ("expr", "expressions")):
+        if any(k.endswith(f"_{style}") for k in cells):
+            rows.append((name, "chains_before", "chains_after", style))
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), len(rungs), figsize=(3.2 * len(rungs) + 0.8,
+                             2.9 * len(rows) + 0.6), sharey=True, squeeze=False,
+                             layout="constrained")
+    levels = sorted({lv for r in rungs for lv in (r.get("by_level_before") or {})}, key=float)
+    x = np.arange(len(levels))
+    for i, (name, before, after, style) in enumerate(rows):
+        for ax, r in zip(axes[i], rungs):
+            for off, key, color, label in ((-0.2, before, "tab:gray", "base"),
+                                           (0.2, after, "tab:blue", "after RL")):
+                d = r.get(key) or {}
+                vals = [d.get(lv if style is None else f"level_{lv}_{style}") for lv in levels]
+                ax.bar(x + off, [np.nan if v is None else v for v in vals], width=0.4,
+                       color=color, label=label)
+            ax.set_xticks(x, levels)
+            ax.set(ylim=(0, 1.02), title=f"{r['rung']}: {name}" if len(rows) > 1 else r["rung"])
+            ax.grid(True, axis="y", alpha=0.3)
+        axes[i][0].set_ylabel("greedy 0-shot accuracy")
+    for ax in axes[-1]:
+        ax.set_xlabel("difficulty level (steps)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Accuracy per difficulty level, before and after RL"
+                 + (" (no bars: the level has none of those problems)" if len(rows) > 1
+                    else ""))
     return fig
 
 
