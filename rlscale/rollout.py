@@ -88,7 +88,7 @@ def sample(logits, params: SamplingParams, generator=None, banned=None, entropy=
     if params.top_p == 1:  # fp32 on the CPU: one kernel call (rlscale.models.native)
         from rlscale.models import native
 
-        fused = params.temperature > 0 and banned is None  # the kernel's entropy: its pass
+        fused = params.temperature > 0  # the kernel's entropy: from its own pass
         tok = native.sample(logits, params.temperature, generator, banned,
                             entropy if fused else None)
         if tok is not None:

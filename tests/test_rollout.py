@@ -266,7 +266,8 @@ def test_sampled_entropy_is_token_entropy_on_every_path(monkeypatch):
     logits = 4 * torch.randn(300, 512, generator=g)
     logits[0, :500] = -float("inf")  # a row with little mass left
     for t, top_p, banned in ((1.0, 1.0, None), (0.7, 1.0, None), (1.3, 1.0, torch.tensor([3])),
-                             (1.0, 0.9, None), (0.0, 1.0, None)):
+                             (0.9, 1.0, torch.tensor([7, 0, 7, 511])), (1.0, 0.9, None),
+                             (0.0, 1.0, None)):
         ref = token_entropy(logits, t)
         for lib in ((native.library,) if native.library() is not None else ()) + (lambda: None,):
             monkeypatch.setattr(native, "library", lib)
@@ -276,7 +277,7 @@ def test_sampled_entropy_is_token_entropy_on_every_path(monkeypatch):
     assert torch.isfinite(ref).all() and ref.max() > 3 and 0 < ref[0] <= math.log(12) + 1e-6
     if native.library() is not None:
         with pytest.raises(ValueError, match="entropy needs"):
-            native.sample(logits, 1.0, g, torch.tensor([3]), torch.empty(300))
+            native.sample(logits, 0.0, g, None, torch.empty(300))
 
 
 def test_eos_stop_strings_and_clipping(tok):

@@ -89,8 +89,8 @@ class TrainConfig:
     skip_zero_advantage: bool = setting(
         True, "leave the groups whose every advantage is exactly 0 out of the update's "
         "forward-backward when the loss has no KL term: their gradient is exactly zero, so the "
-        "update is the same up to rounding (their entropy, a metric, is still read, without a "
-        "graph; C_paper and C_itemized still count them, as the algorithm's compute)",
+        "update is the same up to rounding (the entropy metric, read by the sampler, still "
+        "covers them; C_paper and C_itemized still count them, as the algorithm's compute)",
         resumable=True)
     clip_low: float = setting(0.2, "PPO clip below: ratio >= 1 - clip_low", 0, 1, hi_open=True,
                               why="the ratio is clipped at 1 - clip_low")

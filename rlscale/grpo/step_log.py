@@ -6,11 +6,11 @@ Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / complet
 (cumulative FLOPs, rlscale.flops), reward_mean, acc_<check> for every answer check, frac_zero_std,
 completion_len_mean, clipped_share, clip_frac, kl (to the reference; null without one), entropy
 (mean per completion token of the distribution it was sampled from, at the rollout temperature,
-read by the sampler), grad_norm (before clipping, mean over updates), lr, updates, time_rollout / time_reward /
-time_logprobs / time_update / time_step (s; time_step excludes evaluation), tokens_per_s, mfu; on
-eval steps (rlscale.grpo.trainer adds them) test_loss, test_loss_se, test_problems, test_samples,
-eval_temperature, test_clipped_share, test_acc_<check>, test_right ({check: right samples per
-held-out problem, in the task's order}), time_eval.
+read by the sampler), grad_norm (before clipping, mean over updates), lr, updates, time_rollout /
+time_reward / time_logprobs / time_update / time_step (s; time_step excludes evaluation),
+tokens_per_s, mfu; on eval steps (rlscale.grpo.trainer adds them) test_loss, test_loss_se,
+test_problems, test_samples, eval_temperature, test_clipped_share, test_acc_<check>, test_right
+({check: right samples per held-out problem, in the task's order}), time_eval.
 """
 
 from __future__ import annotations

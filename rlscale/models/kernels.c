@@ -163,11 +163,11 @@ int attend_decode(const float *qkv, const float *qk_norm, float eps, const float
 
 /* Next token of each row from logits [B, V]: greedy (inv_temp == 0: first maximum) or the
    inverse CDF of softmax(logits * inv_temp) at u[b] (the first index whose cumulative mass
-   exceeds u[b] times the total), with `banned` ids excluded; work [V] is scratch. ent (NULL:
-   not wanted; only when sampling with nothing banned) receives each row's entropy of that
-   softmax, log Z - sum p z, from the same pass. Returns 0, 1 when some row's logits are not
-   finite (diverged weights), as torch.multinomial would, or 2 when a banned id is not in
-   [0, V). */
+   exceeds u[b] times the total), with `banned` ids (distinct) excluded; work [V] is scratch.
+   ent (NULL: not wanted; sampling only) receives each row's entropy of the softmax over the
+   whole vocabulary, banned ids included, log Z - sum p z, from the same pass. Returns 0, 1
+   when some row's logits are not finite (diverged weights), as torch.multinomial would, or 2
+   when a banned id is not in [0, V). */
 int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const float *u,
                 const int64_t *banned, int64_t n_banned, float *work, int64_t *out, float *ent) {
     for (int64_t k = 0; k < n_banned; k++)
@@ -194,7 +194,16 @@ int sample_rows(const float *logits, int64_t B, int64_t V, float inv_temp, const
             tot += e;
             ez += e == 0.0f ? 0.0f : e * z;
         }
-        if (ent) ent[b] = logf(tot) - ez / tot;
+        if (ent) {  /* the banned ids' share of the whole distribution, then its entropy */
+            float all = tot, ezall = ez;
+            for (int64_t k = 0; k < n_banned; k++) {
+                if (l[banned[k]] == -INFINITY) continue;
+                float z = (l[banned[k]] - mx) * inv_temp, e = fexp(z);
+                all += e;
+                ezall += e * z;
+            }
+            ent[b] = logf(all) - ezall / all;
+        }
         float target = u[b] * tot, cum = 0.0f;
         int64_t pick = best;
         for (int64_t j = 0; j < V; j++) {

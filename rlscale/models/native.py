@@ -245,23 +245,23 @@ def decode(dec, tok, pos, state: NativeState, rope) -> torch.Tensor:
 def sample(logits, temperature: float, generator, banned, entropy=None) -> torch.Tensor | None:
     """Next tokens [B] as rollout.sample draws them (top_p = 1), or None when the native path
     does not apply. entropy: a contiguous fp32 [B] tensor that receives rollout.token_entropy
-    of each row (sampling with nothing banned only). Raises RuntimeError on non-finite logits,
-    as torch.multinomial does."""
+    of each row (temperature > 0 only). Raises RuntimeError on non-finite logits, as
+    torch.multinomial does."""
     lib = library()
     if lib is None or logits.dtype != torch.float32 or logits.device.type != "cpu":
         return None
     logits = logits.contiguous()
     B, V = logits.shape
     u = (torch.rand(B, generator=generator) if temperature > 0 else torch.zeros(B)).contiguous()
-    ban = (banned.to(torch.int64).contiguous() if banned is not None
+    ban = (torch.unique(banned.to(torch.int64)).contiguous() if banned is not None
            else torch.empty(0, dtype=torch.int64))
     work = torch.empty(V)
     out = torch.empty(B, dtype=torch.int64)
     inv = 1.0 / temperature if temperature > 0 else 0.0
-    if entropy is not None and (temperature <= 0 or len(ban) or entropy.shape != (B,)
+    if entropy is not None and (temperature <= 0 or entropy.shape != (B,)
                                 or entropy.dtype != torch.float32 or not entropy.is_contiguous()):
-        raise ValueError("native sampling: entropy needs temperature > 0, nothing banned and a "
-                         "contiguous fp32 [B] tensor")
+        raise ValueError("native sampling: entropy needs temperature > 0 and a contiguous fp32 "
+                         "[B] tensor")
     rc = lib.sample_rows(_p(logits), B, V, inv, _p(u), _p(ban), len(ban), _p(work), _p(out),
                          None if entropy is None else _p(entropy))
     if rc == 2:
