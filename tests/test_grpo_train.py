@@ -168,8 +168,14 @@ def test_idle_groups_leave_the_update_but_not_its_gradient_or_metrics(tmp_path):
     ro = tr.rollout(1)
     rows = torch.arange(16)
 
+    scored = []  # rows each forward of the update scores
+    forward = tr.logprobs
+    tr.logprobs = lambda model, batch, r, grad: scored.append(len(r)) or forward(model, batch, r,
+                                                                                  grad)
+
     def grads_and_sums(adv, skip: bool):
         tr.cfg.skip_zero_advantage = skip
+        scored.clear()
         tr.optimizer.zero_grad(set_to_none=True)
         sums = {"tokens": 0.0, "clipped": 0.0, "kl": 0.0}
         tr.model.train()
@@ -179,7 +185,10 @@ def test_idle_groups_leave_the_update_but_not_its_gradient_or_metrics(tmp_path):
     mixed = torch.tensor([0.0] * 4 + [1.0, -1.0, 0.5, -0.5] + [0.0] * 4 + [0.0, 0.0, 2.0, -2.0])
     assert [len(x) for x in tr.split_idle(rows, mixed, None)] == [8, 8]
     assert [len(x) for x in tr.split_idle(rows, mixed, ro.adv)] == [16, 0]  # a reference
-    (g_skip, s_skip), (g_all, s_all) = grads_and_sums(mixed, True), grads_and_sums(mixed, False)
+    g_skip, s_skip = grads_and_sums(mixed, True)
+    assert scored == [8]  # the two live groups only
+    g_all, s_all = grads_and_sums(mixed, False)
+    assert scored == [16]
     assert any(g.abs().sum() > 0 for g in g_all)
     for a, b in zip(g_skip, g_all):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-8)
@@ -187,7 +196,7 @@ def test_idle_groups_leave_the_update_but_not_its_gradient_or_metrics(tmp_path):
         assert s_skip[k] == pytest.approx(s_all[k], rel=1e-5, abs=1e-9), k
     assert s_all["tokens"] == float(ro.batch[3].sum())
     g_idle, s_idle = grads_and_sums(torch.zeros(16), True)
-    assert all(g is not None and not g.any() for g in g_idle)
+    assert scored == [] and all(g is not None and not g.any() for g in g_idle)
     assert s_idle == {"tokens": s_all["tokens"], "clipped": 0.0, "kl": 0.0}
     # two updates a step: old log-probs of the live rows as before, none computed for idle ones
     tr.cfg.mini_batch_size, tr.model.training = 2, False
