@@ -6,25 +6,23 @@ rlscale.arith.word_values); in digits it only copies. Usage:
     .venv/bin/python experiments/story_words.py STUDY_DIR
 """
 import glob
-import json
 import sys
 from collections import defaultdict
 
 from rlscale.arith import question_operands, question_style
+from rlscale.files import read_jsonl
 
 
 def split(path: str) -> dict:
     """{(kind, level): (problems, accuracy)} over the 0-shot stories of a completions.jsonl."""
     cells = defaultdict(lambda: [0, 0.0])
-    with open(path) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("shots", 0) != 0 or question_style(r["question"]) != "words":
-                continue
-            ops = question_operands(r["question"])
-            kind = "word" if any(isinstance(o, str) for o in ops) else "digits"
-            cells[(kind, r["level"])][0] += 1
-            cells[(kind, r["level"])][1] += r["scores"]["custom_flexible"][0]
+    for r in read_jsonl(path):
+        if r.get("shots", 0) != 0 or question_style(r["question"]) != "words":
+            continue
+        ops = question_operands(r["question"])
+        kind = "word" if any(isinstance(o, str) for o in ops) else "digits"
+        cells[(kind, r["level"])][0] += 1
+        cells[(kind, r["level"])][1] += r["scores"]["custom_flexible"][0]
     return {k: (n, s / n) for k, (n, s) in sorted(cells.items())}
 
 

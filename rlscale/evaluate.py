@@ -103,12 +103,13 @@ def _check_stats(rows: list[dict], check: str, n: int) -> dict:
         if r.get("level") is not None:
             by_level.setdefault(str(r["level"]), []).append(c / n)
     levels = {lv: dict(zip(("accuracy", "se"), _mean_se(v)), n_problems=len(v))
-              for lv, v in sorted(by_level.items(), key=lambda t: _level_key(t[0]))}
+              for lv, v in sorted(by_level.items(), key=lambda t: level_key(t[0]))}
     return {"accuracy": acc, "se": se, "test_loss": 1.0 - acc, "pass_at_k": passk,
             "pass_at_k_se": passk_se, "by_level": levels}
 
 
-def _level_key(level: str):
+def level_key(level: str):
+    """Sort key of a difficulty level: numeric levels in numeric order, then any others."""
     try:
         return (0, float(level), level)
     except ValueError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from rlscale.evaluate import level_key
 from rlscale.scaling.plots import plot_curves, plot_k, save_png
 
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -119,7 +120,7 @@ def by_level(rungs):
     fig, axes = plt.subplots(len(rows), len(rungs), figsize=(3.2 * len(rungs) + 0.8,
                              2.9 * len(rows) + 0.6), sharey=True, squeeze=False,
                              layout="constrained")
-    levels = sorted({lv for r in rungs for lv in (r.get("by_level_before") or {})}, key=float)
+    levels = sorted({lv for r in rungs for lv in (r.get("by_level_before") or {})}, key=level_key)
     x = np.arange(len(levels))
     for i, (name, before, after, style) in enumerate(rows):
         for ax, r in zip(axes[i], rungs):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from rlscale.evaluate import level_key
 from rlscale.findings_evals import transfer_families, transfer_pair
 
 
@@ -223,7 +224,7 @@ def evals_tables(s: dict) -> list[str]:
     for r in s["rungs"]:
         L.append(f"| {r['rung']} | " + " | ".join(_f(r["kshot_greedy"].get(str(k)), ".2f")
                                                   for k in range(6)) + " |")
-    levels = sorted({lv for r in s["rungs"] for lv in r["by_level_before"]}, key=float)
+    levels = sorted({lv for r in s["rungs"] for lv in r["by_level_before"]}, key=level_key)
     L += [""]
     if levels:
         L += ["Greedy 0-shot accuracy per difficulty level, before -> after RL:", "",
@@ -326,14 +327,7 @@ def level_style_table(rungs: list[dict]) -> list[str]:
         return []
     name = {"words": "stories", "expr": "expressions"}
     cell = {k: k.removeprefix("level_").rsplit("_", 1) for k in n}  # -> (level, style)
-
-    def order(k):
-        level, style = cell[k]
-        try:
-            return (0, float(level), level, style != "words")
-        except ValueError:
-            return (1, 0.0, level, style != "words")
-
+    order = lambda k: (level_key(cell[k][0]), cell[k][1] != "words")  # noqa: E731 stories first
     return _before_after_table(
         rungs, "chains", "The same by style (seed mean; problems per cell in the header; a "
         "level without one style has no column for it): a level's accuracy is a mix of its "
