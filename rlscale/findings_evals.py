@@ -231,3 +231,69 @@ def baseline_order(rungs: list[dict], scores: list[dict[int, float]], cap: float
             "each_step_above_combined_se": all(s["above_combined_se"] for s in steps),
             "largest": top, "largest_at_most": cap, "room": top is not None and top <= cap,
             "steps": steps}
+
+
+# ---------------------------------------------------------------- the edge of competence
+EDGE_MIN = 10  # problems a side needs before the edge's comparison is read
+
+
+def edge_rows(base_greedy: dict[int, float], base_right: dict[int, int],
+              after_greedy: list[dict[int, float]], after_right: list[dict[int, int]],
+              styles: dict[int, str]) -> list[dict]:
+    """One row per problem that every side scored (the pass@k problems): the base model's greedy
+    score and its right samples of k, the RL policies' greedy score and the share of them whose
+    k samples solve it at least once (seed means). Inputs are {problem index: value}."""
+    common = set(base_right).intersection(base_greedy, *after_greedy, *after_right)
+    if not after_greedy or not after_right:
+        return []
+    return [{"index": i, "style": styles.get(i, ""), "base_greedy": base_greedy[i],
+             "base_right": int(base_right[i]),
+             "after_greedy": float(np.mean([a[i] for a in after_greedy])),
+             "after_solved": float(np.mean([a[i] > 0 for a in after_right]))}
+            for i in sorted(common)]
+
+
+def _edge_cell(rows: list[dict]) -> dict:
+    """Of the base-wrong rows: half-known (some base sample right) and unknown (none), the RL
+    policies' greedy accuracy on each, where the greedy fixes lie, and problems the policies'
+    samples newly solve (expanded) or no longer solve (lost), as seed means."""
+    wrong = [r for r in rows if r["base_greedy"] == 0]
+    half = [r["after_greedy"] for r in wrong if r["base_right"] > 0]
+    never = [r["after_greedy"] for r in wrong if r["base_right"] == 0]
+
+    def m(x):
+        return (float(np.mean(x)), per_problem_se(x) if len(x) > 1 else None) if x else (None, None)
+
+    fixes = sum(half) + sum(never)
+    return {"problems": len(rows), "wrong": len(wrong), "half_known": len(half),
+            "unknown": len(never), "after_half": m(half)[0], "after_half_se": m(half)[1],
+            "after_unknown": m(never)[0], "after_unknown_se": m(never)[1], "fixes": fixes,
+            "fixes_half_share": sum(half) / fixes if fixes else None,
+            "expanded": sum(r["after_solved"] for r in rows if r["base_right"] == 0),
+            "lost": sum(1 - r["after_solved"] for r in rows if r["base_right"] > 0)}
+
+
+def rl_lifts_edge(rungs: list[dict]) -> dict:
+    """Does RL lift the edge of competence? Pooled over rungs, the after-RL greedy accuracy on
+    base-wrong problems the base model half-knows against those it never solves (rungs'
+    `edge_problems`: the pass@k problems, rlscale.report.edge_problems)."""
+    claim = ("RL lifts the edge of competence: of the problems a base model answers wrong "
+             "greedily, RL's greedy policy gets right those the base model's samples solve at "
+             "least once (half-known) more often than those they never solve.")
+    stat = ("after-RL greedy accuracy on half-known minus on unknown base-wrong problems, pooled "
+            "over rungs (seed means per problem, the pass@k problems); interval: +-2 SE")
+    rows = [dict(p, rung=r["rung"]) for r in rungs for p in r.get("edge_problems") or []]
+    cell = _edge_cell(rows)
+    per_rung = {r["rung"]: _edge_cell(r["edge_problems"]) for r in rungs if r.get("edge_problems")}
+    styles = {s: _edge_cell([p for p in rows if p["style"] == s])
+              for s in sorted({p["style"] for p in rows})}
+    details = dict(pooled=cell, per_rung=per_rung, per_style=styles,
+                   rule=f"true: the difference exceeds 2 SE; false: it does not; null below "
+                        f"{EDGE_MIN} problems on a side")
+    if min(cell["half_known"], cell["unknown"]) < EDGE_MIN:
+        return finding("rl_lifts_edge", claim, stat, None, None, None, **details,
+                       note=f"fewer than {EDGE_MIN} half-known or unknown base-wrong problems")
+    v = cell["after_half"] - cell["after_unknown"]
+    se = math.hypot(cell["after_half_se"] or 0.0, cell["after_unknown_se"] or 0.0)
+    return finding("rl_lifts_edge", claim, stat, v, (v - SE_Z * se, v + SE_Z * se),
+                   v > SE_Z * se, **details)

@@ -18,7 +18,7 @@ import numpy as np
 from rlscale import findings as F
 from rlscale import findings_evals as E
 from rlscale import findings_law as L
-from rlscale.arith import word_values
+from rlscale.arith import question_style, word_values
 from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
 from rlscale.evaluate import problem_pass_at_k
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -101,6 +101,8 @@ def collect(preset, jobs) -> dict:
         check = base.get("primary_check") or "custom_flexible"
         scores.append(zero_shot_scores(base_dir, check))
         rungs[-1].update(paired_rows(scores[-1], check, before, [Path(j.out) for j in after]))
+        rungs[-1]["edge_problems"] = edge_problems(scores[-1], check, before,
+                                                   [Path(j.out) for j in after])
         main += curves
         evals.append(ev)
     arm_jobs = [j for j in jobs if j.kind == "rl" and j.meta["rung"] == preset.arm_rung
@@ -160,6 +162,25 @@ def paired_rows(base_scores: dict[int, float], check: str, before: Path,
     return {"final_greedy_se_paired": E.paired_se(base_scores, greedy),
             "transfer_se_paired": paired_greedy_se(before / "transfer",
                                                    [p / "transfer" for p in after])}
+
+
+def edge_problems(base_scores: dict[int, float], check: str, before: Path,
+                  after: list[Path]) -> list[dict]:
+    """findings_evals.edge_rows of a rung: the 0-shot baseline's per-problem scores
+    (`base_scores`) and right samples of the pass@k eval before RL, each main run's greedy and
+    pass@k after; [] where a file is missing."""
+    def right(d: Path) -> dict[int, int]:
+        path = d / "passk" / "completions.jsonl"
+        return {int(r["index"]): sum(1 for x in r["scores"][check] if x > 0)
+                for r in read_jsonl(path) if r.get("shots") == 0} if path.is_file() else {}
+
+    path = before / "passk" / "completions.jsonl"
+    if not after or not path.is_file():
+        return []
+    styles = {int(r["index"]): question_style(r["question"]) for r in read_jsonl(path)}
+    return E.edge_rows(base_scores, right(before), [zero_shot_scores(p / "greedy", check)
+                                                    for p in after],
+                       [right(p) for p in after], styles)
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:
@@ -287,7 +308,7 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100,
         sharp, greedy, E.transfer(data["rungs"], transfer_task),
         E.few_shot_stability(data["rungs"])]
     table += [E.transfer(data["rungs"], spec, fid) for fid, spec in transfer_more]
-    table.append(E.rl_below_edge(data["rungs"], sharp, greedy))
+    table += [E.rl_below_edge(data["rungs"], sharp, greedy), E.rl_lifts_edge(data["rungs"])]
     d = gain["details"]
     b, b_iv = d.get("b", gain["value"]), d.get("b_interval", gain["interval"])
     fits["gain_power"] = ({"law": "gain_power", "params": {"a": d["a"], "b": b}, "r2": d["r2"],

@@ -156,6 +156,10 @@ def shown(f: dict) -> str:
             f"rollout temperature {r['d_pass1']:+.3f} (SE {r['se_pass1']:.3f})"
             + (" - trades" if r["trades"] else " - lifts" if r["lifts"] else "")
             for r in d["rungs"])
+    if i == "rl_lifts_edge" and d.get("pooled", {}).get("wrong"):
+        return "; ".join(f"{name}: {_edge_line(c)}" for name, c in
+                         [("all", d["pooled"])] + [(_STYLE.get(k, k or "no style"), c)
+                                                   for k, c in d["per_style"].items()])
     if i.startswith("transfer") and "se_combined" in d:
         return (f"{'SE paired over problems' if d['se_paired'] else 'combined SE'} {d['se']:.4f} "
                 f"(combined {d['se_combined']:.4f}); change per rung " + ", ".join(
@@ -169,6 +173,36 @@ def shown(f: dict) -> str:
     if i.startswith("size_") and d.get("comparisons"):
         return f"{len(d['comparisons'])} comparisons"
     return ""
+
+
+_STYLE = {"words": "stories", "expr": "expressions"}
+
+
+def _edge_line(c: dict) -> str:
+    """A cell of rl_lifts_edge: greedy after RL on half-known and unknown base-wrong problems."""
+    return (f"after RL {_f(c['after_half'], '.2f')} of {c['half_known']} half-known, "
+            f"{_f(c['after_unknown'], '.2f')} of {c['unknown']} unknown")
+
+
+def edge_table(s: dict) -> list[str]:
+    """Where RL's greedy gain lies: finding rl_lifts_edge's cells, per rung and per style."""
+    f = next((f for f in s.get("findings", []) if f["id"] == "rl_lifts_edge"), None)
+    d = f["details"] if f else {}
+    if not d.get("per_rung"):
+        return []
+    L = ["Where RL's greedy gain lies (finding `rl_lifts_edge`; the pass@k problems a base "
+         "model answers wrong greedily, split by its samples: half-known if one of them is "
+         "right, unknown if none is; greedy accuracy after RL, seed mean; expanded: problems "
+         "the base model's samples never solve and the policies' do, lost: the reverse):", "",
+         "| rung | base wrong | half-known | after RL | unknown | after RL | fixes in "
+         "half-known | expanded | lost |", "|---|" + "---|" * 8]
+    rows = list(d["per_rung"].items()) + [(f"all, {_STYLE.get(k, k or 'no style')}", c)
+                                          for k, c in d["per_style"].items()]
+    for name, c in rows + [("all", d["pooled"])]:
+        L.append(f"| {name} | {c['wrong']} | {c['half_known']} | {_f(c['after_half'], '.2f')} | "
+                 f"{c['unknown']} | {_f(c['after_unknown'], '.2f')} | "
+                 f"{_f(c['fixes_half_share'], '.2f')} | {c['expanded']:.1f} | {c['lost']:.1f} |")
+    return L + [""]
 
 
 def _se_kind(paired: bool) -> str:
@@ -237,7 +271,8 @@ def evals_tables(s: dict) -> list[str]:
         L += [""] + level_style_table(s["rungs"])
     else:
         L.append("The task's problems carry no difficulty level: no per-level table.")
-    L += ([] if L[-1] == "" else [""]) + chain_table(s["rungs"]) + style_table(s["rungs"])
+    L += ([] if L[-1] == "" else [""]) + edge_table(s) + chain_table(s["rungs"]) + \
+        style_table(s["rungs"])
     families = transfer_families(s["settings"].get("transfer_task"),
                                  s["settings"].get("transfer_more"))
     for fid, spec in families:

@@ -534,3 +534,50 @@ def test_chain_table_shows_number_word_recall_only_where_the_task_has_words():
     header = next(x for x in chain_table([{"rung": "micro:20k", "chains_before": plain,
                                             "chains_after": plain}]) if x.startswith("| rung"))
     assert "number-word" not in header and "digit operand copied right" in header
+
+
+def test_rl_lifts_edge_compares_half_known_with_unknown_problems():
+    """Of the base-wrong problems, those with a right base sample (half-known) against those
+    with none (unknown): the after-RL greedy accuracy on each, seed means per problem, pooled
+    over rungs; fixes, expanded and lost counted by hand; too few problems on a side: null."""
+    from rlscale.findings_evals import edge_rows, rl_lifts_edge
+
+    def rung(name, n_half, n_never, fixed_half, fixed_never, right=3):
+        # problems 0..: n_half half-known, n_never unknown, then 5 the base gets right
+        n = n_half + n_never + 5
+        base_greedy = {i: float(i >= n_half + n_never) for i in range(n)}
+        base_right = {i: (right if i < n_half or i >= n_half + n_never else 0) for i in range(n)}
+        # seed 0 fixes the first fixed_* of each side, seed 1 only half of them
+        a0 = {i: float(i < fixed_half or n_half <= i < n_half + fixed_never or i >= n_half +
+                       n_never) for i in range(n)}
+        a1 = {i: float(i < fixed_half // 2 or i >= n_half + n_never) for i in range(n)}
+        solved = [{i: (1 if i != 0 else 0) for i in range(n)}, {i: 2 for i in range(n)}]
+        styles = {i: "expr" if i % 2 else "words" for i in range(n)}
+        return {"rung": name, "edge_problems": edge_rows(base_greedy, base_right, [a0, a1],
+                                                         solved, styles)}
+
+    rungs = [rung("r0", 12, 10, 8, 2), rung("r1", 10, 12, 6, 0)]
+    f = rl_lifts_edge(rungs)
+    half = [1.0] * 4 + [0.5] * 4 + [0.0] * 4 + [1.0] * 3 + [0.5] * 3 + [0.0] * 4
+    never = [0.5] * 2 + [0.0] * 8 + [0.0] * 12
+    se = math.hypot(np.std(half, ddof=1) / math.sqrt(22), np.std(never, ddof=1) / math.sqrt(22))
+    assert f["value"] == pytest.approx(np.mean(half) - np.mean(never))
+    assert f["interval"] == pytest.approx([f["value"] - 2 * se, f["value"] + 2 * se])
+    assert f["reproduced"] is True
+    pooled = f["details"]["pooled"]
+    assert (pooled["wrong"], pooled["half_known"], pooled["unknown"]) == (44, 22, 22)
+    assert pooled["fixes"] == pytest.approx(sum(half) + sum(never))
+    assert pooled["fixes_half_share"] == pytest.approx(sum(half) / (sum(half) + sum(never)))
+    # problem 0 (half-known) is never solved by seed 0's samples: half a problem lost a rung;
+    # every unknown problem is solved by both policies' samples: expanded
+    assert pooled["lost"] == pytest.approx(1.0) and pooled["expanded"] == pytest.approx(22)
+    assert set(f["details"]["per_style"]) == {"expr", "words"}
+    assert f["details"]["per_rung"]["r0"]["half_known"] == 12
+    # RL fixes unknown problems as often as half-known ones: not reproduced
+    assert rl_lifts_edge([rung("r0", 12, 12, 6, 6)])["reproduced"] is False
+    # too few unknown problems to compare
+    assert rl_lifts_edge([rung("r0", 20, 3, 10, 0)])["reproduced"] is None
+    # a problem some side did not score is left out; no after-RL evals, no rows
+    rows = edge_rows({0: 0.0, 1: 1.0}, {0: 1}, [{0: 1.0, 1: 1.0}], [{0: 1, 1: 1}], {})
+    assert [r["index"] for r in rows] == [0]
+    assert edge_rows({0: 0.0}, {0: 1}, [], [], {}) == []

@@ -234,7 +234,7 @@ def test_smoke_outputs_exist_and_are_linked(smoke):
     ids = [f["id"] for f in summary["findings"]]
     assert {"size_compute_efficiency", "size_data_efficiency", "k_increases_with_n", "law_fit",
             "data_reuse", "gain_vs_size", "reward_format", "rl_sharpens_or_expands",
-            "rl_below_edge"} <= set(ids)
+            "rl_below_edge", "rl_lifts_edge"} <= set(ids)
     for key in ("loglinear_kn_C", "loglinear_kn_D", "gain_power"):
         fit = summary["fits"][key]
         assert ("r2" in fit) != ("error" in fit)  # a fit, or the reason there is none
@@ -328,6 +328,25 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
         assert sharp["se_paired"] and sharp["d_pass1"] == pytest.approx(np.mean(diff))
         assert sharp["se1"] == pytest.approx(np.std(diff, ddof=1) / math.sqrt(len(diff)))
         assert r["rl_models"][0] == str(out / "runs" / tag / "policy")
+        # the edge of competence's rows, by hand: base greedy, base right samples, after greedy
+        # (seed mean) and solved by the policies' samples (seed mean), per pass@k problem
+        greedy_after = [{x["index"]: x["scores"]["custom_flexible"][0]
+                         for x in _jsonl(out / "evals" / tag / run / "greedy")}
+                        for run in (tag, f"{tag}-s1")]
+        edge = {p["index"]: p for p in r["edge_problems"]}
+        assert sorted(edge) == sorted(b) and len(edge) == (preset.passk_problems
+                                                             or preset.kshot_problems)
+        for x in _jsonl(out / "evals" / tag / "base" / "passk"):
+            p = edge[x["index"]]
+            assert p["base_right"] == sum(v > 0 for v in x["scores"]["custom_flexible"])
+            assert p["base_greedy"] == scores[[q["rung"] for q in summary["rungs"]].index(
+                r["rung"])][x["index"]]
+            assert p["after_greedy"] == pytest.approx(np.mean([g[x["index"]]
+                                                               for g in greedy_after]))
+            assert p["after_solved"] == pytest.approx(np.mean([y[x["index"]] > 0 for y in a]))
+    edge = next(f for f in summary["findings"] if f["id"] == "rl_lifts_edge")
+    n = (preset.passk_problems or preset.kshot_problems) * len(summary["rungs"])
+    assert edge["details"]["pooled"]["problems"] == n
     # the parser meets real chains (the smoke 20k rung may write none that parse)
     assert max(r["chains_before"]["steps"] for r in summary["rungs"]) > 0
     reuse = summary["arms"]["reuse"]
