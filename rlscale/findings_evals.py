@@ -239,21 +239,21 @@ EDGE_MIN = 10  # problems a side needs before the edge's comparison is read
 
 def edge_rows(base_greedy: dict[int, float], base_right: dict[int, int],
               after_greedy: list[dict[int, float]], after_right: list[dict[int, int]],
-              styles: dict[int, str]) -> list[dict]:
+              styles: dict[int, str], samples: int) -> list[dict]:
     """One row per problem that every side scored (the pass@k problems): the base model's greedy
-    score and its right samples of k, the RL policies' greedy score and the share of them whose
-    k samples solve it at least once (seed means). Inputs are {problem index: value}."""
+    score and its right samples of `samples`, the RL policies' greedy score and the share of them
+    whose samples solve it at least once (seed means). Inputs are {problem index: value}."""
     common = set(base_right).intersection(base_greedy, *after_greedy, *after_right)
     if not after_greedy or not after_right:
         return []
     return [{"index": i, "style": styles.get(i, ""), "base_greedy": base_greedy[i],
-             "base_right": int(base_right[i]),
+             "base_right": int(base_right[i]), "base_samples": samples,
              "after_greedy": float(np.mean([a[i] for a in after_greedy])),
              "after_solved": float(np.mean([a[i] > 0 for a in after_right]))}
             for i in sorted(common)]
 
 
-def _edge_cell(rows: list[dict]) -> dict:
+def edge_cell(rows: list[dict]) -> dict:
     """Of the base-wrong rows: half-known (some base sample right) and unknown (none), the RL
     policies' greedy accuracy on each, where the greedy fixes lie, and problems the policies'
     samples newly solve (expanded) or no longer solve (lost), as seed means."""
@@ -283,9 +283,9 @@ def rl_lifts_edge(rungs: list[dict]) -> dict:
     stat = ("after-RL greedy accuracy on half-known minus on unknown base-wrong problems, pooled "
             "over rungs (seed means per problem, the pass@k problems); interval: +-2 SE")
     rows = [dict(p, rung=r["rung"]) for r in rungs for p in r.get("edge_problems") or []]
-    cell = _edge_cell(rows)
-    per_rung = {r["rung"]: _edge_cell(r["edge_problems"]) for r in rungs if r.get("edge_problems")}
-    styles = {s: _edge_cell([p for p in rows if p["style"] == s])
+    cell = edge_cell(rows)
+    per_rung = {r["rung"]: edge_cell(r["edge_problems"]) for r in rungs if r.get("edge_problems")}
+    styles = {s: edge_cell([p for p in rows if p["style"] == s])
               for s in sorted({p["style"] for p in rows})}
     details = dict(pooled=cell, per_rung=per_rung, per_style=styles,
                    rule=f"true: the difference exceeds 2 SE; false: it does not; null below "
@@ -297,3 +297,22 @@ def rl_lifts_edge(rungs: list[dict]) -> dict:
     se = math.hypot(cell["after_half_se"] or 0.0, cell["after_unknown_se"] or 0.0)
     return finding("rl_lifts_edge", claim, stat, v, (v - SE_Z * se, v + SE_Z * se),
                    v > SE_Z * se, **details)
+
+
+def edge_bins(rows: list[dict]) -> list[dict]:
+    """The RL policies' greedy accuracy on base-wrong problems by the base model's right samples,
+    in doubling bins 0, 1, 2-3, 4-7, ... (the last one up to all samples right): {lo, hi,
+    problems, after} per bin that holds a problem (`after`: the mean of per-problem seed means)."""
+    wrong = [r for r in rows if r["base_greedy"] == 0]
+    n = max((r["base_samples"] for r in wrong), default=0)
+    edges, lo = [(0, 0)], 1
+    while lo <= n:
+        hi = n if 2 * lo >= n else 2 * lo - 1
+        edges.append((lo, hi))
+        lo = hi + 1
+    out = []
+    for lo, hi in edges:
+        x = [r["after_greedy"] for r in wrong if lo <= r["base_right"] <= hi]
+        if x:
+            out.append({"lo": lo, "hi": hi, "problems": len(x), "after": float(np.mean(x))})
+    return out

@@ -177,10 +177,12 @@ def edge_problems(base_scores: dict[int, float], check: str, before: Path,
     path = before / "passk" / "completions.jsonl"
     if not after or not path.is_file():
         return []
-    styles = {int(r["index"]): question_style(r["question"]) for r in read_jsonl(path)}
+    recs = read_jsonl(path)
+    styles = {int(r["index"]): question_style(r["question"]) for r in recs}
+    samples = min((len(r["completions"]) for r in recs), default=0)
     return E.edge_rows(base_scores, right(before), [zero_shot_scores(p / "greedy", check)
                                                     for p in after],
-                       [right(p) for p in after], styles)
+                       [right(p) for p in after], styles, samples)
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from rlscale.evaluate import level_key
+from rlscale.findings_evals import edge_bins
 from rlscale.scaling.plots import plot_curves, plot_k, save_png
 
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -48,6 +49,9 @@ def figures(data: dict, summary: dict, fitted: dict, out: Path) -> dict[str, str
         if ok:
             fig = fn(rungs)
             made[name] = Path(save_png(fig, out / f"{name}.png")).name
+    if any(r.get("edge_problems") for r in rungs):
+        fig = edge_of_competence(rungs)
+        made["edge_of_competence"] = Path(save_png(fig, out / "edge_of_competence.png")).name
     edge = next((f for f in summary["findings"] if f["id"] == "rl_below_edge"), None)
     if edge and edge["details"].get("rungs"):
         fig = by_temperature(rungs, edge["details"]["rungs"])
@@ -140,6 +144,38 @@ def by_level(rungs):
     fig.suptitle("Accuracy per difficulty level, before and after RL"
                  + (" (no bars: the level has none of those problems)" if len(rows) > 1
                     else ""))
+    return fig
+
+
+def edge_of_competence(rungs):
+    """After-RL greedy accuracy on the base-wrong pass@k problems by the base model's right
+    samples (findings_evals.edge_bins), one panel per question style, one line per rung (marker
+    area ~ problems); dashed: the bin's own rate, what one base-model sample would score."""
+    styles = sorted({p["style"] for r in rungs for p in r.get("edge_problems") or []},
+                    key=lambda st: st != "words")  # stories first, as in the tables
+    fig, axes = _panels(len(styles))
+    names = {"words": "stories", "expr": "expressions", "": "all problems"}
+    n = max(p["base_samples"] for r in rungs for p in r.get("edge_problems") or [])
+    ref = edge_bins([{"base_greedy": 0, "base_samples": n, "base_right": k,
+                      "after_greedy": k / n} for k in range(n + 1)])
+    pos = {b["lo"]: j for j, b in enumerate(ref)}  # bins evenly spaced
+    for ax, st in zip(axes, styles):
+        for i, r in enumerate(rungs):
+            bins = edge_bins([p for p in r.get("edge_problems") or [] if p["style"] == st])
+            x, y = [pos[b["lo"]] for b in bins], [b["after"] for b in bins]
+            ax.plot(x, y, "-", color=COLORS[i % len(COLORS)], lw=1, label=r["rung"])
+            ax.scatter(x, y, s=[10 + 3 * min(b["problems"], 100) for b in bins],
+                       color=COLORS[i % len(COLORS)], alpha=0.7)
+        ax.plot(range(len(ref)), [b["after"] for b in ref], "--", color="tab:gray", lw=1,
+                label="one base sample")
+        ax.set_xticks(range(len(ref)), [f"{b['lo']}" if b["lo"] == b["hi"] else
+                                        f"{b['lo']}-{b['hi']}" for b in ref])
+        ax.set(title=names.get(st, st), ylim=(-0.02, 1.02),
+               xlabel=f"base model's right samples of {n}")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("greedy accuracy after RL (seed mean)")
+    axes[0].legend(fontsize=8, loc="upper left")  # stories: the upper left stays empty
+    fig.suptitle("Problems the base model gets wrong greedily: what RL's greedy policy gets right")
     return fig
 
 

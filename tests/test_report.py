@@ -554,7 +554,7 @@ def test_rl_lifts_edge_compares_half_known_with_unknown_problems():
         solved = [{i: (1 if i != 0 else 0) for i in range(n)}, {i: 2 for i in range(n)}]
         styles = {i: "expr" if i % 2 else "words" for i in range(n)}
         return {"rung": name, "edge_problems": edge_rows(base_greedy, base_right, [a0, a1],
-                                                         solved, styles)}
+                                                         solved, styles, 4)}
 
     rungs = [rung("r0", 12, 10, 8, 2), rung("r1", 10, 12, 6, 0)]
     f = rl_lifts_edge(rungs)
@@ -578,6 +578,26 @@ def test_rl_lifts_edge_compares_half_known_with_unknown_problems():
     # too few unknown problems to compare
     assert rl_lifts_edge([rung("r0", 20, 3, 10, 0)])["reproduced"] is None
     # a problem some side did not score is left out; no after-RL evals, no rows
-    rows = edge_rows({0: 0.0, 1: 1.0}, {0: 1}, [{0: 1.0, 1: 1.0}], [{0: 1, 1: 1}], {})
-    assert [r["index"] for r in rows] == [0]
-    assert edge_rows({0: 0.0}, {0: 1}, [], [], {}) == []
+    rows = edge_rows({0: 0.0, 1: 1.0}, {0: 1}, [{0: 1.0, 1: 1.0}], [{0: 1, 1: 1}], {}, 4)
+    assert [r["index"] for r in rows] == [0] and rows[0]["base_samples"] == 4
+    assert edge_rows({0: 0.0}, {0: 1}, [], [], {}, 4) == []
+
+
+def test_edge_bins_double_up_to_every_sample():
+    """Base-wrong problems binned by the base model's right samples in doubling bins, the last
+    one up to all samples right; a bin holds the mean of the rows' after-RL greedy scores;
+    base-right rows and empty bins are left out."""
+    from rlscale.findings_evals import edge_bins
+
+    def rows(n, after=lambda k: k):
+        return [{"base_greedy": 0.0, "base_samples": n, "base_right": k, "after_greedy": after(k)}
+                for k in range(n + 1)]
+
+    assert [(b["lo"], b["hi"]) for b in edge_bins(rows(32))] == [
+        (0, 0), (1, 1), (2, 3), (4, 7), (8, 15), (16, 32)]
+    assert [(b["lo"], b["hi"]) for b in edge_bins(rows(4))] == [(0, 0), (1, 1), (2, 4)]
+    assert [(b["lo"], b["hi"]) for b in edge_bins(rows(5))] == [(0, 0), (1, 1), (2, 3), (4, 5)]
+    b = edge_bins(rows(8, after=lambda k: float(k % 2)))
+    assert [(x["problems"], x["after"]) for x in b] == [(1, 0.0), (1, 1.0), (2, 0.5), (5, 0.4)]
+    right = [dict(r, base_greedy=1.0) for r in rows(8)]
+    assert edge_bins(right) == [] and edge_bins(rows(8)[2:3] + right)[0]["lo"] == 2

@@ -218,7 +218,7 @@ def test_smoke_outputs_exist_and_are_linked(smoke):
     report = (out / "report.md").read_text()
     for name in ("loss_vs_compute", "k_vs_n", "accuracy_vs_total_compute", "data_reuse",
                  "reward_functions", "pass_at_k", "accuracy_by_level", "kshot",
-                 "rl_by_temperature"):
+                 "rl_by_temperature", "edge_of_competence"):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert f"]({name}.png)" in report
     for link in re.findall(r"\]\(([^)]+)\)", report):
@@ -339,6 +339,7 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
         for x in _jsonl(out / "evals" / tag / "base" / "passk"):
             p = edge[x["index"]]
             assert p["base_right"] == sum(v > 0 for v in x["scores"]["custom_flexible"])
+            assert p["base_samples"] == len(x["completions"]) == preset.passk_samples
             assert p["base_greedy"] == scores[[q["rung"] for q in summary["rungs"]].index(
                 r["rung"])][x["index"]]
             assert p["after_greedy"] == pytest.approx(np.mean([g[x["index"]]
