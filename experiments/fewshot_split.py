@@ -4,7 +4,9 @@ first worked step is absent from the question but present in an exemplar (a copy
 context, or chance overlap). Then the problems right at 0-shot and wrong at 1-shot, and of those
 with a parsed first step the ones whose chain starts from a number of the exemplar instead of
 the question's start (session 35: the collapsing 20k rung's own failure; rungs that hold lose
-~10 problems, none of them this way). Usage: fewshot_split.py BASELINE_DIR (a study's
+~10 problems, none of them this way). Per shot count also (session 37) the share of worked
+stories whose first step starts from the question's own start number: a draw that never
+completed the copy transition reads below 1 at 0-shot already. Usage: fewshot_split.py BASELINE_DIR (a study's
 baseline/RUNG). rlscale.chains.accuracy is not used: it reads 0-shot rows only."""
 import re
 import sys
@@ -32,8 +34,13 @@ for r in rows:
     s[style + "_n"] += 1
     s[style + "_ok"] += ok
     s["bare"] += style == "story" and is_bare(c)
+    first = parse_step(c.strip().split("\n")[0])
+    start = question_operands(r["question"])[:1] if style == "story" else []
+    if first and start and isinstance(start[0], int):  # a worked story starting from digits
+        s["worked"] += 1
+        s["start_right"] += first[0] == start[0]
     if style == "story" and not ok:
-        step = parse_step(c.strip().split("\n")[0])
+        step = first
         ops = {step[0], step[2]} if step else set()
         s["wrong_story"] += 1
         s["from_exemplar"] += bool(k and (ops - {int(x) for x in num.findall(r["question"])})
@@ -43,7 +50,9 @@ for k in sorted(stat):
     print(f"{k}-shot: stories {s['story_ok'] / s['story_n']:.3f} (n {int(s['story_n'])}), "
           f"expressions {s['expr_ok'] / s['expr_n']:.3f} (n {int(s['expr_n'])}), stories bare "
           f"{int(s['bare'])}, wrong stories {int(s['wrong_story'])} of which a first-step operand "
-          f"not in the question but in an exemplar {int(s['from_exemplar'])}")
+          f"not in the question but in an exemplar {int(s['from_exemplar'])}; worked stories "
+          f"starting from the question's start {s['start_right'] / max(s['worked'], 1):.3f} "
+          f"(n {int(s['worked'])})")
 
 by = defaultdict(dict)
 for r in rows:
