@@ -150,7 +150,8 @@ def by_level(rungs):
 def edge_of_competence(rungs):
     """After-RL greedy accuracy on the base-wrong pass@k problems by the base model's right
     samples (findings_evals.edge_bins), one panel per question style, one line per rung (marker
-    area ~ problems); dashed: the bin's own rate, what one base-model sample would score."""
+    area ~ problems) and one for the rungs pooled; dashed: the bin's own rate, what one
+    base-model sample would score."""
     styles = sorted({p["style"] for r in rungs for p in r.get("edge_problems") or []},
                     key=lambda st: st != "words")  # stories first, as in the tables
     fig, axes = _panels(len(styles))
@@ -166,6 +167,10 @@ def edge_of_competence(rungs):
             ax.plot(x, y, "-", color=COLORS[i % len(COLORS)], lw=1, label=r["rung"])
             ax.scatter(x, y, s=[10 + 3 * min(b["problems"], 100) for b in bins],
                        color=COLORS[i % len(COLORS)], alpha=0.7)
+        pooled = edge_bins([p for r in rungs for p in r.get("edge_problems") or []
+                            if p["style"] == st])  # 64 problems a rung: thin bins alone
+        ax.plot([pos[b["lo"]] for b in pooled], [b["after"] for b in pooled], "-", color="black",
+                lw=2.2, alpha=0.8, label="all rungs")
         ax.plot(range(len(ref)), [b["after"] for b in ref], "--", color="tab:gray", lw=1,
                 label="one base sample")
         ax.set_xticks(range(len(ref)), [f"{b['lo']}" if b["lo"] == b["hi"] else
