@@ -22,12 +22,12 @@ import math
 from pathlib import Path
 
 from rlscale import findings_evals as E
+from rlscale.arith import STYLE_NAMES as STYLE
 from rlscale.arith import question_style
 from rlscale.evaluate import EvalConfig, evaluate
 from rlscale.files import atomic_write_json, read_json, read_jsonl
 from rlscale.report import zero_shot_scores
 
-STYLE = {"words": "stories", "expr": "expressions"}
 
 
 def right_samples(model: Path, study: Path, out: Path, m: int, preset: dict) -> dict[int, int]:

@@ -232,6 +232,9 @@ def _expr_question(start: int, steps) -> str:
     return f"What is {_expr(start, steps)}?"
 
 
+STYLE_NAMES = {"words": "stories", "expr": "expressions"}  # question_style's values, for people
+
+
 def question_style(question: str) -> str:
     """"expr" for a bare expression ("What is 3 + 4?"), else "words" (a story)."""
     return "expr" if question.startswith("What is ") else "words"

@@ -243,9 +243,9 @@ def edge_rows(base_greedy: dict[int, float], base_right: dict[int, int],
     """One row per problem that every side scored (the pass@k problems): the base model's greedy
     score and its right samples of `samples`, the RL policies' greedy score and the share of them
     whose samples solve it at least once (seed means). Inputs are {problem index: value}."""
-    common = set(base_right).intersection(base_greedy, *after_greedy, *after_right)
     if not after_greedy or not after_right:
         return []
+    common = set(base_right).intersection(base_greedy, *after_greedy, *after_right)
     return [{"index": i, "style": styles.get(i, ""), "base_greedy": base_greedy[i],
              "base_right": int(base_right[i]), "base_samples": samples,
              "after_greedy": float(np.mean([a[i] for a in after_greedy])),
@@ -261,13 +261,14 @@ def edge_cell(rows: list[dict]) -> dict:
     half = [r["after_greedy"] for r in wrong if r["base_right"] > 0]
     never = [r["after_greedy"] for r in wrong if r["base_right"] == 0]
 
-    def m(x):
-        return (float(np.mean(x)), per_problem_se(x) if len(x) > 1 else None) if x else (None, None)
+    def mean_se(name, x):
+        return {f"after_{name}": float(np.mean(x)) if x else None,
+                f"after_{name}_se": per_problem_se(x) if len(x) > 1 else None}
 
     fixes = sum(half) + sum(never)
     return {"problems": len(rows), "wrong": len(wrong), "half_known": len(half),
-            "unknown": len(never), "after_half": m(half)[0], "after_half_se": m(half)[1],
-            "after_unknown": m(never)[0], "after_unknown_se": m(never)[1], "fixes": fixes,
+            "unknown": len(never), **mean_se("half", half), **mean_se("unknown", never),
+            "fixes": fixes,
             "fixes_half_share": sum(half) / fixes if fixes else None,
             "expanded": sum(r["after_solved"] for r in rows if r["base_right"] == 0),
             "lost": sum(1 - r["after_solved"] for r in rows if r["base_right"] > 0)}
@@ -282,7 +283,7 @@ def rl_lifts_edge(rungs: list[dict]) -> dict:
              "least once (half-known) more often than those they never solve.")
     stat = ("after-RL greedy accuracy on half-known minus on unknown base-wrong problems, pooled "
             "over rungs (seed means per problem, the pass@k problems); interval: +-2 SE")
-    rows = [dict(p, rung=r["rung"]) for r in rungs for p in r.get("edge_problems") or []]
+    rows = [p for r in rungs for p in r.get("edge_problems") or []]
     cell = edge_cell(rows)
     per_rung = {r["rung"]: edge_cell(r["edge_problems"]) for r in rungs if r.get("edge_problems")}
     styles = {s: edge_cell([p for p in rows if p["style"] == s])

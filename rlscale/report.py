@@ -169,20 +169,21 @@ def edge_problems(base_scores: dict[int, float], check: str, before: Path,
     """findings_evals.edge_rows of a rung: the 0-shot baseline's per-problem scores
     (`base_scores`) and right samples of the pass@k eval before RL, each main run's greedy and
     pass@k after; [] where a file is missing."""
-    def right(d: Path) -> dict[int, int]:
+    def records(d: Path) -> list[dict]:
         path = d / "passk" / "completions.jsonl"
-        return {int(r["index"]): sum(1 for x in r["scores"][check] if x > 0)
-                for r in read_jsonl(path) if r.get("shots") == 0} if path.is_file() else {}
+        return [r for r in read_jsonl(path) if r.get("shots") == 0] if path.is_file() else []
 
-    path = before / "passk" / "completions.jsonl"
-    if not after or not path.is_file():
+    def right(recs: list[dict]) -> dict[int, int]:
+        return {int(r["index"]): sum(1 for x in r["scores"][check] if x > 0) for r in recs}
+
+    base = records(before)
+    if not after or not base:
         return []
-    recs = read_jsonl(path)
-    styles = {int(r["index"]): question_style(r["question"]) for r in recs}
-    samples = min((len(r["completions"]) for r in recs), default=0)
-    return E.edge_rows(base_scores, right(before), [zero_shot_scores(p / "greedy", check)
-                                                    for p in after],
-                       [right(p) for p in after], styles, samples)
+    styles = {int(r["index"]): question_style(r["question"]) for r in base}
+    samples = min(len(r["completions"]) for r in base)
+    return E.edge_rows(base_scores, right(base), [zero_shot_scores(p / "greedy", check)
+                                                  for p in after],
+                       [right(records(p)) for p in after], styles, samples)
 
 
 def zero_shot_scores(base_dir: Path, check: str) -> dict[int, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from rlscale.arith import STYLE_NAMES
 from rlscale.evaluate import level_key
 from rlscale.findings_evals import edge_bins
 from rlscale.scaling.plots import plot_curves, plot_k, save_png
@@ -117,7 +118,7 @@ def by_level(rungs):
     rows = [("all problems", "by_level_before", "by_level_after", None)]
     cells = {k for r in rungs for k in ((r.get("chains_before") or {}).get("cell_problems")
                                         or {})}
-    for style, name in (("words", "stories"), ("expr", "expressions")):
+    for style, name in STYLE_NAMES.items():
         if any(k.endswith(f"_{style}") for k in cells):
             rows.append((name, "chains_before", "chains_after", style))
     plt = _plt()
@@ -155,7 +156,7 @@ def edge_of_competence(rungs):
     styles = sorted({p["style"] for r in rungs for p in r.get("edge_problems") or []},
                     key=lambda st: st != "words")  # stories first, as in the tables
     fig, axes = _panels(len(styles))
-    names = {"words": "stories", "expr": "expressions", "": "all problems"}
+    names = {**STYLE_NAMES, "": "all problems"}
     n = max(p["base_samples"] for r in rungs for p in r.get("edge_problems") or [])
     ref = edge_bins([{"base_greedy": 0, "base_samples": n, "base_right": k,
                       "after_greedy": k / n} for k in range(n + 1)])

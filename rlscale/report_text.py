@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from rlscale.arith import STYLE_NAMES as _STYLE
 from rlscale.evaluate import level_key
 from rlscale.findings_evals import transfer_families, transfer_pair
 
@@ -45,7 +46,6 @@ def _of_style(st: dict) -> str:
     return {"expr": " (to expressions only)", "words": " (to stories only)"}.get(style, "")
 
 
-_STYLE = {"expr": "expressions", "words": "stories"}
 _OTHER = {"expr": "words", "words": "expr"}
 
 
@@ -173,9 +173,6 @@ def shown(f: dict) -> str:
     if i.startswith("size_") and d.get("comparisons"):
         return f"{len(d['comparisons'])} comparisons"
     return ""
-
-
-_STYLE = {"words": "stories", "expr": "expressions"}
 
 
 def _edge_line(c: dict) -> str:
@@ -360,7 +357,6 @@ def level_style_table(rungs: list[dict]) -> list[str]:
     n = first.get("cell_problems") or {}
     if not n:
         return []
-    name = {"words": "stories", "expr": "expressions"}
     cell = {k: k.removeprefix("level_").rsplit("_", 1) for k in n}  # -> (level, style)
     order = lambda k: (level_key(cell[k][0]), cell[k][1] != "words")  # noqa: E731 stories first
     return _before_after_table(
@@ -368,7 +364,7 @@ def level_style_table(rungs: list[dict]) -> list[str]:
         "level without one style has no column for it): a level's accuracy is a mix of its "
         "stories and its expressions, which the base models answer in different ways (the "
         "chains table below):",
-        {k: f"level {cell[k][0]} {name.get(cell[k][1], cell[k][1])} ({n[k]})"
+        {k: f"level {cell[k][0]} {_STYLE.get(cell[k][1], cell[k][1])} ({n[k]})"
          for k in sorted(n, key=order)}, ".2f")
 
 
