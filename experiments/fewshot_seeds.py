@@ -5,9 +5,10 @@ One rung of a finished study is pre-trained again with the study's own job param
 `seed` and `data_seed`; a study gives both its own seed), then evaluated as the study's baseline
 is (greedy, the study's held-out problems, exemplars drawn with the study's eval seed) at 0, 1
 and 5 shots. Prints one line per run: the 0-shot accuracy and the 1- and 5-shot ratios to it.
-One thread; run two cells side by side on two cores.
+One thread; run two cells side by side on two cores. `--tokens` (session 37) trains on another
+budget; `fewshot_split.py OUT/eval` then reads the copy of the question's start per shot count.
 
-    .venv/bin/python experiments/fewshot_seeds.py STUDY RUNG INIT DATA OUT
+    .venv/bin/python experiments/fewshot_seeds.py STUDY RUNG INIT DATA OUT [--tokens T]
 """
 import argparse
 import json
@@ -25,10 +26,14 @@ def main() -> None:
     ap.add_argument("init", type=int, help="the initialisation seed")
     ap.add_argument("data", type=int, help="the batch-order seed")
     ap.add_argument("out")
+    ap.add_argument("--tokens", type=int, default=None,
+                    help="pre-training tokens (default: the study's own budget)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     cfg = json.load(open(f"{a.study}/pretrain/{a.rung}/pretrain.json"))["config"]
     cfg.update(seed=a.init, data_seed=a.data, task=f"{a.study}/task")
+    if a.tokens:  # the same recipe on another budget (its schedule stretched to it)
+        cfg.update(tokens=a.tokens)
     s = pretrain(PretrainConfig(**cfg), f"{a.out}/pretrain", progress=False)
     base = json.load(open(f"{a.study}/baseline/{a.rung}/config.json"))
     ev = evaluate(EvalConfig(**{**base, "shots": (0, 1, 5), "model": f"{a.out}/pretrain/model",
