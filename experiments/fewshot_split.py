@@ -7,7 +7,8 @@ the question's start (session 35: the collapsing 20k rung's own failure; rungs t
 ~10 problems, none of them this way). Per shot count also (session 37) the share of worked
 stories whose first step starts from the question's own start number: a draw that never
 completed the copy transition reads below 1 at 0-shot already. Usage: fewshot_split.py
-BASELINE_DIR (a study's baseline/RUNG). rlscale.chains.accuracy is not used: it reads 0-shot rows only."""
+BASELINE_DIR (a study's baseline/RUNG). rlscale.chains.accuracy is not used: it reads 0-shot
+rows only."""
 import re
 import sys
 from collections import defaultdict
