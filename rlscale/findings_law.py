@@ -74,7 +74,8 @@ def law_fit(curves: list[dict], fits: dict[str, dict], r2_min: float = 0.9,
 def size_extrapolation(curves: list[dict], mare_max: float = 0.1, n_boot: int = 100) -> dict:
     """The law fitted on every rung but the largest predicts the largest rung's curve, in C and
     in D (rlscale.scaling.extrapolate: its form chosen by nested leave-one-size-out on the
-    smaller rungs alone, a 90% prediction interval from a curve bootstrap)."""
+    smaller rungs alone where they can score it, else the fixed order's first identified form;
+    a 90% prediction interval from a curve bootstrap)."""
     claim = ("The power law fitted on the smaller rungs predicts the largest rung's test-loss "
              "curve in compute and in data (the paper's predictive law, on a size the fit did "
              "not see).")
@@ -86,8 +87,8 @@ def size_extrapolation(curves: list[dict], mare_max: float = 0.1, n_boot: int = 
         if isinstance(r, Exception):  # e.g. fewer than 3 smaller rungs: not testable
             fits[x] = {"error": f"{type(r).__name__}: {r}"}
         else:
-            fits[x] = {k: r[k] for k in ("size", "mare", "coverage", "choice", "identified",
-                                         "flags")}
+            fits[x] = {k: r[k] for k in ("size", "mare", "coverage", "choice", "chosen_by",
+                                         "identified", "flags")}
     mares = {x: fits[x].get("mare") for x in fits}
     if any(v is None for v in mares.values()):
         return finding("size_extrapolation", claim, stat, mares["C_paper"], None, None,
@@ -99,9 +100,9 @@ def size_extrapolation(curves: list[dict], mare_max: float = 0.1, n_boot: int = 
 
 def _extrapolate_each(pts: dict, n_boot: int) -> dict:
     """{x: extrapolate(pts[x]) or the exception it raised}. With 4+ sizes and 2+ cores the two
-    run in parallel processes: each is ~18 s of model selection and bootstrap on the default
-    study's curves, and the report, the study's last step, waits for them on idle cores.
-    Seeded, so the results are the serial ones."""
+    run in parallel processes (the report, the study's last step, waits for them on idle
+    cores): ~2-6 s each on the default study's curves since inner fits that cannot score a form
+    stop at once (18-40 s before, session 38). Seeded, so the results are the serial ones."""
     import concurrent.futures as cf
     import multiprocessing as mp
     import os

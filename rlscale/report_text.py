@@ -168,7 +168,9 @@ def shown(f: dict) -> str:
         return "; ".join(
             f"{x}: " + (e.get("error") or f"MARE {_f(e['mare'])}, its 90% interval covers "
                         f"{e['coverage']:.0%} of N={e['size']:.3g}'s points, {e['choice']['law']}"
-                        + ("" if e["identified"] else " (not identified)"))
+                        + ("" if e["identified"] else " (not identified)")
+                        + (" by the fixed order (too few sizes to score forms)"
+                           if e.get("chosen_by", "").startswith("the first") else ""))
             for x, e in d["fits"].items())
     if i.startswith("size_") and d.get("comparisons"):
         return f"{len(d['comparisons'])} comparisons"

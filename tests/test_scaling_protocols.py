@@ -14,7 +14,7 @@ from rlscale.scaling import fit_law, load_points
 from rlscale.scaling.compute_half import compute_half, fit_scalerl_curve, scalerl_starts
 from rlscale.scaling.data import Points
 from rlscale.scaling.extrapolation import Choice, extrapolate
-from rlscale.scaling.fitting import Problem
+from rlscale.scaling.fitting import FLAT, Problem
 from rlscale.scaling.laws import LogLinearKNParam, Sigmoid
 
 REF = Path(__file__).resolve().parents[1] / "reference/paper"
@@ -29,6 +29,31 @@ def test_a_parameter_at_its_bound_is_not_identified():
     assert "x0" in law.result_.at_bound and not law.result_.identified
     assert "x0 at a bound" in law.result_.flags
     assert law.result_.to_dict()["identified"] is False
+
+
+def test_two_sizes_leave_the_pivot_free_and_the_fit_says_so(synth):
+    """e0, e1 and x0 set two intercepts: a direction no prediction on the data depends on
+    (Jacobian rank 4 of 5), where the optimiser stops anywhere; a third size pins it down."""
+    pts = synth.points(seed=0, noise=0.01)
+    two = fit_law(LogLinearKNParam(), pts.subset(np.isin(pts.size, (1e8, 1e9))))
+    assert not two.result_.identified
+    assert any(FLAT in f and "rank 4 of 5" in f for f in two.result_.flags)
+    three = fit_law(LogLinearKNParam(), pts.subset(np.isin(pts.size, (1e8, 1e9, 3e9))))
+    assert not any(FLAT in f for f in three.result_.flags)
+
+
+def test_three_training_sizes_take_the_fixed_order_not_a_score(synth):
+    """Inner folds of two sizes cannot score a form (its prediction of the size they leave out
+    is wherever the optimiser stopped): the first identified candidate is taken, and the
+    protocol says so; with four training sizes nested leave-one-size-out scores again."""
+    pts = synth.points(seed=2, noise=0.01)
+    four = pts.subset(pts.size != 1e8)
+    r = extrapolate(four, n_boot=5, candidates=FEW[::-1])
+    assert all(c["inner_mare"] == float("inf") for c in r["candidates"])
+    assert r["choice"]["objective"] == "huber" and r["chosen_by"].startswith("the first")
+    r = extrapolate(pts, n_boot=5, candidates=FEW)
+    assert all(np.isfinite(c["inner_mare"]) for c in r["candidates"])
+    assert r["chosen_by"].startswith("nested")
 
 
 def test_extrapolate_predicts_an_unseen_size_and_never_looks_at_it(synth):

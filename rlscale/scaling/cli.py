@@ -244,7 +244,7 @@ def _print_fold_flags(folds) -> None:
         if f.get("choice"):
             c = f["choice"]
             print(f"  size {f['size']:.4g}: chose {c['law']}, warm-up clip {c['warmup_clip']}, "
-                  f"{c['objective']} (nested leave-one-size-out on the training sizes)")
+                  f"{c['objective']} ({f.get('chosen_by', 'nested leave-one-size-out')})")
         if f["flags"]:
             where = f"size {f['size']:.4g}" if "size" in f else f["law"]
             print(f"  {where}: NOT identified ({'; '.join(f['flags'])})")

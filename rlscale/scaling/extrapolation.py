@@ -8,7 +8,10 @@ What is fixed before any data are seen (docs/scaling.md says why): the candidate
 interval level. What the data decide, using the training sizes only: nested leave-one-size-out
 inside the training sizes scores every candidate (mean over inner folds of the MARE on the size
 each inner fit left out); the lowest score among candidates whose fit on all training sizes is
-identified wins. Only then is the held-out size predicted and scored. Nothing of it is used
+identified wins. An inner fit whose parameters its sizes do not determine (fitting.jacobian_rank)
+cannot score its candidate: with three training sizes no candidate can be scored (two sizes leave
+a pivot free), and the first identified candidate in the fixed order is taken (`chosen_by` says
+which rule chose). Only then is the held-out size predicted and scored. Nothing of it is used
 before that, not even its first point.
 
 Intervals: whole training curves are resampled (at least three distinct sizes kept), the chosen
@@ -25,7 +28,7 @@ import numpy as np
 
 from rlscale.errors import UserError
 from rlscale.scaling.data import select
-from rlscale.scaling.fitting import fit_law
+from rlscale.scaling.fitting import FLAT, fit_law
 from rlscale.scaling.intervals import (coverage, log_residuals, prediction_interval,
                                        resample_curves, wide_intervals)
 from rlscale.scaling.laws import make_law
@@ -62,45 +65,70 @@ COMPUTE_COLUMNS = ("C_flops", "C_paper", "C_itemized")  # x columns that are com
 
 
 def candidates_for(x_name: str) -> tuple[Choice, ...]:
-    """The candidate set of an x column: compute adds the per-parameter pivot (12 in all)."""
-    return CANDIDATES + PER_PARAM_PIVOT if x_name in COMPUTE_COLUMNS else CANDIDATES
+    """The candidate set of an x column: compute adds the per-parameter pivot (12 in all), first
+    in the fixed order, since equal steps put every run's start at C ~ N (choose's fallback
+    takes the first identified candidate)."""
+    return PER_PARAM_PIVOT + CANDIDATES if x_name in COMPUTE_COLUMNS else CANDIDATES
 
 
 def inner_score(choice: Choice, train) -> float:
-    """Mean over the training sizes of the MARE on that size when fitted on the others."""
+    """Mean over the training sizes of the MARE on that size when fitted on the others; inf
+    where an inner fit cannot judge the form: too few points or sizes left, or parameters the
+    remaining sizes do not determine (a flat direction: what the fit predicts for the size it
+    left out is wherever the optimiser stopped, not a property of the form)."""
     scores = []
     for s in np.unique(train.size):
         m = train.size == s
         try:
             law = choice.fit(train.subset(~m))
-            scores.append(errors(train.y[m], law.predict(train.subset(m)))["mare"])
-        except UserError:  # too few points / sizes left for this form: it cannot be judged
+        except UserError:
             return float("inf")
+        if any(FLAT in f for f in law.result_.flags):
+            return float("inf")
+        scores.append(errors(train.y[m], law.predict(train.subset(m)))["mare"])
     return float(np.mean(scores)) if scores else float("inf")
 
 
-def choose(train, candidates=CANDIDATES) -> tuple[Choice, object, list[dict]]:
+def choose(train, candidates=CANDIDATES) -> tuple[Choice, object, list[dict], str]:
     """The candidate nested leave-one-size-out prefers, its fit on all training sizes, the
-    table of scores. Candidates whose full fit is not identified are passed over (unless all
-    are)."""
-    rows = []
-    for c in candidates:
-        try:
-            law = c.fit(train)
-        except UserError as e:
-            rows.append({**asdict(c), "inner_mare": float("inf"), "identified": False,
-                         "flags": [str(e)]})
-            continue
-        rows.append({**asdict(c), "inner_mare": inner_score(c, train),
-                     "identified": law.result_.identified, "flags": law.result_.flags,
-                     "_law": law, "_choice": c})
-    fitted = [r for r in rows if "_law" in r]
-    if not fitted:
-        raise UserError("extrapolate: no candidate law could be fitted on the training sizes")
-    pool = [r for r in fitted if r["identified"]] or fitted
-    best = min(pool, key=lambda r: r["inner_mare"])
+    table of scores and how the choice was made. Candidates whose full fit is not identified
+    are passed over (unless all are). Where no candidate can be scored (three training sizes:
+    every inner fit has two, and two sizes determine no form with a pivot), the first candidate
+    in the fixed order whose full fit is identified is taken, as declared before any data are
+    seen. Full fits are made only where they can matter (the scored candidates, or the fixed
+    order up to its first identified fit)."""
+    rows = [{**asdict(c), "inner_mare": inner_score(c, train), "identified": None,
+             "flags": [], "_choice": c} for c in candidates]
+
+    def full(r):  # fit on every training size, once
+        if "_law" not in r and r["identified"] is None:
+            try:
+                r["_law"] = r["_choice"].fit(train)
+                r["identified"], r["flags"] = r["_law"].result_.identified, r["_law"].result_.flags
+            except UserError as e:
+                r["identified"], r["flags"] = False, [str(e)]
+        return "_law" in r
+
+    scored = [r for r in rows if np.isfinite(r["inner_mare"]) and full(r)]
+    if scored:
+        pool = [r for r in scored if r["identified"]] or scored
+        best = min(pool, key=lambda r: r["inner_mare"])
+        how = "nested leave-one-size-out on training sizes"
+    else:
+        fitted = []
+        for r in rows:  # in the fixed order, up to the first identified fit
+            if full(r):
+                fitted.append(r)
+                if r["identified"]:
+                    break
+        best = next((r for r in fitted if r["identified"]), fitted[0] if fitted else None)
+        if best is None:
+            raise UserError("extrapolate: no candidate law could be fitted on the training sizes")
+        how = ("the first identified candidate in the fixed order: none could be scored by "
+               "nested leave-one-size-out (its inner fits, on "
+               f"{len(np.unique(train.size)) - 1} sizes, do not determine it)")
     table = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    return best["_choice"], best["_law"], table
+    return best["_choice"], best["_law"], table, how
 
 
 def boot_predictions(choice: Choice, law, train, test, n: int, rng) -> tuple[np.ndarray, list]:
@@ -136,7 +164,7 @@ def extrapolate(pts, size: float | None = None, level: float = 0.9, n_boot: int 
     if not held.any():
         raise UserError(f"--size {size:g}: no such size in {pts.source or 'the data'}")
     train, test = pts.subset(~held), pts.subset(held)
-    choice, law, table = choose(train, candidates)
+    choice, law, table, chosen_by = choose(train, candidates)
     pred = law.predict(test)
     rng = np.random.default_rng(seed)
     preds, params = boot_predictions(choice, law, train, test, n_boot, rng)
@@ -151,7 +179,7 @@ def extrapolate(pts, size: float | None = None, level: float = 0.9, n_boot: int 
     err = errors(test.y, pred)
     return {"protocol": "extrapolate", "size": size, "level": level,
             "mare": err["mare"], "coverage": coverage(test.y, lo, hi), "prediction": err,
-            "choice": asdict(choice), "chosen_by": "nested leave-one-size-out on training sizes",
+            "choice": asdict(choice), "chosen_by": chosen_by,
             "candidates": table, "params": dict(law.params_),
             "intervals": {k: list(v) for k, v in intervals.items()},
             "n_boot": len(preds), "seed": seed, "identified": not flags, "flags": flags,

@@ -14,8 +14,10 @@ gradient (zero at active bounds) scaled by the parameter ranges must be tiny rel
 objective. Both numbers are reported in FitResult.
 
 Identification is checked too, because an optimiser can converge to a point the data do not
-determine: a parameter left on one of its bounds, or refinements from different starts that end
-equally good but far apart (`restart_spread`), mark the fit `identified: false` with the reasons
+determine: a parameter left on one of its bounds, refinements from different starts that end
+equally good but far apart (`restart_spread`), or a Jacobian of deficient rank at the optimum
+(`jacobian_rank`: a direction no prediction on the data depends on), mark the fit
+`identified: false` with the reasons
 in `flags` (the bootstrap adds "interval spans more than a decade"). Such a fit is never
 reported as a clean convergence.
 """
@@ -32,6 +34,7 @@ from rlscale.errors import UserError
 from rlscale.scaling.metrics import r2 as r2_score
 
 OBJECTIVES = ("mse", "huber")
+FLAT = "parameter direction(s) the data do not determine"  # the flag of a rank-deficient fit
 
 
 @dataclass
@@ -212,6 +215,22 @@ def restart_spread(prob: Problem, ends, best_f: float, rtol: float = 1e-4) -> fl
     return float(np.max((u.max(0) - u.min(0)) / span))
 
 
+def jacobian_rank(prob: Problem, u, rtol: float = 1e-10) -> int:
+    """Numerical rank of the Jacobian at u, its columns scaled to unit length: below the number
+    of free parameters, some direction in parameter space leaves every prediction unchanged
+    (e.g. loglinear_kn_param's pivot x0 on two sizes, where e0, e1 and x0 trade off exactly),
+    so the optimiser stops anywhere along it and what the fit predicts off the data (an unseen
+    size) is arbitrary. Structural flat directions read ~1e-16 relative, identified fits of the
+    study's curves 1e-6 to 1e-3 (docs/scaling.md)."""
+    jac = prob.jacobian(u)
+    if jac.size == 0:
+        return 0
+    jac = jac / np.maximum(np.linalg.norm(jac, axis=0), 1e-300)
+    with np.errstate(all="ignore"):
+        s = np.linalg.svd(jac, compute_uv=False) if np.all(np.isfinite(jac)) else np.zeros(1)
+    return int(np.sum(s > rtol * s[0])) if s[0] > 0 else 0
+
+
 def bound_hits(prob: Problem, u, tol: float = 1e-6) -> list[str]:
     """Names of free parameters sitting on a bound (within tol of the internal range)."""
     span = prob.hi - prob.lo
@@ -260,6 +279,10 @@ def fit_law(law, pts, objective: str | None = None, curve_weights: bool | None =
     params = {s.name: float(v) for s, v in zip(specs, th)}
     at_bound = bound_hits(prob, u)
     flags = [f"{name} at a bound" for name in at_bound]
+    rank = jacobian_rank(prob, u)
+    if rank < len(prob.free):
+        flags.append(f"{len(prob.free) - rank} {FLAT} (Jacobian rank {rank} of "
+                     f"{len(prob.free)})")
     if spread > spread_tol:
         flags.append(f"restart spread {spread:.2g} > {spread_tol:g}")
     result = FitResult(
