@@ -57,6 +57,9 @@ class ArithConfig:
     # ("He gets 3 more: 14 + 3 = 17", as GSM8K's solutions restate their context in words), an
     # expression's step the expression left ("17 - 5 * 2: 17 - 5 = 12"), so that every operand
     # is copied from text just written rather than found by counting steps
+    quote_start: bool = False  # stories: the worked chain opens by restating the first
+    # sentence ("Max has 7 apples."), so the first step's start is copied from the line just
+    # written, as every later operand is, rather than looked up in the question (session 38)
     lexicon: int = 0  # > 0: the world has this many number-words ("kavo" = 13), and stories
     # say some operands as words ("He gets kavo more: 9 + 13 = 22"), so the worked step must
     # recall the word's value: a table of knowledge, not arithmetic, whose rare entries a
@@ -317,6 +320,8 @@ def arith_problem(rng: random.Random, cfg: ArithConfig) -> Problem:
     else:
         question, said = _words_question(rng, start, steps, names)
     lines, prev = [], start
+    if cfg.quote_start and said is not None:  # a story: "Max has 7 apples." first
+        lines.append(question.split(". ")[0] + ".")
     for k, (op, b, res) in enumerate(steps):
         if cfg.quote and said:  # the step's sentence, then its equation
             lines.append(f"{said[k]}: {prev} {op} {b} = {res}")

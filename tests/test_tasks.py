@@ -287,6 +287,23 @@ def test_quoted_solutions_restate_each_sentence_and_draw_the_same_problems():
         parse_arith_spec("arith:ladder,quote=maybe")
 
 
+def test_quote_start_restates_a_storys_first_sentence_and_nothing_else():
+    spec = "arith:ladder,lexicon=50"
+    plain = arith_problems(300, seed=3, cfg=parse_arith_spec(spec))
+    quoted = arith_problems(300, seed=3, cfg=parse_arith_spec(spec + ",quote_start=1"))
+    stories = 0
+    for q, p in zip(quoted, plain):
+        assert (q.question, q.answer, q.level) == (p.question, p.answer, p.level)  # same draws
+        if p.question.startswith("What is "):
+            assert q.solution == p.solution  # expressions restate their start already
+            continue
+        stories += 1
+        first, rest = q.solution.split("\n", 1)
+        assert first == p.question.split(". ")[0] + "." and rest == p.solution
+        assert first.split()[2] == p.solution.split(": ")[1].split()[0]  # its start, in digits
+    assert stories > 100
+
+
 def test_zipf_makes_small_numbers_common_and_keeps_chains_correct():
     uniform = parse_arith_spec("arith:ladder,max_value=40,zipf=0")
     skewed = parse_arith_spec("arith:ladder,max_value=40,zipf=1")

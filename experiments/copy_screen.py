@@ -1,0 +1,83 @@
+"""Does a change to the task make the bottom rung's copy transition reliable? (session 38)
+
+One rung of a finished study is pre-trained again with the study's job parameters on its own
+train split (the study's seed), the task optionally changed by extra arith settings (e.g.
+`--extra ,quote_start=1`: the problems stay the same, their worked solutions change), on a
+budget of its own, with initialisation seed = batch-order seed = each draw; then greedy 0- and
+1-shot on the study's held-out problems, exemplars drawn as the study's baseline draws them.
+Prints one line per draw: the final training loss, story accuracy at 0 and 1 shots, and the
+share of worked stories whose first equation starts from the question's own start number (the
+copy a draw below its transition gets wrong: docs/study.md, sessions 37-38). One thread; run two
+processes side by side on two cores.
+
+    .venv/bin/python experiments/copy_screen.py STUDY RUNG OUT --draws 101,102 \
+        [--extra ,quote_start=1] [--tokens 3000000]
+"""
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from rlscale.arith import question_operands, question_style
+from rlscale.chains import parse_step
+from rlscale.evaluate import EvalConfig, evaluate
+from rlscale.files import read_jsonl
+from rlscale.pretrain import PretrainConfig, pretrain
+from rlscale.study_plan import PRESETS, write_task
+
+
+def copy_stats(eval_dir: Path) -> dict:
+    """Per shot count: story accuracy, and of the worked stories starting from digits, the share
+    whose first equation's first operand is the question's start."""
+    out = {}
+    for r in read_jsonl(eval_dir / "completions.jsonl"):
+        if question_style(r["question"]) == "expr":
+            continue
+        s = out.setdefault(r["shots"], dict(n=0, ok=0, worked=0, start=0))
+        s["n"] += 1
+        s["ok"] += r["scores"]["custom_flexible"][0]
+        first = next((x for x in map(parse_step, r["completions"][0].strip().split("\n")) if x),
+                     None)
+        start = question_operands(r["question"])[:1]
+        if first and start and isinstance(start[0], int):
+            s["worked"] += 1
+            s["start"] += first[0] == start[0]
+    return {k: dict(acc=s["ok"] / s["n"], copy=s["start"] / max(s["worked"], 1),
+                    worked=s["worked"]) for k, s in sorted(out.items())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study")
+    ap.add_argument("rung", help="e.g. 20k")
+    ap.add_argument("out")
+    ap.add_argument("--draws", required=True, help="comma-separated seeds, e.g. 101,102")
+    ap.add_argument("--extra", default="", help="appended to the task spec, e.g. ,quote_start=1")
+    ap.add_argument("--tokens", type=int, default=None, help="default: the study's budget")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    saved = json.load(open(f"{a.study}/study.json"))["preset"]
+    preset = replace(PRESETS[saved["name"]], seed=saved["seed"], task=saved["task"] + a.extra)
+    out = Path(a.out)
+    write_task(preset, out)  # the study's problems (same seed), solutions per the extra settings
+    cfg = json.load(open(f"{a.study}/pretrain/{a.rung}/pretrain.json"))["config"]
+    base = json.load(open(f"{a.study}/baseline/{a.rung}/config.json"))
+    for s in map(int, a.draws.split(",")):
+        run = out / f"draw{s}"
+        c = dict(cfg, seed=s, data_seed=s, task=str(out / "task"))
+        if a.tokens:
+            c["tokens"] = a.tokens
+        res = pretrain(PretrainConfig(**c), run / "pretrain", progress=False)
+        evaluate(EvalConfig(**{**base, "shots": (0, 1), "model": str(run / "pretrain/model"),
+                               "task": str(out / "task"), "out": str(run / "eval"),
+                               "device": "cpu", "progress": False}))
+        st = copy_stats(run / "eval")
+        print(a.rung, f"extra={a.extra or '-'}", "draw", s, f"loss {res['final_loss']:.4f}",
+              " ".join(f"{k}-shot acc {v['acc']:.3f} copy {v['copy']:.3f}" for k, v in st.items()),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
