@@ -11,7 +11,7 @@ copy a draw below its transition gets wrong: docs/study.md, sessions 37-38). One
 processes side by side on two cores.
 
     .venv/bin/python experiments/copy_screen.py STUDY RUNG OUT --draws 101,102 \
-        [--extra ,quote_start=1] [--tokens 3000000]
+        [--extra ,quote_start=1] [--tokens 3000000] [--set lr=0.02]
 """
 import argparse
 import json
@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument("--draws", required=True, help="comma-separated seeds, e.g. 101,102")
     ap.add_argument("--extra", default="", help="appended to the task spec, e.g. ,quote_start=1")
     ap.add_argument("--tokens", type=int, default=None, help="default: the study's budget")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a pre-training setting changed, as JSON (e.g. lr=0.02, "
+                         "loss_on='\"answer\"'); repeatable")
     a = ap.parse_args()
     torch.set_num_threads(1)
     saved = json.load(open(f"{a.study}/study.json"))["preset"]
@@ -69,12 +72,17 @@ def main() -> None:
         c = dict(cfg, seed=s, data_seed=s, task=str(out / "task"))
         if a.tokens:
             c["tokens"] = a.tokens
+        for kv in a.set:
+            key, value = kv.split("=", 1)
+            if key not in c:
+                raise SystemExit(f"--set {kv}: no pre-training setting {key!r}")
+            c[key] = json.loads(value)
         res = pretrain(PretrainConfig(**c), run / "pretrain", progress=False)
         evaluate(EvalConfig(**{**base, "shots": (0, 1), "model": str(run / "pretrain/model"),
                                "task": str(out / "task"), "out": str(run / "eval"),
                                "device": "cpu", "progress": False}))
         st = copy_stats(run / "eval")
-        print(a.rung, f"extra={a.extra or '-'}", "draw", s, f"loss {res['final_loss']:.4f}",
+        print(a.rung, f"extra={a.extra or '-'}", *a.set, "draw", s, f"loss {res['final_loss']:.4f}",
               " ".join(f"{k}-shot acc {v['acc']:.3f} copy {v['copy']:.3f}" for k, v in st.items()),
               flush=True)
 
