@@ -11,7 +11,7 @@ copy a draw below its transition gets wrong: docs/study.md, sessions 37-38). One
 processes side by side on two cores.
 
     .venv/bin/python experiments/copy_screen.py STUDY RUNG OUT --draws 101,102 \
-        [--extra ,quote_start=1] [--tokens 3000000] [--set lr=0.02]
+        [--extra ,quote_start=1] [--tokens 3000000] [--set lr=0.02] [--shape 32,2,4,64]
 """
 import argparse
 import json
@@ -59,8 +59,17 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a pre-training setting changed, as JSON (e.g. lr=0.02, "
                          "loss_on='\"answer\"'); repeatable")
+    ap.add_argument("--shape", default=None, metavar="H,L,HEADS,I",
+                    help="another shape for the rung (hidden, layers, heads, intermediate), "
+                         "registered for this run only as micro:screen")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    if a.shape:
+        from rlscale.models import LADDER
+        from rlscale.models.ladder import MicroRung
+
+        h, layers, heads, inter = map(int, a.shape.split(","))
+        LADDER["screen"] = MicroRung(hidden=h, layers=layers, heads=heads, intermediate=inter)
     saved = json.load(open(f"{a.study}/study.json"))["preset"]
     preset = replace(PRESETS[saved["name"]], seed=saved["seed"], task=saved["task"] + a.extra)
     out = Path(a.out)
@@ -70,6 +79,8 @@ def main() -> None:
     for s in map(int, a.draws.split(",")):
         run = out / f"draw{s}"
         c = dict(cfg, seed=s, data_seed=s, task=str(out / "task"))
+        if a.shape:
+            c["rung"] = "micro:screen"
         if a.tokens:
             c["tokens"] = a.tokens
         for kv in a.set:
@@ -82,7 +93,7 @@ def main() -> None:
                                "task": str(out / "task"), "out": str(run / "eval"),
                                "device": "cpu", "progress": False}))
         st = copy_stats(run / "eval")
-        print(a.rung, f"extra={a.extra or '-'}", *a.set, "draw", s, f"loss {res['final_loss']:.4f}",
+        print(a.rung, f"extra={a.extra or '-'}", *a.set, f"shape={a.shape or '-'}", "draw", s, f"loss {res['final_loss']:.4f}",
               " ".join(f"{k}-shot acc {v['acc']:.3f} copy {v['copy']:.3f}" for k, v in st.items()),
               flush=True)
 
