@@ -40,6 +40,9 @@ for r in rows:
     if first and start and isinstance(start[0], int):  # a worked story starting from digits
         s["worked"] += 1
         s["start_right"] += first[0] == start[0]
+        digits = "two" if start[0] >= 10 else "one"  # session 38: is the second digit the miss?
+        s[digits + "_n"] += 1
+        s[digits + "_right"] += first[0] == start[0]
     if style == "story" and not ok:
         step = first
         ops = {step[0], step[2]} if step else set()
@@ -53,7 +56,8 @@ for k in sorted(stat):
           f"{int(s['bare'])}, wrong stories {int(s['wrong_story'])} of which a first-step operand "
           f"not in the question but in an exemplar {int(s['from_exemplar'])}; worked stories "
           f"starting from the question's start {s['start_right'] / max(s['worked'], 1):.3f} "
-          f"(n {int(s['worked'])})")
+          f"(n {int(s['worked'])}; one-digit starts {s['one_right'] / max(s['one_n'], 1):.3f}, "
+          f"two-digit {s['two_right'] / max(s['two_n'], 1):.3f})")
 
 by = defaultdict(dict)
 for r in rows:
