@@ -17,9 +17,8 @@ Identification is checked too, because an optimiser can converge to a point the 
 determine: a parameter left on one of its bounds, refinements from different starts that end
 equally good but far apart (`restart_spread`), or a Jacobian of deficient rank at the optimum
 (`jacobian_rank`: a direction no prediction on the data depends on), mark the fit
-`identified: false` with the reasons
-in `flags` (the bootstrap adds "interval spans more than a decade"). Such a fit is never
-reported as a clean convergence.
+`identified: false` with the reasons in `flags` (the bootstrap adds "interval spans more than a
+decade"). Such a fit is never reported as a clean convergence.
 """
 
 from __future__ import annotations
