@@ -1,7 +1,7 @@
 """Does a change to the task make the bottom rung's copy transition reliable? (session 38)
 
-One rung of a finished study is pre-trained again with the study's job parameters on its own
-train split (the study's seed), the task optionally changed by extra arith settings (e.g.
+One rung of a study is pre-trained again with the study's job parameters (its plan: no finished
+study needed; STUDY is a study directory or a preset name, with --seed) on its own train split, the task optionally changed by extra arith settings (e.g.
 `--extra ,quote_start=1`: the problems stay the same, their worked solutions change), on a
 budget of its own, with initialisation seed = batch-order seed = each draw; then greedy 0- and
 1-shot on the study's held-out problems, exemplars drawn as the study's baseline draws them.
@@ -10,7 +10,7 @@ share of worked stories whose first equation starts from the question's own star
 copy a draw below its transition gets wrong: docs/study.md, sessions 37-38). One thread; run two
 processes side by side on two cores.
 
-    .venv/bin/python experiments/copy_screen.py STUDY RUNG OUT --draws 101,102 \
+    .venv/bin/python experiments/copy_screen.py cpu-words-10m 20k OUT --seed 0 --draws 101,102 \
         [--extra ,quote_start=1] [--tokens 3000000] [--set lr=0.02] [--shape 32,2,4,64]
 """
 import argparse
@@ -25,7 +25,7 @@ from rlscale.chains import parse_step
 from rlscale.evaluate import EvalConfig, evaluate
 from rlscale.files import read_jsonl
 from rlscale.pretrain import PretrainConfig, pretrain
-from rlscale.study_plan import PRESETS, write_task
+from rlscale.study_plan import PRESETS, plan, write_task
 
 
 def copy_stats(eval_dir: Path) -> dict:
@@ -50,7 +50,8 @@ def copy_stats(eval_dir: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("study")
+    ap.add_argument("study", help="a study directory (its preset and seed) or a preset name")
+    ap.add_argument("--seed", type=int, default=0, help="with a preset name: the study's seed")
     ap.add_argument("rung", help="e.g. 20k")
     ap.add_argument("out")
     ap.add_argument("--draws", required=True, help="comma-separated seeds, e.g. 101,102")
@@ -70,12 +71,17 @@ def main() -> None:
 
         h, layers, heads, inter = map(int, a.shape.split(","))
         LADDER["screen"] = MicroRung(hidden=h, layers=layers, heads=heads, intermediate=inter)
-    saved = json.load(open(f"{a.study}/study.json"))["preset"]
-    preset = replace(PRESETS[saved["name"]], seed=saved["seed"], task=saved["task"] + a.extra)
+    if Path(a.study, "study.json").is_file():
+        saved = json.load(open(f"{a.study}/study.json"))["preset"]
+        preset = replace(PRESETS[saved["name"]], seed=saved["seed"])
+    else:
+        preset = replace(PRESETS[a.study], seed=a.seed)
+    preset = replace(preset, task=preset.task + a.extra)
     out = Path(a.out)
     write_task(preset, out)  # the study's problems (same seed), solutions per the extra settings
-    cfg = json.load(open(f"{a.study}/pretrain/{a.rung}/pretrain.json"))["config"]
-    base = json.load(open(f"{a.study}/baseline/{a.rung}/config.json"))
+    jobs = {j.name: j.params for j in plan(preset, out)}
+    cfg = jobs[f"pretrain:{a.rung}"]
+    base = dict(jobs[f"baseline:{a.rung}"], temperature=0.0, samples=1)
     for s in map(int, a.draws.split(",")):
         run = out / f"draw{s}"
         c = dict(cfg, seed=s, data_seed=s, task=str(out / "task"))
@@ -85,7 +91,7 @@ def main() -> None:
             c["tokens"] = a.tokens
         for kv in a.set:
             key, value = kv.split("=", 1)
-            if key not in c:
+            if key not in PretrainConfig.__dataclass_fields__:
                 raise SystemExit(f"--set {kv}: no pre-training setting {key!r}")
             c[key] = json.loads(value)
         res = pretrain(PretrainConfig(**c), run / "pretrain", progress=False)

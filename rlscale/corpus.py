@@ -72,6 +72,9 @@ class Corpus:
         if cfg.easy_first and not self.easy:
             raise UserError(f"--easy-first: no train problem has a level <= "
                             f"{cfg.easy_max_level} (task {cfg.task!r})")
+        # echo documents: the question, a line break, the question again (only built if used)
+        self.echo = enc([f"{p.question}\n{p.question}" for p in problems]) if cfg.echo_frac \
+            else []
         self.eos = tokenizer.eos_token_id
         self.blank = enc(["\n\n"])[0]
         self.cfg = cfg
@@ -95,6 +98,8 @@ class Corpus:
     def document(self, i: int, rng: random.Random) -> tuple[list[int], list[int]]:
         """(token ids, loss mask) of document i in a variant drawn by rng."""
         cfg = self.cfg
+        if cfg.echo_frac and rng.random() < cfg.echo_frac:  # no draw at 0: the stream stays
+            return self.echo[i] + [self.eos], [1] * (len(self.echo[i]) + 1)
         sol = self._solution(i, rng)
         joined = cfg.blank_join_frac and rng.random() < cfg.blank_join_frac  # no draw at 0
         end = self.blank if joined else [self.eos]

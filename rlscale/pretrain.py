@@ -57,6 +57,8 @@ class PretrainConfig:
     long_frac: float = 1.0  # share of the steps, at the end, whose rows are seq_len long
     blank_join_frac: float = 0.0  # share of documents followed by a blank line, as few-shot
     # exemplars are, instead of EOS: a packed row then reads like a k-shot prompt
+    echo_frac: float = 0.0  # share of documents that are a question written twice (no answer):
+    # repeated text, whose second copy is predicted by looking back (session 39's copy screen)
     n_problems: int = 0  # train problems to draw documents from (0: the task's default)
     easy_first: float = 0.0  # share of the steps, at the start, that draw their documents from
     # the problems of level <= easy_max_level only (a curriculum; 0: every step draws from all)
@@ -111,7 +113,8 @@ class PretrainConfig:
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", "must be a positive number")
         for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac",
-                     "long_frac", "blank_join_frac", "direct_frac_other", "easy_first"):
+                     "long_frac", "blank_join_frac", "direct_frac_other", "easy_first",
+                     "echo_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
         if self.direct_style not in ("", "expr", "words"):
@@ -252,6 +255,7 @@ HELP = {
                          "bare",
     "slip_frac": "share of documents whose last step is off by 1 or 2",
     "plain_frac": "share of documents ending 'The answer is N.' instead of '#### N'",
+    "echo_frac": "share of documents that are a question written twice, with no answer",
     "easy_first": "share of the steps, at the start, drawing documents only from problems of "
                   "level <= --easy-max-level (a curriculum)",
     "numbers": "tokenizer: a space before a number stays its own token (digits) or joins the "

@@ -110,6 +110,21 @@ def test_blank_join_packs_rows_like_fewshot_prompts():
     assert "\n\nQuestion: " not in tok.decode(corpus.batch(0)[0][0])
 
 
+def test_echo_documents_write_the_question_twice_and_leave_the_stream_alone_at_zero():
+    import random
+
+    corpus, tok = _corpus(echo_frac=1.0)
+    text = tok.decode(corpus.document(3, random.Random(0))[0], skip_special_tokens=True)
+    first, second = text.split("\n")
+    assert first == second and "Answer:" not in text and "####" not in text
+    mixed, tok = _corpus(echo_frac=0.5)
+    rng = random.Random(0)
+    echoed = sum("Answer:" not in tok.decode(mixed.document(i % 50, rng)[0]) for i in range(400))
+    assert 150 < echoed < 250  # about half
+    with pytest.raises(UserError, match="echo-frac"):
+        small_cfg(echo_frac=1.5).validate()
+
+
 def test_plain_variant_ends_in_prose_without_the_marker():
     import random
 
