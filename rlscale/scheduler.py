@@ -47,7 +47,9 @@ def job_progress(job: Job) -> int:
             state = Path(job.out) / "pretrain.json"
             if state.is_file() and read_json(state).get("done"):
                 return job.total
-            return _last_int(Path(job.out) / "loss.jsonl", "step")
+            # a wsd run logs its decay into OUT/branches/<tokens>/, counting on from the trunk
+            logs = [Path(job.out) / "loss.jsonl", *Path(job.out).glob("branches/*/loss.jsonl")]
+            return max(_last_int(p, "step") for p in logs)
         if job.kind == "rl":
             return _last_int(Path(job.out) / "metrics.jsonl", "step")
         if job.kind == "baseline":

@@ -190,7 +190,26 @@ def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
         assert dataclasses.replace(r, tokens=w.tokens, pretrain_lr=w.pretrain_lr,
                                    rl_lr=w.rl_lr) == w
     assert more.pretrain_matmul == words.pretrain_matmul == "highest"
-    assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
+    # pre-training warmup-stable-decay (session 39's copy screen), every other setting cpu-words'
+    assert (more.pretrain_schedule, words.pretrain_schedule) == ("wsd", "cosine")
+    assert dataclasses.replace(more, name=words.name, rungs=words.rungs,
+                               pretrain_schedule="cosine") == words
+    jobs = [j for j in plan(more, Path("/tmp/x")) if j.kind == "pretrain"]
+    assert len(jobs) == 4 and {j.params["schedule"] for j in jobs} == {"wsd"}
+    assert all(PretrainConfig(**j.params).validate().budget_steps() == [j.total] for j in jobs)
+
+
+def test_a_wsd_pretrain_job_counts_its_decay_branch_as_progress(tmp_path):
+    """The scheduler's bar reads a wsd run's decay steps from its branch's log (session 39)."""
+    from rlscale.scheduler import job_progress
+
+    job = next(j for j in plan(PRESETS["cpu-words-10m"], tmp_path) if j.kind == "pretrain")
+    out = Path(job.out)
+    (out / "branches" / "010000000").mkdir(parents=True)
+    (out / "loss.jsonl").write_text('{"step": 1950}\n{"step": 1960}\n')
+    assert job_progress(job) == 1960  # the trunk, before the fork
+    (out / "branches" / "010000000" / "loss.jsonl").write_text('{"step": 2200}\n')
+    assert job_progress(job) == 2200 < job.total
 
 
 def _smoke():
