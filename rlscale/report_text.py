@@ -88,15 +88,20 @@ def header(s: dict) -> list[str]:
 
 
 def _budget(st: dict) -> str:
-    """The pre-training budget rule in words (Preset.token_power)."""
+    """The pre-training budget rule and lr schedule in words (Preset.token_power and
+    pretrain_schedule)."""
     rungs, power = st.get("rungs") or [], st.get("token_power", 0.0)
+    from rlscale.pretrain import PretrainConfig  # the study's plan keeps its decay_frac
+
+    lr = {"wsd": f"warmup-stable-decay lr (decay over the last {PretrainConfig.decay_frac:.0%} "
+                 "of the steps)"}.get(st.get("pretrain_schedule", "cosine"), "cosine lr")
     if not rungs:
-        return "pre-training tokens as each rung's row shows"
+        return f"pre-training tokens as each rung's row shows, {lr}"
     top = min(r["tokens"] for r in rungs)  # the largest rung's (the rule's anchor)
     if not power:
-        return f"every rung pre-trained on the same {top / 1e6:g}M tokens"
+        return f"every rung pre-trained on the same {top / 1e6:g}M tokens, {lr}"
     return (f"pre-training tokens = {top / 1e6:g}M x (N of the largest rung / N)^{power:g}, "
-            "so smaller rungs see more tokens")
+            f"so smaller rungs see more tokens, {lr}")
 
 
 def findings_table(s: dict) -> list[str]:

@@ -298,9 +298,11 @@ def test_budget_rule_in_words():
     from rlscale.report_text import _budget
 
     equal = {"rungs": [{"tokens": 3_000_000}, {"tokens": 3_000_000}], "token_power": 0.0}
-    assert _budget(equal) == "every rung pre-trained on the same 3M tokens"
-    tilted = {"rungs": [{"tokens": 7_100_000}, {"tokens": 5_000_000}], "token_power": 0.1}
+    assert _budget(equal) == "every rung pre-trained on the same 3M tokens, cosine lr"
+    tilted = {"rungs": [{"tokens": 7_100_000}, {"tokens": 5_000_000}], "token_power": 0.1,
+              "pretrain_schedule": "wsd"}
     assert _budget(tilted).startswith("pre-training tokens = 5M x (N of the largest rung / N)^0.1")
+    assert _budget(tilted).endswith("warmup-stable-decay lr (decay over the last 20% of the steps)")
 
 
 def test_rl_sharpens_is_judged_on_the_se_paired_over_problems():
