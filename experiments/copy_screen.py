@@ -1,7 +1,8 @@
 """Does a change to the task make the bottom rung's copy transition reliable? (session 38)
 
-One rung of a study is pre-trained again with the study's job parameters (its plan: no finished
-study needed; STUDY is a study directory or a preset name, with --seed) on its own train split, the task optionally changed by extra arith settings (e.g.
+One rung of a study is pre-trained again with the study's job parameters (from its plan: no
+finished study needed; STUDY is a study directory or a preset name, with --seed) on its own
+train split, the task optionally changed by extra arith settings (e.g.
 `--extra ,quote_start=1`: the problems stay the same, their worked solutions change), on a
 budget of its own, with initialisation seed = batch-order seed = each draw; then greedy 0- and
 1-shot on the study's held-out problems, exemplars drawn as the study's baseline draws them.

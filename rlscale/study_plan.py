@@ -249,7 +249,7 @@ _WORDS_10M_LR = {"micro:20k": dict(pretrain_lr=1e-2, rl_lr=2e-4),
 # trained no worse in paired A/Bs but met issue 10's checks in 1 of 3 fresh seeds against the
 # rule's 2 and saved ~3-6% of the study's wall (docs/study.md, session 34).
 # Pre-training's lr schedule is warmup-stable-decay since session 39 (one decay branch at the
-# rung's budget, the last 20% of its steps), by a rule written before the screens ran: on the
+# rung's budget, the last 20% of its steps), by rules written before each screen ran: on the
 # bottom rung's copy screen (20k, 3M tokens, dev draws 101-110) wsd left 1 of 10 draws with an
 # incomplete copy of the story's start against cosine's 3 and answered +0.042 (paired SE 0.016)
 # more stories; at 10M (draws 111-120) no draw of either schedule failed the copy and wsd
