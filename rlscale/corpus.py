@@ -50,6 +50,7 @@ class Corpus:
 
     def __init__(self, problems, tokenizer, cfg: PretrainConfig):
         from rlscale.arith import question_style
+        from rlscale.models.tokenizer import encode_ids
         from rlscale.tasks import format_prompt, format_solution
 
         rng = random.Random(f"slip|{cfg.seed}")
@@ -57,7 +58,7 @@ class Corpus:
         sols = [format_solution(p) for p in problems]
         direct = [f" #### {p.answer}" for p in problems]
         slips = [slipped(s, rng.choice((-2, -1, 1, 2))) for s in sols]
-        enc = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+        enc = lambda texts: encode_ids(tokenizer, texts, add_special_tokens=False)  # noqa: E731
         self.prompt = enc(prompts)
         self.variants = {"cot": enc(sols), "direct": enc(direct),
                          "plain": enc([plain_ending(s) for s in sols])}

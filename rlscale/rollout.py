@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rlscale.models.tokenizer import batch_decoder, encode_ids
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -145,10 +147,11 @@ class _Stopper:
     def __init__(self, tokenizer, stops: tuple[str, ...]):
         self.tok, self.stops = tokenizer, stops
         self.window = max(len(s) for s in stops) + 8 if stops else 0
+        self.decode_batch = batch_decoder(tokenizer)
 
     def hits(self, tails: list[list[int]], rows: list[int]) -> list[int]:
         """The rows whose tail (last `window` tokens) holds a stop string."""
-        texts = self.tok.batch_decode(tails, skip_special_tokens=True)
+        texts = self.decode_batch(tails)
         return [r for r, t in zip(rows, texts) if any(s in t for s in self.stops)]
 
     def cut(self, ids: list[int], text: str):
@@ -316,7 +319,7 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"] if prompts else []
+    enc = encode_ids(tokenizer, prompts) if prompts else []
     if any(not e for e in enc):
         raise ValueError("generate: a prompt encodes to no tokens; give every prompt some text")
     n = len(enc)

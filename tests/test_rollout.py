@@ -644,3 +644,31 @@ def test_auto_rows_caps_the_cpu_kv_cache(tok, monkeypatch):
                                            batch_size=rows).completion_ids
     assert auto.completion_ids != generate(model, tok, prompts, ps, seed=3,
                                            batch_size=40).completion_ids
+
+
+def test_batch_decoder_and_encode_ids_agree_with_transformers(tok):
+    """The stop-string check's decoder (the Rust backend, called directly) gives the texts
+    batch_decode gives, special tokens and byte pieces that are not whole characters included;
+    a tokenizer that cleans up spaces keeps transformers' decode. encode_ids = input_ids."""
+    from rlscale.models.tokenizer import batch_decoder, encode_ids
+
+    rng = random.Random(0)
+    V = len(tok)
+    seqs = [[rng.randrange(V) for _ in range(rng.randrange(0, 24))] for _ in range(200)]
+    seqs.append([tok.eos_token_id, tok.pad_token_id, 5])
+    want = tok.batch_decode(seqs, skip_special_tokens=True)
+    assert tok.clean_up_tokenization_spaces is False  # the micro tokenizer takes the fast path
+    assert batch_decoder(tok)(seqs) == want
+    texts = ["Question: Ann has 3 apples.\nAnswer:", "", "12 + 7 = 19 ####"]
+    assert encode_ids(tok, texts) == tok(texts)["input_ids"]
+    assert encode_ids(tok, texts, add_special_tokens=False) == tok(
+        texts, add_special_tokens=False)["input_ids"]
+
+    class Cleaning:  # transformers' cleanup would change the text: no backend shortcut
+        clean_up_tokenization_spaces = True
+        backend_tokenizer = tok.backend_tokenizer
+
+        def batch_decode(self, s, skip_special_tokens):
+            return ["cleaned"] * len(s)
+
+    assert batch_decoder(Cleaning())(seqs[:2]) == ["cleaned", "cleaned"]
