@@ -19,20 +19,21 @@ import torch
 
 from rlscale.models import load_model, native
 from rlscale.rollout import SamplingParams, generate
-from rlscale.tasks import format_prompt, load_task
+from rlscale.tasks import STOP_STRINGS, format_prompt, load_task
 
 
 def workloads(study: str, n_eval: int, n_shot: int):
     task = load_task(f"{study}/task")
     test, shots = task.test, task.train[:5]
     zero = [format_prompt(p) for p in test[:n_eval]]
+    stop = STOP_STRINGS  # as the trainer and evaluate() pass them (until session 40: none here)
     return {
-        "eval": (zero, SamplingParams(max_new_tokens=96, temperature=0.7)),
+        "eval": (zero, SamplingParams(max_new_tokens=96, temperature=0.7, stop_strings=stop)),
         # a prompt's G samples are consecutive copies (generate() shares their prompt cache)
         "grpo": ([p for p in zero[:16] for _ in range(8)],
-                 SamplingParams(max_new_tokens=96, temperature=1.0)),
+                 SamplingParams(max_new_tokens=96, temperature=1.0, stop_strings=stop)),
         "5shot": ([format_prompt(p, shots) for p in test[:n_shot]],
-                  SamplingParams(max_new_tokens=48, temperature=0.0)),
+                  SamplingParams(max_new_tokens=48, temperature=0.0, stop_strings=stop)),
     }
 
 
