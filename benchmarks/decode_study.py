@@ -37,15 +37,21 @@ def workloads(study: str, n_eval: int, n_shot: int):
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc: str, rungs: str = "200k,600k", rounds: int = 2, eval_prompts: int = 400):
+    """The arguments of a benchmark over a study's decoding workloads (this one's and
+    stop_check.py's), one thread set."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("study")
-    ap.add_argument("--rungs", default="200k,600k")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--eval-prompts", type=int, default=400)
+    ap.add_argument("--rungs", default=rungs)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--eval-prompts", type=int, default=eval_prompts)
     ap.add_argument("--shot-prompts", type=int, default=200)
-    a = ap.parse_args()
     torch.set_num_threads(1)
+    return ap.parse_args()
+
+
+def main() -> None:
+    a = parse_args(__doc__)
     real = native.library
     loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
     for rung in a.rungs.split(","):

@@ -7,11 +7,9 @@ rounds, the minimum per side; the texts of both sides must be equal (the check i
 
     .venv/bin/python benchmarks/stop_check.py STUDY_DIR [--rungs 20k,60k,200k,600k] [--rounds 3]
 """
-import argparse
 import time
 
-import torch
-from decode_study import workloads
+from decode_study import parse_args, workloads
 
 from rlscale import rollout
 from rlscale.models import load_model
@@ -22,14 +20,7 @@ def transformers_decoder(tok):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("study")
-    ap.add_argument("--rungs", default="20k,60k,200k,600k")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--eval-prompts", type=int, default=800)
-    ap.add_argument("--shot-prompts", type=int, default=200)
-    a = ap.parse_args()
-    torch.set_num_threads(1)
+    a = parse_args(__doc__, rungs="20k,60k,200k,600k", rounds=3, eval_prompts=800)
     ours = rollout.batch_decoder
     loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
     for rung in a.rungs.split(","):
