@@ -41,10 +41,10 @@ def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
     """A function that decodes a batch of id lists as `tokenizer.batch_decode(ids,
     skip_special_tokens=True)` does. For a fast tokenizer that cleans up no spaces (the micro
     tokenizer, Qwen's) transformers' decode is the Rust backend's decode behind two element-wise
-    conversions of the lists, which cost more than a micro model's decoding step when done for
-    every row at every step (the stop-string check: generate on the 20k rung 0.95 -> 0.76 s,
-    docs/benchmarks.md); there the backend is called directly. tests/test_rollout.py checks that
-    both give the same texts."""
+    conversions of the lists; the stop-string check decodes every live row at every step, so
+    there the backend is called directly (a small gain: up to 1.15x in CPU time on the 20k
+    rung's held-out eval, benchmarks/stop_check.py). tests/test_rollout.py checks that both give
+    the same texts."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and hasattr(backend, "decode_batch") and getattr(
             tokenizer, "clean_up_tokenization_spaces", True) is False:
