@@ -8,8 +8,10 @@ budget of its own, with initialisation seed = batch-order seed = each draw; then
 1-shot on the study's held-out problems, exemplars drawn as the study's baseline draws them.
 Prints one line per draw: the final training loss, story accuracy at 0 and 1 shots, and the
 share of worked stories whose first equation starts from the question's own start number (the
-copy a draw below its transition gets wrong: docs/study.md, sessions 37-38). One thread; run two
-processes side by side on two cores.
+copy a draw below its transition gets wrong: docs/study.md, sessions 37-38), and (session 40)
+the last layer's induction head on the start's next token (copy_probe.last_layer_head: ~0.26-0.4
+with a complete copy, <= 0.004 without). One thread; run two processes side by side on two
+cores.
 
     .venv/bin/python experiments/copy_screen.py cpu-words-10m 20k OUT --seed 0 --draws 101,102 \
         [--extra ,quote_start=1] [--tokens 3000000] [--set lr=0.02] [--shape 32,2,4,64]
@@ -20,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+from copy_probe import last_layer_head
 
 from rlscale.arith import question_operands, question_style
 from rlscale.chains import parse_step
@@ -100,9 +104,10 @@ def main() -> None:
                                "task": str(out / "task"), "out": str(run / "eval"),
                                "device": "cpu", "progress": False}))
         st = copy_stats(run / "eval")
+        head = last_layer_head(run / "pretrain/model", run / "eval")
         print(a.rung, f"extra={a.extra or '-'}", *a.set, f"shape={a.shape or '-'}", "draw", s, f"loss {res['final_loss']:.4f}",
               " ".join(f"{k}-shot acc {v['acc']:.3f} copy {v['copy']:.3f}" for k, v in st.items()),
-              flush=True)
+              f"head {head:.3f}", flush=True)
 
 
 if __name__ == "__main__":
