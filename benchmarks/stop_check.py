@@ -28,7 +28,8 @@ def main() -> None:
         best: dict = {}
         texts: dict = {}
         for r in range(a.rounds):
-            for side in (("backend", "transformers") if r % 2 == 0 else ("transformers", "backend")):
+            order = ("backend", "transformers")
+            for side in order if r % 2 == 0 else order[::-1]:
                 rollout.batch_decoder = ours if side == "backend" else transformers_decoder
                 for name, (prompts, ps) in loads.items():
                     t = time.process_time()

@@ -9,7 +9,7 @@ budget of its own, with initialisation seed = batch-order seed = each draw; then
 Prints one line per draw: the final training loss, story accuracy at 0 and 1 shots, and the
 share of worked stories whose first equation starts from the question's own start number (the
 copy a draw below its transition gets wrong: docs/study.md, sessions 37-38), and (session 40)
-the last layer's induction head on the start's next token (copy_probe.last_layer_head: ~0.26-0.4
+the last layer's induction head on the start's next token (copy_probe.last_layer_head: ~0.25-0.4
 with a complete copy, <= 0.004 without). One thread; run two processes side by side on two
 cores.
 

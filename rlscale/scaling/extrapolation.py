@@ -95,8 +95,8 @@ def choose(train, candidates=CANDIDATES) -> tuple[Choice, object, list[dict], st
     identified are passed over (unless all scored ones are). Where no candidate can be scored
     (three training sizes: every inner fit has two, and two sizes determine no form with a
     pivot), the first candidate in the fixed order whose full fit is identified is taken, as
-    declared before any data are seen. Full fits are made only where they can matter (the scored candidates, or the fixed
-    order up to its first identified fit)."""
+    declared before any data are seen. Full fits are made only where they can matter (the
+    scored candidates, or the fixed order up to its first identified fit)."""
     rows = [{**asdict(c), "inner_mare": inner_score(c, train), "identified": None,
              "flags": [], "_choice": c} for c in candidates]
 
