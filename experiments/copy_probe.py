@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from rlscale.arith import question_operands, question_style
+from story_start import start_number
+
 from rlscale.files import read_jsonl
 from rlscale.models import load_model
 
@@ -35,15 +36,13 @@ def story_case(r: dict):
     decides the number's end: the start's second digit, or the end of a one-digit start; a
     draw with an incomplete copy gets this wrong and the first digit right (session 40)."""
     q = r["question"]
-    if question_style(q) == "expr":
-        return None
-    ops = question_operands(q)
-    if not ops or not isinstance(ops[0], int):
+    start = start_number(q)
+    if start is None:
         return None
     # the space goes with the number: the micro tokenizer's "spaced" numbers join it to the
     # first digit
     m = re.match(r"(\s*[^\n]*?:) (\d+) [-+*/] \d+ = \d+", r["completions"][0])
-    want, got = str(ops[0]), m[2] if m else ""
+    want, got = str(start), m[2] if m else ""
     if not got or got[0] != want[0]:
         return None
     prompt, qs = r["prompt"], r["prompt"].rindex(q)

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from copy_probe import last_layer_head
+from story_start import first_step, start_number
 
-from rlscale.arith import question_operands, question_style
-from rlscale.chains import parse_step
+from rlscale.arith import question_style
 from rlscale.evaluate import EvalConfig, evaluate
 from rlscale.files import read_jsonl
 from rlscale.pretrain import PretrainConfig, pretrain
@@ -43,12 +43,11 @@ def copy_stats(eval_dir: Path) -> dict:
         s = out.setdefault(r["shots"], dict(n=0, ok=0, worked=0, start=0))
         s["n"] += 1
         s["ok"] += r["scores"]["custom_flexible"][0]
-        first = next((x for x in map(parse_step, r["completions"][0].strip().split("\n")) if x),
-                     None)
-        start = question_operands(r["question"])[:1]
-        if first and start and isinstance(start[0], int):
+        first = first_step(r["completions"][0], any_line=True)
+        start = start_number(r["question"])
+        if first and start is not None:
             s["worked"] += 1
-            s["start"] += first[0] == start[0]
+            s["start"] += first[0] == start
     return {k: dict(acc=s["ok"] / s["n"], copy=s["start"] / max(s["worked"], 1),
                     worked=s["worked"]) for k, s in sorted(out.items())}
 

@@ -14,6 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from story_start import first_step, start_number
+
 from rlscale.arith import question_operands, question_style
 from rlscale.chains import is_bare, parse_step
 from rlscale.files import read_jsonl
@@ -35,14 +37,13 @@ for r in rows:
     s[style + "_n"] += 1
     s[style + "_ok"] += ok
     s["bare"] += style == "story" and is_bare(c)
-    first = parse_step(c.strip().split("\n")[0])
-    start = question_operands(r["question"])[:1] if style == "story" else []
-    if first and start and isinstance(start[0], int):  # a worked story starting from digits
+    first, start = first_step(c), start_number(r["question"])
+    if first and start is not None:  # a worked story starting from digits
         s["worked"] += 1
-        s["start_right"] += first[0] == start[0]
-        digits = "two" if start[0] >= 10 else "one"  # session 38: is the second digit the miss?
+        s["start_right"] += first[0] == start
+        digits = "two" if start >= 10 else "one"  # session 38: is the second digit the miss?
         s[digits + "_n"] += 1
-        s[digits + "_right"] += first[0] == start[0]
+        s[digits + "_right"] += first[0] == start
     if style == "story" and not ok:
         step = first
         ops = {step[0], step[2]} if step else set()

@@ -12,8 +12,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from rlscale.arith import question_operands, question_style
-from rlscale.chains import parse_step
+from story_start import first_step, start_number
+
+from rlscale.arith import question_style
 from rlscale.files import read_jsonl
 
 
@@ -33,11 +34,10 @@ def tally(d: Path) -> Counter:
     for r in read_jsonl(path):
         if r["shots"] != 0 or question_style(r["question"]) == "expr":
             continue
-        start = question_operands(r["question"])[:1]
-        first = parse_step(r["completions"][0].strip().split("\n")[0])
-        if not first or not start or not isinstance(start[0], int):
+        start, first = start_number(r["question"]), first_step(r["completions"][0])
+        if not first or start is None:
             continue
-        want = str(start[0])
+        want = str(start)
         c[f"{min(len(want), 2)}-digit", classify(want, str(first[0]))] += 1
     return c
 

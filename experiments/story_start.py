@@ -1,0 +1,27 @@
+"""What the copy readings compare: a story's start number and a completion's first worked step.
+
+One home for copy_screen.copy_stats, start_digits, fewshot_split and copy_probe.story_case (the
+review of session 40 found four parsers of the same fact). A story's first worked step should
+begin from the question's start: a draw whose copy is incomplete writes another number there
+(docs/study.md, sessions 37-40).
+"""
+from rlscale.arith import question_operands, question_style
+from rlscale.chains import parse_step
+
+
+def start_number(question: str) -> int | None:
+    """The start of a story whose question gives it in digits; None for an expression or a start
+    said as a number-word."""
+    if question_style(question) == "expr":
+        return None
+    ops = question_operands(question)[:1]
+    return ops[0] if ops and isinstance(ops[0], int) else None
+
+
+def first_step(completion: str, any_line: bool = False) -> tuple[int, str, int, int] | None:
+    """(a, op, b, c) of the completion's first line, or with any_line of its first line that is
+    a worked step (a completion may open with a sentence); None where there is none."""
+    lines = completion.strip().split("\n")
+    if not any_line:
+        return parse_step(lines[0])
+    return next(filter(None, map(parse_step, lines)), None)
