@@ -5,17 +5,11 @@ review of session 40 found four parsers of the same fact). A story's first worke
 begin from the question's start: a draw whose copy is incomplete writes another number there
 (docs/study.md, sessions 37-40).
 """
-from rlscale.arith import question_operands, question_style
+from rlscale.arith import story_start
 from rlscale.chains import parse_step
 
 
-def start_number(question: str) -> int | None:
-    """The start of a story whose question gives it in digits; None for an expression or a start
-    said as a number-word."""
-    if question_style(question) == "expr":
-        return None
-    ops = question_operands(question)[:1]
-    return ops[0] if ops and isinstance(ops[0], int) else None
+start_number = story_start  # the start of a story given in digits, else None (rlscale.arith)
 
 
 def first_step(completion: str, any_line: bool = False) -> tuple[int, str, int, int] | None:

@@ -261,6 +261,16 @@ def question_operands(question: str) -> list[int | str | None]:
     return out
 
 
+def story_start(question: str) -> int | None:
+    """The start number of a story, where its first sentence gives it in digits (the task's
+    stories always do); None for an expression or a first sentence without digits. A story's
+    worked chain begins by copying it."""
+    if question_style(question) == "expr":
+        return None
+    digits = re.findall(r"\d+", question[:4000].split(". ")[0])
+    return int(digits[0]) if digits else None
+
+
 def word_values(spec: str) -> dict[str, int]:
     """Every number-word of an arith task spec's lexicon with its value ({} without one, or
     for a task that is not arith)."""

@@ -49,7 +49,7 @@ class Corpus:
     prose instead of "#### N"; `batch(step)` packs rows."""
 
     def __init__(self, problems, tokenizer, cfg: PretrainConfig):
-        from rlscale.arith import question_style
+        from rlscale.arith import question_style, story_start
         from rlscale.models.tokenizer import encode_ids
         from rlscale.tasks import format_prompt, format_solution
 
@@ -73,6 +73,13 @@ class Corpus:
         if cfg.easy_first and not self.easy:
             raise UserError(f"--easy-first: no train problem has a level <= "
                             f"{cfg.easy_max_level} (task {cfg.task!r})")
+        # the multi-digit phase's documents: stories starting from a number of >= 2 digits
+        self.multi_digit = [i for i, p in enumerate(problems)
+                            if (story_start(p.question) or 0) >= 10] if cfg.multi_digit_first \
+            else []
+        if cfg.multi_digit_first and not self.multi_digit:
+            raise UserError(f"--multi-digit-first: no train problem is a story starting from a "
+                            f"number of two or more digits (task {cfg.task!r})")
         # echo documents: the question, a line break, the question again (only built if used)
         self.echo = enc([f"{p.question}\n{p.question}" for p in problems]) if cfg.echo_frac \
             else []
@@ -120,6 +127,16 @@ class Corpus:
             return cfg.batch_size * (cfg.seq_len // short), short
         return cfg.batch_size, cfg.seq_len
 
+    def _first_pool(self, step: int) -> list[int] | None:
+        """The documents a step draws from while a first phase lasts (easy_first's levels or
+        multi_digit_first's stories: the phase's steps come first), else None (all)."""
+        cfg = self.cfg
+        if step < round(cfg.easy_first * cfg.steps()):
+            return self.easy
+        if step < round(cfg.multi_digit_first * cfg.steps()):
+            return self.multi_digit
+        return None
+
     def batch(self, step: int):
         """(inputs, targets, mask) [rows, length] for a step (`row_shape`), seeded by
         (seed, step)."""
@@ -128,13 +145,12 @@ class Corpus:
         cfg = self.cfg
         n_rows, length = self.row_shape(step)
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        easy = step < round(cfg.easy_first * cfg.steps())  # the curriculum's steps come first
+        pool = self._first_pool(step)
         rows, masks = [], []
         for _ in range(n_rows):
             ids, mask = [], []
             while len(ids) < length + 1:  # whole documents from the row's start
-                i = self.easy[rng.randrange(len(self.easy))] if easy else \
-                    rng.randrange(len(self.prompt))
+                i = pool[rng.randrange(len(pool))] if pool else rng.randrange(len(self.prompt))
                 d, m = self.document(i, rng)
                 ids += d
                 mask += m

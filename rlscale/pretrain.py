@@ -63,6 +63,9 @@ class PretrainConfig:
     easy_first: float = 0.0  # share of the steps, at the start, that draw their documents from
     # the problems of level <= easy_max_level only (a curriculum; 0: every step draws from all)
     easy_max_level: int = 2  # the curriculum's hardest level
+    multi_digit_first: float = 0.0  # share of the steps, at the start, that draw their documents
+    # from the stories whose start number has two or more digits only (session 41: copying such
+    # a start needs the look-back an induction head does; 0: every step draws from all)
     vocab_size: int = 512  # micro tokenizer vocabulary
     numbers: str = "digits"  # micro tokenizer: a space before a number stays a token of its own
     # ("digits") or joins the first digit ("spaced"); rlscale.models.tokenizer says why
@@ -114,9 +117,11 @@ class PretrainConfig:
             bad("lr", "must be a positive number")
         for name in ("min_lr_frac", "warmup_frac", "direct_frac", "slip_frac", "plain_frac",
                      "long_frac", "blank_join_frac", "direct_frac_other", "easy_first",
-                     "echo_frac"):
+                     "echo_frac", "multi_digit_first"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, "must be in [0, 1]")
+        if self.easy_first and self.multi_digit_first:
+            bad("multi_digit_first", "one first phase at a time: set easy_first or this, not both")
         if self.direct_style not in ("", "expr", "words"):
             bad("direct_style", "choose expr, words or '' (any)")
         if self.direct_frac_other and not self.direct_style:
@@ -258,6 +263,8 @@ HELP = {
     "echo_frac": "share of documents that are a question written twice, with no answer",
     "easy_first": "share of the steps, at the start, drawing documents only from problems of "
                   "level <= --easy-max-level (a curriculum)",
+    "multi_digit_first": "share of the steps, at the start, drawing documents only from stories "
+                         "whose start number has two or more digits",
     "numbers": "tokenizer: a space before a number stays its own token (digits) or joins the "
                "first digit (spaced)",
     "matmul_precision": "highest (fp32) | medium: matmul inputs rounded to bf16, fp32 sums, "

@@ -95,6 +95,11 @@ def test_number_words_are_recalled_not_copied():
     assert s["word_steps"] >= len(said)
     q = "Zoe has 2 shells. She finds finoba more. She sells 3. How many shells does Zoe have now?"
     assert question_operands(q) == [2, "finoba", 3]
+    from rlscale.arith import story_start  # what a worked story's first step copies
+
+    assert story_start(q) == 2 and story_start(q.replace(" 2 ", " 47 ")) == 47
+    assert story_start("Zoe has finoba shells. She sells 3. How many now?") is None  # a word
+    assert story_start("What is 12 + 3?") is None  # an expression has no story start
     v = words["finoba"]
     right = f" She finds finoba more: 2 + {v} = {2 + v}\nShe sells 3: {2 + v} - 3 = {v - 1}"
     wrong = f" She finds finoba more: 2 + {v + 1} = {3 + v}\nShe sells 3: {3 + v} - 3 = {v}"

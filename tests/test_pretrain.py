@@ -313,6 +313,42 @@ def test_easy_first_draws_the_first_steps_from_the_easy_levels_only():
         Corpus(unlevelled, tok, small_cfg(easy_first=0.5))
 
 
+def test_multi_digit_first_draws_the_first_steps_from_multi_digit_starts_only():
+    """multi_digit_first: the first share of the steps packs only stories whose start number has
+    two or more digits, the rest anything; at 0 every batch is the one drawn before."""
+    import dataclasses
+
+    import torch
+
+    from rlscale.arith import story_start
+    from rlscale.tasks import load_task
+
+    corpus, tok = _corpus(task="arith:ladder", multi_digit_first=0.5)
+    probs = load_task("arith:ladder", n_test=1, n_train=corpus.cfg.n_problems).train  # _corpus'
+    wide = {i for i, p in enumerate(probs) if (story_start(p.question) or 0) >= 10}
+    assert set(corpus.multi_digit) == wide and 0 < len(wide) < len(probs)
+
+    def drawn(step, c=corpus):  # the problems whose whole prompt is packed into a batch's rows
+        rows = c.batch(step)[0].tolist()
+        return {i for i, q in enumerate(c.prompt) for row in rows
+                if any(row[j:j + len(q)] == q for j in range(len(row) - len(q) + 1))}
+
+    half = round(0.5 * corpus.cfg.steps())
+    assert drawn(0) and drawn(0) <= wide and drawn(half - 1) <= wide
+    assert drawn(corpus.cfg.steps() - 1) - wide
+    plain, _ = _corpus(task="arith:ladder")
+    assert drawn(0, plain) - wide  # without the phase the first step holds other documents
+    off, _ = _corpus(task="arith:ladder", multi_digit_first=0.0)
+    assert all(torch.equal(a, b) for s in (0, 5) for a, b in zip(plain.batch(s), off.batch(s)))
+    with pytest.raises(UserError, match="multi-digit-first"):
+        small_cfg(multi_digit_first=1.5).validate()
+    with pytest.raises(UserError, match="one first phase at a time"):
+        small_cfg(multi_digit_first=0.2, easy_first=0.2).validate()
+    expr_only = [dataclasses.replace(p, question="What is 3 + 4?") for p in plain_problems()]
+    with pytest.raises(UserError, match="multi-digit-first: no train problem"):
+        Corpus(expr_only, tok, small_cfg(multi_digit_first=0.5))
+
+
 def plain_problems():
     from rlscale.tasks import load_task
 
