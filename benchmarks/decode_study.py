@@ -50,21 +50,38 @@ def parse_args(doc: str, rungs: str = "200k,600k", rounds: int = 2, eval_prompts
     return ap.parse_args()
 
 
+def alternate(model, tok, loads: dict, sides: dict, rounds: int) -> tuple[dict, dict]:
+    """(best, texts) per (workload, side): the least CPU seconds of generate() over the rounds
+    and its texts. sides: name -> a function that switches to that side; they run in turn, the
+    order reversed every other round (this benchmark's, stop_check.py's and kv_budget.py's)."""
+    names = list(sides)
+    best: dict = {}
+    texts: dict = {}
+    for r in range(rounds):
+        for side in names if r % 2 == 0 else names[::-1]:
+            sides[side]()
+            for name, (prompts, ps) in loads.items():
+                t = time.process_time()
+                g = generate(model, tok, prompts, ps, seed=0)
+                best[name, side] = min(best.get((name, side), 1e9), time.process_time() - t)
+                texts[name, side] = g.texts
+    return best, texts
+
+
 def main() -> None:
     a = parse_args(__doc__)
     real = native.library
+
+    def use(lib):
+        def switch():
+            native.library = lib
+        return switch
+
     loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
     for rung in a.rungs.split(","):
         model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
-        best: dict = {}
-        for r in range(a.rounds):
-            for path in (("native", "torch") if r % 2 == 0 else ("torch", "native")):
-                native.library = real if path == "native" else (lambda: None)
-                for name, (prompts, ps) in loads.items():
-                    t = time.process_time()
-                    generate(model, tok, prompts, ps, seed=0)
-                    dt = time.process_time() - t
-                    best[name, path] = min(best.get((name, path), 1e9), dt)
+        best, _ = alternate(model, tok, loads, {"native": use(real), "torch": use(lambda: None)},
+                            a.rounds)
         native.library = real
         for name, (prompts, _) in loads.items():
             nat, tor = best[name, "native"], best[name, "torch"]

@@ -8,9 +8,7 @@ consumed batch by batch), so only the greedy 5-shot texts are compared (they mus
 
     .venv/bin/python benchmarks/kv_budget.py STUDY_DIR [--rungs 20k,60k,200k,600k] [--rounds 3]
 """
-import time
-
-from decode_study import parse_args, workloads
+from decode_study import alternate, parse_args, workloads
 
 from rlscale import rollout
 from rlscale.models import load_model
@@ -24,22 +22,15 @@ def main() -> None:
     loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
     for rung in a.rungs.split(","):
         model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
-        best: dict = {}
-        greedy: dict = {}
-        for r in range(a.rounds):
-            for mb in BUDGETS_MB if r % 2 == 0 else BUDGETS_MB[::-1]:
-                rollout.CPU_KV_BYTES = mb << 20
-                for name, (prompts, ps) in loads.items():
-                    t = time.process_time()
-                    g = rollout.generate(model, tok, prompts, ps, seed=0)
-                    best[name, mb] = min(best.get((name, mb), 1e9), time.process_time() - t)
-                    if ps.temperature == 0:
-                        greedy.setdefault(name, set()).add(tuple(g.texts))
+        best, texts = alternate(model, tok, loads, {
+            mb: (lambda mb=mb: setattr(rollout, "CPU_KV_BYTES", mb << 20)) for mb in BUDGETS_MB},
+            a.rounds)
         rollout.CPU_KV_BYTES = default
-        for name, (prompts, _) in loads.items():
+        for name, (prompts, ps) in loads.items():
             peer = best[name, BUDGETS_MB[0]]
             ratios = " ".join(f"{mb}MB={peer / best[name, mb]:.2f}" for mb in BUDGETS_MB[1:])
-            same = "" if name not in greedy else f" greedy_texts_equal={len(greedy[name]) == 1}"
+            equal = all(texts[name, mb] == texts[name, BUDGETS_MB[0]] for mb in BUDGETS_MB)
+            same = f" greedy_texts_equal={equal}" if ps.temperature == 0 else ""
             print(f"kv_budget rung={rung} workload={name} rows={len(prompts)} "
                   f"s_64MB={peer:.2f} speedup_vs_64MB {ratios}{same}", flush=True)
 

@@ -7,9 +7,7 @@ rounds, the minimum per side; the texts of both sides must be equal (the check i
 
     .venv/bin/python benchmarks/stop_check.py STUDY_DIR [--rungs 20k,60k,200k,600k] [--rounds 3]
 """
-import time
-
-from decode_study import parse_args, workloads
+from decode_study import alternate, parse_args, workloads
 
 from rlscale import rollout
 from rlscale.models import load_model
@@ -25,17 +23,10 @@ def main() -> None:
     loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
     for rung in a.rungs.split(","):
         model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
-        best: dict = {}
-        texts: dict = {}
-        for r in range(a.rounds):
-            order = ("backend", "transformers")
-            for side in order if r % 2 == 0 else order[::-1]:
-                rollout.batch_decoder = ours if side == "backend" else transformers_decoder
-                for name, (prompts, ps) in loads.items():
-                    t = time.process_time()
-                    g = rollout.generate(model, tok, prompts, ps, seed=0)
-                    best[name, side] = min(best.get((name, side), 1e9), time.process_time() - t)
-                    texts[name, side] = g.texts
+        best, texts = alternate(model, tok, loads, {
+            "backend": lambda: setattr(rollout, "batch_decoder", ours),
+            "transformers": lambda: setattr(rollout, "batch_decoder", transformers_decoder)},
+            a.rounds)
         rollout.batch_decoder = ours
         for name, (prompts, _) in loads.items():
             b, t = best[name, "backend"], best[name, "transformers"]
