@@ -68,6 +68,19 @@ def alternate(model, tok, loads: dict, sides: dict, rounds: int) -> tuple[dict, 
     return best, texts
 
 
+def per_rung(a, sides: dict, restore):
+    """(rung, workloads, best, texts) for each rung of the arguments `a`: `alternate` over the
+    rung's pre-trained model, then `restore()` puts the default side back."""
+    loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
+    for rung in a.rungs.split(","):
+        model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
+        try:
+            best, texts = alternate(model, tok, loads, sides, a.rounds)
+        finally:
+            restore()
+        yield rung, loads, best, texts
+
+
 def main() -> None:
     a = parse_args(__doc__)
     real = native.library
@@ -77,12 +90,8 @@ def main() -> None:
             native.library = lib
         return switch
 
-    loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
-    for rung in a.rungs.split(","):
-        model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
-        best, _ = alternate(model, tok, loads, {"native": use(real), "torch": use(lambda: None)},
-                            a.rounds)
-        native.library = real
+    sides = {"native": use(real), "torch": use(lambda: None)}
+    for rung, loads, best, _ in per_rung(a, sides, use(real)):
         for name, (prompts, _) in loads.items():
             nat, tor = best[name, "native"], best[name, "torch"]
             print(f"decode_study rung={rung} workload={name} rows={len(prompts)} "

@@ -8,10 +8,9 @@ consumed batch by batch), so only the greedy 5-shot texts are compared (they mus
 
     .venv/bin/python benchmarks/kv_budget.py STUDY_DIR [--rungs 20k,60k,200k,600k] [--rounds 3]
 """
-from decode_study import alternate, parse_args, workloads
+from decode_study import parse_args, per_rung
 
 from rlscale import rollout
-from rlscale.models import load_model
 
 BUDGETS_MB = (64, 32, 16, 8)
 
@@ -19,13 +18,9 @@ BUDGETS_MB = (64, 32, 16, 8)
 def main() -> None:
     a = parse_args(__doc__, rungs="20k,60k,200k,600k", rounds=3, eval_prompts=800)
     default = rollout.CPU_KV_BYTES
-    loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
-    for rung in a.rungs.split(","):
-        model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
-        best, texts = alternate(model, tok, loads, {
-            mb: (lambda mb=mb: setattr(rollout, "CPU_KV_BYTES", mb << 20)) for mb in BUDGETS_MB},
-            a.rounds)
-        rollout.CPU_KV_BYTES = default
+    sides = {mb: (lambda mb=mb: setattr(rollout, "CPU_KV_BYTES", mb << 20)) for mb in BUDGETS_MB}
+    restore = lambda: setattr(rollout, "CPU_KV_BYTES", default)  # noqa: E731
+    for rung, loads, best, texts in per_rung(a, sides, restore):
         for name, (prompts, ps) in loads.items():
             peer = best[name, BUDGETS_MB[0]]
             ratios = " ".join(f"{mb}MB={peer / best[name, mb]:.2f}" for mb in BUDGETS_MB[1:])

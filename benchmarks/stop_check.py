@@ -7,10 +7,9 @@ rounds, the minimum per side; the texts of both sides must be equal (the check i
 
     .venv/bin/python benchmarks/stop_check.py STUDY_DIR [--rungs 20k,60k,200k,600k] [--rounds 3]
 """
-from decode_study import alternate, parse_args, workloads
+from decode_study import parse_args, per_rung
 
 from rlscale import rollout
-from rlscale.models import load_model
 
 
 def transformers_decoder(tok):
@@ -20,14 +19,9 @@ def transformers_decoder(tok):
 def main() -> None:
     a = parse_args(__doc__, rungs="20k,60k,200k,600k", rounds=3, eval_prompts=800)
     ours = rollout.batch_decoder
-    loads = workloads(a.study, a.eval_prompts, a.shot_prompts)
-    for rung in a.rungs.split(","):
-        model, tok = load_model(f"{a.study}/pretrain/{rung}/model")
-        best, texts = alternate(model, tok, loads, {
-            "backend": lambda: setattr(rollout, "batch_decoder", ours),
-            "transformers": lambda: setattr(rollout, "batch_decoder", transformers_decoder)},
-            a.rounds)
-        rollout.batch_decoder = ours
+    sides = {"backend": lambda: setattr(rollout, "batch_decoder", ours),
+             "transformers": lambda: setattr(rollout, "batch_decoder", transformers_decoder)}
+    for rung, loads, best, texts in per_rung(a, sides, sides["backend"]):
         for name, (prompts, _) in loads.items():
             b, t = best[name, "backend"], best[name, "transformers"]
             same = texts[name, "backend"] == texts[name, "transformers"]
