@@ -19,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-from story_start import start_number
-
+from rlscale.arith import story_start
 from rlscale.files import read_jsonl
 from rlscale.models import load_model
 
@@ -36,7 +35,7 @@ def story_case(r: dict):
     decides the number's end: the start's second digit, or the end of a one-digit start; a
     draw with an incomplete copy gets this wrong and the first digit right (session 40)."""
     q = r["question"]
-    start = start_number(q)
+    start = story_start(q)
     if start is None:
         return None
     # the space goes with the number: the micro tokenizer's "spaced" numbers join it to the

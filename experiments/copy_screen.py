@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from copy_probe import last_layer_head
-from story_start import first_step, start_number
+from story_start import first_step
 
-from rlscale.arith import question_style
+from rlscale.arith import question_style, story_start
 from rlscale.evaluate import EvalConfig, evaluate
 from rlscale.files import read_jsonl
 from rlscale.pretrain import PretrainConfig, pretrain
@@ -44,7 +44,7 @@ def copy_stats(eval_dir: Path) -> dict:
         s["n"] += 1
         s["ok"] += r["scores"]["custom_flexible"][0]
         first = first_step(r["completions"][0], any_line=True)
-        start = start_number(r["question"])
+        start = story_start(r["question"])
         if first and start is not None:
             s["worked"] += 1
             s["start"] += first[0] == start

@@ -14,9 +14,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from story_start import first_step, start_number
+from story_start import first_step
 
-from rlscale.arith import question_operands, question_style
+from rlscale.arith import question_operands, question_style, story_start
 from rlscale.chains import is_bare, parse_step
 from rlscale.files import read_jsonl
 
@@ -37,7 +37,7 @@ for r in rows:
     s[style + "_n"] += 1
     s[style + "_ok"] += ok
     s["bare"] += style == "story" and is_bare(c)
-    first, start = first_step(c), start_number(r["question"])
+    first, start = first_step(c), story_start(r["question"])
     if first and start is not None:  # a worked story starting from digits
         s["worked"] += 1
         s["start_right"] += first[0] == start

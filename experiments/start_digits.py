@@ -12,9 +12,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from story_start import first_step, start_number
+from story_start import first_step
 
-from rlscale.arith import question_style
+from rlscale.arith import question_style, story_start
 from rlscale.files import read_jsonl
 
 
@@ -34,7 +34,7 @@ def tally(d: Path) -> Counter:
     for r in read_jsonl(path):
         if r["shots"] != 0 or question_style(r["question"]) == "expr":
             continue
-        start, first = start_number(r["question"]), first_step(r["completions"][0])
+        start, first = story_start(r["question"]), first_step(r["completions"][0])
         if not first or start is None:
             continue
         want = str(start)

@@ -1,15 +1,12 @@
-"""What the copy readings compare: a story's start number and a completion's first worked step.
+"""What the copy readings compare with a story's start (rlscale.arith.story_start): a
+completion's first worked step.
 
-One home for copy_screen.copy_stats, start_digits, fewshot_split and copy_probe.story_case (the
-review of session 40 found four parsers of the same fact). A story's first worked step should
-begin from the question's start: a draw whose copy is incomplete writes another number there
-(docs/study.md, sessions 37-40).
+One home for copy_screen.copy_stats, start_digits and fewshot_split (the review of session 40
+found four parsers of the same fact; copy_probe.story_case reads the start with story_start). A
+story's first worked step should begin from the question's start: a draw whose copy is
+incomplete writes another number there (docs/study.md, sessions 37-40).
 """
-from rlscale.arith import story_start
 from rlscale.chains import parse_step
-
-
-start_number = story_start  # the start of a story given in digits, else None (rlscale.arith)
 
 
 def first_step(completion: str, any_line: bool = False) -> tuple[int, str, int, int] | None:

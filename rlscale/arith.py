@@ -243,6 +243,16 @@ def question_style(question: str) -> str:
     return "expr" if question.startswith("What is ") else "words"
 
 
+def story_start(question: str) -> int | None:
+    """The start number of a story, where its first sentence gives it in digits (the task's
+    stories always do); None for an expression or a first sentence without digits. A story's
+    worked chain begins by copying it."""
+    if question_style(question) == "expr":
+        return None
+    digits = re.findall(r"\d+", question[:4000].split(". ")[0])
+    return int(digits[0]) if digits else None
+
+
 def question_operands(question: str) -> list[int | str | None]:
     """The numbers a problem's chain works on, in its order: the start, then each step's
     operand, as an int where the question gives digits and as the number-word where a story
@@ -252,23 +262,12 @@ def question_operands(question: str) -> list[int | str | None]:
     question = question[:4000]  # problems are a few hundred characters; bound the parse
     if question_style(question) == "expr":
         return [int(x) for x in re.findall(r"\d+", question)]
-    first, *steps = question.split(". ")
-    start = re.findall(r"\d+", first)
-    out: list[int | str | None] = [int(start[0])] if start else []
+    start, steps = story_start(question), question.split(". ")[1:]
+    out: list[int | str | None] = [] if start is None else [start]
     for sentence in steps[:-1]:  # the last is "How many ... now?"
         digits = re.findall(r"\d+", sentence)
         out.append(int(digits[0]) if digits else number_word(sentence))
     return out
-
-
-def story_start(question: str) -> int | None:
-    """The start number of a story, where its first sentence gives it in digits (the task's
-    stories always do); None for an expression or a first sentence without digits. A story's
-    worked chain begins by copying it."""
-    if question_style(question) == "expr":
-        return None
-    digits = re.findall(r"\d+", question[:4000].split(". ")[0])
-    return int(digits[0]) if digits else None
 
 
 def word_values(spec: str) -> dict[str, int]:
