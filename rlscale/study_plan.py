@@ -262,6 +262,17 @@ PRESETS["cpu-words-10m"] = replace(
         replace(r, tokens=10_000_000, **_WORDS_10M_LR.get(r.name, {}))
         for r in PRESETS["cpu-words"].rungs))
 
+# cpu-words-7m-wsd (session 42): cpu-words-10m with every rung on 7.1M tokens (cpu-words-7m's
+# budget of session 19, not tuned) and the in-run test loss every 20 steps, chosen by cost
+# alone for the 20-minute bar on the AMD kind, where the 10M preset's fresh clones took
+# 22:44-23:57 (its 600k chain alone, ~1190 s, is over the bar with set-up). Everything else is
+# cpu-words-10m's (lrs not re-run at 7.1M). The in-run evals are seeded by the run's seed alone
+# and the rollouts by step, so eval_every 20 keeps every RL trajectory and the points at 0, 20,
+# ..., 120 exactly as eval_every 10 has them. Its rule and draws: docs/study.md, session 42.
+PRESETS["cpu-words-7m-wsd"] = replace(
+    PRESETS["cpu-words-10m"], name="cpu-words-7m-wsd", eval_every=20, rungs=tuple(
+        replace(r, tokens=7_100_000) for r in PRESETS["cpu-words-10m"].rungs))
+
 # The default of `rlscale study` and `make study` since session 32: cpu-words-10m, by a rule
 # written in session 31 before its fresh seeds 5-7 ran (docs/study.md, sessions 31-32): issue
 # 10's checks 1-5 held in seeds 5 and 7 (seed 6's 20k rung +1.2 SE), each run within 1130 s of

@@ -207,3 +207,18 @@ def test_idle_groups_leave_the_update_but_not_its_gradient_or_metrics(tmp_path):
     live = (mixed.view(-1, 4) != 0).any(1).repeat_interleave(4)
     assert torch.allclose(olds[True][live], olds[False][live], atol=1e-6)
     assert not olds[True][~live].any() and olds[False][~live].any()
+
+
+def test_eval_every_only_subsamples_the_curve(tmp_path):
+    """The held-out evals are seeded by the run's seed alone and the rollouts by step, so a
+    sparser eval_every keeps the trajectory and the remaining points exactly (the study's
+    cpu-words-7m-wsd preset relies on it: eval_every 20 is eval_every 10's every other point)."""
+    dense = train(TrainConfig(**{**TINY, "eval_every": 1}), tmp_path / "dense", progress=False)
+    sparse = train(TrainConfig(**{**TINY, "eval_every": 2}), tmp_path / "sparse", progress=False)
+    rows_d = _stable(read_jsonl(tmp_path / "dense" / "metrics.jsonl"))
+    rows_s = _stable(read_jsonl(tmp_path / "sparse" / "metrics.jsonl"))
+    assert [r["step"] for r in rows_s if "test_loss" in r] == [0, 2, 4]
+    for d, s in zip(rows_d, rows_s):
+        assert s == (d if "test_loss" in s else {k: v for k, v in d.items()
+                                                  if not k.startswith(("test_", "eval_"))})
+    assert dense["steps"] == sparse["steps"] == 4

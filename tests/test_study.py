@@ -25,7 +25,8 @@ def _n(rung: str) -> int:
 
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
-                                  "cpu-words-2m", "cpu-words-7m", "cpu-words-10m", "gpu"])
+                                  "cpu-words-2m", "cpu-words-7m", "cpu-words-10m",
+                                  "cpu-words-7m-wsd", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -173,6 +174,15 @@ def test_cpu_words_7m_is_cpu_words_on_more_tokens():
     assert more.rungs[1:] == tuple(dataclasses.replace(r, tokens=7_100_000)
                                    for r in words.rungs[1:])
     assert dataclasses.replace(more, name=words.name, rungs=words.rungs) == words
+
+
+def test_cpu_words_7m_wsd_is_cpu_words_10m_on_fewer_tokens():
+    """cpu-words-7m-wsd (session 42): cpu-words-10m on 7.1M tokens a rung with the in-run test
+    loss every 20 steps, nothing else (the lrs, schedule, corpus and RL of the 10M preset)."""
+    cut, ten = PRESETS["cpu-words-7m-wsd"], PRESETS["cpu-words-10m"]
+    assert all(r.tokens == 7_100_000 for r in cut.rungs) and cut.eval_every == 20
+    assert cut.rungs == tuple(dataclasses.replace(r, tokens=7_100_000) for r in ten.rungs)
+    assert dataclasses.replace(cut, name=ten.name, rungs=ten.rungs, eval_every=10) == ten
 
 
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
