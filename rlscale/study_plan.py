@@ -273,6 +273,17 @@ PRESETS["cpu-words-7m-wsd"] = replace(
     PRESETS["cpu-words-10m"], name="cpu-words-7m-wsd", eval_every=20, rungs=tuple(
         replace(r, tokens=7_100_000) for r in PRESETS["cpu-words-10m"].rungs))
 
+# cpu-words-tilt (session 42): cpu-words-7m-wsd on session 14's tilted budget rule, tokens =
+# 7.1M x (N_600k / N)^0.1 to 0.1M (20k 10.0M, 60k 9.0M, 200k 7.9M, 600k 7.1M): the bottom rung
+# keeps the 10M it gains on (its draw at 7.1M gained +0.8 combined SE: sessions 14, 19 and 42
+# found it below the edge on 5-7.1M), the top rung's pre-training, the study's critical path,
+# keeps 7.1M. Everything else is cpu-words-7m-wsd's. Its rule and draws: docs/study.md,
+# session 42.
+PRESETS["cpu-words-tilt"] = replace(
+    PRESETS["cpu-words-7m-wsd"], name="cpu-words-tilt", token_power=0.1, rungs=tuple(
+        replace(r, tokens=t) for r, t in zip(PRESETS["cpu-words-7m-wsd"].rungs,
+                                             (10_000_000, 9_000_000, 7_900_000, 7_100_000))))
+
 # The default of `rlscale study` and `make study` since session 32: cpu-words-10m, by a rule
 # written in session 31 before its fresh seeds 5-7 ran (docs/study.md, sessions 31-32): issue
 # 10's checks 1-5 held in seeds 5 and 7 (seed 6's 20k rung +1.2 SE), each run within 1130 s of

@@ -26,7 +26,7 @@ def _n(rung: str) -> int:
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
                                   "cpu-words-2m", "cpu-words-7m", "cpu-words-10m",
-                                  "cpu-words-7m-wsd", "gpu"])
+                                  "cpu-words-7m-wsd", "cpu-words-tilt", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -183,6 +183,18 @@ def test_cpu_words_7m_wsd_is_cpu_words_10m_on_fewer_tokens():
     assert all(r.tokens == 7_100_000 for r in cut.rungs) and cut.eval_every == 20
     assert cut.rungs == tuple(dataclasses.replace(r, tokens=7_100_000) for r in ten.rungs)
     assert dataclasses.replace(cut, name=ten.name, rungs=ten.rungs, eval_every=10) == ten
+
+
+def test_cpu_words_tilt_is_cpu_words_7m_wsd_on_the_tilted_rule():
+    """cpu-words-tilt (session 42): cpu-words-7m-wsd with tokens = 7.1M x (N_600k / N)^0.1
+    (the rule itself: test_presets_span_the_ladder_and_hold_both_arms); the bottom rung on the
+    10M of cpu-words-10m's, nothing else changed."""
+    tilt, cut = PRESETS["cpu-words-tilt"], PRESETS["cpu-words-7m-wsd"]
+    assert [r.tokens for r in tilt.rungs] == [10_000_000, 9_000_000, 7_900_000, 7_100_000]
+    assert tilt.rungs[0] == PRESETS["cpu-words-10m"].rungs[0]
+    assert tilt.rungs == tuple(dataclasses.replace(r, tokens=t.tokens)
+                               for r, t in zip(cut.rungs, tilt.rungs))
+    assert dataclasses.replace(tilt, name=cut.name, rungs=cut.rungs, token_power=0.0) == cut
 
 
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
