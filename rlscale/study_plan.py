@@ -284,6 +284,16 @@ PRESETS["cpu-words-tilt"] = replace(
         replace(r, tokens=t) for r, t in zip(PRESETS["cpu-words-7m-wsd"].rungs,
                                              (10_000_000, 9_000_000, 7_900_000, 7_100_000))))
 
+# cpu-words-10m-e20 (session 43): cpu-words-10m with the in-run test loss every 20 steps, nothing
+# else, chosen by cost alone for the 20-minute bar on the AMD kind after session 42's two token
+# cuts each failed a check on seed 0 (cpu-words-7m-wsd: the 20k rung +0.8 combined SE;
+# cpu-words-tilt: 200k > 600k). The in-run evals are seeded by the run's seed alone and the
+# rollouts by step, so every trained model and every baseline and after-RL evaluation is
+# cpu-words-10m's (its draws' checks carry over); the curves keep the points at 0, 20, ..., 120
+# and the curve findings are fitted on those. Its rule and run: docs/study.md, session 43.
+PRESETS["cpu-words-10m-e20"] = replace(PRESETS["cpu-words-10m"], name="cpu-words-10m-e20",
+                                       eval_every=20)
+
 # The default of `rlscale study` and `make study` since session 32: cpu-words-10m, by a rule
 # written in session 31 before its fresh seeds 5-7 ran (docs/study.md, sessions 31-32): issue
 # 10's checks 1-5 held in seeds 5 and 7 (seed 6's 20k rung +1.2 SE), each run within 1130 s of

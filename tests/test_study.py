@@ -26,7 +26,8 @@ def _n(rung: str) -> int:
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
                                   "cpu-words-2m", "cpu-words-7m", "cpu-words-10m",
-                                  "cpu-words-7m-wsd", "cpu-words-tilt", "gpu"])
+                                  "cpu-words-7m-wsd", "cpu-words-tilt", "cpu-words-10m-e20",
+                                  "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -196,6 +197,14 @@ def test_cpu_words_tilt_is_cpu_words_7m_wsd_on_the_tilted_rule():
                                for r, t in zip(cut.rungs, tilt.rungs))
     assert dataclasses.replace(tilt, name=cut.name, rungs=cut.rungs, token_power=0.0) == cut
 
+
+def test_cpu_words_10m_e20_is_cpu_words_10m_with_sparser_curves():
+    """cpu-words-10m-e20 (session 43): cpu-words-10m with the in-run test loss every 20 steps
+    and nothing else, so its models and evaluations are cpu-words-10m's (the trajectories:
+    tests/test_grpo_train.py::test_eval_every_only_subsamples_the_curve)."""
+    e20, ten = PRESETS["cpu-words-10m-e20"], PRESETS["cpu-words-10m"]
+    assert e20.eval_every == 20 and ten.eval_every == 10
+    assert dataclasses.replace(e20, name=ten.name, eval_every=ten.eval_every) == ten
 
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
     """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, every rung's lr by
