@@ -102,9 +102,12 @@ def study(preset: Preset, out, workers: int | None = None, progress: bool | None
 # ---------------------------------------------------------------- CLI
 def configure(p) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS) + sorted(ALLOC_PRESETS),
-                   default=DEFAULT_PRESET, help="cpu-words-10m (the default since session 32): "
-                   "4 rungs on 10M tokens each, number-words in the stories, ~18-19 min on 2 "
-                   "cores of the Intel kind (docs/study.md, sessions 20-23, 31-32); cpu-words: "
+                   default=DEFAULT_PRESET, help="cpu-words-10m-e20 (the default since session 43): "
+                   "cpu-words-10m (4 rungs on 10M tokens each, number-words in the stories; "
+                   "the default of sessions 32-42, ~18-19 min on 2 cores of the Intel kind: "
+                   "docs/study.md, sessions 20-23, 31-32) with the in-run test loss every 20 "
+                   "steps, the same models, ~19.5 min on the AMD kind in a fast hour "
+                   "(sessions 42-43); cpu-words: "
                    "the same on 5M tokens, ~14 min (sessions 16-17); cpu: that ladder on 3M "
                    "tokens and an easier task, ~11 min; cpu-edge: 5M tokens and a "
                    "two-difficulty task (session 13); cpu-tilt: cpu-edge with more tokens for "
@@ -113,8 +116,7 @@ def configure(p) -> None:
                    "19); cpu-words-7m-wsd: cpu-words-10m on 7.1M tokens a rung, the in-run "
                    "test loss every 20 steps (session 42); cpu-words-tilt: that on tokens = "
                    "7.1M x (N_600k / N)^0.1, 10M for the 20k rung (session 42); "
-                   "cpu-words-10m-e20: cpu-words-10m with the in-run test loss every 20 steps "
-                   "(session 43); cpu-long: 9M tokens; smoke: CI; gpu: up to 100M params; "
+                   "cpu-long: 9M tokens; smoke: CI; gpu: up to 100M params; "
                    "allocate: the "
                    "pre-training / RL split (rlscale.allocation) on the cpu task; "
                    "allocate-words: on cpu-words' over a decade of tokens (~33 min); "

@@ -294,7 +294,11 @@ PRESETS["cpu-words-tilt"] = replace(
 PRESETS["cpu-words-10m-e20"] = replace(PRESETS["cpu-words-10m"], name="cpu-words-10m-e20",
                                        eval_every=20)
 
-# The default of `rlscale study` and `make study` since session 32: cpu-words-10m, by a rule
+# The default of `rlscale study` and `make study` since session 43: cpu-words-10m-e20, by a rule
+# written before its run (a fresh clone within 20 minutes on the AMD kind, every baseline and
+# after-RL number equal to cpu-words-10m's seed 0: 19:38.61 at 96-98 GFLOP/s, equal; docs/study.md,
+# sessions 42-43). Its models are cpu-words-10m's, so that preset's draws and tallies are its.
+# Before, since session 32: cpu-words-10m, by a rule
 # written in session 31 before its fresh seeds 5-7 ran (docs/study.md, sessions 31-32): issue
 # 10's checks 1-5 held in seeds 5 and 7 (seed 6's 20k rung +1.2 SE), each run within 1130 s of
 # study wall on the Intel kind (1066 / 1075 / 1127 s). A fresh clone there took 18:08-20:03 in
@@ -302,7 +306,7 @@ PRESETS["cpu-words-10m-e20"] = replace(PRESETS["cpu-words-10m"], name="cpu-words
 # the side of the 20-minute bar; summary.json `machine` records it), and the AMD kind is ~1.2x
 # slower: cpu-words (5M tokens, the default of sessions 17-31, ~14 min) stays under its name as
 # the 20-minute choice, its 20k rung gaining in 1 of 11 Intel seeds.
-DEFAULT_PRESET = "cpu-words-10m"
+DEFAULT_PRESET = "cpu-words-10m-e20"
 
 
 # ---------------------------------------------------------------- jobs
