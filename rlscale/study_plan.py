@@ -265,10 +265,11 @@ PRESETS["cpu-words-10m"] = replace(
 # cpu-words-7m-wsd (session 42): cpu-words-10m with every rung on 7.1M tokens (cpu-words-7m's
 # budget of session 19, not tuned) and the in-run test loss every 20 steps, chosen by cost
 # alone for the 20-minute bar on the AMD kind, where the 10M preset's fresh clones took
-# 22:44-23:57 (its 600k chain alone, ~1190 s, is over the bar with set-up). Everything else is
-# cpu-words-10m's (lrs not re-run at 7.1M). The in-run evals are seeded by the run's seed alone
-# and the rollouts by step, so eval_every 20 keeps every RL trajectory and the points at 0, 20,
-# ..., 120 exactly as eval_every 10 has them. Its rule and draws: docs/study.md, session 42.
+# 22:44-23:57 (its 600k chain alone, 1122 s in session 40's run P, ~19:40 with set-up and
+# report). Everything else is cpu-words-10m's (lrs not re-run at 7.1M). The in-run evals are
+# seeded by the run's seed alone and the rollouts by step, so eval_every 20 keeps every RL
+# trajectory and the points at 0, 20, ..., 120 exactly as eval_every 10 has them. Its rule and
+# run: docs/study.md, sessions 42-43.
 PRESETS["cpu-words-7m-wsd"] = replace(
     PRESETS["cpu-words-10m"], name="cpu-words-7m-wsd", eval_every=20, rungs=tuple(
         replace(r, tokens=7_100_000) for r in PRESETS["cpu-words-10m"].rungs))
@@ -277,8 +278,8 @@ PRESETS["cpu-words-7m-wsd"] = replace(
 # 7.1M x (N_600k / N)^0.1 to 0.1M (20k 10.0M, 60k 9.0M, 200k 7.9M, 600k 7.1M): the bottom rung
 # keeps the 10M it gains on (its draw at 7.1M gained +0.8 combined SE: sessions 14, 19 and 42
 # found it below the edge on 5-7.1M), the top rung's pre-training, the study's critical path,
-# keeps 7.1M. Everything else is cpu-words-7m-wsd's. Its rule and draws: docs/study.md,
-# session 42.
+# keeps 7.1M. Everything else is cpu-words-7m-wsd's. Its rule and run: docs/study.md,
+# sessions 42-43.
 PRESETS["cpu-words-tilt"] = replace(
     PRESETS["cpu-words-7m-wsd"], name="cpu-words-tilt", token_power=0.1, rungs=tuple(
         replace(r, tokens=t) for r, t in zip(PRESETS["cpu-words-7m-wsd"].rungs,

@@ -207,6 +207,7 @@ def test_cpu_words_10m_e20_is_cpu_words_10m_with_sparser_curves():
     assert e20.eval_every == 20 and ten.eval_every == 10
     assert dataclasses.replace(e20, name=ten.name, eval_every=ten.eval_every) == ten
 
+
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
     """cpu-words-10m (session 20): cpu-words with every rung on 10M tokens, every rung's lr by
     the rule at that budget (session 21, pilot 55: 60k and 200k 1e-2; session 22, pilot 57: 600k
