@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rlscale.study_plan import PRESETS
+from rlscale.study_presets import PRESETS
 
 TASK = PRESETS["cpu-edge"].task  # the default's task without the number-words
 

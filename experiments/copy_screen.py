@@ -30,7 +30,8 @@ from rlscale.arith import question_style, story_start
 from rlscale.evaluate import EvalConfig, evaluate
 from rlscale.files import read_jsonl
 from rlscale.pretrain import PretrainConfig, pretrain
-from rlscale.study_plan import PRESETS, plan, write_task
+from rlscale.study_plan import plan, write_task
+from rlscale.study_presets import PRESETS
 
 
 def copy_stats(eval_dir: Path) -> dict:

@@ -22,7 +22,8 @@ from rlscale.report import collect
 from rlscale.scaling.data import select
 from rlscale.scaling.extrapolation import candidates_for
 from rlscale.scaling.metrics import errors
-from rlscale.study_plan import PRESETS, plan
+from rlscale.study_plan import plan
+from rlscale.study_presets import PRESETS
 
 _LS = F.least_squares
 

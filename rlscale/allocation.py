@@ -47,7 +47,7 @@ __all__ = ["AllocPreset", "PRESETS", "allocate", "base_preset", "plan_jobs", "ru
 @dataclass(frozen=True)
 class AllocPreset:
     name: str
-    base: str  # the study preset (rlscale.study_plan.PRESETS) whose task, corpus, rungs and GRPO use
+    base: str  # the study preset (rlscale.study_presets.PRESETS) whose task, corpus, rungs and GRPO use
     n_rungs: int = 3  # its smallest rungs
     token_fracs: tuple[float, ...] = (0.25, 0.5, 1.0)  # budgets per rung, x its preset tokens
     decay_frac: float = 0.2  # each budget's decay branch, share of its steps

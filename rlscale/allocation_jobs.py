@@ -13,7 +13,7 @@ from rlscale.errors import UserError
 
 def base_preset(p):
     """(the study preset p is built on, with p's seed if set; its p.n_rungs smallest rungs)."""
-    from rlscale.study_plan import PRESETS as STUDY
+    from rlscale.study_presets import PRESETS as STUDY
 
     base = STUDY[p.base] if p.seed is None else replace(STUDY[p.base], seed=p.seed)
     rungs = sorted(base.rungs, key=r_n)[: p.n_rungs]

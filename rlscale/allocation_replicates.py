@@ -113,7 +113,7 @@ def _check_validation(v, path: Path) -> None:
 def _seed(d: Path) -> int:
     """The seed of a replicate written before allocation.json held it: the allocation preset's
     (allocation_settings.json), else its base study preset's."""
-    from rlscale.study_plan import PRESETS as STUDY
+    from rlscale.study_presets import PRESETS as STUDY
 
     path = d / "allocation_settings.json"
     preset = (read_json(path) if path.is_file() else {}).get("preset") or {}

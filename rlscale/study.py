@@ -18,8 +18,8 @@ first (rlscale.study_move).
 The jobs of the middle stages run in `workers` processes (one thread each on CPU): a small
 scheduler starts every job whose inputs are ready, longest first, and shows one progress bar per
 running job (read from the job's own log) under an overall bar. Ctrl-C stops the workers where
-they stand; each job keeps its last checkpoint, so rerunning the command resumes. Presets and the
-plan: rlscale.study_plan; the scheduler: rlscale.scheduler.
+they stand; each job keeps its last checkpoint, so rerunning the command resumes. Presets:
+rlscale.study_presets; the plan: rlscale.study_plan; the scheduler: rlscale.scheduler.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from rlscale.errors import UserError
 from rlscale.files import atomic_write_json, dumps, read_json
 from rlscale.scheduler import run_job, schedule  # noqa: F401 (run_job: public here too)
 from rlscale.study_move import relocate
-from rlscale.study_plan import DEFAULT_PRESET, PRESETS, Preset, plan, write_task
+from rlscale.study_plan import plan, write_task
+from rlscale.study_presets import DEFAULT_PRESET, PRESETS, Preset
 
 
 # ---------------------------------------------------------------- the study

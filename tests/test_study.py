@@ -66,7 +66,7 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
 
 
 def test_the_default_preset_is_cpu_words_10m_e20_in_the_cli_and_the_makefile():
-    """One default (study_plan.DEFAULT_PRESET: cpu-words-10m-e20 since session 43, by its rule;
+    """One default (study_presets.DEFAULT_PRESET: cpu-words-10m-e20 since session 43, by its rule;
     cpu-words-10m's models): `rlscale study` without --preset and `make study` without PRESET
     run it."""
     import argparse
@@ -74,7 +74,7 @@ def test_the_default_preset_is_cpu_words_10m_e20_in_the_cli_and_the_makefile():
     from pathlib import Path
 
     from rlscale.study import configure
-    from rlscale.study_plan import DEFAULT_PRESET
+    from rlscale.study_presets import DEFAULT_PRESET
 
     p = argparse.ArgumentParser()
     configure(p)
