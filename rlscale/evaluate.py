@@ -265,8 +265,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     from tqdm.auto import tqdm
 
     from rlscale.files import JsonlWriter, atomic_write_json
-    from rlscale.rollout import SamplingParams
-    from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
+    from rlscale.tasks import load_task
 
     _validate(cfg)
     # procedural train splits only serve as exemplar pools here: 2000 is plenty
@@ -288,38 +287,15 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     records = _load_done(out, cfg, checks, task) if out.is_dir() else []
     atomic_write_json(out / "config.json", asdict(cfg))
     done = {(int(r["shots"]), int(r["index"])) for r in records}
-    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                            top_p=cfg.top_p, stop_strings=STOP_STRINGS)
-    per_chunk = max(1, cfg.batch_size // cfg.samples)  # problems per generate() call
     todo = sum(1 for k in cfg.shots for i in range(len(problems)) if (k, i) not in done)
     bar = tqdm(total=todo, desc="eval", unit="problem", file=sys.stderr,
                disable=not (cfg.progress or sys.stderr.isatty()))
     t0 = time.time()
     with JsonlWriter(out / "completions.jsonl") as log:
-        for shots in cfg.shots:
-            # fixed chunks and seeds: a resumed run draws what an uninterrupted one would
-            for c0 in range(0, len(problems), per_chunk):
-                idx = [i for i in range(c0, min(c0 + per_chunk, len(problems)))
-                       if (shots, i) not in done]
-                if not idx:
-                    continue
-                # nested exemplars, whatever --shots lists: k-shot uses the first k of 5-shot's
-                prompts = [format_prompt(problems[i], fewshot_exemplars(
-                    task.train, min(MAX_SHOTS, len(task.train)),
-                    seed=cfg.seed * 1_000_003 + i)[:shots]) for i in idx]
-                seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
-                # rows per forward batch: generate's own (all of the chunk's on a GPU; on the
-                # CPU a KV-cache budget's worth, rollout.auto_rows), never above batch_size
-                texts, clipped = _sample(model, tokenizer, prompts, cfg.samples, params, seed,
-                                         None)
-                new = [{"shots": shots, "index": i, "question": problems[i].question,
-                        "answer": problems[i].answer, "level": problems[i].level,
-                        "prompt": p, "completions": t,
-                        "scores": score(t, problems[i].answer, checks), "clipped": cl}
-                       for i, p, t, cl in zip(idx, prompts, texts, clipped)]
-                log.write_many(new)
-                records.extend(new)
-                bar.update(len(new))
+        for new in _eval_chunks(cfg, task, problems, checks, done, model, tokenizer):
+            log.write_many(new)
+            records.extend(new)
+            bar.update(len(new))
     bar.close()
     summary = {"meta": {"config": asdict(cfg), "task_name": task.name,
                         "answer_format": task.answer_format, "checks": list(checks),
@@ -327,6 +303,37 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
                **summarize(records)}
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, tokenizer):
+    """Yield the completions.jsonl records of each (shots, chunk of problems) not yet `done`.
+    Chunks and their seeds are fixed by the config alone, so a resumed run draws what an
+    uninterrupted one would."""
+    from rlscale.rollout import SamplingParams
+    from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt
+
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                            top_p=cfg.top_p, stop_strings=STOP_STRINGS)
+    per_chunk = max(1, cfg.batch_size // cfg.samples)  # problems per generate() call
+    for shots in cfg.shots:
+        for c0 in range(0, len(problems), per_chunk):
+            idx = [i for i in range(c0, min(c0 + per_chunk, len(problems)))
+                   if (shots, i) not in done]
+            if not idx:
+                continue
+            # nested exemplars, whatever --shots lists: k-shot uses the first k of 5-shot's
+            prompts = [format_prompt(problems[i], fewshot_exemplars(
+                task.train, min(MAX_SHOTS, len(task.train)),
+                seed=cfg.seed * 1_000_003 + i)[:shots]) for i in idx]
+            seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
+            # rows per forward batch: generate's own (all of the chunk's on a GPU; on the CPU a
+            # KV-cache budget's worth, rollout.auto_rows), never above batch_size
+            texts, clipped = _sample(model, tokenizer, prompts, cfg.samples, params, seed, None)
+            yield [{"shots": shots, "index": i, "question": problems[i].question,
+                    "answer": problems[i].answer, "level": problems[i].level,
+                    "prompt": p, "completions": t,
+                    "scores": score(t, problems[i].answer, checks), "clipped": cl}
+                   for i, p, t, cl in zip(idx, prompts, texts, clipped)]
 
 
 # ---------------------------------------------------------------- CLI
