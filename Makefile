@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
-#   make study   builds the environment and runs the embedded micro study (cpu-words-10m-e20 preset;
+#   make study   builds the environment and runs the embedded micro study (cpu-words-10m preset;
 #                SEED=N: a replicate, compare replicates with `rlscale replicates DIR...`)
 #   make test    builds the environment and runs the test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STUDY_OUT ?= studies/micro
-PRESET ?= cpu-words-10m-e20
+PRESET ?= cpu-words-10m
 SEED ?=
 
 VERL_VENV := .venv-verl

@@ -65,10 +65,10 @@ def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
                 "greedy", "passk"}
 
 
-def test_the_default_preset_is_cpu_words_10m_e20_in_the_cli_and_the_makefile():
-    """One default (study_presets.DEFAULT_PRESET: cpu-words-10m-e20 since session 43, by its rule;
-    cpu-words-10m's models): `rlscale study` without --preset and `make study` without PRESET
-    run it."""
+def test_the_default_preset_is_cpu_words_10m_in_the_cli_and_the_makefile():
+    """One default (study_presets.DEFAULT_PRESET: cpu-words-10m, by session 44's rule; session
+    43's cpu-words-10m-e20 has its models and sparser curves): `rlscale study` without --preset
+    and `make study` without PRESET run it."""
     import argparse
     import re
     from pathlib import Path
@@ -78,7 +78,7 @@ def test_the_default_preset_is_cpu_words_10m_e20_in_the_cli_and_the_makefile():
 
     p = argparse.ArgumentParser()
     configure(p)
-    assert DEFAULT_PRESET == "cpu-words-10m-e20" and p.parse_args([]).preset == DEFAULT_PRESET
+    assert DEFAULT_PRESET == "cpu-words-10m" and p.parse_args([]).preset == DEFAULT_PRESET
     make = (Path(__file__).parents[1] / "Makefile").read_text()
     assert re.search(r"^PRESET \?= (\S+)$", make, re.M).group(1) == DEFAULT_PRESET
 
