@@ -9,7 +9,8 @@ preset renamed, then re-summarised by `rlscale study` (no job runs: ~25 s). Chec
 27 and 28: the twin of a cpu-words-10m study equals the real cpu-words-10m-e20 study of that
 seed in all 15 findings, every key (docs/study.md, session 44).
 
-    python experiments/eval_grid_twin.py STUDY_E10 TWIN_OUT [--every 20] [--preset cpu-words-10m-e20]
+    python experiments/eval_grid_twin.py STUDY_E10 TWIN_OUT [--every 20] \
+        [--preset cpu-words-10m-e20]
     rlscale study --preset cpu-words-10m-e20 --seed S --out TWIN_OUT
 """
 
