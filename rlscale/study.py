@@ -106,7 +106,7 @@ def configure(p) -> None:
                    default=DEFAULT_PRESET,
                    help="cpu-words-10m (the default: sessions 32-42 and since 44): 4 rungs on 10M "
                    "tokens each, number-words in the stories, ~18-21.5 min "
-                   "on 2 cores of the Intel kind, ~20-24.5 min on the AMD kind (docs/study.md, "
+                   "on 2 cores of the Intel kind, ~21-24.5 min on the AMD kind (docs/study.md, "
                    "sessions 20-23, 31-32, 38-44); cpu-words-10m-e20: the same models with the "
                    "in-run test loss every 20 steps, 1-7%% less wall, sparser curves (the default "
                    "of session 43; sessions 43-44); cpu-words: "

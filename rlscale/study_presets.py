@@ -284,7 +284,7 @@ PRESETS["cpu-words-tilt"] = replace(
 # rollouts by step, so every trained model and every baseline and after-RL evaluation is
 # cpu-words-10m's (its draws' checks carry over); the curves keep the points at 0, 20, ..., 120
 # and the curve findings are fitted on those. Its rule and run: docs/study.md, session 43. The
-# default of session 43 only: the sparser curves changed a finding's verdict in 2 of 4 paired
+# default of session 43 only: the sparser curves changed a finding's verdict in 3 of 6 paired
 # draws (session 44).
 PRESETS["cpu-words-10m-e20"] = replace(PRESETS["cpu-words-10m"], name="cpu-words-10m-e20",
                                        eval_every=20)
@@ -292,9 +292,10 @@ PRESETS["cpu-words-10m-e20"] = replace(PRESETS["cpu-words-10m"], name="cpu-words
 # The default of `rlscale study` and `make study`: cpu-words-10m (sessions 32-42, and again since
 # session 44). In session 43 cpu-words-10m-e20 (its models, sparser curves) took its place by a
 # rule on the wall (a fresh clone in 19:38.61 on the AMD kind); session 44's rule, written before
-# its paired draws, weighed what the sparser curves cost: any finding's verdict changed by the
-# eval grid alone in 2 of 4 draws (law_fit on seed 28, size_compute_efficiency on seed 29), for
-# 1-7% of the wall, so the 13-point curves are back (docs/study.md, sessions 43-44).
+# its paired draws, weighed what the sparser curves cost: a finding's verdict changed by the eval
+# grid alone in 2 of the first 4 draws (3 of 6 in all: law_fit on seed 28, size_compute_efficiency
+# on 29, size_extrapolation on 30), for 1-7% of the wall, so the 13-point curves are back
+# (docs/study.md, sessions 43-44).
 # cpu-words-10m itself, since session 32, by a rule
 # written in session 31 before its fresh seeds 5-7 ran (docs/study.md, sessions 31-32): issue
 # 10's checks 1-5 held in seeds 5 and 7 (seed 6's 20k rung +1.2 SE), each run within 1130 s of
