@@ -129,6 +129,26 @@ def token_entropy(logits, temperature: float):
     return -(logp.exp() * logp.clamp_min(torch.finfo(logp.dtype).min)).sum(-1)
 
 
+def cache_keyword(model) -> str:
+    """The name an HF forward takes its KV cache by, and returns it under: `cache` since
+    transformers 5.24 (where `past_key_values` is deprecated, to be removed in 5.40), else
+    `past_key_values` (earlier 5.x releases, and remote-code models whose forward still says so).
+    A forward that names neither (**kwargs only) gets the name its output class has."""
+    import inspect
+
+    try:
+        names = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        names = {}
+    for kw in ("cache", "past_key_values"):
+        if kw in names:
+            return kw
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    fields = getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+    return "cache" if "cache" in fields else "past_key_values"
+
+
 def _groups(prompts: list):
     """(order, G): rows ordered so equal prompts are contiguous, G rows each, when every
     distinct prompt occurs equally often; else (identity, 1)."""
@@ -206,10 +226,10 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar,
 
         ids, valid, pos = left_pad(prompt_ids, pad, device)
         mask = valid.long()
+        kv = cache_keyword(model)
         o = model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                  past_key_values=DynamicCache(config=model.config), use_cache=True,
-                  logits_to_keep=1)
-        logits, past = o.logits[:, -1], o.past_key_values
+                  **{kv: DynamicCache(config=model.config)}, use_cache=True, logits_to_keep=1)
+        logits, past = o.logits[:, -1], o[kv]
         next_pos = pos[:, -1] + 1
     out: list[list[int]] = [[] for _ in range(B)]
     T = params.max_new_tokens
@@ -254,8 +274,8 @@ def _run_batch(model, tokenizer, prompt_ids, params, generator, progress_bar,
         else:
             mask = torch.cat([mask, (~done).long()[:, None]], 1)
             o = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                      past_key_values=past, use_cache=True)
-            logits, past = o.logits[:, -1], o.past_key_values
+                      **{kv: past}, use_cache=True)
+            logits, past = o.logits[:, -1], o[kv]
         next_pos = next_pos + 1
     flush(torch.ones_like(done))
     return out, (ents if entropy else None)

@@ -186,6 +186,36 @@ def test_greedy_batched_left_padded_equals_unbatched_and_hf(tok, make):
     assert batched.n_prompt_tokens == sum(len(tok(x)["input_ids"]) for x in PROMPTS)
 
 
+def test_generic_path_passes_the_cache_by_the_name_the_forward_takes(tok):
+    """transformers 5.24 renamed the KV cache keyword `past_key_values` to `cache` (the old
+    name warns and goes in 5.40): the generic path asks the forward which it takes."""
+    import warnings
+
+    from rlscale.rollout import cache_keyword
+
+    model = llama(tok)
+    p = SamplingParams(max_new_tokens=6, temperature=0, suppress_eos=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # a deprecated keyword would raise here
+        got = generate(model, tok, PROMPTS[:2], p)
+    assert got.completion_ids == [hf_greedy(model, tok, x, 6) for x in PROMPTS[:2]]
+
+    class OldNames(torch.nn.Module):  # a forward of the earlier releases (or remote code)
+        def forward(self, input_ids, past_key_values=None, **kwargs):
+            return input_ids
+
+    class KwargsOnly(torch.nn.Module):
+        def forward(self, **kwargs):
+            return kwargs
+
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    assert cache_keyword(OldNames()) == "past_key_values"
+    assert cache_keyword(model) in ("cache", "past_key_values")
+    assert cache_keyword(KwargsOnly()) == (
+        "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values")
+
+
 @pytest.mark.parametrize("path", ["grouped", "per_row", "native"])
 def test_fast_and_generic_paths_agree(tok, monkeypatch, path):
     decode_path(monkeypatch, path)
