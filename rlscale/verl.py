@@ -33,6 +33,7 @@ METRICS_DIR = "verl_metrics"
 ROLLOUT_ENGINES = ("vllm", "sglang", "trtllm")  # verl 0.9 registers these (async mode) only
 # verl's own default token budget per GPU for dynamic micro-batches (actor.yaml)
 VERL_MAX_TOKENS_PER_GPU = 16384
+NO_DUAL_CLIP = 1e10  # clip_ratio_c where rlscale's clip_c is 0: above any ratio verl computes
 
 
 def load_train_config(spec: str):
@@ -94,6 +95,10 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         f"{actor}.kl_loss_coef": cfg.kl_coef,
         f"{actor}.clip_ratio_low": cfg.clip_low,
         f"{actor}.clip_ratio_high": cfg.clip_high,
+        # verl always applies its dual clip (clip_ratio_c, default 3); rlscale's loss only with
+        # clip_c: off, the bound goes above exp(20), the largest ratio verl's log-ratio clamp lets
+        # through, so it never binds and verl computes rlscale's loss (tests/test_verl.py)
+        f"{actor}.clip_ratio_c": cfg.clip_c if cfg.clip_c > 0 else NO_DUAL_CLIP,
         f"{actor}.loss_agg_mode": cfg.loss_agg,
         f"{actor}.entropy_coeff": 0,
         **_micro_batches(cfg, max_prompt_length, n_gpus_per_node * nnodes),

@@ -12,6 +12,7 @@ def test_resolve_layers_defaults_preset_overrides():
     assert cfg.group_size == 8 and cfg.batch_size == 512 and cfg.kl_coef == 0.001  # preset
     assert cfg.mini_batch_size == 128 and cfg.eval_temperature == 0.7 and cfg.weight_decay == 0.1
     assert cfg.preset == "paper" and cfg.updates_per_step() == 4
+    assert cfg.clip_c == 3.0 and resolve(None).clip_c == 0.0  # verl's dual clip; off as TRL's
     seed = resolve("seed")
     assert (seed.group_size, seed.max_new_tokens, seed.reward) == (3, 512, "custom_flexible")
     assert resolve(None).preset is None
@@ -37,6 +38,9 @@ def test_from_dict_round_trip_and_unknown_keys():
     ({"adv": "ppo"}, "--adv"),
     ({"lr": float("nan")}, "--lr"),
     ({"clip_low": 1.5}, "--clip-low"),
+    ({"clip_c": 1.0}, "--clip-c"),
+    ({"clip_c": 0.5}, "--clip-c"),
+    ({"clip_c": -3.0}, "--clip-c"),
     ({"steps": -1}, "--steps"),
     ({"reuse": 0}, "--reuse"),
 ])

@@ -54,6 +54,22 @@ def test_clipped_surrogate_gradient_zero_when_clipped():
     assert logp.grad[0, 1].item() == pytest.approx(-1.1)  # d(-rho)/dlogp = -rho
 
 
+def test_dual_clip_bounds_negative_advantages_only():
+    """clip_c (verl's clip_ratio_c): where A < 0 the loss is at most -A x c, with no gradient
+    there; A >= 0 and ratios below c are untouched; 0 is off."""
+    ratio = torch.tensor([[4.0, 2.0, 4.0, 0.5, 4.0]])
+    logp = torch.log(ratio).requires_grad_()
+    adv = torch.tensor([[-1.0, -1.0, 1.0, -2.0, 0.0]])
+    loss, _, _ = core.clipped_surrogate(logp, torch.zeros(1, 5), adv, 0.2, 0.2, clip_c=3.0)
+    # A<0, rho 4 > c: bounded at 3; A<0, rho 2: unclipped 2; A>0, rho 4: clipped at -1.2;
+    # A<0, rho 0.5: clipped at 0.8 x 2; A=0: 0
+    assert torch.allclose(loss, torch.tensor([[3.0, 2.0, -1.2, 1.6, 0.0]]))
+    loss.sum().backward()
+    assert logp.grad[0, 0].item() == 0.0 and logp.grad[0, 1].item() == pytest.approx(2.0)
+    off, _, _ = core.clipped_surrogate(logp.detach(), torch.zeros(1, 5), adv, 0.2, 0.2)
+    assert off[0, 0].item() == pytest.approx(4.0) and torch.equal(off[0, 1:], loss[0, 1:].detach())
+
+
 def test_low_var_kl_values_and_clamp():
     logp = torch.zeros(4)
     ref = torch.tensor([1.0, -1.0, 0.0, 30.0])

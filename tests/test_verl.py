@@ -98,6 +98,7 @@ def test_paper_preset_export_matches_paper_settings(tmp_path):
     assert o[f"{a}.use_kl_loss"] is True
     assert o[f"{a}.kl_loss_type"] == "low_var_kl" and o[f"{a}.kl_loss_coef"] == 0.001
     assert o[f"{a}.clip_ratio_low"] == 0.2 and o[f"{a}.clip_ratio_high"] == 0.2
+    assert o[f"{a}.clip_ratio_c"] == 3.0  # verl's default dual clip, which the paper's runs had
     assert o[f"{a}.ppo_mini_batch_size"] == 128
     assert o[f"{a}.optim.weight_decay"] == 0.1 and o[f"{a}.grad_clip"] == 1.0
     assert o[f"{a}.loss_agg_mode"] == "token-mean"
@@ -123,6 +124,7 @@ def test_micro_model_and_no_kl_and_drgrpo():
                          "loss_agg": "seq-mean-token-mean"})
     o = verl_overrides(cfg, "/r.py")
     assert o["actor_rollout_ref.model.path"] == "$MODEL_PATH"
+    assert o["actor_rollout_ref.actor.clip_ratio_c"] == 1e10  # no dual clip, as rlscale's loss
     assert o["actor_rollout_ref.actor.use_kl_loss"] is False
     assert o["algorithm.norm_adv_by_std_in_grpo"] is False
     assert o["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-mean"
@@ -225,6 +227,76 @@ def test_verl_accepts_the_exported_launches(tmp_path):
     verdicts = verl_verdicts(tmp_path, launches)
     assert verdicts[:-1] == ["ok scores=1.0,0.0"] * len(VERL_CASES), verdicts
     assert verdicts[-1].startswith("rejected") and "micro_batch_size" in verdicts[-1]
+
+
+def loss_inputs(seed: int = 0, groups: int = 3, G: int = 4, T: int = 6) -> dict:
+    """A mini-batch of GRPO tensors where every clip binds somewhere: 0/1 rewards (one group all
+    right: zero std), ragged masks, log-ratios in [-2, 2] (ratios 0.14-7.4: past 1 +- 0.2 and past
+    a dual clip of 2 or 3 where the advantage is negative) and a drifted reference."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    R = groups * G
+    rewards = torch.tensor([1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 0], dtype=torch.float32)[:R]
+    lengths = torch.randint(1, T + 1, (R,), generator=g)
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
+    logp = -torch.rand(R, T, generator=g) * 3 - 0.05
+    old = logp - (torch.rand(R, T, generator=g) * 4 - 2)
+    ref = logp + torch.randn(R, T, generator=g) * 0.5
+    return {"rewards": rewards, "index": [i // G for i in range(R)], "mask": mask, "logp": logp,
+            "old_logp": old, "ref_logp": ref, "G": G}
+
+
+def rlscale_loss(cfg, x: dict) -> tuple[list[float], float]:
+    from rlscale.grpo import core
+
+    adv, _ = core.group_advantages(x["rewards"], x["G"], cfg.adv, cfg.adv_eps)
+    loss, _ = core.grpo_loss(x["logp"], x["old_logp"], adv, x["mask"], ref_logp=x["ref_logp"],
+                             kl_coef=cfg.kl_coef, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                             clip_c=cfg.clip_c, loss_agg=cfg.loss_agg)
+    return adv.tolist(), float(loss)
+
+
+LOSS_CASES = [  # (export-verl flags, train settings): every loss setting the export carries
+    (["--config", "paper", "--model-path", "Qwen/Qwen2.5-7B"], {}),  # dual clip 3, KL 0.001
+    ([], {"kl_coef": 0.0, "adv": "drgrpo"}),
+    ([], {"kl_coef": 0.05, "loss_agg": "seq-mean-token-mean", "clip_low": 0.1, "clip_high": 0.28}),
+    ([], {"kl_coef": 0.01, "clip_c": 2.0, "loss_agg": "seq-mean-token-mean"}),
+]
+
+
+def test_verl_computes_rlscales_grpo_loss_from_the_exported_launch(tmp_path):
+    """The same advantages and actor loss from verl's own functions (its GRPO estimator, policy
+    loss, kl_penalty and agg_loss, configured by Hydra from the launch's overrides) as from
+    rlscale.grpo.core, on tensors where every clip binds. The negative control: the launch
+    without its clip_ratio_c override gets verl's default dual clip (3), which rlscale's loss
+    without clip_c does not have, and the losses differ."""
+    cases, cfgs = [], []
+    for i, (flags, settings) in enumerate(LOSS_CASES):
+        cfg = resolve("paper") if "paper" in flags else resolve(None, settings)
+        if settings:
+            flags = ["--config", str(_write(tmp_path / f"c{i}.json", cfg.to_dict()))] + flags
+        out = tmp_path / f"o{i}"
+        assert cli.main(["export-verl", *flags, "--out", str(out)]) == 0
+        cases.append(launch(tmp_path, out)["args"])
+        cfgs.append(cfg.validate())
+    cases.append([a for a in cases[1] if "clip_ratio_c=" not in a])
+    cfgs.append(cfgs[1])
+    x = loss_inputs()
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps([
+        {"overrides": o, **{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in x.items()}}
+        for o in cases]))
+    r = subprocess.run([verl_python(), str(REPO / "tests" / "verl_losses.py"), str(path)],
+                       capture_output=True, text=True, timeout=600)
+    got = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert r.returncode == 0 and len(got) == len(cases), r.stdout[-3000:] + r.stderr[-3000:]
+    assert [v["clip_ratio_c"] for v in got] == [3.0, 1e10, 1e10, 2.0, 3.0]
+    for cfg, v in zip(cfgs[:-1], got[:-1]):
+        adv, loss = rlscale_loss(cfg, x)
+        assert v["adv"] == pytest.approx(adv, rel=1e-5, abs=1e-6)
+        assert v["loss"] == pytest.approx(loss, rel=1e-5, abs=1e-7), (cfg.to_dict(), v, loss)
+    assert got[-1]["loss"] != pytest.approx(rlscale_loss(cfgs[-1], x)[1], rel=1e-3)
 
 
 def test_each_launch_writes_a_new_metrics_file(tmp_path):

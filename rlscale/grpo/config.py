@@ -95,6 +95,8 @@ class TrainConfig:
     clip_low: float = setting(0.2, "PPO clip below: ratio >= 1 - clip_low", 0, 1, hi_open=True,
                               why="the ratio is clipped at 1 - clip_low")
     clip_high: float = setting(0.2, "PPO clip above: ratio <= 1 + clip_high", 0)
+    clip_c: float = setting(0.0, "dual-clip PPO: where the advantage A < 0 the token loss is at "
+                            "most -A x clip_c (verl's clip_ratio_c; 0: off, as TRL)", 0)
     loss_agg: str = setting("token-mean", "token-mean | seq-mean-token-mean (rlscale.grpo.core)")
     adv: str = setting("grpo", "advantage: grpo divides by the group std, drgrpo does not")
     adv_eps: float = setting(1e-6, "added to the group std before dividing", 0)
@@ -201,6 +203,8 @@ class TrainConfig:
         if self.autocast and self.dtype not in FP32:
             bad("autocast", f"{self.autocast} autocast keeps fp32 master weights; it cannot run "
                             f"on --dtype {self.dtype} weights (drop --dtype)")
+        if 0 < self.clip_c <= 1:  # as verl asserts: a bound at 1 or below is no dual clip
+            bad("clip_c", f"{self.clip_c}: dual-clip needs a bound above 1 (0: off)")
         if not _DEVICE.match(self.device):
             bad("device", f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or mps")
         if self.preset is not None and self.preset not in PRESETS:
@@ -222,11 +226,12 @@ def _coerce(name: str, value):
 
 
 # The paper (arXiv 2509.25300) trains with verl: mini-batch 128 prompts of a 512-prompt step
-# (4 updates per step), KL 0.001, evaluation every step with one sample at temperature 0.7.
+# (4 updates per step), KL 0.001, evaluation every step with one sample at temperature 0.7. It
+# names no dual clip, so its runs had verl's default (actor.yaml clip_ratio_c: 3.0).
 PAPER = dict(
     lr=1e-6, batch_size=512, group_size=8, mini_batch_size=128, kl_coef=0.001, clip_low=0.2,
-    clip_high=0.2, weight_decay=0.1, grad_clip=1.0, temperature=1.0, eval_temperature=0.7,
-    eval_samples=1, eval_every=1, loss_agg="token-mean", adv="grpo",
+    clip_high=0.2, clip_c=3.0, weight_decay=0.1, grad_clip=1.0, temperature=1.0,
+    eval_temperature=0.7, eval_samples=1, eval_every=1, loss_agg="token-mean", adv="grpo",
 )
 # The seed study: `./train.sh SIZE 1e-6 512`, 3 rollouts per prompt, 512-token responses,
 # custom_flexible answers, greedy evaluation. Its mini-batch is not stated: one update per step.

@@ -7,6 +7,8 @@ then of prompt 1, ...); per-token tensors [R, T] over completion tokens with a 0
                 A_i = r_i - mean(r)                          ("drgrpo": no division by std)
     ratio       rho_t = exp(logp_t - logp_old_t)
     surrogate   l_t = max(-A rho_t, -A clip(rho_t, 1 - eps_low, 1 + eps_high))
+                and with dual-clip c > 1 where A < 0: l_t = min(l_t, -A c)  (verl's clip_ratio_c;
+                0 = off, TRL's GRPO has none)
     low_var_kl  k3 = exp(d) - d - 1, d = ref - logp clamped to [-20, 20], k3 clamped to [-10, 10]
     loss        agg(l_t + beta * k3_t)
 with agg "token-mean" (mean over all completion tokens of the mini-batch, verl's default) or
@@ -142,18 +144,25 @@ def clipped_surrogate(
     advantages: torch.Tensor,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    clip_c: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """PPO clipped surrogate per token: (loss [R, T], ratio [R, T], clipped [R, T] bool).
 
     advantages: [R] (one per sequence) or [R, T]. `clipped` marks tokens where the clipped term
     is the active one (its gradient is zero): verl's pg_clipfrac, TRL's clip_ratio/region.
+    clip_c > 1: dual-clip PPO (arXiv 1912.09729) as verl computes it: where A < 0 the loss is
+    at most -A x clip_c, so a ratio far above 1 on a token the policy should drop cannot pull
+    the update without bound (its gradient there is zero). 0: off.
     """
     adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
     log_ratio = (logp - old_logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     ratio = torch.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
-    return torch.maximum(unclipped, clipped), ratio, clipped > unclipped
+    loss = torch.maximum(unclipped, clipped)
+    if clip_c > 0:
+        loss = torch.where(adv < 0, torch.minimum(loss, -adv * clip_c), loss)
+    return loss, ratio, clipped > unclipped
 
 
 def low_var_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -174,6 +183,7 @@ def grpo_loss(
     kl_coef: float = 0.0,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    clip_c: float = 0.0,
     loss_agg: str = "token-mean",
     normalizer: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -182,7 +192,8 @@ def grpo_loss(
     Returns (loss, stats) where stats holds sums over masked tokens (`clipped`, `kl`) and the
     token count `tokens`, so callers can add them across chunks before dividing.
     """
-    per_token, _, clipped = clipped_surrogate(logp, old_logp, advantages, clip_low, clip_high)
+    per_token, _, clipped = clipped_surrogate(logp, old_logp, advantages, clip_low, clip_high,
+                                              clip_c)
     kl = None
     if kl_coef != 0.0:
         if ref_logp is None:
