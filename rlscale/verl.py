@@ -33,6 +33,7 @@ METRICS_DIR = "verl_metrics"
 ROLLOUT_ENGINES = ("vllm", "sglang", "trtllm")  # verl 0.9 registers these (async mode) only
 # verl's own default token budget per GPU for dynamic micro-batches (actor.yaml)
 VERL_MAX_TOKENS_PER_GPU = 16384
+VERL_ADV_EPS = 1e-6  # compute_grpo_outcome_advantage's epsilon, which verl's trainer never sets
 NO_DUAL_CLIP = 1e10  # clip_ratio_c where rlscale's clip_c is 0: above any ratio verl computes
 
 
@@ -65,6 +66,7 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
     if rollout_engine not in ROLLOUT_ENGINES:
         raise UserError(f"--rollout-engine: {rollout_engine!r} is not a verl rollout; choose "
                         f"one of {', '.join(ROLLOUT_ENGINES)}")
+    _check_carried(cfg)
     model = model_path or cfg.model
     if model.startswith("micro:"):
         model = "$MODEL_PATH"  # a micro rung must be saved to a directory first
@@ -87,6 +89,7 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         f"{actor}.optim.lr": cfg.lr,
         f"{actor}.optim.lr_warmup_steps_ratio": 0.0,
         f"{actor}.optim.weight_decay": cfg.weight_decay,
+        f"{actor}.optim.betas": [cfg.adam_beta1, cfg.adam_beta2],
         f"{actor}.grad_clip": cfg.grad_clip if cfg.grad_clip > 0 else 1e9,
         f"{actor}.ppo_mini_batch_size": _mini_batch(cfg),
         f"{actor}.ppo_epochs": 1,
@@ -123,6 +126,17 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
                                           f"{cfg.task}-{Path(cfg.model).name}-seed{cfg.seed}"),
     }
     return o
+
+
+def _check_carried(cfg) -> None:
+    """Refuse, in one line, a setting verl 0.9 has no key for, rather than launch another run."""
+    if cfg.adv == "grpo" and cfg.adv_eps != VERL_ADV_EPS:
+        raise UserError(f"--config: adv_eps {cfg.adv_eps:g} cannot be handed to verl: its GRPO "
+                        f"estimator adds {VERL_ADV_EPS:g} to the group std, not a setting")
+    if cfg.eval_max_new_tokens not in (0, cfg.max_new_tokens):
+        raise UserError(f"--config: eval_max_new_tokens {cfg.eval_max_new_tokens} cannot be "
+                        f"handed to verl: its evaluation generates up to data.max_response_length"
+                        f" ({cfg.max_new_tokens}, the run's max_new_tokens)")
 
 
 def _mini_batch(cfg) -> int:

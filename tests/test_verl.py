@@ -101,6 +101,7 @@ def test_paper_preset_export_matches_paper_settings(tmp_path):
     assert o[f"{a}.clip_ratio_c"] == 3.0  # verl's default dual clip, which the paper's runs had
     assert o[f"{a}.ppo_mini_batch_size"] == 128
     assert o[f"{a}.optim.weight_decay"] == 0.1 and o[f"{a}.grad_clip"] == 1.0
+    assert o[f"{a}.optim.betas"] == [0.9, 0.999]
     assert o[f"{a}.loss_agg_mode"] == "token-mean"
     assert o[f"{r}.temperature"] == 1.0 and o[f"{r}.val_kwargs.temperature"] == 0.7
     assert o[f"{r}.val_kwargs.do_sample"] is True
@@ -319,6 +320,12 @@ def test_export_refuses_what_verl_cannot_run(tmp_path):
                          "micro_batch_size": 3})
     with pytest.raises(UserError, match="micro-batch-size: 3"):
         verl_overrides(cfg, "/r.py", n_gpus_per_node=2)
+    for settings, why in (({"adv_eps": 0.0}, "adv_eps 0 cannot"),
+                          ({"eval_max_new_tokens": 128}, "eval_max_new_tokens 128 cannot")):
+        with pytest.raises(UserError, match=why):
+            verl_overrides(resolve(None, {"batch_size": 8, **settings}), "/r.py")
+    verl_overrides(resolve(None, {"batch_size": 8, "adv": "drgrpo", "adv_eps": 0.0,
+                                  "eval_max_new_tokens": 64}), "/r.py")  # what verl does too
     try:  # a bad flag: argparse's one-line error, exit 2
         rc = cli.main(["export-verl", "--config", "paper", "--rollout-engine", "hf",
                        "--out", str(tmp_path / "o")])
