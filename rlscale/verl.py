@@ -16,6 +16,16 @@ data.*, algorithm.*, reward.custom_reward_function.*, trainer.*); tests/test_ver
 them with that config and runs verl's own validate_config. verl counts ppo_mini_batch_size in
 prompts, like rlscale's mini_batch_size, and micro-batches in rows (responses) per GPU, like
 rlscale's micro_batch_size per process.
+
+What verl then runs, checked against verl's own code in tests/test_verl.py:
+- the same prompt tokens: verl renders every prompt with the tokenizer's chat template, rlscale
+  never does, so the launch hands verl a template that writes the message as it is;
+- the same rewards: the module cuts a completion at rlscale's stop strings (a new "Question:")
+  before the check, as rlscale's rollouts end there;
+- the same advantages and loss (its GRPO estimator and actor loss on the same tensors).
+What differs: verl 0.9's rollouts take no stop strings, so a completion runs on to EOS or
+max_response_length and verl trains those tokens too (with the reward of the cut text); and
+verl cannot run a micro rung (its Qwen-family prompt builder needs the tokenizer's <|im_end|>).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ METRICS_DIR = "verl_metrics"
 ROLLOUT_ENGINES = ("vllm", "sglang", "trtllm")  # verl 0.9 registers these (async mode) only
 # verl's own default token budget per GPU for dynamic micro-batches (actor.yaml)
 VERL_MAX_TOKENS_PER_GPU = 16384
+RAW_PROMPT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 VERL_ADV_EPS = 1e-6  # compute_grpo_outcome_advantage's epsilon, which verl's trainer never sets
 NO_DUAL_CLIP = 1e10  # clip_ratio_c where rlscale's clip_c is 0: above any ratio verl computes
 
@@ -81,6 +92,9 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         "data.val_files": val_files,
         "data.train_batch_size": cfg.batch_size,
         "data.max_prompt_length": max_prompt_length,
+        # rlscale's prompts are raw text: no chat template around them (HF's apply_chat_template
+        # takes a template in its kwargs, which verl passes through)
+        "+data.apply_chat_template_kwargs.chat_template": RAW_PROMPT_TEMPLATE,
         "data.max_response_length": cfg.max_new_tokens,
         "data.filter_overlong_prompts": True,
         "data.truncation": "error",
@@ -213,6 +227,8 @@ def _hydra_value(v) -> str:
         return "True" if v else "False"
     if isinstance(v, list):
         return "[" + ",".join(json.dumps(x) for x in v) + "]"
+    if isinstance(v, str) and re.search(r"[\s{}\[\](),='\"\\%]", v):  # Hydra's grammar
+        return "'" + v.replace("'", "\\'") + "'"  # a quoted string: only quotes escape
     return str(v)
 
 
@@ -223,10 +239,12 @@ def _shell_arg(key: str, v) -> str:
     return shlex.quote(text)
 
 
-def reward_module_source(reward: str) -> str:
+def reward_module_source(reward: str, stops: tuple[str, ...] = ()) -> str:
     """The exported reward module: rlscale/rewards.py verbatim (standard library only, so it
     runs on a verl worker without rlscale) with a header naming the check and, appended,
-    verl's entry point. One home for the answer checks: this file is generated, never edited."""
+    verl's entry point, which first cuts the completion before the first of `stops` (the
+    trainer's stop strings: rlscale's rollouts end there, verl's run on). One home for the
+    answer checks: this file is generated, never edited."""
     from rlscale import rewards
 
     body = Path(rewards.__file__).read_text(encoding="utf-8")
@@ -238,10 +256,13 @@ def reward_module_source(reward: str) -> str:
 
 # ---------------------------------------------------------------- verl's entry point
 REWARD = {reward!r}
+STOPS = {tuple(stops)!r}  # where rlscale's rollouts end; verl 0.9's run on to EOS
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    return float(REWARDS[REWARD](str(solution_str), str(ground_truth)))
+    text = str(solution_str)
+    cut = [i for i in (text.find(s) for s in STOPS) if i >= 0]
+    return float(REWARDS[REWARD](text[:min(cut)] if cut else text, str(ground_truth)))
 '''
     return head + body.rstrip("\n") + "\n" + foot
 
@@ -250,6 +271,7 @@ def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data:
                 **kw) -> dict:
     """Write the launch script, overrides JSON, reward module and config into out."""
     from rlscale.rewards import REWARDS
+    from rlscale.tasks import STOP_STRINGS
 
     if cfg.reward not in REWARDS:
         raise UserError(f"--config: reward {cfg.reward!r} is not one of {', '.join(REWARDS)}")
@@ -262,7 +284,8 @@ def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data:
     o = verl_overrides(cfg, str(reward_path), model_path, **kw)
     if write_data:
         o["trainer.total_epochs"] = cfg.reuse  # the train file holds U = D / tau problems
-    atomic_write_text(reward_path, reward_module_source(cfg.reward))
+    stops = () if cfg.suppress_eos else STOP_STRINGS  # as the trainer's rollouts
+    atomic_write_text(reward_path, reward_module_source(cfg.reward, stops))
     atomic_write_json(out / "verl_overrides.json", o)
     atomic_write_json(out / "rlscale_config.json", cfg.to_dict())
     needs_model = o["actor_rollout_ref.model.path"] == "$MODEL_PATH"
@@ -271,7 +294,10 @@ def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data:
         "# verl GRPO launch for an rlscale run (written by `rlscale export-verl`).",
         "# Needs: " + ", ".join(
             [v for v, need in (("TRAIN_FILES / VAL_FILES (verl parquet)", not write_data),
-                               ("MODEL_PATH (the saved micro rung)", needs_model)) if need]
+                               ("MODEL_PATH (a Hugging Face model directory or name: verl "
+                                "0.9 cannot run a micro rung, whose tokenizer lacks the "
+                                "<|im_end|> its Qwen-family prompt builder needs)", needs_model))
+             if need]
             or ["nothing else"]) + ".",
         "# Extra Hydra overrides may follow on the command line. Afterwards:",
         f"#   rlscale import verl $OUT/{METRICS_DIR} --config $OUT/rlscale_config.json "

@@ -50,8 +50,21 @@ def load_module(path):
     return mod
 
 
+def rollout_text(completion: str) -> str:
+    """The text rlscale's rollout keeps of a completion: up to its first stop string."""
+    from rlscale.models import micro_tokenizer
+    from rlscale.rollout import _Stopper
+    from rlscale.tasks import STOP_STRINGS
+
+    tok = micro_tokenizer()
+    return _Stopper(tok, STOP_STRINGS).cut(tok(completion)["input_ids"], completion)[1]
+
+
 @pytest.mark.parametrize("reward", sorted(rewards.REWARDS))
 def test_reward_module_scores_equal_rlscale(tmp_path, reward):
+    """The module scores what rlscale's trainer scores: the check of the completion cut where
+    rlscale's rollout ends it (verl's rollouts run past a new "Question:"; `flexible` takes the
+    last number, which the cut changes on two cases)."""
     cfg = resolve(None, {"reward": reward, "model": "Qwen/Qwen2.5-0.5B"})
     assert cli.main(["export-verl", "--config", str(_write(tmp_path / "c.json", cfg.to_dict())),
                      "--out", str(tmp_path / "o")]) == 0
@@ -60,7 +73,8 @@ def test_reward_module_scores_equal_rlscale(tmp_path, reward):
     for completion, answer in CASES:
         got = mod.compute_score("openai/gsm8k", completion, answer, extra_info={"index": 0})
         assert isinstance(got, float)
-        assert got == float(rewards.REWARDS[reward](completion, answer)), (completion, answer)
+        want = float(rewards.REWARDS[reward](rollout_text(completion), answer))
+        assert got == want, (completion, answer)
         scores.append(got)
     assert 0.0 in scores and 1.0 in scores  # the cases separate right from wrong
     # verl >= 0.4 passes keywords
@@ -300,6 +314,52 @@ def test_verl_computes_rlscales_grpo_loss_from_the_exported_launch(tmp_path):
     assert got[-1]["loss"] != pytest.approx(rlscale_loss(cfgs[-1], x)[1], rel=1e-3)
 
 
+def chat_model_dir(path):
+    """A Qwen3-type model directory whose tokenizer has a ChatML template and <|im_end|>, as
+    Qwen's instruct and base tokenizers do (the micro tokenizer plus those tokens)."""
+    from rlscale.models import load_model
+
+    model, tok = load_model("micro:tiny", "cpu", "fp32")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                         "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
+                         "<|im_start|>assistant\n{% endif %}")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return tok
+
+
+def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
+    """verl renders every prompt with the tokenizer's chat template; the launch's template
+    writes the message as it is, so verl's prompt tokens (its own builder, on the exported
+    train.parquet) are the ids rlscale's trainer feeds the model. Without that override verl
+    wraps them in the chat template."""
+    import pyarrow.parquet as pq
+
+    from rlscale.models.tokenizer import encode_ids
+
+    tok = chat_model_dir(tmp_path / "m")
+    cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1})
+    out = tmp_path / "o"
+    assert cli.main(["export-verl", "--config", str(_write(tmp_path / "c.json", cfg.to_dict())),
+                     "--model-path", str(tmp_path / "m"), "--write-data", "--out", str(out)]) == 0
+    args = launch(tmp_path, out)["args"]
+    texts = [r["prompt"][0]["content"] for r in pq.read_table(out / "train.parquet").to_pylist()]
+    got = []
+    for i, overrides in enumerate((args, [a for a in args if "chat_template" not in a])):
+        (tmp_path / f"ov{i}.json").write_text(json.dumps(overrides))
+        r = subprocess.run([verl_python(), str(REPO / "tests" / "verl_prompts.py"),
+                            str(tmp_path / "m"), str(out / "train.parquet"), "3",
+                            str(tmp_path / f"ov{i}.json")],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        got.append([json.loads(line) for line in r.stdout.splitlines() if line.startswith("[")])
+    assert got[0] == encode_ids(tok, texts[:3]) and len(got[0]) == 3
+    im_start = tok.convert_tokens_to_ids("<|im_start|>")
+    assert all(ids[0] == im_start and len(ids) > len(want)
+               for ids, want in zip(got[1], got[0]))  # the chat template, had it not been set
+
+
 def test_each_launch_writes_a_new_metrics_file(tmp_path):
     """verl's file logger opens its file with "wb": a resumed launch must not reuse it."""
     out = tmp_path / "o"
@@ -337,14 +397,14 @@ def test_export_refuses_what_verl_cannot_run(tmp_path):
 # -- the reward module on a bare Python ------------------------------------------------------------
 def test_reward_module_runs_on_bare_python_with_rlscales_scores(tmp_path):
     """`python3 -I -S` with only the module's directory on the path: no site-packages, no
-    rlscale; every check scores the cases as rlscale.rewards does."""
+    rlscale; every check scores the cases as rlscale's trainer does."""
     expected = {}
     for reward in sorted(rewards.REWARDS):
         out = tmp_path / reward
         cfg = resolve(None, {"reward": reward})
         assert cli.main(["export-verl", "--config", str(_write(tmp_path / "c.json", cfg.to_dict())),
                          "--out", str(out)]) == 0
-        expected[reward] = [float(rewards.REWARDS[reward](c, a)) for c, a in CASES]
+        expected[reward] = [float(rewards.REWARDS[reward](rollout_text(c), a)) for c, a in CASES]
     probe = (
         "import json, sys\n"
         "cases, dirs = json.loads(sys.stdin.read())\n"
