@@ -12,7 +12,8 @@ def test_resolve_layers_defaults_preset_overrides():
     assert cfg.group_size == 8 and cfg.batch_size == 512 and cfg.kl_coef == 0.001  # preset
     assert cfg.mini_batch_size == 128 and cfg.eval_temperature == 0.7 and cfg.weight_decay == 0.1
     assert cfg.preset == "paper" and cfg.updates_per_step() == 4
-    assert cfg.clip_c == 3.0 and resolve(None).clip_c == 0.0  # verl's dual clip; off as TRL's
+    assert cfg.clip_c == resolve("seed").clip_c == 3.0  # both ran verl, whose dual clip is on
+    assert resolve(None).clip_c == 0.0  # off, as TRL's GRPO
     seed = resolve("seed")
     assert (seed.group_size, seed.max_new_tokens, seed.reward) == (3, 512, "custom_flexible")
     assert resolve(None).preset is None

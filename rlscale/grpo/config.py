@@ -235,8 +235,9 @@ PAPER = dict(
 )
 # The seed study: `./train.sh SIZE 1e-6 512`, 3 rollouts per prompt, 512-token responses,
 # custom_flexible answers, greedy evaluation. Its mini-batch is not stated: one update per step.
+# "GRPO via Verl": verl's default dual clip too (it binds only with several updates per step).
 SEED = dict(
-    lr=1e-6, batch_size=512, group_size=3, max_new_tokens=512,
+    lr=1e-6, batch_size=512, group_size=3, max_new_tokens=512, clip_c=3.0,
     reward="custom_flexible", eval_temperature=0.0, eval_samples=1,
 )
 PRESETS: dict[str, dict] = {"paper": PAPER, "seed": SEED}

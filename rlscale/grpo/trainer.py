@@ -299,8 +299,7 @@ class _Trainer:
                 logp, logp.detach() if old is None else old[r], ro.adv[r], cmask[r],
                 ref_logp=None if ref is None else ref[r], kl_coef=cfg.kl_coef,
                 clip_low=cfg.clip_low, clip_high=cfg.clip_high, clip_c=cfg.clip_c,
-                loss_agg=cfg.loss_agg,
-                normalizer=max(norm, 1.0))
+                loss_agg=cfg.loss_agg, normalizer=max(norm, 1.0))
             _check_finite(step, "the loss", loss)
             loss.backward()
             for k in ("tokens", "clipped", "kl"):
