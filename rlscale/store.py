@@ -77,9 +77,18 @@ _COLUMNS = {"runs": {"run_id", "config", "status", "attempts", "run_dir", "N", "
             "metrics": {"run_id", "step", "row"}}
 
 
+# TrainConfig fields added after run ids were first handed out, each with the value that means
+# "as before": at that value a field is left out of the hash, so a run keeps its id across the
+# upgrade (a sweep resumes instead of rerunning every run; a study's database gains no twins).
+# A new field whose default changes nothing goes here with that default.
+NEUTRAL_DEFAULTS = {"clip_c": 0.0}
+
+
 def config_hash(config: dict) -> str:
-    """Run id: sha256 of the canonical JSON of the resolved config (derived keys left out)."""
-    clean = {k: v for k, v in config.items() if k not in DERIVED_KEYS}
+    """Run id: sha256 of the canonical JSON of the resolved config (derived keys, and fields
+    added later at their neutral value, left out)."""
+    clean = {k: v for k, v in config.items() if k not in DERIVED_KEYS
+             and not (k in NEUTRAL_DEFAULTS and v == NEUTRAL_DEFAULTS[k])}
     text = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -35,6 +35,19 @@ def test_config_hash_ignores_derived_keys_and_order():
     assert config_hash(a) != config_hash({**a, "seed": 1})
 
 
+def test_a_run_keeps_its_id_when_trainconfig_gains_a_field():
+    """The default config's id is the one it had before clip_c existed (session 44's code): a
+    field added at a value that changes nothing stays out of the hash (store.NEUTRAL_DEFAULTS),
+    so a sweep resumes across the upgrade. A new TrainConfig field fails this test until its
+    neutral default is listed there."""
+    from rlscale.grpo.config import resolve
+
+    cfg = resolve(None).to_dict()
+    assert config_hash(cfg) == "db8a59dae6af6fad"
+    assert config_hash({k: v for k, v in cfg.items() if k != "clip_c"}) == "db8a59dae6af6fad"
+    assert config_hash({**cfg, "clip_c": 3.0}) != "db8a59dae6af6fad"  # another objective
+
+
 def test_import_run_dir_is_idempotent(tmp_path):
     db = tmp_path / "r.sqlite"
     run_dir = make_run_dir(tmp_path / "run", torn=True)
