@@ -24,8 +24,9 @@ What verl then runs, checked against verl's own code in tests/test_verl.py:
   before the check, as rlscale's rollouts end there;
 - the same advantages and loss (its GRPO estimator and actor loss on the same tensors).
 What differs: verl 0.9's rollouts take no stop strings, so a completion runs on to EOS or
-max_response_length and verl trains those tokens too (with the reward of the cut text); and
-verl cannot run a micro rung (its Qwen-family prompt builder needs the tokenizer's <|im_end|>).
+max_response_length and verl trains those tokens too (with the reward of the cut text), which
+`rlscale train --no-stop-at-question` does as well; and verl cannot run a micro rung (its
+Qwen-family prompt builder needs the tokenizer's <|im_end|>).
 """
 
 from __future__ import annotations

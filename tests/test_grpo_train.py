@@ -209,6 +209,33 @@ def test_idle_groups_leave_the_update_but_not_its_gradient_or_metrics(tmp_path):
     assert not olds[True][~live].any() and olds[False][~live].any()
 
 
+@pytest.mark.parametrize("stop", [True, False])
+def test_stop_at_question_off_rolls_on_and_rewards_the_text_before_it(tmp_path, monkeypatch, stop):
+    """stop_at_question off (verl 0.9's rollouts): no stop strings in the sampler, and the
+    reward reads the completion up to a new "Question:" (as the exported verl module does)."""
+    from rlscale.grpo import trainer as T
+    from rlscale.tasks import STOP_STRINGS
+
+    cfg = TrainConfig.from_dict({**TINY, "reward": "flexible", "stop_at_question": stop})
+    tr = T._Trainer(cfg, tmp_path / "run", False)
+    tr.open_run(False)
+    answers = [tr.task.train[i].answer for i in tr.stream.take(tr.state["D"], cfg.batch_size)
+               for _ in range(cfg.group_size)]
+    seen, real = [], T.generate
+
+    def generate(model, tok, prompts, params, **kw):  # a base model going on past its answer
+        seen.append(params.stop_strings)
+        g = real(model, tok, prompts, params, **kw)
+        g.texts = [f"so #### {a}\nQuestion: and then 999999" for a in answers]
+        return g
+
+    monkeypatch.setattr(T, "generate", generate)
+    ro = tr.rollout(1)
+    assert seen == [STOP_STRINGS if stop else ()]
+    # flexible takes the last number: the answer before the new question, the wrong one after
+    assert ro.rewards == [0.0 if stop else 1.0] * len(answers)
+
+
 def test_eval_every_only_subsamples_the_curve(tmp_path):
     """The held-out evals are seeded by the run's seed alone and the rollouts by step, so a
     sparser eval_every keeps the trajectory and the remaining points exactly (the preset

@@ -20,12 +20,14 @@ def _tiny(tok):
     return Qwen3ForCausalLM(cfg).float()
 
 
-@pytest.mark.parametrize("loss_type, agg, beta", [
-    ("grpo", "seq-mean-token-mean", 0.04),  # TRL "grpo": mean over tokens per sequence, then rows
-    ("bnpo", "token-mean", 0.04),  # TRL "bnpo": mean over all tokens of the batch
-    ("bnpo", "token-mean", 0.0),
+@pytest.mark.parametrize("loss_type, agg, beta, delta", [
+    ("grpo", "seq-mean-token-mean", 0.04, None),  # TRL "grpo": token mean per row, then rows
+    ("bnpo", "token-mean", 0.04, None),  # TRL "bnpo": mean over all tokens of the batch
+    ("bnpo", "token-mean", 0.0, None),
+    # TRL's two-sided clipping (delta > 1 + epsilon_high) is verl's dual clip: rlscale's clip_c
+    ("bnpo", "token-mean", 0.04, 1.5),
 ])
-def test_loss_equals_trl(tmp_path, loss_type, agg, beta):
+def test_loss_equals_trl(tmp_path, loss_type, agg, beta, delta):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -37,7 +39,7 @@ def test_loss_equals_trl(tmp_path, loss_type, agg, beta):
     args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=R, num_generations=4,
                       max_completion_length=C, beta=beta, loss_type=loss_type, epsilon=eps_lo,
                       epsilon_high=eps_hi, temperature=temp, use_cpu=True, report_to=[],
-                      use_bias_correction_kl=False, logging_steps=1,
+                      use_bias_correction_kl=False, logging_steps=1, delta=delta,
                       bf16=False)  # GRPOConfig autocasts to bf16 by default; CPU runs fp32
     model.save_pretrained(tmp_path / "m")  # TRL builds its reference model from a path
     tok.save_pretrained(tmp_path / "m")
@@ -57,7 +59,8 @@ def test_loss_equals_trl(tmp_path, loss_type, agg, beta):
     model.train()
     with torch.no_grad():
         logp = sequence_logprobs(model, ids, attn, pos, completion_mask, temp)
-    old = logp + 0.5 * (torch.rand(R, C, generator=g) - 0.5)  # some ratios outside the clip range
+    drift = 2.0 if delta else 0.5  # some ratios outside the clip range (and past delta)
+    old = logp + drift * (torch.rand(R, C, generator=g) - 0.5)
     ref = logp + 0.3 * (torch.rand(R, C, generator=g) - 0.5)
     rewards = torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 1])
     adv, _ = core.group_advantages(rewards, 4)
@@ -73,6 +76,10 @@ def test_loss_equals_trl(tmp_path, loss_type, agg, beta):
 
     logp = sequence_logprobs(model, ids, attn, pos, completion_mask, temp)
     ours, stats = core.grpo_loss(logp, old, adv, completion_mask, ref_logp=ref if beta else None,
-                                 kl_coef=beta, clip_low=eps_lo, clip_high=eps_hi, loss_agg=agg)
+                                 kl_coef=beta, clip_low=eps_lo, clip_high=eps_hi,
+                                 clip_c=delta or 0.0, loss_agg=agg)
     assert stats["clipped"].item() > 0  # the clip is exercised
+    if delta:  # and the dual clip: negative advantages on ratios past delta
+        past = (logp - old).exp() > delta
+        assert ((adv[:, None] < 0) & past & completion_mask.bool()).any()
     assert abs(ours.item() - trl_loss.item()) < 1e-6, (ours.item(), trl_loss.item())

@@ -112,6 +112,11 @@ class TrainConfig:
     top_p: float = setting(1.0, "rollout nucleus sampling", 0, 1, lo_open=True)
     suppress_eos: bool = setting(False, "never stop early (no EOS, no stop strings): for "
                                  "benchmarks; every row is max_new_tokens long")
+    stop_at_question: bool = setting(
+        True, "end a training rollout where it begins a new 'Question:' (a base model goes on "
+        "with one); off: only at EOS or max_new_tokens, as verl 0.9's rollouts, the continuation "
+        "trained too, the reward read off the text before the new question (as the exported "
+        "verl reward module reads it); evaluation always stops there")
     steps: int = setting(100, "training steps", 0, 10**9, resumable=True)
     reuse: int = setting(1, "data reuse tau: steps x B / tau unique prompts, each seen tau "
                          "times", 1, 10**6)

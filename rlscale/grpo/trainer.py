@@ -47,7 +47,7 @@ from rlscale.grpo.step_log import Rollout
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
 from rlscale.rewards import REWARDS
 from rlscale.rollout import SamplingParams, generate
-from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
+from rlscale.tasks import STOP_STRINGS, before_stop, fewshot_exemplars, format_prompt, load_task
 
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
 POLICY_DIR = "policy"
@@ -200,8 +200,9 @@ class _Trainer:
         cfg, G = self.cfg, self.cfg.group_size
         problems = [self.task.train[i] for i in self.stream.take(self.state["D"], cfg.batch_size)]
         prompts = [format_prompt(p, self.exemplars) for p in problems for _ in range(G)]
-        params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                () if cfg.suppress_eos else STOP_STRINGS, cfg.suppress_eos)
+        stops = STOP_STRINGS if cfg.stop_at_question and not cfg.suppress_eos else ()
+        params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, stops,
+                                cfg.suppress_eos)
         self.model.eval()
         try:
             with self.amp():
@@ -214,7 +215,9 @@ class _Trainer:
         t_sampled = time.perf_counter()
         answers = [p.answer for p in problems for _ in range(G)]
         checks = self.checks + ((cfg.reward,) if cfg.reward not in self.checks else ())
-        scores = {name: [REWARDS[name](t, a) for t, a in zip(gen.texts, answers)]
+        # without the stop, the reward reads the text before a new question (verl's module too)
+        texts = gen.texts if cfg.stop_at_question else [before_stop(t) for t in gen.texts]
+        scores = {name: [REWARDS[name](t, a) for t, a in zip(texts, answers)]
                   for name in checks}
         rewards = scores[cfg.reward]
         adv, zero_std = core.group_advantages(torch.tensor(rewards, dtype=torch.float32), G,
