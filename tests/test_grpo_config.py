@@ -15,7 +15,8 @@ def test_resolve_layers_defaults_preset_overrides():
     assert cfg.clip_c == resolve("seed").clip_c == 3.0  # both ran verl, whose dual clip is on
     assert resolve(None).clip_c == 0.0  # off, as TRL's GRPO
     seed = resolve("seed")
-    assert (seed.group_size, seed.max_new_tokens, seed.reward) == (3, 512, "custom_flexible")
+    assert (seed.group_size, seed.max_new_tokens, seed.reward, seed.steps) == \
+        (3, 512, "custom_flexible", 56)
     assert resolve(None).preset is None
     for name in PRESETS:
         resolve(name).validate()

@@ -239,10 +239,11 @@ PAPER = dict(
     eval_temperature=0.7, eval_samples=1, eval_every=1, loss_agg="token-mean", adv="grpo",
 )
 # The seed study: `./train.sh SIZE 1e-6 512`, 3 rollouts per prompt, 512-token responses,
-# custom_flexible answers, greedy evaluation. Its mini-batch is not stated: one update per step.
-# "GRPO via Verl": verl's default dual clip too (it binds only with several updates per step).
+# custom_flexible answers, greedy evaluation, "~56 RL training steps". Its mini-batch is not
+# stated: one update per step. "GRPO via Verl": verl's default dual clip too (it binds only with
+# several updates per step).
 SEED = dict(
-    lr=1e-6, batch_size=512, group_size=3, max_new_tokens=512, clip_c=3.0,
+    lr=1e-6, batch_size=512, group_size=3, max_new_tokens=512, clip_c=3.0, steps=56,
     reward="custom_flexible", eval_temperature=0.0, eval_samples=1,
 )
 PRESETS: dict[str, dict] = {"paper": PAPER, "seed": SEED}
