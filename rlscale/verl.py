@@ -6,8 +6,9 @@ Training a model larger than one GPU is verl's job; rlscale writes the same run 
     OUT/rlscale_reward.py    compute_score(data_source, solution_str, ground_truth, extra_info):
                              rlscale's answer check (the run's `reward`), standard library only
                              (it is rlscale/rewards.py itself plus a compute_score footer)
-    OUT/rlscale_config.json  the resolved TrainConfig, so `rlscale import verl LOG --config` can
-                             bring the run back with its batch size and group size
+    OUT/rlscale_config.json  the resolved TrainConfig as verl runs it (stop_at_question off), so
+                             `rlscale import verl LOG --config` can bring the run back with its
+                             batch size and group size
     OUT/verl_metrics/        verl's file logger output, one new JSONL file per launch (verl opens
                              its file with "wb": a resumed launch into one file would erase it);
                              `rlscale import verl OUT/verl_metrics` reads them all
@@ -288,7 +289,8 @@ def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data:
     stops = () if cfg.suppress_eos else STOP_STRINGS  # as the trainer's rollouts
     atomic_write_text(reward_path, reward_module_source(cfg.reward, stops))
     atomic_write_json(out / "verl_overrides.json", o)
-    atomic_write_json(out / "rlscale_config.json", cfg.to_dict())
+    # the run as verl runs it: its rollouts take no stop strings
+    atomic_write_json(out / "rlscale_config.json", {**cfg.to_dict(), "stop_at_question": False})
     needs_model = o["actor_rollout_ref.model.path"] == "$MODEL_PATH"
     lines = [
         "#!/usr/bin/env bash",

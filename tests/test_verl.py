@@ -131,7 +131,9 @@ def test_paper_preset_export_matches_paper_settings(tmp_path):
     assert float(kv[f"{a}.kl_loss_coef"]) == 0.001 and float(kv[f"{a}.clip_ratio_low"]) == 0.2
     assert kv[f"{a}.use_kl_loss"] == "True" and kv["trainer.logger"] == '["console","file"]'
     assert kv["reward.custom_reward_function.path"] == "$OUT/rlscale_reward.py"
-    assert json.loads((out / "rlscale_config.json").read_text())["batch_size"] == 512
+    saved = json.loads((out / "rlscale_config.json").read_text())
+    assert saved["batch_size"] == 512 and saved["clip_c"] == 3.0
+    assert saved["stop_at_question"] is False  # as verl runs it: no stop strings
 
 
 def test_micro_model_and_no_kl_and_drgrpo():
