@@ -20,7 +20,8 @@ from rlscale.errors import UserError
 GSM_CHECKS = ("strict", "flexible", "custom_flexible")
 MAX_SHOTS = 5
 # settings that must match to resume into an existing --out directory
-PINNED = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed")
+PINNED = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed", "chat")
+PINNED_BEFORE = {"chat": False}  # settings added later: what an eval written before them did
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -147,17 +148,17 @@ def _sample(model, tokenizer, prompts, samples, params, seed, batch_size):
 
 def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature: float = 0.7,
                       max_new_tokens: int = 256, reward: str = "custom_flexible", seed: int = 0,
-                      batch_size: int | None = 64, exemplars=()) -> dict:
+                      batch_size: int | None = 64, exemplars=(), chat: bool = False) -> dict:
     """Held-out test loss 1 - pass@1 under `reward` (the paper: one sample at temperature 0.7),
     with its standard error over problems, accuracy per check and the clipped share. Prompts are
     zero-shot unless `exemplars` (from the train split) are given, e.g. the ones GRPO trains
-    with. The model's train/eval mode is restored afterwards."""
+    with; in the chat template with `chat`. The model's train/eval mode is restored afterwards."""
     import torch
 
+    from rlscale.models.tokenizer import chat_prompt
+    from rlscale.rewards import REWARDS
     from rlscale.rollout import SamplingParams
     from rlscale.tasks import STOP_STRINGS, format_prompt
-
-    from rlscale.rewards import REWARDS
 
     if not problems or reward not in REWARDS:
         raise ValueError(f"heldout_test_loss needs problems and a reward in {list(REWARDS)}")
@@ -168,8 +169,10 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     model.eval()
     try:
         with torch.no_grad():
-            texts, clipped = _sample(model, tokenizer, [format_prompt(p, exemplars) for p in problems],
-                                     samples, params, seed, batch_size)
+            prompts = [format_prompt(p, exemplars) for p in problems]
+            if chat:
+                prompts = [chat_prompt(tokenizer, x) for x in prompts]
+            texts, clipped = _sample(model, tokenizer, prompts, samples, params, seed, batch_size)
     finally:
         model.train(was_training)
     per_check, right = {c: [] for c in checks}, {c: [] for c in checks}
@@ -207,6 +210,7 @@ class EvalConfig:
     device: str = "auto"
     dtype: str | None = None
     progress: bool = False
+    chat: bool = False  # prompts in the model's chat template (instruct models), as GRPO's --chat
 
 
 def _validate(cfg: EvalConfig) -> None:
@@ -238,7 +242,7 @@ def _load_done(out: Path, cfg: EvalConfig, checks, task) -> list[dict]:
 
     if (out / "config.json").is_file():
         old = read_json(out / "config.json")
-        diff = [k for k in PINNED if old.get(k) != asdict(cfg)[k]]
+        diff = [k for k in PINNED if old.get(k, PINNED_BEFORE.get(k)) != asdict(cfg)[k]]
         if diff:
             raise UserError(f"--out {out}: holds an eval with other settings ({', '.join(diff)});"
                             f" rerun with the same settings to resume, or use another --out")
@@ -283,6 +287,10 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
         device = cfg.device if cfg.device != "auto" else (
             "cuda" if torch.cuda.is_available() else "cpu")
         model, tokenizer = load_model(cfg.model, device=device, dtype=cfg.dtype, seed=cfg.seed)
+    if cfg.chat:  # a tokenizer without a chat template: one line, before anything is written
+        from rlscale.models.tokenizer import chat_prompt
+
+        chat_prompt(tokenizer, "")
     out = Path(cfg.out)  # every input is valid: only now may the directory appear
     records = _load_done(out, cfg, checks, task) if out.is_dir() else []
     atomic_write_json(out / "config.json", asdict(cfg))
@@ -309,6 +317,7 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
     """Yield the completions.jsonl records of each (shots, chunk of problems) not yet `done`.
     Chunks and their seeds are fixed by the config alone, so a resumed run draws what an
     uninterrupted one would."""
+    from rlscale.models.tokenizer import chat_prompt
     from rlscale.rollout import SamplingParams
     from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt
 
@@ -325,6 +334,8 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
             prompts = [format_prompt(problems[i], fewshot_exemplars(
                 task.train, min(MAX_SHOTS, len(task.train)),
                 seed=cfg.seed * 1_000_003 + i)[:shots]) for i in idx]
+            if cfg.chat:
+                prompts = [chat_prompt(tokenizer, x) for x in prompts]
             seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
             # rows per forward batch: generate's own (all of the chunk's on a GPU; on the CPU a
             # KV-cache budget's worth, rollout.auto_rows), never above batch_size
@@ -364,6 +375,8 @@ def configure(p) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU)")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a TTY")
+    p.add_argument("--chat", action="store_true", help="each prompt as one user message in the "
+                   "model's chat template (instruct models); default: the raw text")
     p.add_argument("--out", required=True, help="output directory (resumes if it exists)")
 
 
@@ -372,7 +385,8 @@ def run(args) -> int:
                      samples=args.samples, temperature=args.temperature, top_p=args.top_p,
                      max_new_tokens=args.max_new_tokens, n_problems=args.n_problems,
                      checks=args.checks, seed=args.seed, batch_size=args.batch_size,
-                     device=args.device, dtype=args.dtype, progress=args.progress)
+                     device=args.device, dtype=args.dtype, progress=args.progress,
+                     chat=args.chat)
     summary = evaluate(cfg)
     print(format_table(summary))
     print(f"primary check: {summary['primary_check']}; test loss = 1 - pass@1; "

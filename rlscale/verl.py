@@ -19,8 +19,9 @@ prompts, like rlscale's mini_batch_size, and micro-batches in rows (responses) p
 rlscale's micro_batch_size per process.
 
 What verl then runs, checked against verl's own code in tests/test_verl.py:
-- the same prompt tokens: verl renders every prompt with the tokenizer's chat template, rlscale
-  never does, so the launch hands verl a template that writes the message as it is;
+- the same prompt tokens: verl renders every prompt with the tokenizer's chat template, which
+  rlscale does only with `chat`, so otherwise the launch hands verl a template that writes the
+  message as it is;
 - the same rewards: the module cuts a completion at rlscale's stop strings (a new "Question:")
   before the check, as rlscale's rollouts end there;
 - the same advantages and loss (its GRPO estimator and actor loss on the same tensors).
@@ -94,9 +95,10 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         "data.val_files": val_files,
         "data.train_batch_size": cfg.batch_size,
         "data.max_prompt_length": max_prompt_length,
-        # rlscale's prompts are raw text: no chat template around them (HF's apply_chat_template
-        # takes a template in its kwargs, which verl passes through)
-        "+data.apply_chat_template_kwargs.chat_template": RAW_PROMPT_TEMPLATE,
+        # rlscale's prompts are raw text unless --chat: then no chat template around them (HF's
+        # apply_chat_template takes a template in its kwargs, which verl passes through)
+        **({} if cfg.chat else
+           {"+data.apply_chat_template_kwargs.chat_template": RAW_PROMPT_TEMPLATE}),
         "data.max_response_length": cfg.max_new_tokens,
         "data.filter_overlong_prompts": True,
         "data.truncation": "error",

@@ -326,40 +326,47 @@ def chat_model_dir(path):
     tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
                          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
                          "<|im_start|>assistant\n{% endif %}")
+    model.resize_token_embeddings(len(tok))  # the model can read the new tokens too
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return tok
 
 
 def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
-    """verl renders every prompt with the tokenizer's chat template; the launch's template
-    writes the message as it is, so verl's prompt tokens (its own builder, on the exported
-    train.parquet) are the ids rlscale's trainer feeds the model. Without that override verl
-    wraps them in the chat template."""
+    """verl renders every prompt with the tokenizer's chat template. Without --chat the
+    launch's template writes the message as it is, so verl's prompt tokens (its own builder,
+    on the exported train.parquet) are the raw ids rlscale's trainer feeds the model (without
+    that override verl wraps them); with --chat the launch leaves verl the tokenizer's template,
+    and verl's ids are those of rlscale's `chat_prompt`."""
     import pyarrow.parquet as pq
 
-    from rlscale.models.tokenizer import encode_ids
+    from rlscale.models.tokenizer import chat_prompt, encode_ids
 
     tok = chat_model_dir(tmp_path / "m")
-    cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1})
-    out = tmp_path / "o"
-    assert cli.main(["export-verl", "--config", str(_write(tmp_path / "c.json", cfg.to_dict())),
-                     "--model-path", str(tmp_path / "m"), "--write-data", "--out", str(out)]) == 0
-    args = launch(tmp_path, out)["args"]
-    texts = [r["prompt"][0]["content"] for r in pq.read_table(out / "train.parquet").to_pylist()]
-    got = []
-    for i, overrides in enumerate((args, [a for a in args if "chat_template" not in a])):
-        (tmp_path / f"ov{i}.json").write_text(json.dumps(overrides))
-        r = subprocess.run([verl_python(), str(REPO / "tests" / "verl_prompts.py"),
-                            str(tmp_path / "m"), str(out / "train.parquet"), "3",
-                            str(tmp_path / f"ov{i}.json")],
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        got.append([json.loads(line) for line in r.stdout.splitlines() if line.startswith("[")])
-    assert got[0] == encode_ids(tok, texts[:3]) and len(got[0]) == 3
+    got, texts = {}, {}
+    for chat in (False, True):
+        cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1, "chat": chat})
+        out = tmp_path / f"o{chat}"
+        assert cli.main(["export-verl", "--config",
+                         str(_write(tmp_path / f"c{chat}.json", cfg.to_dict())), "--model-path",
+                         str(tmp_path / "m"), "--write-data", "--out", str(out)]) == 0
+        args = launch(tmp_path, out)["args"]
+        texts[chat] = [r["prompt"][0]["content"]
+                       for r in pq.read_table(out / "train.parquet").to_pylist()][:3]
+        runs = {chat: args} if chat else {
+            False: args, "override off": [a for a in args if "chat_template" not in a]}
+        for key, overrides in runs.items():
+            (tmp_path / "ov.json").write_text(json.dumps(overrides))
+            r = subprocess.run([verl_python(), str(REPO / "tests" / "verl_prompts.py"),
+                                str(tmp_path / "m"), str(out / "train.parquet"), "3",
+                                str(tmp_path / "ov.json")],
+                               capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+            got[key] = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("[")]
+    assert got[False] == encode_ids(tok, texts[False]) and len(got[False]) == 3
+    assert got[True] == encode_ids(tok, [chat_prompt(tok, x) for x in texts[True]])
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
-    assert all(ids[0] == im_start and len(ids) > len(want)
-               for ids, want in zip(got[1], got[0]))  # the chat template, had it not been set
+    assert got[True][0][0] == im_start and got["override off"] != got[False]
 
 
 def test_each_launch_writes_a_new_metrics_file(tmp_path):

@@ -110,6 +110,9 @@ class TrainConfig:
     max_new_tokens: int = setting(64, "completion length limit", 1, 1 << 17)
     temperature: float = setting(1.0, "rollout temperature", 0, lo_open=True)
     top_p: float = setting(1.0, "rollout nucleus sampling", 0, 1, lo_open=True)
+    chat: bool = setting(False, "each prompt as one user message in the model's chat template, "
+                         "with the generation prompt (instruct models; verl renders it so); off: "
+                         "the raw 'Question: ... Answer:' text (base models, micro rungs)")
     suppress_eos: bool = setting(False, "never stop early (no EOS, no stop strings): for "
                                  "benchmarks; every row is max_new_tokens long")
     stop_at_question: bool = setting(

@@ -45,6 +45,7 @@ from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
 from rlscale.grpo.step_log import Rollout
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
+from rlscale.models.tokenizer import chat_prompt
 from rlscale.rewards import REWARDS
 from rlscale.rollout import SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, before_stop, fewshot_exemplars, format_prompt, load_task
@@ -115,6 +116,8 @@ class _Trainer:
                             f"need {unique}; raise --reuse or lower --steps")
         self.stream = PromptStream(len(self.task.train), unique, cfg.seed)
         self.exemplars = fewshot_exemplars(self.task.train, cfg.fewshot, cfg.data_seed)
+        if cfg.chat:  # a tokenizer without a chat template: one line, before anything is written
+            chat_prompt(self.tok, "")
         self.checks = ACCURACY_CHECKS + (("boxed",) if self.task.answer_format == "boxed" else ())
         opt_args = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                         weight_decay=cfg.weight_decay)
@@ -185,7 +188,7 @@ class _Trainer:
                 temperature=cfg.eval_temperature,
                 max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens, reward=cfg.reward,
                 seed=cfg.seed, batch_size=cfg.rollout_batch_size or None,
-                exemplars=self.exemplars)  # held-out prompts look like the training prompts
+                exemplars=self.exemplars, chat=cfg.chat)  # as the training prompts look
         return {"test_loss": res["test_loss"], "test_loss_se": res.get("se"),
                 "test_problems": res["n_problems"], "test_samples": res["n_samples"],
                 "eval_temperature": cfg.eval_temperature,
@@ -199,7 +202,10 @@ class _Trainer:
         reward of every answer check, group advantages."""
         cfg, G = self.cfg, self.cfg.group_size
         problems = [self.task.train[i] for i in self.stream.take(self.state["D"], cfg.batch_size)]
-        prompts = [format_prompt(p, self.exemplars) for p in problems for _ in range(G)]
+        prompts = [format_prompt(p, self.exemplars) for p in problems]
+        if cfg.chat:
+            prompts = [chat_prompt(self.tok, x) for x in prompts]
+        prompts = [x for x in prompts for _ in range(G)]
         stops = STOP_STRINGS if cfg.stop_at_question and not cfg.suppress_eos else ()
         params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, stops,
                                 cfg.suppress_eos)

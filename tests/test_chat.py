@@ -1,0 +1,77 @@
+"""--chat: prompts as one user message in the model's chat template (instruct models), in GRPO
+and `rlscale eval`; a tokenizer without a template is refused at the door."""
+
+import json
+
+from rlscale.cli import main
+from rlscale.files import read_jsonl
+from rlscale.models.tokenizer import chat_prompt, encode_ids
+
+
+def chat_dir(path):
+    """micro:tiny with a ChatML template and its two tokens (the model resized to read them)."""
+    from rlscale.models import load_model
+
+    model, tok = load_model("micro:tiny", "cpu", "fp32")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                         "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
+                         "<|im_start|>assistant\n{% endif %}")
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return tok
+
+
+class BosTokenizer:
+    """A tokenizer that adds BOS by itself and whose template writes it too (Llama 3's way)."""
+    chat_template, bos_token, bos_token_id = "t", "<s>", 1
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        return f"<s>[U] {messages[0]['content']} [A]" if add_generation_prompt else ""
+
+    def __call__(self, texts, add_special_tokens=True, **kw):
+        return {"input_ids": [([1] if add_special_tokens else []) + [ord(c) for c in t]
+                              for t in texts]}
+
+
+def test_chat_prompt_renders_the_template_with_one_bos():
+    tok = BosTokenizer()
+    assert chat_prompt(tok, "Question: 2 + 2?") == "[U] Question: 2 + 2? [A]"
+    ids = encode_ids(tok, [chat_prompt(tok, "hi")])[0]
+    assert ids.count(1) == 1 and ids[0] == 1  # the tokenizer's BOS, once
+
+
+def test_chat_refused_without_a_template_nothing_written(tmp_path, capsys):
+    for argv in (["train", "--model", "micro:tiny", "--chat", "--out", str(tmp_path / "t")],
+                 ["eval", "--model", "micro:tiny", "--task", "arith", "--chat",
+                  "--out", str(tmp_path / "e")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "no chat template" in err and "\n" not in err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "e").exists()
+
+
+def test_chat_prompts_in_training_and_evaluation(tmp_path):
+    tok = chat_dir(tmp_path / "m")
+    m = str(tmp_path / "m")
+    prompt_tokens = {}
+    for chat in (True, False):
+        run = tmp_path / f"run{chat}"
+        assert main(["train", "--model", m, "--task", "arith:easy", "--batch-size", "2",
+                     "--group-size", "2", "--steps", "1", "--max-new-tokens", "6", "--heldout",
+                     "4", "--eval-every", "1", "--out", str(run)] + ["--chat"] * chat) == 0
+        assert json.loads((run / "config.json").read_text())["chat"] is chat
+        prompt_tokens[chat] = read_jsonl(run / "metrics.jsonl")[-1]["prompt_tokens"]
+    # the same 2 prompts x 2 samples, each in the template: its framing tokens on every row
+    frame = len(encode_ids(tok, [chat_prompt(tok, "")])[0])
+    assert prompt_tokens[True] == prompt_tokens[False] + 4 * frame
+    assert main(["eval", "--model", m, "--task", "arith:easy", "--chat", "--n-problems", "3",
+                 "--max-new-tokens", "6", "--out", str(tmp_path / "ev")]) == 0
+    rows = read_jsonl(tmp_path / "ev" / "completions.jsonl")
+    assert all(r["prompt"].startswith("<|im_start|>user\nQuestion: ") and
+               r["prompt"].endswith("<|im_start|>assistant\n") for r in rows)
+    # the same eval without --chat is another eval: it does not resume this one
+    assert main(["eval", "--model", m, "--task", "arith:easy", "--n-problems", "3",
+                 "--max-new-tokens", "6", "--out", str(tmp_path / "ev")]) == 2
+    assert tok.convert_tokens_to_ids("<|im_end|>") >= 0
