@@ -75,3 +75,15 @@ def test_chat_prompts_in_training_and_evaluation(tmp_path):
     assert main(["eval", "--model", m, "--task", "arith:easy", "--n-problems", "3",
                  "--max-new-tokens", "6", "--out", str(tmp_path / "ev")]) == 2
     assert tok.convert_tokens_to_ids("<|im_end|>") >= 0
+
+
+def test_chat_prompt_is_trls_conversational_prompt(tmp_path):
+    """TRL renders a conversational prompt row with its own maybe_apply_chat_template: the same
+    text as chat_prompt (this tokenizer adds no BOS, so nothing is left to it)."""
+    import pytest
+
+    trl_data = pytest.importorskip("trl.data_utils")
+    tok = chat_dir(tmp_path / "m")
+    text = "Question: Ann has 3 pens. She gets 4 more. How many pens does Ann have now?\nAnswer:"
+    row = {"prompt": [{"role": "user", "content": text}]}
+    assert trl_data.maybe_apply_chat_template(row, tok)["prompt"] == chat_prompt(tok, text)
