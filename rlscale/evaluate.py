@@ -152,7 +152,8 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     """Held-out test loss 1 - pass@1 under `reward` (the paper: one sample at temperature 0.7),
     with its standard error over problems, accuracy per check and the clipped share. Prompts are
     zero-shot unless `exemplars` (from the train split) are given, e.g. the ones GRPO trains
-    with; in the chat template with `chat`. The model's train/eval mode is restored afterwards."""
+    with, and in the model's chat template with `chat`. The model's train/eval mode is restored
+    afterwards."""
     import torch
 
     from rlscale.models.tokenizer import chat_prompt
