@@ -13,6 +13,7 @@ from rlscale.errors import UserError
 from rlscale.files import atomic_write_json
 from rlscale.grpo.config import resolve
 from rlscale.verl import load_train_config, verl_overrides
+from test_chat import chat_dir
 from verl_env import REPO, verl_python
 
 rewards = pytest.importorskip("rlscale.rewards")
@@ -316,22 +317,6 @@ def test_verl_computes_rlscales_grpo_loss_from_the_exported_launch(tmp_path):
     assert got[-1]["loss"] != pytest.approx(rlscale_loss(cfgs[-1], x)[1], rel=1e-3)
 
 
-def chat_model_dir(path):
-    """A Qwen3-type model directory whose tokenizer has a ChatML template and <|im_end|>, as
-    Qwen's instruct and base tokenizers do (the micro tokenizer plus those tokens)."""
-    from rlscale.models import load_model
-
-    model, tok = load_model("micro:tiny", "cpu", "fp32")
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
-                         "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
-                         "<|im_start|>assistant\n{% endif %}")
-    model.resize_token_embeddings(len(tok))  # the model can read the new tokens too
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return tok
-
-
 def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
     """verl renders every prompt with the tokenizer's chat template. Without --chat the
     launch's template writes the message as it is, so verl's prompt tokens (its own builder,
@@ -342,7 +327,7 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
 
     from rlscale.models.tokenizer import chat_prompt, encode_ids
 
-    tok = chat_model_dir(tmp_path / "m")
+    tok = chat_dir(tmp_path / "m")
     got, texts = {}, {}
     for chat in (False, True):
         cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1, "chat": chat})
