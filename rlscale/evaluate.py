@@ -156,7 +156,7 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     afterwards."""
     import torch
 
-    from rlscale.models.tokenizer import chat_prompt
+    from rlscale.models.tokenizer import chat_prompts
     from rlscale.rewards import REWARDS
     from rlscale.rollout import SamplingParams
     from rlscale.tasks import STOP_STRINGS, format_prompt
@@ -171,8 +171,7 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     try:
         with torch.no_grad():
             prompts = [format_prompt(p, exemplars) for p in problems]
-            if chat:
-                prompts = [chat_prompt(tokenizer, x) for x in prompts]
+            prompts = chat_prompts(tokenizer, prompts) if chat else prompts
             texts, clipped = _sample(model, tokenizer, prompts, samples, params, seed, batch_size)
     finally:
         model.train(was_training)
@@ -289,9 +288,9 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
             "cuda" if torch.cuda.is_available() else "cpu")
         model, tokenizer = load_model(cfg.model, device=device, dtype=cfg.dtype, seed=cfg.seed)
     if cfg.chat:  # a tokenizer without a chat template: one line, before anything is written
-        from rlscale.models.tokenizer import chat_prompt
+        from rlscale.models.tokenizer import chat_prompts
 
-        chat_prompt(tokenizer, "")
+        chat_prompts(tokenizer, [])
     out = Path(cfg.out)  # every input is valid: only now may the directory appear
     records = _load_done(out, cfg, checks, task) if out.is_dir() else []
     atomic_write_json(out / "config.json", asdict(cfg))
@@ -318,7 +317,7 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
     """Yield the completions.jsonl records of each (shots, chunk of problems) not yet `done`.
     Chunks and their seeds are fixed by the config alone, so a resumed run draws what an
     uninterrupted one would."""
-    from rlscale.models.tokenizer import chat_prompt
+    from rlscale.models.tokenizer import chat_prompts
     from rlscale.rollout import SamplingParams
     from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt
 
@@ -335,8 +334,7 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
             prompts = [format_prompt(problems[i], fewshot_exemplars(
                 task.train, min(MAX_SHOTS, len(task.train)),
                 seed=cfg.seed * 1_000_003 + i)[:shots]) for i in idx]
-            if cfg.chat:
-                prompts = [chat_prompt(tokenizer, x) for x in prompts]
+            prompts = chat_prompts(tokenizer, prompts) if cfg.chat else prompts
             seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
             # rows per forward batch: generate's own (all of the chunk's on a GPU; on the CPU a
             # KV-cache budget's worth, rollout.auto_rows), never above batch_size

@@ -121,6 +121,13 @@ def last_boxed(text: str) -> str | None:
 
 
 # ---------------------------------------------------------------- the four checks
+def before_stop(text: str, stops: tuple[str, ...]) -> str:
+    """The text before the first of `stops`: what a rollout that stops there keeps, for scoring
+    one that ran on (GRPO with stop_at_question off; the exported verl module)."""
+    cut = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return text[:min(cut)] if cut else text
+
+
 def strict(completion: str, answer: str) -> float:
     return float(_same_number(extract("strict", completion), answer))
 

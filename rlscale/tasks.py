@@ -317,12 +317,6 @@ def format_prompt(problem: Problem, exemplars: Iterable[Problem] = ()) -> str:
     return f"{shots}Question: {problem.question}\nAnswer:"
 
 
-def before_stop(text: str, stops: Iterable[str] = STOP_STRINGS) -> str:
-    """The text before the first stop string: what a rollout that stops there keeps."""
-    cut = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return text[:min(cut)] if cut else text
-
-
 def fewshot_exemplars(train: list[Problem], k: int, seed: int) -> list[Problem]:
     """k exemplars drawn (seeded) from the train split; never pass the test split here."""
     if k < 0 or k > len(train):

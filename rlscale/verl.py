@@ -264,9 +264,7 @@ STOPS = {tuple(stops)!r}  # where rlscale's rollouts end; verl 0.9's run on to E
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    text = str(solution_str)
-    cut = [i for i in (text.find(s) for s in STOPS) if i >= 0]
-    return float(REWARDS[REWARD](text[:min(cut)] if cut else text, str(ground_truth)))
+    return float(REWARDS[REWARD](before_stop(str(solution_str), STOPS), str(ground_truth)))
 '''
     return head + body.rstrip("\n") + "\n" + foot
 

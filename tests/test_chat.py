@@ -5,7 +5,7 @@ import json
 
 from rlscale.cli import main
 from rlscale.files import read_jsonl
-from rlscale.models.tokenizer import chat_prompt, encode_ids
+from rlscale.models.tokenizer import chat_prompts, encode_ids
 
 
 def chat_dir(path):
@@ -37,8 +37,8 @@ class BosTokenizer:
 
 def test_chat_prompt_renders_the_template_with_one_bos():
     tok = BosTokenizer()
-    assert chat_prompt(tok, "Question: 2 + 2?") == "[U] Question: 2 + 2? [A]"
-    ids = encode_ids(tok, [chat_prompt(tok, "hi")])[0]
+    assert chat_prompts(tok, ["Question: 2 + 2?"])[0] == "[U] Question: 2 + 2? [A]"
+    ids = encode_ids(tok, chat_prompts(tok, ["hi"]))[0]
     assert ids.count(1) == 1 and ids[0] == 1  # the tokenizer's BOS, once
 
 
@@ -64,7 +64,7 @@ def test_chat_prompts_in_training_and_evaluation(tmp_path):
         assert json.loads((run / "config.json").read_text())["chat"] is chat
         prompt_tokens[chat] = read_jsonl(run / "metrics.jsonl")[-1]["prompt_tokens"]
     # the same 2 prompts x 2 samples, each in the template: its framing tokens on every row
-    frame = len(encode_ids(tok, [chat_prompt(tok, "")])[0])
+    frame = len(encode_ids(tok, chat_prompts(tok, [""]))[0])
     assert prompt_tokens[True] == prompt_tokens[False] + 4 * frame
     assert main(["eval", "--model", m, "--task", "arith:easy", "--chat", "--n-problems", "3",
                  "--max-new-tokens", "6", "--out", str(tmp_path / "ev")]) == 0
@@ -79,11 +79,11 @@ def test_chat_prompts_in_training_and_evaluation(tmp_path):
 
 def test_chat_prompt_is_trls_conversational_prompt(tmp_path):
     """TRL renders a conversational prompt row with its own maybe_apply_chat_template: the same
-    text as chat_prompt (this tokenizer adds no BOS, so nothing is left to it)."""
+    text as chat_prompts (this tokenizer adds no BOS, so nothing is left to it)."""
     import pytest
 
     trl_data = pytest.importorskip("trl.data_utils")
     tok = chat_dir(tmp_path / "m")
     text = "Question: Ann has 3 pens. She gets 4 more. How many pens does Ann have now?\nAnswer:"
     row = {"prompt": [{"role": "user", "content": text}]}
-    assert trl_data.maybe_apply_chat_template(row, tok)["prompt"] == chat_prompt(tok, text)
+    assert trl_data.maybe_apply_chat_template(row, tok)["prompt"] == chat_prompts(tok, [text])[0]

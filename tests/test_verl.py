@@ -322,10 +322,10 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
     launch's template writes the message as it is, so verl's prompt tokens (its own builder,
     on the exported train.parquet) are the raw ids rlscale's trainer feeds the model (without
     that override verl wraps them); with --chat the launch leaves verl the tokenizer's template,
-    and verl's ids are those of rlscale's `chat_prompt`."""
+    and verl's ids are those of rlscale's `chat_prompts`."""
     import pyarrow.parquet as pq
 
-    from rlscale.models.tokenizer import chat_prompt, encode_ids
+    from rlscale.models.tokenizer import chat_prompts, encode_ids
 
     tok = chat_dir(tmp_path / "m")
     got, texts = {}, {}
@@ -349,7 +349,7 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
             assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
             got[key] = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("[")]
     assert got[False] == encode_ids(tok, texts[False]) and len(got[False]) == 3
-    assert got[True] == encode_ids(tok, [chat_prompt(tok, x) for x in texts[True]])
+    assert got[True] == encode_ids(tok, chat_prompts(tok, texts[True]))
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     assert got[True][0][0] == im_start and got["override off"] != got[False]
 

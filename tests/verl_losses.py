@@ -12,21 +12,12 @@ loss_mode, minus entropy_coeff x entropy (0 here), plus kl_loss_coef x the aggre
 """
 
 import json
-import os
 import sys
 
 import numpy as np
 import torch
 
-
-def composed(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    import verl
-
-    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        return compose(config_name="ppo_trainer", overrides=overrides)
+from verl_validate import composed
 
 
 def run(case: dict) -> dict:

@@ -16,15 +16,12 @@ import sys
 
 def main(model_dir: str, parquet: str, n: int, overrides: list[str]) -> None:
     import pyarrow.parquet as pq
-    from hydra import compose, initialize_config_dir
-
-    import verl
     from verl.utils import hf_tokenizer
     from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=overrides)
+    from verl_validate import composed
+
+    config = composed(overrides)
     with open(os.path.join(model_dir, "config.json")) as f:
         model_type = json.load(f)["model_type"]
     builder = create_continuous_token_builder(

@@ -18,17 +18,24 @@ import os
 import sys
 
 
-def check(overrides: list[str]) -> str:
+def composed(overrides: list[str]):
+    """verl's `ppo_trainer` config composed by Hydra with the overrides, as main_ppo does (the
+    other verl_*.py helpers read their configs through it)."""
     from hydra import compose, initialize_config_dir
 
     import verl
+
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return compose(config_name="ppo_trainer", overrides=overrides)
+
+
+def check(overrides: list[str]) -> str:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
     try:  # like main_ppo: the composed config, then validate_config
-        with initialize_config_dir(config_dir=config_dir, version_base=None):
-            config = compose(config_name="ppo_trainer", overrides=overrides)
+        config = composed(overrides)
         validate_config(config=config, use_reference_policy=need_reference_policy(config),
                         use_critic=need_critic(config))
     except Exception as e:  # verl raises ValueError / AssertionError; Hydra its own errors

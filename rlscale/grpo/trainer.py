@@ -45,10 +45,10 @@ from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
 from rlscale.grpo.step_log import Rollout
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
-from rlscale.models.tokenizer import chat_prompt
-from rlscale.rewards import REWARDS
+from rlscale.models.tokenizer import chat_prompts
+from rlscale.rewards import REWARDS, before_stop
 from rlscale.rollout import SamplingParams, generate
-from rlscale.tasks import STOP_STRINGS, before_stop, fewshot_exemplars, format_prompt, load_task
+from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
 
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
 POLICY_DIR = "policy"
@@ -117,7 +117,7 @@ class _Trainer:
         self.stream = PromptStream(len(self.task.train), unique, cfg.seed)
         self.exemplars = fewshot_exemplars(self.task.train, cfg.fewshot, cfg.data_seed)
         if cfg.chat:  # a tokenizer without a chat template: one line, before anything is written
-            chat_prompt(self.tok, "")
+            chat_prompts(self.tok, [])
         self.checks = ACCURACY_CHECKS + (("boxed",) if self.task.answer_format == "boxed" else ())
         opt_args = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                         weight_decay=cfg.weight_decay)
@@ -203,8 +203,7 @@ class _Trainer:
         cfg, G = self.cfg, self.cfg.group_size
         problems = [self.task.train[i] for i in self.stream.take(self.state["D"], cfg.batch_size)]
         prompts = [format_prompt(p, self.exemplars) for p in problems]
-        if cfg.chat:
-            prompts = [chat_prompt(self.tok, x) for x in prompts]
+        prompts = chat_prompts(self.tok, prompts) if cfg.chat else prompts
         prompts = [x for x in prompts for _ in range(G)]
         stops = STOP_STRINGS if cfg.stop_at_question and not cfg.suppress_eos else ()
         params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, stops,
@@ -222,7 +221,8 @@ class _Trainer:
         answers = [p.answer for p in problems for _ in range(G)]
         checks = self.checks + ((cfg.reward,) if cfg.reward not in self.checks else ())
         # without the stop, the reward reads the text before a new question (verl's module too)
-        texts = gen.texts if cfg.stop_at_question else [before_stop(t) for t in gen.texts]
+        texts = (gen.texts if cfg.stop_at_question
+                 else [before_stop(t, STOP_STRINGS) for t in gen.texts])
         scores = {name: [REWARDS[name](t, a) for t, a in zip(texts, answers)]
                   for name in checks}
         rewards = scores[cfg.reward]

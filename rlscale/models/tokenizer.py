@@ -37,22 +37,22 @@ def encode_ids(tokenizer, texts: list[str], add_special_tokens: bool = True) -> 
                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
-def chat_prompt(tokenizer, text: str) -> str:
-    """`text` as one user message in the tokenizer's chat template, with the assistant's
+def chat_prompts(tokenizer, texts: Iterable[str]) -> list[str]:
+    """Each text as one user message in the tokenizer's chat template, with the assistant's
     generation prompt: what instruct models expect, and what verl renders from a prompt row.
     A BOS the template writes and the tokenizer adds by itself is left to the tokenizer, so
-    `encode_ids` of the result gives the template's ids with one BOS."""
+    `encode_ids` of a result gives the template's ids with one BOS. No texts: only the check
+    that the tokenizer has a template (UserError, one line)."""
     from rlscale.errors import UserError
 
     if not getattr(tokenizer, "chat_template", None):
         raise UserError("--chat: the model's tokenizer has no chat template (a base model or a "
                         "micro rung: leave --chat off for raw 'Question: ... Answer:' prompts)")
-    out = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                        add_generation_prompt=True)
+    out = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                         add_generation_prompt=True) for t in texts]
     bos = getattr(tokenizer, "bos_token", None)
-    if bos and out.startswith(bos) and encode_ids(tokenizer, [""])[0][:1] == \
-            [tokenizer.bos_token_id]:
-        out = out[len(bos):]
+    if out and bos and encode_ids(tokenizer, [""])[0][:1] == [tokenizer.bos_token_id]:
+        out = [x[len(bos):] if x.startswith(bos) else x for x in out]
     return out
 
 
