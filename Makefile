@@ -47,7 +47,15 @@ $(VERL_VENV)/.installed:
 	    'transformers>=5.5.3,<5.11' ray codetiming datasets pillow
 	touch $@
 
-verl-env: $(VERL_VENV)/.installed
+# lm-eval 0.4.13 in the same interop env, for the test that builds its k-shot chat prompts
+# (tests/lmeval_prompts.py): its task code needs datasets (above) and sacrebleu, not its
+# metrics' heavy pins. A stamp of its own, so an env built before gains it.
+$(VERL_VENV)/.installed-lmeval: $(VERL_VENV)/.installed
+	$(VERL_VENV)/bin/pip install -q --no-deps lm_eval==0.4.13
+	$(VERL_VENV)/bin/pip install -q sacrebleu
+	touch $@
+
+verl-env: $(VERL_VENV)/.installed $(VERL_VENV)/.installed-lmeval
 
 study: $(BIN)/.installed
 	PYTHONDONTWRITEBYTECODE= $(BIN)/rlscale study --preset $(PRESET) --out $(STUDY_OUT) $(if $(SEED),--seed $(SEED))

@@ -20,8 +20,10 @@ from rlscale.errors import UserError
 GSM_CHECKS = ("strict", "flexible", "custom_flexible")
 MAX_SHOTS = 5
 # settings that must match to resume into an existing --out directory
-PINNED = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed", "chat")
-PINNED_BEFORE = {"chat": False}  # settings added later: what an eval written before them did
+PINNED = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed", "chat",
+          "fewshot_as_multiturn")
+# settings added later: what an eval written before them did
+PINNED_BEFORE = {"chat": False, "fewshot_as_multiturn": False}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -148,18 +150,20 @@ def _sample(model, tokenizer, prompts, samples, params, seed, batch_size):
 
 def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature: float = 0.7,
                       max_new_tokens: int = 256, reward: str = "custom_flexible", seed: int = 0,
-                      batch_size: int | None = 64, exemplars=(), chat: bool = False) -> dict:
+                      batch_size: int | None = 64, exemplars=(), chat: bool = False,
+                      multiturn: bool = False) -> dict:
     """Held-out test loss 1 - pass@1 under `reward` (the paper: one sample at temperature 0.7),
     with its standard error over problems, accuracy per check and the clipped share. Prompts are
     zero-shot unless `exemplars` (from the train split) are given, e.g. the ones GRPO trains
-    with, and in the model's chat template with `chat`. The model's train/eval mode is restored
+    with, and in the model's chat template with `chat` (the exemplars as turns with
+    `multiturn`: `models.tokenizer.task_prompts`). The model's train/eval mode is restored
     afterwards."""
     import torch
 
-    from rlscale.models.tokenizer import chat_prompts
+    from rlscale.models.tokenizer import task_prompts
     from rlscale.rewards import REWARDS
     from rlscale.rollout import SamplingParams
-    from rlscale.tasks import STOP_STRINGS, format_prompt
+    from rlscale.tasks import STOP_STRINGS
 
     if not problems or reward not in REWARDS:
         raise ValueError(f"heldout_test_loss needs problems and a reward in {list(REWARDS)}")
@@ -170,8 +174,8 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     model.eval()
     try:
         with torch.no_grad():
-            prompts = [format_prompt(p, exemplars) for p in problems]
-            prompts = chat_prompts(tokenizer, prompts) if chat else prompts
+            prompts = task_prompts(tokenizer, problems, [exemplars] * len(problems), chat,
+                                   multiturn)
             texts, clipped = _sample(model, tokenizer, prompts, samples, params, seed, batch_size)
     finally:
         model.train(was_training)
@@ -211,6 +215,7 @@ class EvalConfig:
     dtype: str | None = None
     progress: bool = False
     chat: bool = False  # prompts in the model's chat template (instruct models), as GRPO's --chat
+    fewshot_as_multiturn: bool = False  # with chat: exemplars as user/assistant turns (lm-eval's)
 
 
 def _validate(cfg: EvalConfig) -> None:
@@ -227,6 +232,8 @@ def _validate(cfg: EvalConfig) -> None:
                              cfg.n_problems is None or cfg.n_problems >= 1)):
         if not ok:
             raise UserError(f"{flag}: invalid value {value!r}")
+    if cfg.fewshot_as_multiturn and not cfg.chat:
+        raise UserError("--fewshot-as-multiturn: needs --chat (raw prompts have no turns)")
     for c in cfg.checks or ():
         if c not in REWARDS:
             raise UserError(f"--checks: unknown check {c!r}; choose from {', '.join(REWARDS)}")
@@ -317,9 +324,9 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
     """Yield the completions.jsonl records of each (shots, chunk of problems) not yet `done`.
     Chunks and their seeds are fixed by the config alone, so a resumed run draws what an
     uninterrupted one would."""
-    from rlscale.models.tokenizer import chat_prompts
+    from rlscale.models.tokenizer import task_prompts
     from rlscale.rollout import SamplingParams
-    from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt
+    from rlscale.tasks import STOP_STRINGS, fewshot_exemplars
 
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                             top_p=cfg.top_p, stop_strings=STOP_STRINGS)
@@ -331,10 +338,10 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
             if not idx:
                 continue
             # nested exemplars, whatever --shots lists: k-shot uses the first k of 5-shot's
-            prompts = [format_prompt(problems[i], fewshot_exemplars(
-                task.train, min(MAX_SHOTS, len(task.train)),
-                seed=cfg.seed * 1_000_003 + i)[:shots]) for i in idx]
-            prompts = chat_prompts(tokenizer, prompts) if cfg.chat else prompts
+            shown = [fewshot_exemplars(task.train, min(MAX_SHOTS, len(task.train)),
+                                       seed=cfg.seed * 1_000_003 + i)[:shots] for i in idx]
+            prompts = task_prompts(tokenizer, [problems[i] for i in idx], shown, cfg.chat,
+                                   cfg.fewshot_as_multiturn)
             seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
             # rows per forward batch: generate's own (all of the chunk's on a GPU; on the CPU a
             # KV-cache budget's worth, rollout.auto_rows), never above batch_size
@@ -376,6 +383,9 @@ def configure(p) -> None:
     p.add_argument("--progress", action="store_true", help="progress bar even when not a TTY")
     p.add_argument("--chat", action="store_true", help="each prompt as one user message in the "
                    "model's chat template (instruct models); default: the raw text")
+    p.add_argument("--fewshot-as-multiturn", action="store_true",
+                   help="with --chat: each exemplar as a user turn and an assistant turn, as "
+                   "lm-eval's fewshot_as_multiturn; default: inside the one user message")
     p.add_argument("--out", required=True, help="output directory (resumes if it exists)")
 
 
@@ -385,7 +395,7 @@ def run(args) -> int:
                      max_new_tokens=args.max_new_tokens, n_problems=args.n_problems,
                      checks=args.checks, seed=args.seed, batch_size=args.batch_size,
                      device=args.device, dtype=args.dtype, progress=args.progress,
-                     chat=args.chat)
+                     chat=args.chat, fewshot_as_multiturn=args.fewshot_as_multiturn)
     summary = evaluate(cfg)
     print(format_table(summary))
     print(f"primary check: {summary['primary_check']}; test loss = 1 - pass@1; "

@@ -81,7 +81,8 @@ _COLUMNS = {"runs": {"run_id", "config", "status", "attempts", "run_dir", "N", "
 # "as before": at that value a field is left out of the hash, so a run keeps its id across the
 # upgrade (a sweep resumes instead of rerunning every run; a study's database gains no twins).
 # A new field whose default changes nothing goes here with that default.
-NEUTRAL_DEFAULTS = {"clip_c": 0.0, "stop_at_question": True, "chat": False}
+NEUTRAL_DEFAULTS = {"clip_c": 0.0, "stop_at_question": True, "chat": False,
+                    "fewshot_as_multiturn": False}
 
 
 def config_hash(config: dict) -> str:

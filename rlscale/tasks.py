@@ -317,6 +317,21 @@ def format_prompt(problem: Problem, exemplars: Iterable[Problem] = ()) -> str:
     return f"{shots}Question: {problem.question}\nAnswer:"
 
 
+def prompt_messages(problem: Problem, exemplars: Iterable[Problem] = (),
+                    multiturn: bool = False) -> list[dict]:
+    """The prompt as chat messages: one user message holding `format_prompt`'s text, or with
+    `multiturn` each exemplar as a user turn (its question) and an assistant turn (its
+    solution), then the question: lm-eval's `fewshot_as_multiturn` (its GSM8K doc_to_text in
+    the user turns, the target without the delimiter in the assistant's)."""
+    if not multiturn:
+        return [{"role": "user", "content": format_prompt(problem, exemplars)}]
+    turns = []
+    for e in exemplars:
+        turns += [{"role": "user", "content": format_prompt(e)},
+                  {"role": "assistant", "content": format_solution(e)[1:]}]
+    return turns + [{"role": "user", "content": format_prompt(problem)}]
+
+
 def fewshot_exemplars(train: list[Problem], k: int, seed: int) -> list[Problem]:
     """k exemplars drawn (seeded) from the train split; never pass the test split here."""
     if k < 0 or k > len(train):

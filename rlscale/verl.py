@@ -24,7 +24,9 @@ What verl then runs, checked against verl's own code in tests/test_verl.py:
   message as it is;
 - the same rewards: the module cuts a completion at rlscale's stop strings (a new "Question:")
   before the check, as rlscale's rollouts end there;
-- the same advantages and loss (its GRPO estimator and actor loss on the same tensors).
+- the same advantages and loss (its GRPO estimator and actor loss on the same tensors);
+- the same updates: with several per step, each is a mini-batch of whole groups (verl's
+  length balancing, which would slice groups apart, is switched off there);
 What differs: verl 0.9's rollouts take no stop strings, so a completion runs on to EOS or
 max_response_length and verl trains those tokens too (with the reward of the cut text), which
 `rlscale train --no-stop-at-question` does as well; and verl cannot run a micro rung (its
@@ -123,6 +125,7 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         f"{actor}.loss_agg_mode": cfg.loss_agg,
         f"{actor}.entropy_coeff": 0,
         **_micro_batches(cfg, max_prompt_length, n_gpus_per_node * nnodes),
+        **_whole_groups(cfg, n_gpus_per_node * nnodes),
         f"{rollout}.name": rollout_engine,
         f"{rollout}.n": cfg.group_size,
         f"{rollout}.temperature": cfg.temperature,
@@ -161,6 +164,23 @@ def _mini_batch(cfg) -> int:
     return cfg.mini_batch_size or cfg.batch_size  # 0 reads as "the whole batch"
 
 
+def _whole_groups(cfg, n_gpus: int) -> dict:
+    """With several updates per step, verl's mini-batches as rlscale's: whole groups. verl's
+    balance_batch (on by default) sorts a step's rollouts by length within each rank and its
+    mini-batches are then slices of that order, so an update trains on one or two rollouts of
+    many groups, short ones or long ones (tests/verl_minibatches.py, verl's own code); with it
+    off (and no shuffle) a rank's mini-batches are runs of whole groups in prompt order, drawn
+    at random by verl's shuffled prompt loader, as rlscale's seeded permutation draws them. A
+    group stays whole only if each rank holds whole groups of every mini-batch."""
+    if cfg.updates_per_step() == 1:
+        return {}  # one update sees the whole step, in any order: balancing costs nothing
+    if _mini_batch(cfg) % n_gpus:
+        raise UserError(f"--gpus-per-node/--nnodes: a mini-batch of {_mini_batch(cfg)} prompts "
+                        f"does not split into whole groups over {n_gpus} GPUs: verl would "
+                        f"update a prompt's rollouts in different mini-batches")
+    return {"trainer.balance_batch": False, "actor_rollout_ref.actor.shuffle": False}
+
+
 def _micro_batches(cfg, max_prompt_length: int, n_gpus: int) -> dict:
     """verl's micro-batch settings (memory only; the update is the same) for actor, reference
     and rollout log-prob passes. rlscale's micro_batch_size (rows per chunk) maps to verl's
@@ -191,17 +211,24 @@ def _micro_batches(cfg, max_prompt_length: int, n_gpus: int) -> dict:
             f"{ar}.rollout.log_prob_max_token_len_per_gpu": budget}
 
 
+def data_file(out: str | Path, split: str) -> Path:
+    """Where `write_verl_data` puts a split's prompts."""
+    return Path(out) / f"{split}.parquet"
+
+
 def write_verl_data(cfg, out: str | Path) -> tuple[Path, Path]:
     """The run's prompts as verl RLHF parquet files (train: the U problems the run cycles).
 
     Same task split, held-out set and few-shot exemplars as `rlscale train`; verl rows are
-    {data_source, prompt: [{role: user, content}], ability, reward_model: {style, ground_truth},
-    extra_info: {split, index}}.
+    {data_source, prompt: [{role, content}...], ability, reward_model: {style, ground_truth},
+    extra_info: {split, index}}; the prompt is one user message, or with fewshot_as_multiturn
+    the exemplars' turns and the question (`tasks.prompt_messages`), which verl renders with the
+    tokenizer's chat template as rlscale does.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from rlscale.tasks import DEFAULT_N_TRAIN, fewshot_exemplars, format_prompt, load_task
+    from rlscale.tasks import DEFAULT_N_TRAIN, fewshot_exemplars, load_task, prompt_messages
 
     unique = cfg.unique_prompts()
     head = cfg.task.split(":", 1)[0]
@@ -214,13 +241,13 @@ def write_verl_data(cfg, out: str | Path) -> tuple[Path, Path]:
     paths = []
     for split, problems in (("train", task.train[:unique]), ("test", task.test)):
         rows = [{"data_source": f"rlscale/{task.name}",
-                 "prompt": [{"role": "user", "content": format_prompt(p, shots)}],
+                 "prompt": prompt_messages(p, shots, cfg.fewshot_as_multiturn),
                  "ability": "math",
                  "reward_model": {"style": "rule", "ground_truth": str(p.answer)},
                  "extra_info": {"split": split, "index": i}} for i, p in enumerate(problems)]
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows), sink)
-        path = Path(out) / f"{split}.parquet"
+        path = data_file(out, split)
         atomic_write_bytes(path, sink.getvalue().to_pybytes())
         paths.append(path)
     return paths[0], paths[1]
@@ -278,12 +305,13 @@ def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data:
     if cfg.reward not in REWARDS:
         raise UserError(f"--config: reward {cfg.reward!r} is not one of {', '.join(REWARDS)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     reward_path = (out / REWARD_FILE).resolve()
     if write_data:
-        train, test = write_verl_data(cfg, out)
-        kw.update(train_files=str(train.resolve()), val_files=str(test.resolve()))
-    o = verl_overrides(cfg, str(reward_path), model_path, **kw)
+        kw.update(train_files=str(data_file(out, "train").resolve()),
+                  val_files=str(data_file(out, "test").resolve()))
+    o = verl_overrides(cfg, str(reward_path), model_path, **kw)  # refused: nothing written
+    if write_data:  # the writes make the directory
+        write_verl_data(cfg, out)
     if write_data:
         o["trainer.total_epochs"] = cfg.reuse  # the train file holds U = D / tau problems
     stops = () if cfg.suppress_eos else STOP_STRINGS  # as the trainer's rollouts

@@ -87,3 +87,78 @@ def test_chat_prompt_is_trls_conversational_prompt(tmp_path):
     text = "Question: Ann has 3 pens. She gets 4 more. How many pens does Ann have now?\nAnswer:"
     row = {"prompt": [{"role": "user", "content": text}]}
     assert trl_data.maybe_apply_chat_template(row, tok)["prompt"] == chat_prompts(tok, [text])[0]
+    turns = [{"role": "user", "content": "Question: 1 + 1?\nAnswer:"},
+             {"role": "assistant", "content": "1 + 1 = 2\n#### 2"}] + row["prompt"]
+    assert (trl_data.maybe_apply_chat_template({"prompt": turns}, tok)["prompt"]
+            == chat_prompts(tok, [turns])[0])
+
+
+def test_fewshot_as_multiturn_is_lm_evals(tmp_path):
+    """lm-eval's own GSM8K task (0.4.13, in the interop env) builds a k-shot chat prompt with
+    fewshot_as_multiturn off and on: rlscale's messages (`tasks.prompt_messages`) and the text
+    it feeds the model (`task_prompts`) are lm-eval's, for 0, 1 and 3 exemplars. The two modes
+    differ wherever there is an exemplar (the test can fail)."""
+    import subprocess
+
+    from rlscale.models.tokenizer import task_prompts
+    from rlscale.tasks import load_task, prompt_messages
+    from verl_env import REPO, verl_python
+
+    tok = chat_dir(tmp_path / "m")
+    task = load_task("arith:ladder", seed=3, n_test=3, n_train=40)
+    cases = [(task.test[i], task.train[4 * i:4 * i + k]) for i, k in enumerate((0, 1, 3))]
+    doc = lambda p: {"question": p.question, "answer": p.solution}  # noqa: E731
+    (tmp_path / "cases.json").write_text(json.dumps(
+        [{"exemplars": [doc(e) for e in ex], "doc": doc(p)} for p, ex in cases]))
+    r = subprocess.run([verl_python(), str(REPO / "tests" / "lmeval_prompts.py"),
+                        str(tmp_path / "m"), str(tmp_path / "cases.json")],
+                       capture_output=True, text=True, timeout=600)
+    got = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    assert r.returncode == 0 and len(got) == 3, r.stdout[-3000:] + r.stderr[-3000:]
+    for (p, ex), lm in zip(cases, got):
+        for multiturn in (False, True):
+            assert prompt_messages(p, ex, multiturn) == lm[str(multiturn)]["messages"]
+            assert task_prompts(tok, [p], [ex], True, multiturn) == [lm[str(multiturn)]["text"]]
+        assert (lm["True"]["text"] != lm["False"]["text"]) == bool(ex)
+    assert [len(lm["True"]["messages"]) for lm in got] == [1, 3, 7]
+
+
+def test_fewshot_as_multiturn_in_training_and_evaluation(tmp_path, capsys):
+    """--fewshot-as-multiturn puts each exemplar in turns of its own, in `rlscale eval` (k-shot
+    prompts, 0-shot unchanged) and in GRPO's prompts and in-run evals; without --chat it is
+    refused in one line, nothing written."""
+    m = str(tmp_path / "m")
+    chat_dir(tmp_path / "m")
+    capsys.readouterr()
+    for argv in (["train", "--model", m, "--fewshot-as-multiturn", "--out", str(tmp_path / "t")],
+                 ["eval", "--model", m, "--task", "arith", "--fewshot-as-multiturn",
+                  "--out", str(tmp_path / "e")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "needs --chat" in err and "\n" not in err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "e").exists()
+    rows = {}
+    for multiturn in (False, True):
+        out = tmp_path / f"ev{multiturn}"
+        assert main(["eval", "--model", m, "--task", "arith:easy", "--chat", "--shots", "0,2",
+                     "--n-problems", "2", "--max-new-tokens", "4", "--out", str(out)]
+                    + ["--fewshot-as-multiturn"] * multiturn) == 0
+        rows[multiturn] = {(r["shots"], r["index"]): r["prompt"]
+                           for r in read_jsonl(out / "completions.jsonl")}
+    turn = "<|im_start|>assistant\n"
+    for key, text in rows[True].items():
+        assert text.count(turn) == 1 + key[0] and text.endswith(turn)
+        assert (text == rows[False][key]) == (key[0] == 0)
+    # resuming an eval with the other setting is another eval: refused
+    assert main(["eval", "--model", m, "--task", "arith:easy", "--chat", "--shots", "0,2",
+                 "--n-problems", "2", "--max-new-tokens", "4", "--out",
+                 str(tmp_path / "evFalse"), "--fewshot-as-multiturn"]) == 2
+    tokens = {}
+    for multiturn in (False, True):
+        run = tmp_path / f"run{multiturn}"
+        assert main(["train", "--model", m, "--task", "arith:easy", "--batch-size", "2",
+                     "--group-size", "2", "--steps", "1", "--max-new-tokens", "4", "--fewshot",
+                     "2", "--heldout", "3", "--eval-every", "1", "--chat", "--out", str(run)]
+                    + ["--fewshot-as-multiturn"] * multiturn) == 0
+        tokens[multiturn] = read_jsonl(run / "metrics.jsonl")[-1]["prompt_tokens"]
+    assert tokens[True] > tokens[False]  # two more turns' framing on every row

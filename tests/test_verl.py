@@ -322,22 +322,24 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
     launch's template writes the message as it is, so verl's prompt tokens (its own builder,
     on the exported train.parquet) are the raw ids rlscale's trainer feeds the model (without
     that override verl wraps them); with --chat the launch leaves verl the tokenizer's template,
-    and verl's ids are those of rlscale's `chat_prompts`."""
+    and verl's ids are those of rlscale's `chat_prompts`, the exemplars in the one user message
+    or (--fewshot-as-multiturn) in turns of their own."""
     import pyarrow.parquet as pq
 
     from rlscale.models.tokenizer import chat_prompts, encode_ids
 
     tok = chat_dir(tmp_path / "m")
     got, texts = {}, {}
-    for chat in (False, True):
-        cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1, "chat": chat})
+    for chat in (False, True, "turns"):
+        cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1, "chat": bool(chat),
+                             "fewshot_as_multiturn": chat == "turns"})
         out = tmp_path / f"o{chat}"
         assert cli.main(["export-verl", "--config",
                          str(_write(tmp_path / f"c{chat}.json", cfg.to_dict())), "--model-path",
                          str(tmp_path / "m"), "--write-data", "--out", str(out)]) == 0
         args = launch(tmp_path, out)["args"]
-        texts[chat] = [r["prompt"][0]["content"]
-                       for r in pq.read_table(out / "train.parquet").to_pylist()][:3]
+        messages = [r["prompt"] for r in pq.read_table(out / "train.parquet").to_pylist()][:3]
+        texts[chat] = [m[0]["content"] for m in messages] if chat is False else messages
         runs = {chat: args} if chat else {
             False: args, "override off": [a for a in args if "chat_template" not in a]}
         for key, overrides in runs.items():
@@ -350,8 +352,54 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
             got[key] = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("[")]
     assert got[False] == encode_ids(tok, texts[False]) and len(got[False]) == 3
     assert got[True] == encode_ids(tok, chat_prompts(tok, texts[True]))
+    assert got["turns"] == encode_ids(tok, chat_prompts(tok, texts["turns"]))
+    assert [len(m) for m in texts["turns"]] == [3] * 3 and got["turns"] != got[True]
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     assert got[True][0][0] == im_start and got["override off"] != got[False]
+
+
+def test_verl_updates_whole_groups_as_rlscale_does(tmp_path, capsys):
+    """With several updates per step, each of verl's updates (its own balancing, dispatch and
+    mini-batch iterator on an exported launch, two GPUs, rollouts of random lengths) trains on
+    whole groups, mini_batch_size of them, every rollout once: rlscale's mini-batches. verl's
+    default length balancing (the launch without its override) slices the groups apart (the
+    test can fail). One update per step keeps verl's balancing; a mini-batch that cannot split
+    into whole groups over the GPUs is refused in one line."""
+    import random
+
+    G, B, mb = 3, 8, 2
+    cfg = resolve(None, {"batch_size": B, "group_size": G, "mini_batch_size": mb, "steps": 2})
+    out = tmp_path / "o"
+    assert cli.main(["export-verl", "--config", str(_write(tmp_path / "c.json", cfg.to_dict())),
+                     "--gpus-per-node", "2", "--out", str(out)]) == 0
+    args = launch(tmp_path, out)["args"]
+    assert "trainer.balance_batch=False" in args
+    lengths = [random.Random(i).randint(1, 64) for i in range(B * G)]
+    got = {}
+    for key, overrides in (("export", args), ("verl default", [
+            a for a in args if not a.startswith("trainer.balance_batch=")])):
+        (tmp_path / "case.json").write_text(json.dumps(
+            {"overrides": overrides, "dp": 2, "lengths": lengths}))
+        r = subprocess.run([verl_python(), str(REPO / "tests" / "verl_minibatches.py"),
+                            str(tmp_path / "case.json")], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        got[key] = json.loads(r.stdout.splitlines()[-1])
+
+    def whole(rows):  # every group with a rollout in the update has all G of them there
+        return sorted(rows) == sorted(g * G + j for g in {x // G for x in rows} for j in range(G))
+
+    updates = got["export"]
+    assert len(updates) == B // mb and sorted(x for u in updates for x in u) == list(range(B * G))
+    assert all(whole(u) and len(u) == mb * G for u in updates)
+    assert not all(whole(u) for u in got["verl default"])
+    one = resolve(None, {"batch_size": B, "group_size": G, "steps": 2})
+    assert not any(k.startswith("trainer.balance_batch") for k in verl_overrides(one, "r.py"))
+    odd = resolve(None, {"batch_size": 6, "group_size": 2, "mini_batch_size": 3, "steps": 2})
+    assert cli.main(["export-verl", "--config", str(_write(tmp_path / "odd.json", odd.to_dict())),
+                     "--gpus-per-node", "2", "--out", str(tmp_path / "odd")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "whole groups" in err and "\n" not in err and not (tmp_path / "odd").exists()
 
 
 def test_each_launch_writes_a_new_metrics_file(tmp_path):

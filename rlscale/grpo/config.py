@@ -113,6 +113,10 @@ class TrainConfig:
     chat: bool = setting(False, "each prompt as one user message in the model's chat template, "
                          "with the generation prompt (instruct models; verl renders it so); off: "
                          "the raw 'Question: ... Answer:' text (base models, micro rungs)")
+    fewshot_as_multiturn: bool = setting(
+        False, "with --chat and --fewshot: each exemplar as a user turn (its question) and an "
+        "assistant turn (its solution), as lm-eval's fewshot_as_multiturn (its default under "
+        "--apply_chat_template); off: the exemplars inside the one user message")
     suppress_eos: bool = setting(False, "never stop early (no EOS, no stop strings): for "
                                  "benchmarks; every row is max_new_tokens long")
     stop_at_question: bool = setting(
@@ -213,6 +217,8 @@ class TrainConfig:
                             f"on --dtype {self.dtype} weights (drop --dtype)")
         if 0 < self.clip_c <= 1:  # as verl asserts: a bound at 1 or below is no dual clip
             bad("clip_c", f"{self.clip_c}: dual-clip needs a bound above 1 (0: off)")
+        if self.fewshot_as_multiturn and not self.chat:
+            bad("fewshot_as_multiturn", "needs --chat (raw prompts have no turns)")
         if not _DEVICE.match(self.device):
             bad("device", f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or mps")
         if self.preset is not None and self.preset not in PRESETS:

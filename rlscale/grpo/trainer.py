@@ -45,10 +45,10 @@ from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
 from rlscale.grpo.step_log import Rollout
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
-from rlscale.models.tokenizer import chat_prompts
+from rlscale.models.tokenizer import chat_prompts, task_prompts
 from rlscale.rewards import REWARDS, before_stop
 from rlscale.rollout import SamplingParams, generate
-from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, format_prompt, load_task
+from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, load_task
 
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
 POLICY_DIR = "policy"
@@ -188,7 +188,8 @@ class _Trainer:
                 temperature=cfg.eval_temperature,
                 max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens, reward=cfg.reward,
                 seed=cfg.seed, batch_size=cfg.rollout_batch_size or None,
-                exemplars=self.exemplars, chat=cfg.chat)  # as the training prompts look
+                exemplars=self.exemplars, chat=cfg.chat,
+                multiturn=cfg.fewshot_as_multiturn)  # as the training prompts look
         return {"test_loss": res["test_loss"], "test_loss_se": res.get("se"),
                 "test_problems": res["n_problems"], "test_samples": res["n_samples"],
                 "eval_temperature": cfg.eval_temperature,
@@ -202,8 +203,8 @@ class _Trainer:
         reward of every answer check, group advantages."""
         cfg, G = self.cfg, self.cfg.group_size
         problems = [self.task.train[i] for i in self.stream.take(self.state["D"], cfg.batch_size)]
-        prompts = [format_prompt(p, self.exemplars) for p in problems]
-        prompts = chat_prompts(self.tok, prompts) if cfg.chat else prompts
+        prompts = task_prompts(self.tok, problems, [self.exemplars] * len(problems), cfg.chat,
+                               cfg.fewshot_as_multiturn)
         prompts = [x for x in prompts for _ in range(G)]
         stops = STOP_STRINGS if cfg.stop_at_question and not cfg.suppress_eos else ()
         params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, stops,

@@ -37,23 +37,41 @@ def encode_ids(tokenizer, texts: list[str], add_special_tokens: bool = True) -> 
                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
-def chat_prompts(tokenizer, texts: Iterable[str]) -> list[str]:
-    """Each text as one user message in the tokenizer's chat template, with the assistant's
-    generation prompt: what instruct models expect, and what verl renders from a prompt row.
-    A BOS the template writes and the tokenizer adds by itself is left to the tokenizer, so
-    `encode_ids` of a result gives the template's ids with one BOS. No texts: only the check
-    that the tokenizer has a template (UserError, one line)."""
+def chat_prompts(tokenizer, conversations: Iterable[str | list[dict]]) -> list[str]:
+    """Each conversation in the tokenizer's chat template with the assistant's generation
+    prompt: what instruct models expect, and what verl renders from a prompt row. A text is one
+    user message; a list is the messages (`tasks.prompt_messages`). A BOS the template writes
+    and the tokenizer adds by itself is left to the tokenizer, so `encode_ids` of a result
+    gives the template's ids with one BOS. No conversations: only the check that the tokenizer
+    has a template (UserError, one line)."""
     from rlscale.errors import UserError
 
     if not getattr(tokenizer, "chat_template", None):
         raise UserError("--chat: the model's tokenizer has no chat template (a base model or a "
                         "micro rung: leave --chat off for raw 'Question: ... Answer:' prompts)")
-    out = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
-                                         add_generation_prompt=True) for t in texts]
+    out = [tokenizer.apply_chat_template(
+        [{"role": "user", "content": c}] if isinstance(c, str) else list(c), tokenize=False,
+        add_generation_prompt=True) for c in conversations]
     bos = getattr(tokenizer, "bos_token", None)
     if out and bos and encode_ids(tokenizer, [""])[0][:1] == [tokenizer.bos_token_id]:
         out = [x[len(bos):] if x.startswith(bos) else x for x in out]
     return out
+
+
+def task_prompts(tokenizer, problems, exemplars, chat: bool = False,
+                 multiturn: bool = False) -> list[str]:
+    """The prompt texts of `problems`, the i-th with exemplars[i] (from the train split): raw
+    lm-eval GSM8K text (`tasks.format_prompt`), or with `chat` in the tokenizer's chat template,
+    the exemplars inside the one user message or, with `multiturn`, as turns of their own
+    (`tasks.prompt_messages`; lm-eval's --apply_chat_template with fewshot_as_multiturn off /
+    on). What training and evaluation feed the model; the verl export writes the same
+    messages for verl to render."""
+    from rlscale.tasks import format_prompt, prompt_messages
+
+    if not chat:
+        return [format_prompt(p, e) for p, e in zip(problems, exemplars, strict=True)]
+    return chat_prompts(tokenizer, [prompt_messages(p, e, multiturn)
+                                    for p, e in zip(problems, exemplars, strict=True)])
 
 
 def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
