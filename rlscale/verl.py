@@ -42,6 +42,7 @@ from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from rlscale.models.tokenizer import template_kwargs
 
 REWARD_FILE = "rlscale_reward.py"
 METRICS_DIR = "verl_metrics"
@@ -98,8 +99,10 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         "data.train_batch_size": cfg.batch_size,
         "data.max_prompt_length": max_prompt_length,
         # rlscale's prompts are raw text unless --chat: then no chat template around them (HF's
-        # apply_chat_template takes a template in its kwargs, which verl passes through)
-        **({} if cfg.chat else
+        # apply_chat_template takes a template in its kwargs, which verl passes through); with
+        # --chat, the template's variables go the same way
+        **({f"+data.apply_chat_template_kwargs.{k}": v
+            for k, v in template_kwargs(cfg.chat_template_kwargs).items()} if cfg.chat else
            {"+data.apply_chat_template_kwargs.chat_template": RAW_PROMPT_TEMPLATE}),
         "data.max_response_length": cfg.max_new_tokens,
         "data.filter_overlong_prompts": True,
@@ -253,12 +256,17 @@ def write_verl_data(cfg, out: str | Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
+_HYDRA_NOT_STR = re.compile(r"(?i)true|false|null|[-+]?(inf|nan)|"
+                            r"[-+]?(\d[\d_]*\.?\d*|\.\d+)(e[-+]?\d+)?|")
+
+
 def _hydra_value(v) -> str:
     if isinstance(v, bool):
         return "True" if v else "False"
     if isinstance(v, list):
         return "[" + ",".join(json.dumps(x) for x in v) + "]"
-    if isinstance(v, str) and re.search(r"[\s{}\[\](),='\"\\%]", v):  # Hydra's grammar
+    if isinstance(v, str) and (re.search(r"[\s{}\[\](),='\"\\%]", v)  # Hydra's grammar
+                               or _HYDRA_NOT_STR.fullmatch(v)):  # it would read another type
         return "'" + v.replace("'", "\\'") + "'"  # a quoted string: only quotes escape
     return str(v)
 

@@ -9,14 +9,17 @@ from rlscale.models.tokenizer import chat_prompts, encode_ids
 
 
 def chat_dir(path):
-    """micro:tiny with a ChatML template and its two tokens (the model resized to read them)."""
+    """micro:tiny with a ChatML template and its two tokens (the model resized to read them);
+    the template reads a variable, enable_thinking, as Qwen3's does."""
     from rlscale.models import load_model
 
     model, tok = load_model("micro:tiny", "cpu", "fp32")
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
                          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
-                         "<|im_start|>assistant\n{% endif %}")
+                         "<|im_start|>assistant\n{% if enable_thinking is defined and "
+                         "enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+                         "{% endif %}")  # Qwen3's switch for its thinking mode
     model.resize_token_embeddings(len(tok))
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -91,6 +94,8 @@ def test_chat_prompt_is_trls_conversational_prompt(tmp_path):
              {"role": "assistant", "content": "1 + 1 = 2\n#### 2"}] + row["prompt"]
     assert (trl_data.maybe_apply_chat_template({"prompt": turns}, tok)["prompt"]
             == chat_prompts(tok, [turns])[0])
+    assert (trl_data.maybe_apply_chat_template(row, tok, enable_thinking=False)["prompt"]
+            == chat_prompts(tok, [text], enable_thinking=False)[0] != chat_prompts(tok, [text])[0])
 
 
 def test_fewshot_as_multiturn_is_lm_evals(tmp_path):
@@ -162,3 +167,43 @@ def test_fewshot_as_multiturn_in_training_and_evaluation(tmp_path, capsys):
                     + ["--fewshot-as-multiturn"] * multiturn) == 0
         tokens[multiturn] = read_jsonl(run / "metrics.jsonl")[-1]["prompt_tokens"]
     assert tokens[True] > tokens[False]  # two more turns' framing on every row
+
+
+def test_chat_template_kwargs_reach_the_template(tmp_path, capsys):
+    """--chat-template-kwargs (train and eval): the template's variables as a JSON object, e.g.
+    Qwen3's enable_thinking; stored with sorted keys, so the same setting written another way
+    resumes the same eval; bad ones and ones without --chat refused in one line, nothing
+    written."""
+    m = str(tmp_path / "m")
+    tok = chat_dir(tmp_path / "m")
+    capsys.readouterr()
+    for bad, why in (("{", "not JSON"), ("[1]", "expected a JSON object"),
+                     ('{"tokenize": true}', "set by rlscale"), ('{"a": [1]}', "values are"),
+                     ('{"a-b": 1}', "not a template variable"), ('{"a": 1}', "needs --chat")):
+        chat = [] if why == "needs --chat" else ["--chat"]
+        for argv in (["train", "--model", m, "--out", str(tmp_path / "t")],
+                     ["eval", "--model", m, "--task", "arith", "--out", str(tmp_path / "e")]):
+            assert main(argv + chat + ["--chat-template-kwargs", bad]) == 2
+            err = capsys.readouterr().err.strip()
+            assert why in err and "--chat-template-kwargs" in err and "\n" not in err, err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "e").exists()
+    think = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    assert chat_prompts(tok, ["q"], enable_thinking=False)[0].endswith(think)
+    ev = ["eval", "--model", m, "--task", "arith:easy", "--chat", "--n-problems", "2",
+          "--max-new-tokens", "4", "--out", str(tmp_path / "ev"), "--chat-template-kwargs"]
+    assert main(ev + ['{ "enable_thinking" : false }']) == 0
+    assert json.loads((tmp_path / "ev" / "config.json").read_text())[
+        "chat_template_kwargs"] == '{"enable_thinking":false}'
+    assert all(r["prompt"].endswith(think) for r in read_jsonl(tmp_path / "ev" / "completions.jsonl"))
+    assert main(ev + ['{"enable_thinking": false}']) == 0  # the same setting: resumes
+    assert main(ev + ['{"enable_thinking": true}']) == 2  # another eval: refused
+    tokens = {}
+    for kwargs in ("", '{"enable_thinking": false}'):
+        run = tmp_path / f"run{len(kwargs)}"
+        assert main(["train", "--model", m, "--task", "arith:easy", "--batch-size", "2",
+                     "--group-size", "2", "--steps", "1", "--max-new-tokens", "4", "--heldout",
+                     "2", "--chat", "--chat-template-kwargs", kwargs, "--out", str(run)]) == 0
+        saved = json.loads((run / "config.json").read_text())["chat_template_kwargs"]
+        assert saved == ('{"enable_thinking":false}' if kwargs else "")
+        tokens[kwargs] = read_jsonl(run / "metrics.jsonl")[-1]["prompt_tokens"]
+    assert tokens['{"enable_thinking": false}'] > tokens[""]  # the empty think block, each row

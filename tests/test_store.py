@@ -48,6 +48,7 @@ def test_a_run_keeps_its_id_when_trainconfig_gains_a_field():
     assert config_hash({**cfg, "clip_c": 3.0}) != "db8a59dae6af6fad"  # another objective
     assert config_hash({**cfg, "stop_at_question": False}) != "db8a59dae6af6fad"
     assert config_hash({**cfg, "fewshot_as_multiturn": True}) != "db8a59dae6af6fad"
+    assert config_hash({**cfg, "chat_template_kwargs": '{"a":1}'}) != "db8a59dae6af6fad"
 
 
 def test_import_run_dir_is_idempotent(tmp_path):

@@ -323,16 +323,19 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
     on the exported train.parquet) are the raw ids rlscale's trainer feeds the model (without
     that override verl wraps them); with --chat the launch leaves verl the tokenizer's template,
     and verl's ids are those of rlscale's `chat_prompts`, the exemplars in the one user message
-    or (--fewshot-as-multiturn) in turns of their own."""
+    or (--fewshot-as-multiturn) in turns of their own, the template's variables
+    (--chat-template-kwargs) passed through with their types."""
     import pyarrow.parquet as pq
 
     from rlscale.models.tokenizer import chat_prompts, encode_ids
 
     tok = chat_dir(tmp_path / "m")
-    got, texts = {}, {}
-    for chat in (False, True, "turns"):
+    got, texts, composed = {}, {}, {}
+    kwargs = {"enable_thinking": False, "note": "1"}  # a string Hydra would read as a number
+    for chat in (False, True, "turns", "kwargs"):
         cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1, "chat": bool(chat),
-                             "fewshot_as_multiturn": chat == "turns"})
+                             "fewshot_as_multiturn": chat == "turns",
+                             "chat_template_kwargs": json.dumps(kwargs) * (chat == "kwargs")})
         out = tmp_path / f"o{chat}"
         assert cli.main(["export-verl", "--config",
                          str(_write(tmp_path / f"c{chat}.json", cfg.to_dict())), "--model-path",
@@ -350,10 +353,15 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
                                capture_output=True, text=True, timeout=600)
             assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
             got[key] = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("[")]
+            composed[key] = [json.loads(x[7:]) for x in r.stdout.splitlines()
+                             if x.startswith("kwargs ")][0]
     assert got[False] == encode_ids(tok, texts[False]) and len(got[False]) == 3
     assert got[True] == encode_ids(tok, chat_prompts(tok, texts[True]))
     assert got["turns"] == encode_ids(tok, chat_prompts(tok, texts["turns"]))
     assert [len(m) for m in texts["turns"]] == [3] * 3 and got["turns"] != got[True]
+    assert got["kwargs"] == encode_ids(tok, chat_prompts(tok, texts["kwargs"], **kwargs))
+    assert got["kwargs"] != got[True]  # the template read the variable verl passed
+    assert composed["kwargs"] == kwargs and composed[True] == {}
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     assert got[True][0][0] == im_start and got["override off"] != got[False]
 

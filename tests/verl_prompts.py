@@ -1,6 +1,7 @@
 """The prompt tokens verl builds for a launch (runs in verl's environment, .venv-verl).
 
-    python verl_prompts.py MODEL_DIR TRAIN.parquet N OVERRIDES.json  -> one JSON list of ids a line
+    python verl_prompts.py MODEL_DIR TRAIN.parquet N OVERRIDES.json
+        -> "kwargs {...}" (the composed apply_chat_template_kwargs), then one JSON list of ids a line
 
 As verl 0.9's agent loop does for a single-turn rollout: Hydra composes `ppo_trainer` with the
 launch's overrides; the tokenizer is verl's hf_tokenizer of the model directory; the prompt
@@ -24,9 +25,10 @@ def main(model_dir: str, parquet: str, n: int, overrides: list[str]) -> None:
     config = composed(overrides)
     with open(os.path.join(model_dir, "config.json")) as f:
         model_type = json.load(f)["model_type"]
+    kwargs = dict(config.data.get("apply_chat_template_kwargs", {}))
+    print("kwargs " + json.dumps(kwargs), flush=True)  # as Hydra typed them
     builder = create_continuous_token_builder(
-        hf_tokenizer(model_dir), hf_model_type=model_type,
-        chat_template_kwargs=dict(config.data.get("apply_chat_template_kwargs", {})))
+        hf_tokenizer(model_dir), hf_model_type=model_type, chat_template_kwargs=kwargs)
     for row in pq.read_table(parquet).to_pylist()[:n]:
         print(json.dumps(builder.build_initial_tokens(list(row["prompt"]))), flush=True)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import read_json
+from rlscale.models.tokenizer import canonical_template_kwargs, template_kwargs
 from rlscale.rewards import REWARDS
 
 REWARD_NAMES = tuple(REWARDS)
@@ -117,6 +118,10 @@ class TrainConfig:
         False, "with --chat and --fewshot: each exemplar as a user turn (its question) and an "
         "assistant turn (its solution), as lm-eval's fewshot_as_multiturn (its default under "
         "--apply_chat_template); off: the exemplars inside the one user message")
+    chat_template_kwargs: str = setting(
+        "", "with --chat: the template's extra variables as a JSON object, e.g. "
+        "'{\"enable_thinking\": false}' for Qwen3 (TRL's chat_template_kwargs, verl's "
+        "data.apply_chat_template_kwargs); stored with sorted keys")
     suppress_eos: bool = setting(False, "never stop early (no EOS, no stop strings): for "
                                  "benchmarks; every row is max_new_tokens long")
     stop_at_question: bool = setting(
@@ -159,6 +164,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.mini_batch_size == 0:  # the default: one update per step, whatever the batch
             self.mini_batch_size = self.batch_size
+        try:  # one text per setting, so one run id (a bad one is named by validate)
+            self.chat_template_kwargs = canonical_template_kwargs(self.chat_template_kwargs)
+        except UserError:
+            pass
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -219,6 +228,9 @@ class TrainConfig:
             bad("clip_c", f"{self.clip_c}: dual-clip needs a bound above 1 (0: off)")
         if self.fewshot_as_multiturn and not self.chat:
             bad("fewshot_as_multiturn", "needs --chat (raw prompts have no turns)")
+        template_kwargs(self.chat_template_kwargs)
+        if self.chat_template_kwargs and not self.chat:
+            bad("chat_template_kwargs", "needs --chat (raw prompts have no template)")
         if not _DEVICE.match(self.device):
             bad("device", f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or mps")
         if self.preset is not None and self.preset not in PRESETS:

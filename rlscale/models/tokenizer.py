@@ -37,13 +37,56 @@ def encode_ids(tokenizer, texts: list[str], add_special_tokens: bool = True) -> 
                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
-def chat_prompts(tokenizer, conversations: Iterable[str | list[dict]]) -> list[str]:
+# apply_chat_template's own arguments, which rlscale sets: not a template's variables
+RESERVED_TEMPLATE_KWARGS = ("conversation", "tokenize", "add_generation_prompt",
+                            "continue_final_message", "return_dict", "tools", "documents")
+
+
+def template_kwargs(text: str, flag: str = "--chat-template-kwargs") -> dict:
+    """The chat template's extra variables from their JSON object text ("" -> {}), e.g.
+    '{"enable_thinking": false}' for Qwen3's template; as TRL's chat_template_kwargs, verl's
+    data.apply_chat_template_kwargs and lm-eval's chat_template_args. Values are JSON scalars
+    (a verl override is one per key). A bad one: UserError naming the flag."""
+    import json
+
+    from rlscale.errors import UserError
+
+    if not text:
+        return {}
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{flag}: not JSON ({e.msg}): {text[:80]!r}") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{flag}: expected a JSON object such as "
+                        f"'{{\"enable_thinking\": false}}', got {text[:80]!r}")
+    for k, v in d.items():
+        if not k.isidentifier():
+            raise UserError(f"{flag}: {k!r} is not a template variable name")
+        if k in RESERVED_TEMPLATE_KWARGS:
+            raise UserError(f"{flag}: {k!r} is set by rlscale, not a template variable")
+        if not isinstance(v, (bool, int, float, str)):
+            raise UserError(f"{flag}: {k!r}: values are true/false, numbers or strings")
+    return d
+
+
+def canonical_template_kwargs(text: str, flag: str = "--chat-template-kwargs") -> str:
+    """`template_kwargs`' JSON text with sorted keys and no spaces ("" for none), so one setting
+    has one text (a run id, an eval's pinned settings)."""
+    import json
+
+    d = template_kwargs(text, flag)
+    return json.dumps(d, sort_keys=True, separators=(",", ":")) if d else ""
+
+
+def chat_prompts(tokenizer, conversations: Iterable[str | list[dict]],
+                 **template_vars) -> list[str]:
     """Each conversation in the tokenizer's chat template with the assistant's generation
     prompt: what instruct models expect, and what verl renders from a prompt row. A text is one
     user message; a list is the messages (`tasks.prompt_messages`). A BOS the template writes
     and the tokenizer adds by itself is left to the tokenizer, so `encode_ids` of a result
-    gives the template's ids with one BOS. No conversations: only the check that the tokenizer
-    has a template (UserError, one line)."""
+    gives the template's ids with one BOS. `template_vars` go to the template (`template_kwargs`).
+    No conversations: only the check that the tokenizer has a template (UserError, one line)."""
     from rlscale.errors import UserError
 
     if not getattr(tokenizer, "chat_template", None):
@@ -51,7 +94,7 @@ def chat_prompts(tokenizer, conversations: Iterable[str | list[dict]]) -> list[s
                         "micro rung: leave --chat off for raw 'Question: ... Answer:' prompts)")
     out = [tokenizer.apply_chat_template(
         [{"role": "user", "content": c}] if isinstance(c, str) else list(c), tokenize=False,
-        add_generation_prompt=True) for c in conversations]
+        add_generation_prompt=True, **template_vars) for c in conversations]
     bos = getattr(tokenizer, "bos_token", None)
     if out and bos and encode_ids(tokenizer, [""])[0][:1] == [tokenizer.bos_token_id]:
         out = [x[len(bos):] if x.startswith(bos) else x for x in out]
@@ -59,19 +102,20 @@ def chat_prompts(tokenizer, conversations: Iterable[str | list[dict]]) -> list[s
 
 
 def task_prompts(tokenizer, problems, exemplars, chat: bool = False,
-                 multiturn: bool = False) -> list[str]:
+                 multiturn: bool = False, template_vars: dict | None = None) -> list[str]:
     """The prompt texts of `problems`, the i-th with exemplars[i] (from the train split): raw
     lm-eval GSM8K text (`tasks.format_prompt`), or with `chat` in the tokenizer's chat template,
     the exemplars inside the one user message or, with `multiturn`, as turns of their own
     (`tasks.prompt_messages`; lm-eval's --apply_chat_template with fewshot_as_multiturn off /
-    on). What training and evaluation feed the model; the verl export writes the same
-    messages for verl to render."""
+    on; `template_vars`: the template's extra variables). What training and evaluation feed
+    the model; the verl export writes the same messages for verl to render."""
     from rlscale.tasks import format_prompt, prompt_messages
 
     if not chat:
         return [format_prompt(p, e) for p, e in zip(problems, exemplars, strict=True)]
     return chat_prompts(tokenizer, [prompt_messages(p, e, multiturn)
-                                    for p, e in zip(problems, exemplars, strict=True)])
+                                    for p, e in zip(problems, exemplars, strict=True)],
+                        **(template_vars or {}))
 
 
 def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
