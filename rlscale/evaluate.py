@@ -156,8 +156,8 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     with its standard error over problems, accuracy per check and the clipped share. Prompts are
     zero-shot unless `exemplars` (from the train split) are given, e.g. the ones GRPO trains
     with, and in the model's chat template with `chat` (the exemplars as turns with
-    `multiturn`, the template's variables `template_vars`: `models.tokenizer.task_prompts`). The model's train/eval mode is restored
-    afterwards."""
+    `multiturn`, the template's variables `template_vars`: `models.tokenizer.task_prompts`).
+    The model's train/eval mode is restored afterwards."""
     import torch
 
     from rlscale.models.tokenizer import task_prompts
@@ -215,7 +215,7 @@ class EvalConfig:
     dtype: str | None = None
     progress: bool = False
     chat: bool = False  # prompts in the model's chat template (instruct models), as GRPO's --chat
-    fewshot_as_multiturn: bool = False  # with chat: exemplars as user/assistant turns (lm-eval's)
+    fewshot_as_multiturn: bool = False  # with chat: exemplars as user/assistant turns (lm-eval)
     chat_template_kwargs: str = ""  # with chat: the template's variables, a JSON object
 
 

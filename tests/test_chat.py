@@ -194,7 +194,8 @@ def test_chat_template_kwargs_reach_the_template(tmp_path, capsys):
     assert main(ev + ['{ "enable_thinking" : false }']) == 0
     assert json.loads((tmp_path / "ev" / "config.json").read_text())[
         "chat_template_kwargs"] == '{"enable_thinking":false}'
-    assert all(r["prompt"].endswith(think) for r in read_jsonl(tmp_path / "ev" / "completions.jsonl"))
+    rows = read_jsonl(tmp_path / "ev" / "completions.jsonl")
+    assert len(rows) == 2 and all(r["prompt"].endswith(think) for r in rows)
     assert main(ev + ['{"enable_thinking": false}']) == 0  # the same setting: resumes
     assert main(ev + ['{"enable_thinking": true}']) == 2  # another eval: refused
     tokens = {}

@@ -1,7 +1,7 @@
 """The prompt tokens verl builds for a launch (runs in verl's environment, .venv-verl).
 
     python verl_prompts.py MODEL_DIR TRAIN.parquet N OVERRIDES.json
-        -> "kwargs {...}" (the composed apply_chat_template_kwargs), then one JSON list of ids a line
+        -> "kwargs {...}" (the composed apply_chat_template_kwargs), then a JSON id list a line
 
 As verl 0.9's agent loop does for a single-turn rollout: Hydra composes `ppo_trainer` with the
 launch's overrides; the tokenizer is verl's hf_tokenizer of the model directory; the prompt
