@@ -27,6 +27,8 @@ What verl then runs, checked against verl's own code in tests/test_verl.py:
 - the same advantages and loss (its GRPO estimator and actor loss on the same tensors);
 - the same updates: with several per step, each is a mini-batch of whole groups (verl's
   length balancing, which would slice groups apart, is switched off there);
+- the same prompts: with --write-data, data.max_prompt_length is the longest of the run's
+  prompts as verl measures them (verl drops longer ones: rlscale.verl_data);
 What differs: verl 0.9's rollouts take no stop strings, so a completion runs on to EOS or
 max_response_length and verl trains those tokens too (with the reward of the cut text), which
 `rlscale train --no-stop-at-question` does as well; and verl cannot run a micro rung (its
@@ -41,15 +43,15 @@ import shlex
 from pathlib import Path
 
 from rlscale.errors import UserError
-from rlscale.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
-from rlscale.models.tokenizer import template_kwargs
+from rlscale.files import atomic_write_json, atomic_write_text, read_json
+from rlscale.verl_data import (DEFAULT_PROMPT_LENGTH, data_file, measured_length,
+                               prompt_rows, template_settings, write_verl_data)
 
 REWARD_FILE = "rlscale_reward.py"
 METRICS_DIR = "verl_metrics"
 ROLLOUT_ENGINES = ("vllm", "sglang", "trtllm")  # verl 0.9 registers these (async mode) only
 # verl's own default token budget per GPU for dynamic micro-batches (actor.yaml)
 VERL_MAX_TOKENS_PER_GPU = 16384
-RAW_PROMPT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 VERL_ADV_EPS = 1e-6  # compute_grpo_outcome_advantage's epsilon, which verl's trainer never sets
 NO_DUAL_CLIP = 1e10  # clip_ratio_c where rlscale's clip_c is 0: above any ratio verl computes
 
@@ -76,7 +78,8 @@ def load_train_config(spec: str):
 
 
 def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
-                   max_prompt_length: int = 512, n_gpus_per_node: int = 8, nnodes: int = 1,
+                   max_prompt_length: int = DEFAULT_PROMPT_LENGTH, n_gpus_per_node: int = 8,
+                   nnodes: int = 1,
                    train_files: str = "$TRAIN_FILES", val_files: str = "$VAL_FILES",
                    rollout_engine: str = "vllm") -> dict:
     """Hydra overrides (dotted key -> value) running `cfg` as verl GRPO."""
@@ -101,9 +104,7 @@ def verl_overrides(cfg, reward_path: str, model_path: str | None = None,
         # rlscale's prompts are raw text unless --chat: then no chat template around them (HF's
         # apply_chat_template takes a template in its kwargs, which verl passes through); with
         # --chat, the template's variables go the same way
-        **({f"+data.apply_chat_template_kwargs.{k}": v
-            for k, v in template_kwargs(cfg.chat_template_kwargs).items()} if cfg.chat else
-           {"+data.apply_chat_template_kwargs.chat_template": RAW_PROMPT_TEMPLATE}),
+        **{f"+data.apply_chat_template_kwargs.{k}": v for k, v in template_settings(cfg).items()},
         "data.max_response_length": cfg.max_new_tokens,
         "data.filter_overlong_prompts": True,
         "data.truncation": "error",
@@ -214,48 +215,6 @@ def _micro_batches(cfg, max_prompt_length: int, n_gpus: int) -> dict:
             f"{ar}.rollout.log_prob_max_token_len_per_gpu": budget}
 
 
-def data_file(out: str | Path, split: str) -> Path:
-    """Where `write_verl_data` puts a split's prompts."""
-    return Path(out) / f"{split}.parquet"
-
-
-def write_verl_data(cfg, out: str | Path) -> tuple[Path, Path]:
-    """The run's prompts as verl RLHF parquet files (train: the U problems the run cycles).
-
-    Same task split, held-out set and few-shot exemplars as `rlscale train`; verl rows are
-    {data_source, prompt: [{role, content}...], ability, reward_model: {style, ground_truth},
-    extra_info: {split, index}}; the prompt is one user message, or with fewshot_as_multiturn
-    the exemplars' turns and the question (`tasks.prompt_messages`), which verl renders with the
-    tokenizer's chat template as rlscale does.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from rlscale.tasks import DEFAULT_N_TRAIN, fewshot_exemplars, load_task, prompt_messages
-
-    unique = cfg.unique_prompts()
-    head = cfg.task.split(":", 1)[0]
-    n_train = unique if unique > DEFAULT_N_TRAIN.get(head, unique) else None
-    task = load_task(cfg.task, seed=cfg.data_seed, n_test=cfg.heldout, n_train=n_train)
-    if len(task.train) < unique:
-        raise UserError(f"--config: task {cfg.task} has {len(task.train)} training problems, "
-                        f"the run needs {unique} (steps x batch_size / reuse)")
-    shots = fewshot_exemplars(task.train, cfg.fewshot, cfg.data_seed)
-    paths = []
-    for split, problems in (("train", task.train[:unique]), ("test", task.test)):
-        rows = [{"data_source": f"rlscale/{task.name}",
-                 "prompt": prompt_messages(p, shots, cfg.fewshot_as_multiturn),
-                 "ability": "math",
-                 "reward_model": {"style": "rule", "ground_truth": str(p.answer)},
-                 "extra_info": {"split": split, "index": i}} for i, p in enumerate(problems)]
-        sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist(rows), sink)
-        path = data_file(out, split)
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
-        paths.append(path)
-    return paths[0], paths[1]
-
-
 _HYDRA_NOT_STR = re.compile(r"(?i)true|false|null|[-+]?(inf|nan)|"
                             r"[-+]?(\d[\d_]*\.?\d*|\.\d+)(e[-+]?\d+)?|")
 
@@ -314,12 +273,17 @@ def export_verl(cfg, out: str | Path, model_path: str | None = None, write_data:
         raise UserError(f"--config: reward {cfg.reward!r} is not one of {', '.join(REWARDS)}")
     out = Path(out)
     reward_path = (out / REWARD_FILE).resolve()
-    if write_data:
+    rows = prompt_rows(cfg) if write_data else None
+    if rows:  # the prompts are known: verl's prompt budget must hold every one
+        kw["max_prompt_length"] = measured_length(cfg, rows, model_path,
+                                                   kw.get("max_prompt_length"))
         kw.update(train_files=str(data_file(out, "train").resolve()),
                   val_files=str(data_file(out, "test").resolve()))
+    elif kw.get("max_prompt_length") is None:
+        kw["max_prompt_length"] = DEFAULT_PROMPT_LENGTH
     o = verl_overrides(cfg, str(reward_path), model_path, **kw)  # refused: nothing written
-    if write_data:  # the writes make the directory
-        write_verl_data(cfg, out)
+    if rows:  # the writes make the directory
+        write_verl_data(cfg, out, rows)
     if write_data:
         o["trainer.total_epochs"] = cfg.reuse  # the train file holds U = D / tau problems
     stops = () if cfg.suppress_eos else STOP_STRINGS  # as the trainer's rollouts
@@ -366,7 +330,10 @@ def configure(parser) -> None:
     parser.add_argument("--out", default="verl_run", help="output directory (default verl_run)")
     parser.add_argument("--model-path", help="model dir or hub name for verl (default: the "
                         "config's model; micro rungs become $MODEL_PATH)")
-    parser.add_argument("--max-prompt-length", type=int, default=512)
+    parser.add_argument("--max-prompt-length", type=int, default=None,
+                        help="verl's data.max_prompt_length (verl drops longer prompts); "
+                        f"default: with --write-data the longest prompt in the model's tokens, "
+                        f"else {DEFAULT_PROMPT_LENGTH}")
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--nnodes", type=int, default=1)
     parser.add_argument("--write-data", action="store_true",
@@ -377,7 +344,7 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     for flag in ("max_prompt_length", "gpus_per_node", "nnodes"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')}: must be >= 1")
     cfg = load_train_config(args.config)
     export_verl(cfg, args.out, args.model_path, args.write_data,

@@ -170,7 +170,11 @@ def test_write_data_gives_verl_parquet_of_the_runs_prompts(tmp_path):
                          "heldout": 5, "model": "Qwen/Qwen2.5-0.5B"})
     p = _write(tmp_path / "c.json", cfg.to_dict())
     out = tmp_path / "o"
-    assert cli.main(["export-verl", "--config", str(p), "--out", str(out), "--write-data"]) == 0
+    # the hub model's tokenizer cannot be loaded here: a given prompt budget is taken unchecked
+    assert cli.main(["export-verl", "--config", str(p), "--out", str(out), "--write-data"]) == 2
+    assert not out.exists()
+    assert cli.main(["export-verl", "--config", str(p), "--out", str(out), "--write-data",
+                     "--max-prompt-length", "600"]) == 0
     train = pq.read_table(out / "train.parquet").to_pylist()
     test = pq.read_table(out / "test.parquet").to_pylist()
     assert len(train) == 8 and len(test) == 5
@@ -179,7 +183,7 @@ def test_write_data_gives_verl_parquet_of_the_runs_prompts(tmp_path):
     assert test[0]["reward_model"] == {"style": "rule", "ground_truth": str(task.test[0].answer)}
     o = json.loads((out / "verl_overrides.json").read_text())
     assert o["data.train_files"] == str((out / "train.parquet").resolve())
-    assert o["trainer.total_epochs"] == 1
+    assert o["trainer.total_epochs"] == 1 and o["data.max_prompt_length"] == 600
     mod = load_module(out / "rlscale_reward.py")
     gt = train[0]["reward_model"]["ground_truth"]
     assert mod.compute_score(train[0]["data_source"], f"#### {gt}", gt) == 1.0
@@ -408,6 +412,42 @@ def test_verl_updates_whole_groups_as_rlscale_does(tmp_path, capsys):
                      "--gpus-per-node", "2", "--out", str(tmp_path / "odd")]) == 2
     err = capsys.readouterr().err.strip()
     assert "whole groups" in err and "\n" not in err and not (tmp_path / "odd").exists()
+
+
+def test_verl_keeps_every_exported_prompt(tmp_path, capsys):
+    """With --write-data the launch's data.max_prompt_length is the longest prompt as verl
+    measures it, so verl's own RLHFDataset (its overlong filter on) keeps every training prompt,
+    raw or in the chat template with 3 exemplars as turns; one token less and it drops some
+    (the test can fail). A given budget below the longest prompt is refused in one line,
+    nothing written."""
+    chat_dir(tmp_path / "m")
+    for chat in (False, True):
+        cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 3, "chat": chat,
+                             "fewshot_as_multiturn": chat, "heldout": 4})
+        c, out = _write(tmp_path / f"c{chat}.json", cfg.to_dict()), tmp_path / f"o{chat}"
+        export = ["export-verl", "--config", str(c), "--model-path", str(tmp_path / "m"),
+                  "--write-data", "--out", str(out)]
+        assert cli.main(export) == 0
+        args = launch(tmp_path, out)["args"]
+        longest = json.loads((out / "verl_overrides.json").read_text())["data.max_prompt_length"]
+        kept = {}
+        for budget in (longest, longest - 1):
+            (tmp_path / "ov.json").write_text(json.dumps(
+                [a for a in args if not a.startswith("data.max_prompt_length=")]
+                + [f"data.max_prompt_length={budget}"]))
+            r = subprocess.run([verl_python(), str(REPO / "tests" / "verl_dataset.py"),
+                                str(tmp_path / "m"), str(out / "train.parquet"),
+                                str(tmp_path / "ov.json")], capture_output=True, text=True,
+                               timeout=600)
+            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+            kept[budget] = [x for x in r.stdout.splitlines() if x.startswith("kept ")][-1]
+        every = f"kept {cfg.unique_prompts()} of {cfg.unique_prompts()}"
+        assert kept[longest] == every and kept[longest - 1] != every, kept
+        capsys.readouterr()
+        assert cli.main(export[:-1] + [str(tmp_path / "low"), "--max-prompt-length",
+                                       str(longest - 1)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "verl drops them" in err and "\n" not in err and not (tmp_path / "low").exists()
 
 
 def test_each_launch_writes_a_new_metrics_file(tmp_path):

@@ -14,7 +14,7 @@ from rlscale.models.ladder import (
     non_embedding_params,
     rung_name,
 )
-from rlscale.models.loading import (check_model_dir, load_model, save_model,
+from rlscale.models.loading import (check_model_dir, load_model, load_tokenizer, save_model,
                                     set_activation_checkpointing)
 from rlscale.models.tokenizer import micro_tokenizer
 
@@ -27,6 +27,7 @@ __all__ = [
     "build_micro",
     "check_model_dir",
     "load_model",
+    "load_tokenizer",
     "micro_tokenizer",
     "non_embedding_params",
     "rung_name",

@@ -86,6 +86,48 @@ def _hub_offline(spec: str) -> bool:
     return offline
 
 
+def _source(spec: str) -> tuple[str, str, bool]:
+    """(what from_pretrained is given, how errors name it, offline) for a directory or hub name."""
+    path = Path(spec).expanduser()
+    if path.exists() or _looks_like_path(spec):
+        check_model_dir(path)
+        return str(path), str(path), False
+    return spec, f"hub model {spec!r}", _hub_offline(spec)
+
+
+def _cannot_load(where: str, e: Exception) -> UserError:
+    if "ignore_mismatched_sizes" in str(e):  # transformers' own report is many lines
+        return UserError(f"{where}: weights in model.safetensors do not have the shapes "
+                         "config.json describes (a config from another model?)")
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return UserError(f"{where}: cannot load ({type(e).__name__}: {first[:300]})")
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False):
+    """The tokenizer of a spec (`load_model`'s), left-padded with a pad id, without the model."""
+    spec = str(spec)
+    if spec.startswith("micro:"):
+        from rlscale.models.tokenizer import micro_tokenizer
+
+        return micro_tokenizer()
+    return _tokenizer(*_source(spec), trust_remote_code)
+
+
+def _tokenizer(source: str, where: str, offline: bool, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        with _quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                local_files_only=offline)
+    except Exception as e:  # no network, no such repo, gated, bad files, ...
+        raise _cannot_load(where, e) from None
+    if tok.pad_token_id is None and tok.eos_token_id is not None:
+        tok.pad_token = tok.eos_token  # batched generation needs a pad id
+    tok.padding_side = "left"
+    return tok
+
+
 def load_model(spec: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False,
                seed: int = 0):
     """(model, tokenizer) for a spec: a local directory, a hub name or `micro:<rung>`.
@@ -93,45 +135,25 @@ def load_model(spec: str, device: str = "cpu", dtype=None, trust_remote_code: bo
     The model is in eval mode on `device`, dtype fp32 on CPU and bf16 on CUDA unless given.
     `micro:<rung>` is a fresh random-init rung (seeded by `seed`) with the micro tokenizer.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch_dtype = _resolve_dtype(dtype, device)
     spec = str(spec)
     if spec.startswith("micro:"):
         from rlscale.models.ladder import build_micro, rung_name
-        from rlscale.models.tokenizer import micro_tokenizer
 
-        name = rung_name(spec)
-        tok = micro_tokenizer()
-        model = build_micro(name, tok, seed=seed)
+        tok = load_tokenizer(spec)
+        model = build_micro(rung_name(spec), tok, seed=seed)
         return model.to(device=device, dtype=torch_dtype).eval(), tok
-
-    path = Path(spec).expanduser()
-    offline = False
-    if path.exists() or _looks_like_path(spec):
-        check_model_dir(path)
-        source, where = str(path), str(path)
-    else:
-        source, where = spec, f"hub model {spec!r}"
-        offline = _hub_offline(spec)
+    source, where, offline = _source(spec)
+    tok = _tokenizer(source, where, offline, trust_remote_code)
     try:
         with _quiet_transformers():
-            tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
-                                                local_files_only=offline)
             model = AutoModelForCausalLM.from_pretrained(
                 source, dtype=torch_dtype, use_safetensors=True,
                 trust_remote_code=trust_remote_code, local_files_only=offline)
-    except UserError:
-        raise
     except Exception as e:  # no network, no such repo, gated, bad config, ...
-        if "ignore_mismatched_sizes" in str(e):  # transformers' own report is many lines
-            raise UserError(f"{where}: weights in model.safetensors do not have the shapes "
-                            "config.json describes (a config from another model?)") from None
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{where}: cannot load ({type(e).__name__}: {first[:300]})") from None
-    if tok.pad_token_id is None and tok.eos_token_id is not None:
-        tok.pad_token = tok.eos_token  # batched generation needs a pad id
-    tok.padding_side = "left"
+        raise _cannot_load(where, e) from None
     return model.to(device).eval(), tok
 
 
