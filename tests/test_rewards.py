@@ -97,15 +97,19 @@ def lm_clean(s):
     return s.lower()
 
 
-def test_agrees_with_lm_eval_where_definitions_coincide():
-    rng = random.Random(0)
+def random_completions(n: int, seed: int) -> list[tuple[str, str]]:
+    """(completion, gold) pairs of number-ish fragments: markers, signs, separators, words."""
+    rng = random.Random(seed)
     pieces = ["####", "#### ", " ", "\n", "Question:", "apples", "$", ",", ".", "-", "..",
               "5", "12", "1,234", "-7", "$40", "3.5", "12.0", "0", "=", "+", "x", "\n\n"]
+    return [("".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))),
+             rng.choice(["5", "12", "1234", "-7", "40", "3.5", "0"])) for _ in range(n)]
+
+
+def test_agrees_with_lm_eval_where_definitions_coincide():
     checked = {"strict": 0, "flexible": 0}
     hits = {"strict": 0, "flexible": 0}
-    for _ in range(20000):
-        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
-        gold = rng.choice(["5", "12", "1234", "-7", "40", "3.5", "0"])
+    for text, gold in random_completions(20000, seed=0):
         lm_gold = lm_clean(f"step\n#### {gold}")
         for name, group, ours in (("strict", 0, strict), ("flexible", -1, flexible)):
             regex = LM_STRICT if name == "strict" else LM_FLEX
@@ -120,6 +124,29 @@ def test_agrees_with_lm_eval_where_definitions_coincide():
             assert ours(text, gold) == float(pred == lm_gold), (name, text, gold, raw)
     # the comparison really ran, on both correct and wrong completions
     assert min(checked.values()) > 500 and min(hits.values()) > 50, (checked, hits)
+
+
+def test_lm_eval_reproduction_is_lm_evals_own_scoring(tmp_path):
+    """The reproduction above (lm_filter + lm_clean, typed from gsm8k.yaml) scores every
+    completion as lm-eval 0.4.13's own GSM8K task does: its filter ensembles and exact_match
+    run in the interop env (tests/lmeval_scores.py), so the agreement test rests on lm-eval's
+    code, not on our reading of it."""
+    import json
+    import subprocess
+
+    from verl_env import REPO, verl_python
+
+    cases = random_completions(3000, seed=1)
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    r = subprocess.run([verl_python(), str(REPO / "tests" / "lmeval_scores.py"),
+                        str(tmp_path / "cases.json")], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    theirs = json.loads(r.stdout.splitlines()[-1])
+    ours = [[float(lm_clean(lm_filter(regex, text, group)) == lm_clean(f"step\n#### {gold}"))
+             for regex, group in ((LM_STRICT, 0), (LM_FLEX, -1))] for text, gold in cases]
+    assert ours == theirs
+    assert 10 < sum(s for s, _ in theirs) and 10 < sum(f for _, f in theirs)  # both can score
 
 
 def test_no_marker_strict_agrees_with_lm_eval():

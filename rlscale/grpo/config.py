@@ -166,7 +166,7 @@ class TrainConfig:
             self.mini_batch_size = self.batch_size
         try:  # one text per setting, so one run id (a bad one is named by validate)
             self.chat_template_kwargs = canonical_template_kwargs(self.chat_template_kwargs)
-        except UserError:
+        except (UserError, TypeError):
             pass
 
     @classmethod
