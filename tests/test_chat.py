@@ -107,7 +107,7 @@ def test_fewshot_as_multiturn_is_lm_evals(tmp_path):
 
     from rlscale.models.tokenizer import task_prompts
     from rlscale.tasks import load_task, prompt_messages
-    from verl_env import REPO, verl_python
+    from verl_env import REPO, lmeval_python
 
     tok = chat_dir(tmp_path / "m")
     task = load_task("arith:ladder", seed=3, n_test=3, n_train=40)
@@ -115,7 +115,7 @@ def test_fewshot_as_multiturn_is_lm_evals(tmp_path):
     doc = lambda p: {"question": p.question, "answer": p.solution}  # noqa: E731
     (tmp_path / "cases.json").write_text(json.dumps(
         [{"exemplars": [doc(e) for e in ex], "doc": doc(p)} for p, ex in cases]))
-    r = subprocess.run([verl_python(), str(REPO / "tests" / "lmeval_prompts.py"),
+    r = subprocess.run([lmeval_python(), str(REPO / "tests" / "lmeval_prompts.py"),
                         str(tmp_path / "m"), str(tmp_path / "cases.json")],
                        capture_output=True, text=True, timeout=600)
     got = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]

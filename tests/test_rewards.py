@@ -134,11 +134,11 @@ def test_lm_eval_reproduction_is_lm_evals_own_scoring(tmp_path):
     import json
     import subprocess
 
-    from verl_env import REPO, verl_python
+    from verl_env import REPO, lmeval_python
 
     cases = random_completions(3000, seed=1)
     (tmp_path / "cases.json").write_text(json.dumps(cases))
-    r = subprocess.run([verl_python(), str(REPO / "tests" / "lmeval_scores.py"),
+    r = subprocess.run([lmeval_python(), str(REPO / "tests" / "lmeval_scores.py"),
                         str(tmp_path / "cases.json")], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
