@@ -82,7 +82,8 @@ _COLUMNS = {"runs": {"run_id", "config", "status", "attempts", "run_dir", "N", "
 # upgrade (a sweep resumes instead of rerunning every run; a study's database gains no twins).
 # A new field whose default changes nothing goes here with that default.
 NEUTRAL_DEFAULTS = {"clip_c": 0.0, "stop_at_question": True, "chat": False,
-                    "fewshot_as_multiturn": False, "chat_template_kwargs": ""}
+                    "fewshot_as_multiturn": False, "chat_template_kwargs": "",
+                    "log_samples": 0}
 
 
 def config_hash(config: dict) -> str:

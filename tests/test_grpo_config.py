@@ -95,7 +95,7 @@ def test_every_field_carries_help_and_numbers_a_range():
     assert set(TrainConfig.resumable()) == {"steps", "eval_every", "checkpoint_every", "lr",
                                             "device", "rollout_batch_size", "micro_batch_size",
                                             "activation_checkpointing", "checkpoint_policy",
-                                            "skip_zero_advantage"}
+                                            "skip_zero_advantage", "log_samples"}
     saved = {**TrainConfig().to_dict(), "N": 123, "device_used": "cpu"}
     assert TrainConfig.settings_of(saved) == TrainConfig().to_dict()
 

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL mid-way resumes from its last checkpoint to the same metrics."""
+"""A run killed with SIGKILL mid-way resumes from its last checkpoint to the same metrics and
+the same logged samples."""
 
 import os
 import signal
@@ -12,7 +13,8 @@ from rlscale.files import read_jsonl
 
 FLAGS = ["--model", "micro:tiny", "--task", "arith:easy", "--batch-size", "4", "--group-size",
          "4", "--mini-batch-size", "2", "--max-new-tokens", "8", "--heldout", "8",
-         "--eval-every", "2", "--checkpoint-every", "1", "--steps", "6", "--lr", "1e-3"]
+         "--eval-every", "2", "--checkpoint-every", "1", "--steps", "6", "--lr", "1e-3",
+         "--log-samples", "2"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,3 +59,11 @@ def test_sigkill_then_resume(tmp_path):
     b = _stable(read_jsonl(killed / "metrics.jsonl"))
     diff = [(x["step"], k) for x, y in zip(a, b) for k in x if x.get(k) != y.get(k)]
     assert not diff, (cut_at, diff[:5])
+    # samples.jsonl: each step's first 2 prompts, once, as the uninterrupted run wrote them
+    samples = read_jsonl(killed / "samples.jsonl")
+    assert [r["step"] for r in samples] == [s for s in range(1, 7) for _ in range(2)]
+    assert samples == read_jsonl(straight / "samples.jsonl")
+    first = samples[0]
+    assert first["prompt"].startswith("Question: ") and first["prompt"].endswith("\nAnswer:")
+    assert len(first["completions"]) == len(first["rewards"]) == len(first["advantages"]) == 4
+    assert set(first["finish"]) <= {"eos", "stop", "length"}

@@ -146,6 +146,9 @@ class TrainConfig:
     seed: int = setting(0, "training seed (sampling, mini-batch order, data order)", 0, SEED_MAX)
     checkpoint_every: int = setting(10, "checkpoint every K steps (and at exit)", 1, 10**9,
                                     resumable=True)
+    log_samples: int = setting(0, "each step, its first N prompts as the model saw them, with "
+                               "their completions, rewards, advantages and endings, in "
+                               "RUN/samples.jsonl (0: none)", 0, BIG, resumable=True)
     checkpoint_policy: bool = setting(False, "also write each checkpoint's policy as an HF "
                                       "directory, RUN/policies/step_N (the final policy is "
                                       "always written to RUN/policy)", resumable=True)

@@ -1,5 +1,6 @@
 """A GRPO step's record: the batch it trained on (`Rollout`), the run's counters it advances
-(`advance`) and its metrics row (`metrics_row`). Pure bookkeeping: no model, no optimizer.
+(`advance`), its metrics row (`metrics_row`) and, with log_samples, what the model was shown and
+wrote (`sample_rows`). Pure bookkeeping: no model, no optimizer.
 
 Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / completion_tokens
 (cumulative; step_* for this step; prompts counted once per rollout), C_paper / C_itemized
@@ -15,7 +16,7 @@ test_problems, test_samples, eval_temperature, test_clipped_share, test_acc_<che
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +38,8 @@ class Rollout:
     batch: tuple  # (input_ids, attention_mask, position_ids, completion_mask)
     t_sampled: float  # time.perf_counter() when sampling ended
     t_rewarded: float  # ... and when rewards and advantages were done
+    prompts: list[str] = field(default_factory=list)  # [R] the text each row was prompted with
+    answers: list[str] = field(default_factory=list)  # [R] its problem's answer
 
 
 def advance(state: dict, gen: Generation, shape: ModelShape, batch_size: int,
@@ -84,3 +87,19 @@ def metrics_row(state: dict, ro: Rollout, sums: dict, flops: float, tokens: int,
             # the machine's speed as this run measured it at start: wall times across runs and
             # machines compare through it (summary.json `machine`)
             "matmul_peak_flops": peak}
+
+
+def sample_rows(step: int, ro: Rollout, n: int, group_size: int) -> list[dict]:
+    """samples.jsonl's rows for a step: its first n prompts, each with the text the model was
+    shown, its answer, and per completion the text, the reward, the advantage and how it
+    ended (eos | stop | length): what to read when a reward or a loss looks wrong."""
+    G, gen = group_size, ro.gen
+    rows = []
+    for i in range(min(n, len(ro.rewards) // G)):
+        r = slice(i * G, (i + 1) * G)
+        rows.append({"step": step, "prompt": ro.prompts[i * G], "answer": ro.answers[i * G],
+                     "completions": gen.texts[r], "rewards": ro.rewards[r],
+                     "advantages": [round(float(a), 6) for a in ro.adv[r]],
+                     "finish": gen.finish[r] if gen.finish else None})
+    return rows
+

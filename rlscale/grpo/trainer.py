@@ -4,6 +4,7 @@
 
     RUN_DIR/config.json     the resolved TrainConfig + model facts (N = non-embedding params)
     RUN_DIR/metrics.jsonl   one row per finished step (step 0: the baseline evaluation)
+    RUN_DIR/samples.jsonl   with log_samples N: each step's first N prompts and completions
     RUN_DIR/checkpoints/    the latest checkpoint (rlscale.grpo.checkpoint)
     RUN_DIR/policy/         the final policy as an HF model directory (config, safetensors,
                             tokenizer, generation config), written when the last step is done;
@@ -43,7 +44,7 @@ from rlscale.grpo import core, step_log
 from rlscale.grpo.config import TrainConfig
 from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
-from rlscale.grpo.step_log import Rollout
+from rlscale.grpo.step_log import Rollout, sample_rows
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
 from rlscale.models.tokenizer import chat_prompts, task_prompts, template_kwargs
 from rlscale.rewards import REWARDS, before_stop
@@ -52,6 +53,7 @@ from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, load_task
 
 ACCURACY_CHECKS = ("strict", "flexible", "custom_flexible")  # + boxed on boxed-format tasks
 POLICY_DIR = "policy"
+SAMPLES = "samples.jsonl"  # RUN/samples.jsonl: with log_samples, what the model saw and wrote
 
 
 def _seed(cfg: TrainConfig, step: int, salt: int) -> int:
@@ -160,8 +162,9 @@ class _Trainer:
         step = self.state["step"]
         # drop rows after the checkpoint (they will be recomputed), keep the step-0 baseline
         # only if it was finished, so nothing is duplicated and nothing is missing
-        truncate_jsonl(metrics, lambda r: isinstance(r.get("step"), int) and r["step"] <= step
-                       and latest is not None)
+        for log in (metrics, self.run_dir / SAMPLES):
+            truncate_jsonl(log, lambda r: isinstance(r.get("step"), int) and r["step"] <= step
+                           and latest is not None)
         self.has_baseline = metrics.exists() and any(
             r.get("step") == 0 for r in read_jsonl(metrics, tolerate_torn_tail=True))
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,7 +237,7 @@ class _Trainer:
         t_rewarded = time.perf_counter()
         batch = batch_for_logprobs(gen.prompt_ids, gen.completion_ids, self.pad, self.device)
         return Rollout(gen, {name: scores[name] for name in self.checks}, rewards, adv, zero_std,
-                       batch, t_sampled, t_rewarded)
+                       batch, t_sampled, t_rewarded, prompts, answers)
 
     def logprobs(self, model, batch, rows, grad: bool):
         ids, attn, pos, cmask = (t[rows] for t in batch)
@@ -351,6 +354,7 @@ class _Trainer:
         flops, tokens = self.account(ro, int(old is not None) + int(ref is not None)
                                      + int(self.cfg.activation_checkpointing))  # its recompute
         self.dirty = False
+        self.samples = sample_rows(step, ro, self.cfg.log_samples, self.cfg.group_size)
         times = {"time_rollout": ro.t_sampled - t0, "time_reward": ro.t_rewarded - ro.t_sampled,
                  "time_logprobs": t_lp - ro.t_rewarded, "time_update": t_upd - t_lp}
         return self.metrics_row(ro, sums, flops, tokens, ref is not None, times)
@@ -360,6 +364,7 @@ class _Trainer:
         cfg = self.cfg
         last: dict = {}
         writer = JsonlWriter(self.run_dir / "metrics.jsonl")
+        self.sample_log = JsonlWriter(self.run_dir / SAMPLES) if cfg.log_samples else None
         bar = tqdm(total=cfg.steps, initial=self.state["step"], desc="train", unit="step",
                    disable=(not sys.stderr.isatty()) if self.progress is None else not self.progress,
                    dynamic_ncols=True)
@@ -383,6 +388,8 @@ class _Trainer:
         finally:
             bar.close()
             writer.close()
+            if self.sample_log:
+                self.sample_log.close()
             for t in self.trackers:
                 t.close()
             self.save()  # at exit: only when the weights are those of a finished step
@@ -394,6 +401,8 @@ class _Trainer:
         step, cfg = row["step"], self.cfg
         if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             row.update(self.evaluate())
+        if self.sample_log and self.samples:  # before the row: a step's row closes its record
+            self.sample_log.write_many(self.samples)
         writer.write(row)
         for t in self.trackers:
             t.log(row, step)
