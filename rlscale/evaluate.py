@@ -21,9 +21,10 @@ GSM_CHECKS = ("strict", "flexible", "custom_flexible")
 MAX_SHOTS = 5
 # settings that must match to resume into an existing --out directory
 PINNED = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed", "chat",
-          "fewshot_as_multiturn", "chat_template_kwargs")
+          "fewshot_as_multiturn", "chat_template_kwargs", "system_prompt")
 # settings added later: what an eval written before them did
-PINNED_BEFORE = {"chat": False, "fewshot_as_multiturn": False, "chat_template_kwargs": ""}
+PINNED_BEFORE = {"chat": False, "fewshot_as_multiturn": False, "chat_template_kwargs": "",
+                 "system_prompt": ""}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -150,13 +151,11 @@ def _sample(model, tokenizer, prompts, samples, params, seed, batch_size):
 
 def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature: float = 0.7,
                       max_new_tokens: int = 256, reward: str = "custom_flexible", seed: int = 0,
-                      batch_size: int | None = 64, exemplars=(), chat: bool = False,
-                      multiturn: bool = False, template_vars: dict | None = None) -> dict:
+                      batch_size: int | None = 64, exemplars=(), style=None) -> dict:
     """Held-out test loss 1 - pass@1 under `reward` (the paper: one sample at temperature 0.7),
     with its standard error over problems, accuracy per check and the clipped share. Prompts are
     zero-shot unless `exemplars` (from the train split) are given, e.g. the ones GRPO trains
-    with, and in the model's chat template with `chat` (the exemplars as turns with
-    `multiturn`, the template's variables `template_vars`: `models.tokenizer.task_prompts`).
+    with, and in the model's chat template with a `style` (`models.tokenizer.ChatStyle`).
     The model's train/eval mode is restored afterwards."""
     import torch
 
@@ -174,8 +173,7 @@ def heldout_test_loss(model, tokenizer, problems, samples: int = 1, temperature:
     model.eval()
     try:
         with torch.no_grad():
-            prompts = task_prompts(tokenizer, problems, [exemplars] * len(problems), chat,
-                                   multiturn, template_vars)
+            prompts = task_prompts(tokenizer, problems, [exemplars] * len(problems), style)
             texts, clipped = _sample(model, tokenizer, prompts, samples, params, seed, batch_size)
     finally:
         model.train(was_training)
@@ -217,10 +215,11 @@ class EvalConfig:
     chat: bool = False  # prompts in the model's chat template (instruct models), as GRPO's --chat
     fewshot_as_multiturn: bool = False  # with chat: exemplars as user/assistant turns (lm-eval)
     chat_template_kwargs: str = ""  # with chat: the template's variables, a JSON object
+    system_prompt: str = ""  # with chat: a system message first (lm-eval's system_instruction)
 
 
 def _validate(cfg: EvalConfig) -> None:
-    from rlscale.models.tokenizer import template_kwargs
+    from rlscale.models.tokenizer import chat_settings_error
     from rlscale.rewards import REWARDS
 
     if not cfg.shots or any(not 0 <= k <= MAX_SHOTS for k in cfg.shots):
@@ -234,11 +233,9 @@ def _validate(cfg: EvalConfig) -> None:
                              cfg.n_problems is None or cfg.n_problems >= 1)):
         if not ok:
             raise UserError(f"{flag}: invalid value {value!r}")
-    if cfg.fewshot_as_multiturn and not cfg.chat:
-        raise UserError("--fewshot-as-multiturn: needs --chat (raw prompts have no turns)")
-    template_kwargs(cfg.chat_template_kwargs)
-    if cfg.chat_template_kwargs and not cfg.chat:
-        raise UserError("--chat-template-kwargs: needs --chat (raw prompts have no template)")
+    wrong = chat_settings_error(cfg)
+    if wrong:
+        raise UserError(f"--{wrong[0].replace('_', '-')}: {wrong[1]}")
     for c in cfg.checks or ():
         if c not in REWARDS:
             raise UserError(f"--checks: unknown check {c!r}; choose from {', '.join(REWARDS)}")
@@ -331,14 +328,14 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
     """Yield the completions.jsonl records of each (shots, chunk of problems) not yet `done`.
     Chunks and their seeds are fixed by the config alone, so a resumed run draws what an
     uninterrupted one would."""
-    from rlscale.models.tokenizer import task_prompts, template_kwargs
+    from rlscale.models.tokenizer import chat_style, task_prompts
     from rlscale.rollout import SamplingParams
     from rlscale.tasks import STOP_STRINGS, fewshot_exemplars
 
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                             top_p=cfg.top_p, stop_strings=STOP_STRINGS)
     per_chunk = max(1, cfg.batch_size // cfg.samples)  # problems per generate() call
-    template_vars = template_kwargs(cfg.chat_template_kwargs)
+    style = chat_style(cfg)
     for shots in cfg.shots:
         for c0 in range(0, len(problems), per_chunk):
             idx = [i for i in range(c0, min(c0 + per_chunk, len(problems)))
@@ -348,8 +345,7 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
             # nested exemplars, whatever --shots lists: k-shot uses the first k of 5-shot's
             shown = [fewshot_exemplars(task.train, min(MAX_SHOTS, len(task.train)),
                                        seed=cfg.seed * 1_000_003 + i)[:shots] for i in idx]
-            prompts = task_prompts(tokenizer, [problems[i] for i in idx], shown, cfg.chat,
-                                   cfg.fewshot_as_multiturn, template_vars)
+            prompts = task_prompts(tokenizer, [problems[i] for i in idx], shown, style)
             seed = (cfg.seed * 1009 + shots) * 1_000_003 + c0
             # rows per forward batch: generate's own (all of the chunk's on a GPU; on the CPU a
             # KV-cache budget's worth, rollout.auto_rows), never above batch_size
@@ -394,6 +390,9 @@ def configure(p) -> None:
     p.add_argument("--chat-template-kwargs", default="",
                    help="with --chat: the template's extra variables as a JSON object, e.g. "
                    "'{\"enable_thinking\": false}' for Qwen3")
+    p.add_argument("--system-prompt", default="",
+                   help="with --chat: a system message before each prompt (lm-eval's "
+                   "--system_instruction)")
     p.add_argument("--fewshot-as-multiturn", action="store_true",
                    help="with --chat: each exemplar as a user turn and an assistant turn, as "
                    "lm-eval's fewshot_as_multiturn; default: inside the one user message")
@@ -407,7 +406,8 @@ def run(args) -> int:
                      checks=args.checks, seed=args.seed, batch_size=args.batch_size,
                      device=args.device, dtype=args.dtype, progress=args.progress,
                      chat=args.chat, fewshot_as_multiturn=args.fewshot_as_multiturn,
-                     chat_template_kwargs=args.chat_template_kwargs)
+                     chat_template_kwargs=args.chat_template_kwargs,
+                     system_prompt=args.system_prompt)
     summary = evaluate(cfg)
     print(format_table(summary))
     print(f"primary check: {summary['primary_check']}; test loss = 1 - pass@1; "

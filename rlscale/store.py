@@ -83,7 +83,7 @@ _COLUMNS = {"runs": {"run_id", "config", "status", "attempts", "run_dir", "N", "
 # A new field whose default changes nothing goes here with that default.
 NEUTRAL_DEFAULTS = {"clip_c": 0.0, "stop_at_question": True, "chat": False,
                     "fewshot_as_multiturn": False, "chat_template_kwargs": "",
-                    "log_samples": 0}
+                    "log_samples": 0, "system_prompt": ""}
 
 
 def config_hash(config: dict) -> str:

@@ -318,14 +318,16 @@ def format_prompt(problem: Problem, exemplars: Iterable[Problem] = ()) -> str:
 
 
 def prompt_messages(problem: Problem, exemplars: Iterable[Problem] = (),
-                    multiturn: bool = False) -> list[dict]:
+                    multiturn: bool = False, system: str = "") -> list[dict]:
     """The prompt as chat messages: one user message holding `format_prompt`'s text, or with
     `multiturn` each exemplar as a user turn (its question) and an assistant turn (its
     solution), then the question: lm-eval's `fewshot_as_multiturn` (its GSM8K doc_to_text in
-    the user turns, the target without the delimiter in the assistant's)."""
+    the user turns, the target without the delimiter in the assistant's); a `system` message
+    first where one is given (lm-eval's system_instruction)."""
+    head = [{"role": "system", "content": system}] if system else []
     if not multiturn:
-        return [{"role": "user", "content": format_prompt(problem, exemplars)}]
-    turns = []
+        return head + [{"role": "user", "content": format_prompt(problem, exemplars)}]
+    turns = head
     for e in exemplars:
         turns += [{"role": "user", "content": format_prompt(e)},
                   {"role": "assistant", "content": format_solution(e)[1:]}]

@@ -31,10 +31,11 @@ def prompt_rows(cfg) -> dict[str, list[dict]]:
 
     Same task split, held-out set and few-shot exemplars as `rlscale train`; a row is
     {data_source, prompt: [{role, content}...], ability, reward_model: {style, ground_truth},
-    extra_info: {split, index}}; the prompt is one user message, or with fewshot_as_multiturn
-    the exemplars' turns and the question (`tasks.prompt_messages`), which verl renders with the
-    tokenizer's chat template as rlscale does.
+    extra_info: {split, index}}; the prompt is one user message, or under --chat its ChatStyle's
+    messages (a system message, the exemplars' turns: `tasks.prompt_messages`), which verl
+    renders with the tokenizer's chat template as rlscale does.
     """
+    from rlscale.models.tokenizer import chat_style
     from rlscale.tasks import DEFAULT_N_TRAIN, fewshot_exemplars, load_task, prompt_messages
 
     unique = cfg.unique_prompts()
@@ -45,8 +46,10 @@ def prompt_rows(cfg) -> dict[str, list[dict]]:
         raise UserError(f"--config: task {cfg.task} has {len(task.train)} training problems, "
                         f"the run needs {unique} (steps x batch_size / reuse)")
     shots = fewshot_exemplars(task.train, cfg.fewshot, cfg.data_seed)
+    style = chat_style(cfg)
+    messages = style.messages if style else prompt_messages
     return {split: [{"data_source": f"rlscale/{task.name}",
-                     "prompt": prompt_messages(p, shots, cfg.fewshot_as_multiturn),
+                     "prompt": messages(p, shots),
                      "ability": "math",
                      "reward_model": {"style": "rule", "ground_truth": str(p.answer)},
                      "extra_info": {"split": split, "index": i}} for i, p in enumerate(problems)]

@@ -3,7 +3,8 @@
 
     python lmeval_prompts.py MODEL_DIR CASES.json  -> one JSON object a line
 
-Each case is {"exemplars": [{question, answer}...], "doc": {question, answer}}. lm-eval's own
+Each case is {"exemplars": [{question, answer}...], "doc": {question, answer}, "system": text
+or absent (lm-eval's system_instruction)}. lm-eval's own
 GSM8K task (its shipped gsm8k.yaml: doc_to_text, doc_to_target, delimiters), pointed at a local
 JSON file whose train split is the case's exemplars in order and drawn by its `first_n` sampler,
 builds the doc's context with `fewshot_context(..., apply_chat_template=True)` for
@@ -55,8 +56,9 @@ def main(model_dir: str, cases: list[dict]) -> None:
             out = {}
             for multiturn in (False, True):
                 messages, text = (task.fewshot_context(
-                    doc, len(case["exemplars"]), apply_chat_template=True,
-                    fewshot_as_multiturn=multiturn, chat_template=template)
+                    doc, len(case["exemplars"]), system_instruction=case.get("system"),
+                    apply_chat_template=True, fewshot_as_multiturn=multiturn,
+                    chat_template=template)
                     for template in (lambda m, **kw: m, render))
                 out[str(multiturn)] = {"messages": messages, "text": text}
             print(json.dumps(out), flush=True)

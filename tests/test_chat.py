@@ -101,31 +101,35 @@ def test_chat_prompt_is_trls_conversational_prompt(tmp_path):
 def test_fewshot_as_multiturn_is_lm_evals(tmp_path):
     """lm-eval's own GSM8K task (0.4.13, in the interop env) builds a k-shot chat prompt with
     fewshot_as_multiturn off and on: rlscale's messages (`tasks.prompt_messages`) and the text
-    it feeds the model (`task_prompts`) are lm-eval's, for 0, 1 and 3 exemplars. The two modes
-    differ wherever there is an exemplar (the test can fail)."""
+    it feeds the model (`task_prompts`) are lm-eval's, for 0, 1 and 3 exemplars, and with a
+    system prompt (lm-eval's system_instruction). The two modes differ wherever there is an
+    exemplar (the test can fail)."""
     import subprocess
 
-    from rlscale.models.tokenizer import task_prompts
+    from rlscale.models.tokenizer import ChatStyle, task_prompts
     from rlscale.tasks import load_task, prompt_messages
     from verl_env import REPO, lmeval_python
 
     tok = chat_dir(tmp_path / "m")
-    task = load_task("arith:ladder", seed=3, n_test=3, n_train=40)
-    cases = [(task.test[i], task.train[4 * i:4 * i + k]) for i, k in enumerate((0, 1, 3))]
+    task = load_task("arith:ladder", seed=3, n_test=4, n_train=40)
+    cases = [(task.test[i], task.train[4 * i:4 * i + k], system)
+             for i, (k, system) in enumerate(((0, ""), (1, ""), (3, ""), (2, "Be brief.")))]
     doc = lambda p: {"question": p.question, "answer": p.solution}  # noqa: E731
     (tmp_path / "cases.json").write_text(json.dumps(
-        [{"exemplars": [doc(e) for e in ex], "doc": doc(p)} for p, ex in cases]))
+        [{"exemplars": [doc(e) for e in ex], "doc": doc(p), **({"system": sys} if sys else {})}
+         for p, ex, sys in cases]))
     r = subprocess.run([lmeval_python(), str(REPO / "tests" / "lmeval_prompts.py"),
                         str(tmp_path / "m"), str(tmp_path / "cases.json")],
                        capture_output=True, text=True, timeout=600)
     got = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
-    assert r.returncode == 0 and len(got) == 3, r.stdout[-3000:] + r.stderr[-3000:]
-    for (p, ex), lm in zip(cases, got):
+    assert r.returncode == 0 and len(got) == 4, r.stdout[-3000:] + r.stderr[-3000:]
+    for (p, ex, system), lm in zip(cases, got):
         for multiturn in (False, True):
-            assert prompt_messages(p, ex, multiturn) == lm[str(multiturn)]["messages"]
-            assert task_prompts(tok, [p], [ex], True, multiturn) == [lm[str(multiturn)]["text"]]
+            assert prompt_messages(p, ex, multiturn, system) == lm[str(multiturn)]["messages"]
+            assert (task_prompts(tok, [p], [ex], ChatStyle(multiturn, system))
+                    == [lm[str(multiturn)]["text"]])
         assert (lm["True"]["text"] != lm["False"]["text"]) == bool(ex)
-    assert [len(lm["True"]["messages"]) for lm in got] == [1, 3, 7]
+    assert [len(lm["True"]["messages"]) for lm in got] == [1, 3, 7, 6]
 
 
 def test_fewshot_as_multiturn_in_training_and_evaluation(tmp_path, capsys):
@@ -208,3 +212,30 @@ def test_chat_template_kwargs_reach_the_template(tmp_path, capsys):
         assert saved == ('{"enable_thinking":false}' if kwargs else "")
         tokens[kwargs] = read_jsonl(run / "metrics.jsonl")[-1]["prompt_tokens"]
     assert tokens['{"enable_thinking": false}'] > tokens[""]  # the empty think block, each row
+
+
+def test_system_prompt_in_evaluation_and_training(tmp_path, capsys):
+    """--system-prompt (train and eval): a system message before each prompt, in the model's
+    template; pinned by an eval, a setting of the run; refused without --chat in one line."""
+    m = str(tmp_path / "m")
+    chat_dir(tmp_path / "m")
+    capsys.readouterr()
+    for argv in (["train", "--model", m, "--out", str(tmp_path / "t")],
+                 ["eval", "--model", m, "--task", "arith", "--out", str(tmp_path / "e")]):
+        assert main(argv + ["--system-prompt", "Be brief."]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--system-prompt: needs --chat" in err and "\n" not in err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "e").exists()
+    ev = ["eval", "--model", m, "--task", "arith:easy", "--chat", "--n-problems", "2",
+          "--max-new-tokens", "4", "--out", str(tmp_path / "ev")]
+    assert main(ev + ["--system-prompt", "Be brief."]) == 0
+    rows = read_jsonl(tmp_path / "ev" / "completions.jsonl")
+    head = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nQuestion: "
+    assert len(rows) == 2 and all(r["prompt"].startswith(head) for r in rows)
+    assert main(ev) == 2  # the same eval without it is another eval
+    run = tmp_path / "run"
+    assert main(["train", "--model", m, "--task", "arith:easy", "--batch-size", "2",
+                 "--group-size", "2", "--steps", "1", "--max-new-tokens", "4", "--heldout", "2",
+                 "--chat", "--system-prompt", "Be brief.", "--log-samples", "1",
+                 "--out", str(run)]) == 0
+    assert read_jsonl(run / "samples.jsonl")[0]["prompt"].startswith(head)

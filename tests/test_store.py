@@ -49,6 +49,8 @@ def test_a_run_keeps_its_id_when_trainconfig_gains_a_field():
     assert config_hash({**cfg, "stop_at_question": False}) != "db8a59dae6af6fad"
     assert config_hash({**cfg, "fewshot_as_multiturn": True}) != "db8a59dae6af6fad"
     assert config_hash({**cfg, "chat_template_kwargs": '{"a":1}'}) != "db8a59dae6af6fad"
+    assert config_hash({**cfg, "system_prompt": "Be brief."}) != "db8a59dae6af6fad"
+    assert config_hash({**cfg, "log_samples": 0}) == "db8a59dae6af6fad"
 
 
 def test_import_run_dir_is_idempotent(tmp_path):

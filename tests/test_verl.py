@@ -328,7 +328,8 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
     that override verl wraps them); with --chat the launch leaves verl the tokenizer's template,
     and verl's ids are those of rlscale's `chat_prompts`, the exemplars in the one user message
     or (--fewshot-as-multiturn) in turns of their own, the template's variables
-    (--chat-template-kwargs) passed through with their types."""
+    (--chat-template-kwargs) passed through with their types, a system message first
+    (--system-prompt)."""
     import pyarrow.parquet as pq
 
     from rlscale.models.tokenizer import chat_prompts, encode_ids
@@ -339,7 +340,8 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
     for chat in (False, True, "turns", "kwargs"):
         cfg = resolve(None, {"batch_size": 8, "steps": 2, "fewshot": 1, "chat": bool(chat),
                              "fewshot_as_multiturn": chat == "turns",
-                             "chat_template_kwargs": json.dumps(kwargs) * (chat == "kwargs")})
+                             "chat_template_kwargs": json.dumps(kwargs) * (chat == "kwargs"),
+                             "system_prompt": "Be brief." * (chat == "kwargs")})
         out = tmp_path / f"o{chat}"
         assert cli.main(["export-verl", "--config",
                          str(_write(tmp_path / f"c{chat}.json", cfg.to_dict())), "--model-path",
@@ -366,6 +368,7 @@ def test_verl_builds_rlscales_prompt_tokens_from_the_exported_launch(tmp_path):
     assert got["kwargs"] == encode_ids(tok, chat_prompts(tok, texts["kwargs"], **kwargs))
     assert got["kwargs"] != got[True]  # the template read the variable verl passed
     assert composed["kwargs"] == kwargs and composed[True] == {}
+    assert texts["kwargs"][0][0] == {"role": "system", "content": "Be brief."}
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     assert got[True][0][0] == im_start and got["override off"] != got[False]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import read_json
-from rlscale.models.tokenizer import canonical_template_kwargs, template_kwargs
+from rlscale.models.tokenizer import canonical_template_kwargs, chat_settings_error
 from rlscale.rewards import REWARDS
 
 REWARD_NAMES = tuple(REWARDS)
@@ -118,6 +118,9 @@ class TrainConfig:
         False, "with --chat and --fewshot: each exemplar as a user turn (its question) and an "
         "assistant turn (its solution), as lm-eval's fewshot_as_multiturn (its default under "
         "--apply_chat_template); off: the exemplars inside the one user message")
+    system_prompt: str = setting("", "with --chat: a system message before the prompt (lm-eval's "
+                                 "system_instruction), e.g. Qwen2.5-Math's 'Please reason step "
+                                 "by step, and put your final answer within \\boxed{}.'")
     chat_template_kwargs: str = setting(
         "", "with --chat: the template's extra variables as a JSON object, e.g. "
         "'{\"enable_thinking\": false}' for Qwen3 (TRL's chat_template_kwargs, verl's "
@@ -229,11 +232,9 @@ class TrainConfig:
                             f"on --dtype {self.dtype} weights (drop --dtype)")
         if 0 < self.clip_c <= 1:  # as verl asserts: a bound at 1 or below is no dual clip
             bad("clip_c", f"{self.clip_c}: dual-clip needs a bound above 1 (0: off)")
-        if self.fewshot_as_multiturn and not self.chat:
-            bad("fewshot_as_multiturn", "needs --chat (raw prompts have no turns)")
-        template_kwargs(self.chat_template_kwargs)
-        if self.chat_template_kwargs and not self.chat:
-            bad("chat_template_kwargs", "needs --chat (raw prompts have no template)")
+        wrong = chat_settings_error(self)
+        if wrong:
+            bad(*wrong)
         if not _DEVICE.match(self.device):
             bad("device", f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or mps")
         if self.preset is not None and self.preset not in PRESETS:

@@ -46,7 +46,7 @@ from rlscale.grpo.data import PromptStream
 from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
 from rlscale.grpo.step_log import Rollout, sample_rows
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
-from rlscale.models.tokenizer import chat_prompts, task_prompts, template_kwargs
+from rlscale.models.tokenizer import chat_prompts, chat_style, task_prompts
 from rlscale.rewards import REWARDS, before_stop
 from rlscale.rollout import SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, load_task
@@ -118,7 +118,7 @@ class _Trainer:
                             f"need {unique}; raise --reuse or lower --steps")
         self.stream = PromptStream(len(self.task.train), unique, cfg.seed)
         self.exemplars = fewshot_exemplars(self.task.train, cfg.fewshot, cfg.data_seed)
-        self.template_vars = template_kwargs(cfg.chat_template_kwargs)
+        self.style = chat_style(cfg)  # None: raw prompts
         if cfg.chat:  # a tokenizer without a chat template: one line, before anything is written
             chat_prompts(self.tok, [])
         self.checks = ACCURACY_CHECKS + (("boxed",) if self.task.answer_format == "boxed" else ())
@@ -192,8 +192,7 @@ class _Trainer:
                 temperature=cfg.eval_temperature,
                 max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens, reward=cfg.reward,
                 seed=cfg.seed, batch_size=cfg.rollout_batch_size or None,
-                exemplars=self.exemplars, chat=cfg.chat, multiturn=cfg.fewshot_as_multiturn,
-                template_vars=self.template_vars)  # as the training prompts look
+                exemplars=self.exemplars, style=self.style)  # as the training prompts look
         return {"test_loss": res["test_loss"], "test_loss_se": res.get("se"),
                 "test_problems": res["n_problems"], "test_samples": res["n_samples"],
                 "eval_temperature": cfg.eval_temperature,
@@ -207,8 +206,7 @@ class _Trainer:
         reward of every answer check, group advantages."""
         cfg, G = self.cfg, self.cfg.group_size
         problems = [self.task.train[i] for i in self.stream.take(self.state["D"], cfg.batch_size)]
-        prompts = task_prompts(self.tok, problems, [self.exemplars] * len(problems), cfg.chat,
-                               cfg.fewshot_as_multiturn, self.template_vars)
+        prompts = task_prompts(self.tok, problems, [self.exemplars] * len(problems), self.style)
         prompts = [x for x in prompts for _ in range(G)]
         stops = STOP_STRINGS if cfg.stop_at_question and not cfg.suppress_eos else ()
         params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, stops,

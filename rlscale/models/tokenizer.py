@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -101,21 +102,57 @@ def chat_prompts(tokenizer, conversations: Iterable[str | list[dict]],
     return out
 
 
-def task_prompts(tokenizer, problems, exemplars, chat: bool = False,
-                 multiturn: bool = False, template_vars: dict | None = None) -> list[str]:
-    """The prompt texts of `problems`, the i-th with exemplars[i] (from the train split): raw
-    lm-eval GSM8K text (`tasks.format_prompt`), or with `chat` in the tokenizer's chat template,
-    the exemplars inside the one user message or, with `multiturn`, as turns of their own
-    (`tasks.prompt_messages`; lm-eval's --apply_chat_template with fewshot_as_multiturn off /
-    on; `template_vars`: the template's extra variables). What training and evaluation feed
-    the model; the verl export writes the same messages for verl to render."""
-    from rlscale.tasks import format_prompt, prompt_messages
+@dataclass(frozen=True)
+class ChatStyle:
+    """How a prompt sits in the model's chat template (--chat): exemplars inside the one user
+    message or as turns of their own (`multiturn`), a system message first (`system`), the
+    template's extra variables (`template_vars`, as (name, value) pairs)."""
 
-    if not chat:
+    multiturn: bool = False
+    system: str = ""
+    template_vars: tuple = ()
+
+    def messages(self, problem, exemplars) -> list[dict]:
+        from rlscale.tasks import prompt_messages
+
+        return prompt_messages(problem, exemplars, self.multiturn, self.system)
+
+
+def chat_style(cfg) -> ChatStyle | None:
+    """The ChatStyle of a TrainConfig or EvalConfig (their chat fields share names); None for
+    raw prompts."""
+    if not cfg.chat:
+        return None
+    return ChatStyle(cfg.fewshot_as_multiturn, cfg.system_prompt,
+                     tuple(template_kwargs(cfg.chat_template_kwargs).items()))
+
+
+def chat_settings_error(cfg) -> tuple[str, str] | None:
+    """(field, why) for the first chat setting given without --chat (raw prompts have no roles,
+    turns or template), else None; a malformed chat_template_kwargs raises UserError."""
+    template_kwargs(cfg.chat_template_kwargs)
+    if not cfg.chat:
+        for name, on in (("fewshot_as_multiturn", cfg.fewshot_as_multiturn),
+                         ("system_prompt", cfg.system_prompt),
+                         ("chat_template_kwargs", cfg.chat_template_kwargs)):
+            if on:
+                return name, "needs --chat (raw prompts have no roles, turns or template)"
+    return None
+
+
+def task_prompts(tokenizer, problems, exemplars, style: ChatStyle | None = None) -> list[str]:
+    """The prompt texts of `problems`, the i-th with exemplars[i] (from the train split): raw
+    lm-eval GSM8K text (`tasks.format_prompt`), or with a ChatStyle in the tokenizer's chat
+    template (`ChatStyle.messages`: lm-eval's --apply_chat_template, fewshot_as_multiturn off
+    or on, system_instruction). What training and evaluation feed the model; the verl export
+    writes the same messages for verl to render."""
+    from rlscale.tasks import format_prompt
+
+    if style is None:
         return [format_prompt(p, e) for p, e in zip(problems, exemplars, strict=True)]
-    return chat_prompts(tokenizer, [prompt_messages(p, e, multiturn)
+    return chat_prompts(tokenizer, [style.messages(p, e)
                                     for p, e in zip(problems, exemplars, strict=True)],
-                        **(template_vars or {}))
+                        **dict(style.template_vars))
 
 
 def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
