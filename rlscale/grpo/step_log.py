@@ -102,4 +102,3 @@ def sample_rows(step: int, ro: Rollout, n: int, group_size: int) -> list[dict]:
                      "advantages": [round(float(a), 6) for a in ro.adv[r]],
                      "finish": gen.finish[r] if gen.finish else None})
     return rows
-
