@@ -1,6 +1,7 @@
-"""A GRPO step's record: the batch it trained on (`Rollout`), the run's counters it advances
-(`advance`), its metrics row (`metrics_row`) and, with log_samples, what the model was shown and
-wrote (`sample_rows`). Pure bookkeeping: no model, no optimizer.
+"""A GRPO step's record: the batch it trained on (`Rollout`) and its scores (`score`: rewards
+of every answer check, advantages), the run's counters it advances (`advance`), its metrics
+row (`metrics_row`) and, with log_samples, what the model was shown and wrote
+(`sample_rows`). Pure bookkeeping: no model, no optimizer.
 
 Metric rows: step, D (prompts consumed), unique_prompts, prompt_tokens / completion_tokens
 (cumulative; step_* for this step; prompts counted once per rollout), C_paper / C_itemized
@@ -40,6 +41,25 @@ class Rollout:
     t_rewarded: float  # ... and when rewards and advantages were done
     prompts: list[str] = field(default_factory=list)  # [R] the text each row was prompted with
     answers: list[str] = field(default_factory=list)  # [R] its problem's answer
+
+
+def score(texts: list[str], answers: list[str], checks: tuple[str, ...], cfg):
+    """A rollout's scores: (accuracy per check [R] for every check in `checks`, the training
+    reward [R] under cfg.reward, group advantages [R], zero_std [B]). Without
+    cfg.stop_at_question the reward reads each text before a new question (as the exported
+    verl reward module does), rlscale.rewards.before_stop."""
+    from rlscale.grpo import core
+    from rlscale.rewards import REWARDS, before_stop
+    from rlscale.tasks import STOP_STRINGS
+
+    if not cfg.stop_at_question:
+        texts = [before_stop(t, STOP_STRINGS) for t in texts]
+    names = checks + ((cfg.reward,) if cfg.reward not in checks else ())
+    scores = {name: [REWARDS[name](t, a) for t, a in zip(texts, answers)] for name in names}
+    rewards = scores[cfg.reward]
+    adv, zero_std = core.group_advantages(torch.tensor(rewards, dtype=torch.float32),
+                                          cfg.group_size, cfg.adv, cfg.adv_eps)
+    return {name: scores[name] for name in checks}, rewards, adv, zero_std
 
 
 def advance(state: dict, gen: Generation, shape: ModelShape, batch_size: int,

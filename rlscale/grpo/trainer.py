@@ -47,7 +47,6 @@ from rlscale.grpo.logprobs import batch_for_logprobs, sequence_logprobs
 from rlscale.grpo.step_log import Rollout, sample_rows
 from rlscale.models import fast, load_model, save_model, set_activation_checkpointing
 from rlscale.models.tokenizer import chat_prompts, chat_style, task_prompts
-from rlscale.rewards import REWARDS, before_stop
 from rlscale.rollout import SamplingParams, generate
 from rlscale.tasks import STOP_STRINGS, fewshot_exemplars, load_task
 
@@ -222,20 +221,11 @@ class _Trainer:
             raise _diverged(step, "sampling met non-finite probabilities") from None
         t_sampled = time.perf_counter()
         answers = [p.answer for p in problems for _ in range(G)]
-        checks = self.checks + ((cfg.reward,) if cfg.reward not in self.checks else ())
-        # without the stop, the reward reads the text before a new question (verl's module too)
-        texts = (gen.texts if cfg.stop_at_question
-                 else [before_stop(t, STOP_STRINGS) for t in gen.texts])
-        scores = {name: [REWARDS[name](t, a) for t, a in zip(texts, answers)]
-                  for name in checks}
-        rewards = scores[cfg.reward]
-        adv, zero_std = core.group_advantages(torch.tensor(rewards, dtype=torch.float32), G,
-                                              cfg.adv, cfg.adv_eps)
-        adv = adv.to(self.device)
+        acc, rewards, adv, zero_std = step_log.score(gen.texts, answers, self.checks, cfg)
         t_rewarded = time.perf_counter()
         batch = batch_for_logprobs(gen.prompt_ids, gen.completion_ids, self.pad, self.device)
-        return Rollout(gen, {name: scores[name] for name in self.checks}, rewards, adv, zero_std,
-                       batch, t_sampled, t_rewarded, prompts, answers)
+        return Rollout(gen, acc, rewards, adv.to(self.device), zero_std, batch, t_sampled,
+                       t_rewarded, prompts, answers)
 
     def logprobs(self, model, batch, rows, grad: bool):
         ids, attn, pos, cmask = (t[rows] for t in batch)
