@@ -116,8 +116,8 @@ def test_fewshot_as_multiturn_is_lm_evals(tmp_path):
              for i, (k, system) in enumerate(((0, ""), (1, ""), (3, ""), (2, "Be brief.")))]
     doc = lambda p: {"question": p.question, "answer": p.solution}  # noqa: E731
     (tmp_path / "cases.json").write_text(json.dumps(
-        [{"exemplars": [doc(e) for e in ex], "doc": doc(p), **({"system": sys} if sys else {})}
-         for p, ex, sys in cases]))
+        [{"exemplars": [doc(e) for e in ex], "doc": doc(p), **({"system": s} if s else {})}
+         for p, ex, s in cases]))
     r = subprocess.run([lmeval_python(), str(REPO / "tests" / "lmeval_prompts.py"),
                         str(tmp_path / "m"), str(tmp_path / "cases.json")],
                        capture_output=True, text=True, timeout=600)
