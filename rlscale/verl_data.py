@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rlscale.errors import UserError
 from rlscale.files import atomic_write_bytes
-from rlscale.models.tokenizer import template_kwargs
+from rlscale.models.tokenizer import chat_style
 
 DEFAULT_PROMPT_LENGTH = 512  # data.max_prompt_length when the prompts are not written here
 RAW_PROMPT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
@@ -35,7 +35,6 @@ def prompt_rows(cfg) -> dict[str, list[dict]]:
     messages (a system message, the exemplars' turns: `tasks.prompt_messages`), which verl
     renders with the tokenizer's chat template as rlscale does.
     """
-    from rlscale.models.tokenizer import chat_style
     from rlscale.tasks import DEFAULT_N_TRAIN, fewshot_exemplars, load_task, prompt_messages
 
     unique = cfg.unique_prompts()
@@ -71,9 +70,9 @@ def write_verl_data(cfg, out: str | Path, rows: dict | None = None) -> tuple[Pat
 
 def template_settings(cfg) -> dict:
     """What verl's data.apply_chat_template_kwargs must hold to render rlscale's prompts: the
-    raw template unless --chat (then the model's template, with the run's variables)."""
-    return template_kwargs(cfg.chat_template_kwargs) if cfg.chat else {
-        "chat_template": RAW_PROMPT_TEMPLATE}
+    raw template unless --chat (then the model's template, with its ChatStyle's variables)."""
+    style = chat_style(cfg)
+    return dict(style.template_vars) if style else {"chat_template": RAW_PROMPT_TEMPLATE}
 
 
 def prompt_lengths(cfg, tokenizer, rows: list[dict]) -> list[int]:
