@@ -205,6 +205,9 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 256
     n_problems: int | None = None
+    # (shots, n) pairs: at those shot counts only the first n of the problems, e.g. a k-shot
+    # curve's interior points on fewer problems than its ends (their prefill is most of its cost)
+    shot_problems: tuple[tuple[int, int], ...] = ()
     checks: tuple[str, ...] | None = None  # None: the task's (GSM: strict, flexible, custom)
     seed: int = 0
     batch_size: int = 64  # rows (problems x samples) per generate() call: the resume unit; on
@@ -233,6 +236,9 @@ def _validate(cfg: EvalConfig) -> None:
                              cfg.n_problems is None or cfg.n_problems >= 1)):
         if not ok:
             raise UserError(f"{flag}: invalid value {value!r}")
+    for k, n in cfg.shot_problems:
+        if k not in cfg.shots or n < 1:
+            raise UserError(f"--shot-problems: {k}:{n} needs a shot count of --shots and n >= 1")
     wrong = chat_settings_error(cfg)
     if wrong:
         raise UserError(f"--{wrong[0].replace('_', '-')}: {wrong[1]}")
@@ -281,6 +287,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     from rlscale.models.tokenizer import canonical_template_kwargs
     from rlscale.tasks import load_task
 
+    cfg = replace(cfg, shot_problems=tuple(sorted((int(k), int(n)) for k, n in cfg.shot_problems)))
     _validate(cfg)
     cfg = replace(cfg, chat_template_kwargs=canonical_template_kwargs(cfg.chat_template_kwargs))
     # procedural train splits only serve as exemplar pools here: 2000 is plenty
@@ -306,7 +313,8 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     records = _load_done(out, cfg, checks, task) if out.is_dir() else []
     atomic_write_json(out / "config.json", asdict(cfg))
     done = {(int(r["shots"]), int(r["index"])) for r in records}
-    todo = sum(1 for k in cfg.shots for i in range(len(problems)) if (k, i) not in done)
+    todo = sum(1 for k in cfg.shots for i in range(shot_count(cfg, k, len(problems)))
+               if (k, i) not in done)
     bar = tqdm(total=todo, desc="eval", unit="problem", file=sys.stderr,
                disable=not (cfg.progress or sys.stderr.isatty()))
     t0 = time.time()
@@ -324,6 +332,11 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     return summary
 
 
+def shot_count(cfg: EvalConfig, shots: int, n_problems: int) -> int:
+    """Problems evaluated at a shot count: all, or the first n where shot_problems says n."""
+    return min(n_problems, dict(cfg.shot_problems).get(shots, n_problems))
+
+
 def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, tokenizer):
     """Yield the completions.jsonl records of each (shots, chunk of problems) not yet `done`.
     Chunks and their seeds are fixed by the config alone, so a resumed run draws what an
@@ -337,9 +350,9 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
     per_chunk = max(1, cfg.batch_size // cfg.samples)  # problems per generate() call
     style = chat_style(cfg)
     for shots in cfg.shots:
-        for c0 in range(0, len(problems), per_chunk):
-            idx = [i for i in range(c0, min(c0 + per_chunk, len(problems)))
-                   if (shots, i) not in done]
+        n = shot_count(cfg, shots, len(problems))
+        for c0 in range(0, n, per_chunk):
+            idx = [i for i in range(c0, min(c0 + per_chunk, n)) if (shots, i) not in done]
             if not idx:
                 continue
             # nested exemplars, whatever --shots lists: k-shot uses the first k of 5-shot's
@@ -358,6 +371,15 @@ def _eval_chunks(cfg: EvalConfig, task, problems, checks, done: set, model, toke
 
 
 # ---------------------------------------------------------------- CLI
+def _shot_problems(s: str) -> tuple[tuple[int, int], ...]:
+    import argparse
+
+    try:
+        return tuple((int(k), int(n)) for k, n in (x.split(":") for x in s.split(",") if x.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SHOTS:N pairs, e.g. 1:400,2:400, got {s!r}")
+
+
 def _int_list(s: str) -> tuple[int, ...]:
     import argparse
 
@@ -377,6 +399,9 @@ def configure(p) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--n-problems", type=int, default=None, help="held-out problems (default all)")
+    p.add_argument("--shot-problems", type=_shot_problems, default=(),
+                   help="fewer problems at some shot counts, e.g. 1:400,2:400 (the first 400 of "
+                   "--n-problems); default: every problem at every shot count")
     p.add_argument("--checks", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()),
                    default=None, help="answer checks, e.g. strict,flexible,custom_flexible")
     p.add_argument("--seed", type=int, default=0)
@@ -403,7 +428,8 @@ def run(args) -> int:
     cfg = EvalConfig(model=args.model, task=args.task, out=args.out, shots=tuple(args.shots),
                      samples=args.samples, temperature=args.temperature, top_p=args.top_p,
                      max_new_tokens=args.max_new_tokens, n_problems=args.n_problems,
-                     checks=args.checks, seed=args.seed, batch_size=args.batch_size,
+                     shot_problems=args.shot_problems, checks=args.checks, seed=args.seed,
+                     batch_size=args.batch_size,
                      device=args.device, dtype=args.dtype, progress=args.progress,
                      chat=args.chat, fewshot_as_multiturn=args.fewshot_as_multiturn,
                      chat_template_kwargs=args.chat_template_kwargs,

@@ -229,6 +229,8 @@ def rung_row(r, pre: dict, base: dict, curves: list[dict], ev: dict, before: Pat
         "rl_steps": curves[0]["steps"], "rl_lr": r.rl_lr, "rl_prompts": curves[0]["D"],
         "rl_flops": curves[0]["C_paper"], "rl_flops_itemized": curves[0]["C_itemized"],
         "kshot_greedy": {k: v["checks"][check]["accuracy"] for k, v in base["results"].items()},
+        "kshot_greedy_se": {k: v["checks"][check]["se"] for k, v in base["results"].items()},
+        "kshot_problems": {k: v["n_problems"] for k, v in base["results"].items()},
         "baseline_greedy": zero["accuracy"], "baseline_greedy_se": zero["se"],
         "final_greedy": float(np.mean([g["accuracy"] for g in greedy])) if greedy else None,
         "final_greedy_se": _mean_se([0] * len(greedy), [g["se"] for g in greedy])[1]

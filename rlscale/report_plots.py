@@ -189,10 +189,12 @@ def kshot(rungs):
     fig, ax = _plt().subplots(figsize=(5.6, 4.2))
     for i, r in enumerate(rungs):
         ks = sorted(r["kshot_greedy"], key=int)
-        ax.plot([int(k) for k in ks], [r["kshot_greedy"][k] for k in ks], "-o",
-                color=COLORS[i % len(COLORS)], label=r["rung"])
+        se = r.get("kshot_greedy_se") or {}  # a summary written before it: no bars
+        ax.errorbar([int(k) for k in ks], [r["kshot_greedy"][k] for k in ks],
+                    yerr=[2 * se.get(k, 0.0) for k in ks], fmt="-o", capsize=3,
+                    color=COLORS[i % len(COLORS)], label=r["rung"])
     ax.set(xlabel="exemplars in the prompt (shots)", ylabel="greedy accuracy (base model)",
-           ylim=(-0.02, 1.02), title="k-shot accuracy of the pre-trained rungs")
+           ylim=(-0.02, 1.02), title="k-shot accuracy of the pre-trained rungs (±2 SE)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -262,6 +262,10 @@ def evals_tables(s: dict) -> list[str]:
     for r in s["rungs"]:
         L.append(f"| {r['rung']} | " + " | ".join(_f(r["kshot_greedy"].get(str(k)), ".2f")
                                                   for k in range(6)) + " |")
+    counts = {k: n for r in s["rungs"] for k, n in (r.get("kshot_problems") or {}).items()}
+    if len(set(counts.values())) > 1:  # e.g. the curve's interior on fewer problems
+        L += ["", "Problems per shot count: " + ", ".join(
+            f"{k}-shot {counts[k]}" for k in sorted(counts, key=int)) + "."]
     levels = sorted({lv for r in s["rungs"] for lv in r["by_level_before"]}, key=level_key)
     L += [""]
     if levels:

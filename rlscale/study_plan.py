@@ -65,12 +65,15 @@ def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
                    matmul_precision=preset.pretrain_matmul, schedule=preset.pretrain_schedule,
                    checkpoint_every=max(10, steps // 10), log_every=max(1, min(10, steps // 20))),
               cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name})
+    mid = min(preset.kshot_mid_problems or preset.kshot_problems, preset.kshot_problems)
+    fewer = tuple((k, mid) for k in KSHOTS[1:-1]) if mid < preset.kshot_problems else ()
+    units = sum(dict(fewer).get(k, preset.kshot_problems) for k in KSHOTS)
     base = Job(f"baseline:{tag}", "baseline", str(out / "baseline" / tag),
                dict(model=model, task=str(out / "task"), shots=KSHOTS,
-                    n_problems=preset.kshot_problems, max_new_tokens=preset.max_new_tokens,
-                    seed=preset.seed),
-               deps=(pre.name,), cost=len(KSHOTS) * preset.kshot_problems * (n + 5e4) * 4e-8,
-               total=len(KSHOTS) * preset.kshot_problems, meta={"rung": r.name})
+                    n_problems=preset.kshot_problems, shot_problems=fewer,
+                    max_new_tokens=preset.max_new_tokens, seed=preset.seed),
+               deps=(pre.name,), cost=units * (n + 5e4) * 4e-8, total=units,
+               meta={"rung": r.name})
     evals = eval_specs(preset, out, after=False)
     before = Job(f"evals:{tag}", "evals", str(out / "evals" / tag / "base"),
                  dict(model=model, base=model, run="", evals=evals), deps=(pre.name,),

@@ -158,6 +158,33 @@ def test_eval_micro_summary_recomputes_and_resume_is_exact(tmp_path, tiny):
         evaluate(tiny_cfg(tmp_path / "b", temperature=0.5), model, tok)
 
 
+def test_shot_problems_cut_a_shot_count_and_leave_the_others_exact(tmp_path, tiny):
+    """Fewer problems at one shot count: its records are the first n of the full run's, the
+    other shot counts' records are the full run's exactly (same chunks, same seeds), the summary
+    counts them per shot; a resumed run draws the same."""
+    model, tok = tiny
+    full = evaluate(tiny_cfg(tmp_path / "a", shots=(0, 1, 2)), model, tok)
+    cut = evaluate(tiny_cfg(tmp_path / "b", shots=(0, 1, 2), shot_problems=[[1, 3]]), model, tok)
+    assert {k: v["n_problems"] for k, v in cut["results"].items()} == {"0": 6, "1": 3, "2": 6}
+    assert cut["meta"]["config"]["shot_problems"] == ((1, 3),)  # canonical: sorted int pairs
+    key = lambda r: (r["shots"], r["index"])  # noqa: E731
+    a = {key(r): r for r in read_jsonl(tmp_path / "a" / "completions.jsonl")}
+    b = {key(r): r for r in read_jsonl(tmp_path / "b" / "completions.jsonl")}
+    assert set(b) == set(a) - {(1, 3), (1, 4), (1, 5)}
+    assert all(b[k] == a[k] for k in b if k[0] != 1)  # chunk 2-3 of 1-shot is cut to one row
+    assert all(cut["results"][k] == full["results"][k] for k in ("0", "2"))
+    lines = (tmp_path / "b" / "completions.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "b" / "completions.jsonl").write_text("".join(lines[:7]))
+    again = evaluate(tiny_cfg(tmp_path / "b", shots=(0, 1, 2), shot_problems=((1, 3),)),
+                     model, tok)
+    assert strip_meta(again) == strip_meta(cut)
+    from rlscale.errors import UserError
+
+    with pytest.raises(UserError, match="--shot-problems"):
+        evaluate(tiny_cfg(tmp_path / "c", shot_problems=((1, 3),)), model, tok)  # no 1-shot
+    assert not (tmp_path / "c").exists()
+
+
 def test_added_check_rescored_from_completions(tmp_path, tiny):
     model, tok = tiny
     evaluate(tiny_cfg(tmp_path, checks=("strict",), shots=(0,)), model, tok)
@@ -211,6 +238,9 @@ def run_cli(capsys, *argv):
     (["--samples", "0"], "--samples"),
     (["--checks", "strict,nope"], "--checks"),
     (["--temperature", "-1"], "--temperature"),
+    (["--shot-problems", "1:x"], "--shot-problems"),
+    (["--shots", "0,1", "--shot-problems", "2:5"], "--shot-problems"),
+    (["--shots", "0,1", "--shot-problems", "1:0"], "--shot-problems"),
     (["--bogus"], "--bogus"),
 ])
 def test_cli_bad_flag(tmp_path, capsys, extra, needle):

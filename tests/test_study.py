@@ -225,8 +225,13 @@ def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
     assert more.pretrain_matmul == words.pretrain_matmul == "highest"
     # pre-training warmup-stable-decay (session 39's copy screen), every other setting cpu-words'
     assert (more.pretrain_schedule, words.pretrain_schedule) == ("wsd", "cosine")
-    assert dataclasses.replace(more, name=words.name, rungs=words.rungs,
+    # ... and since session 47 its k-shot curve's interior (1..4 shots) on 400 of the 800
+    assert (more.kshot_mid_problems, words.kshot_mid_problems) == (400, 0)
+    assert dataclasses.replace(more, name=words.name, rungs=words.rungs, kshot_mid_problems=0,
                                pretrain_schedule="cosine") == words
+    base = [j for j in plan(more, Path("/tmp/x")) if j.kind == "baseline"]
+    assert {j.params["shot_problems"] for j in base} == {((1, 400), (2, 400), (3, 400), (4, 400))}
+    assert {j.total for j in base} == {2 * 800 + 4 * 400}
     jobs = [j for j in plan(more, Path("/tmp/x")) if j.kind == "pretrain"]
     assert len(jobs) == 4 and {j.params["schedule"] for j in jobs} == {"wsd"}
     assert all(PretrainConfig(**j.params).validate().budget_steps() == [j.total] for j in jobs)
@@ -344,7 +349,11 @@ def test_smoke_summary_agrees_with_the_runs(smoke):
         assert r["final_se"] == pytest.approx(math.hypot(*(e[-1]["test_loss_se"] for e in seeds)) / 2)
         assert r["rl_flops"] == pytest.approx(rows[-1]["C_paper"]) and r["rl_flops"] > 0
         assert r["rl_steps"] == preset.rungs[0].rl_steps
-        assert set(r["kshot_greedy"]) == {str(k) for k in range(6)}
+        assert set(r["kshot_greedy"]) == set(r["kshot_greedy_se"]) == {str(k) for k in range(6)}
+        # the curve's interior on the first kshot_mid_problems, its ends on all
+        mid = preset.kshot_mid_problems
+        assert 0 < mid < preset.kshot_problems and r["kshot_problems"] == {
+            str(k): mid if 0 < k < 5 else preset.kshot_problems for k in range(6)}
         # greedy 0-shot and pass@k before and after RL, from the evals' own files
         base = json.loads((out / "baseline" / tag / "summary.json").read_text())
         assert r["baseline_greedy"] == base["results"]["0"]["checks"]["custom_flexible"]["accuracy"]
