@@ -294,6 +294,18 @@ def arm_rows(arms: list[dict]) -> dict:
 def analyse(data: dict, transfer_task: str, n_boot: int = 100,
             transfer_more: tuple = ()) -> tuple[dict, list[dict], dict]:
     """(fits, findings table, fitted objects for the figures)."""
+    import concurrent.futures as cf
+
+    # the extrapolations run in processes of their own (findings_law._extrapolate_each): a
+    # thread waits on them while this one fits, so the report's two longest parts overlap
+    with cf.ThreadPoolExecutor(1) as pool:
+        extrapolation = pool.submit(L.size_extrapolation, data["curves"], n_boot=n_boot)
+        fits, table, fitted = _analyse(data, transfer_task, n_boot, transfer_more)
+        table.insert(4, extrapolation.result())
+    return fits, table, fitted
+
+
+def _analyse(data: dict, transfer_task: str, n_boot: int, transfer_more: tuple):
     fits, fitted = {}, {}
     for name, x in (("loglinear_kn_C", "C_paper"), ("loglinear_kn_D", "D")):
         fits[name], law, pts, boot = L.fit_kn(data["curves"], x, n_boot=n_boot)
@@ -308,7 +320,6 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100,
         F.size_efficiency(data["curves"], "D", "size_data_efficiency", "number of prompts D"),
         F.k_increases_with_n(data["curves"], fits["loglinear_kn_C"]),
         L.law_fit(data["curves"], {"C_paper": fits["loglinear_kn_C"], "D": fits["loglinear_kn_D"]}),
-        L.size_extrapolation(data["curves"], n_boot=n_boot),
         F.data_reuse(reuse), gain, F.reward_format(cf, strict),
         sharp, greedy, E.transfer(data["rungs"], transfer_task),
         E.few_shot_stability(data["rungs"])]
