@@ -236,9 +236,10 @@ def _validate(cfg: EvalConfig) -> None:
                              cfg.n_problems is None or cfg.n_problems >= 1)):
         if not ok:
             raise UserError(f"{flag}: invalid value {value!r}")
-    for k, n in cfg.shot_problems:
-        if k not in cfg.shots or n < 1:
-            raise UserError(f"--shot-problems: {k}:{n} needs a shot count of --shots and n >= 1")
+    for i, (k, n) in enumerate(cfg.shot_problems):
+        if k not in cfg.shots or n < 1 or k in dict(cfg.shot_problems[:i]):
+            raise UserError(f"--shot-problems: {k}:{n} needs a shot count of --shots, listed "
+                            "once, and n >= 1")
     wrong = chat_settings_error(cfg)
     if wrong:
         raise UserError(f"--{wrong[0].replace('_', '-')}: {wrong[1]}")
@@ -290,8 +291,10 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     cfg = replace(cfg, shot_problems=tuple(sorted((int(k), int(n)) for k, n in cfg.shot_problems)))
     _validate(cfg)
     cfg = replace(cfg, chat_template_kwargs=canonical_template_kwargs(cfg.chat_template_kwargs))
-    # procedural train splits only serve as exemplar pools here: 2000 is plenty
-    task = load_task(cfg.task, seed=cfg.seed, n_test=cfg.n_problems, n_train=2000)
+    # procedural train splits only serve as exemplar pools here: 2000 is plenty, and a 0-shot
+    # eval needs none (the held-out side is its own stream: the same problems either way)
+    task = load_task(cfg.task, seed=cfg.seed, n_test=cfg.n_problems,
+                     n_train=2000 if max(cfg.shots) else 0)
     problems = task.test[: cfg.n_problems] if cfg.n_problems else task.test
     if max(cfg.shots) > len(task.train):
         raise UserError(f"--shots: {max(cfg.shots)} exemplars but the train split has "

@@ -241,6 +241,7 @@ def run_cli(capsys, *argv):
     (["--shot-problems", "1:x"], "--shot-problems"),
     (["--shots", "0,1", "--shot-problems", "2:5"], "--shot-problems"),
     (["--shots", "0,1", "--shot-problems", "1:0"], "--shot-problems"),
+    (["--shots", "0,1", "--shot-problems", "1:2,1:3"], "--shot-problems"),
     (["--bogus"], "--bogus"),
 ])
 def test_cli_bad_flag(tmp_path, capsys, extra, needle):

@@ -226,6 +226,8 @@ def test_procedural_split_never_overlaps_and_is_fixed(spec):
     test = {normalize_question(p.question) for p in a.test}
     assert not test & {normalize_question(p.question) for p in b.train}
     assert load_task(spec, seed=0, n_test=300, n_train=3000).train == a.train  # deterministic
+    # a 0-shot eval draws no train side (rlscale.evaluate): its held-out problems are the same
+    assert load_task(spec, seed=0, n_test=300, n_train=0).test == a.test
 
 
 def test_validation_heldout_is_drawn_like_the_test_and_keeps_the_train_split():
@@ -302,6 +304,23 @@ def test_quote_start_restates_a_storys_first_sentence_and_nothing_else():
         assert first == p.question.split(". ")[0] + "." and rest == p.solution
         assert first.split()[2] == p.solution.split(": ")[1].split()[0]  # its start, in digits
     assert stories > 100
+
+
+def test_zipf_draws_from_cached_weights_are_random_choices_own():
+    """arith._draw keeps the cumulative weights random.choices would build from v^-zipf: the
+    same draw for every range and exponent (the tasks' problems did not move with it)."""
+    import random
+
+    from rlscale.arith import _draw
+
+    for case in range(300):
+        pick = random.Random(case)
+        lo, z = pick.randint(1, 5), pick.choice((0.5, 1.0, 1.5, 2.0))
+        hi = lo + pick.randint(0, 120)
+        got = [_draw(random.Random(case), lo, hi, z) for _ in range(2)]
+        rng = random.Random(case)
+        want = rng.choices(range(lo, hi + 1), weights=[v ** -z for v in range(lo, hi + 1)])[0]
+        assert got == [want, want]
 
 
 def test_zipf_makes_small_numbers_common_and_keeps_chains_correct():
