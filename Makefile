@@ -24,23 +24,26 @@ VERL_VENV := .venv-verl
 #
 # The installer: the CPU build of torch goes in the same call as the project, so the resolver
 # takes it and never reaches for a CUDA build. Which torch file that is, pip says (its own
-# configuration knows where this machine keeps the CPU build); where that file lies on disk,
-# uv installs it with the rest, resolving and fetching in parallel (a fresh clone's set-up in
-# ~13 s against pip's ~32 s here, the same packages); where it does not, pip does it all.
+# configuration knows where this machine keeps the CPU build; the system's pip answers for the
+# venv's Python). Where that file lies on disk, uv installs it with the rest, resolving and
+# fetching in parallel, into a venv made without ensurepip's copy of pip (uv adds pip): a fresh
+# clone's set-up in ~10 s against pip's 24-32 s here, the same packages. Where it does not,
+# pip does it all.
 TORCH := torch==2.13.0
-TORCH_FILE = $(BIN)/pip install -q --dry-run --no-deps --ignore-installed --report - $(TORCH) \
-	2>/dev/null | $(BIN)/python -c 'import json, sys; \
+TORCH_FILE = $(PY) -m pip install -q --dry-run --no-deps --ignore-installed --report - $(TORCH) \
+	2>/dev/null | $(PY) -c 'import json, sys; \
 	print(json.load(sys.stdin)["install"][0]["download_info"]["url"])' 2>/dev/null
 define install
 	url=$$($(TORCH_FILE)); case "$$url" in \
-	file://*) $(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python \
-	    "torch @ $$url" $(1) ;; \
-	*) $(BIN)/pip install -q --no-compile $(TORCH) $(1) ;; esac
+	file://*) [ -x $(BIN)/uv ] || $(PY) -m pip --python $(BIN)/python install -q uv; \
+	    $(BIN)/uv pip install -q --python $(BIN)/python "torch @ $$url" $(1) ;; \
+	*) $(BIN)/python -m pip --version > /dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip > /dev/null; \
+	    $(BIN)/python -m pip install -q --no-compile $(TORCH) $(1) ;; esac
 endef
 
 $(BIN)/.installed: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(call install,-e .)
+	$(PY) -m venv --without-pip $(VENV)
+	$(call install,pip -e .)
 	touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
