@@ -67,13 +67,16 @@ def _base_jobs(preset: Preset, r: Rung, n: int, out: Path) -> list[Job]:
               cost=r.tokens * (n + 60_000) * 7e-10, total=steps, meta={"rung": r.name})
     mid = min(preset.kshot_mid_problems or preset.kshot_problems, preset.kshot_problems)
     fewer = tuple((k, mid) for k in KSHOTS[1:-1]) if mid < preset.kshot_problems else ()
-    units = sum(dict(fewer).get(k, preset.kshot_problems) for k in KSHOTS)
+    n_at = {k: dict(fewer).get(k, preset.kshot_problems) for k in KSHOTS}
+    # a k-shot prompt costs ~(1 + k) 0-shot ones (prefill: 3.0, 7.1, 9.2, 13.2, 17.3, 20.4 s
+    # for 0..5 shots on 800 problems, 600k rung, session 47), which orders the baselines among
+    # the evals as their real length does (a shorter tail for the study's two workers)
     base = Job(f"baseline:{tag}", "baseline", str(out / "baseline" / tag),
                dict(model=model, task=str(out / "task"), shots=KSHOTS,
                     n_problems=preset.kshot_problems, shot_problems=fewer,
                     max_new_tokens=preset.max_new_tokens, seed=preset.seed),
-               deps=(pre.name,), cost=units * (n + 5e4) * 4e-8, total=units,
-               meta={"rung": r.name})
+               deps=(pre.name,), cost=sum(v * (1 + k) for k, v in n_at.items()) * (n + 5e4) * 4e-8,
+               total=sum(n_at.values()), meta={"rung": r.name})
     evals = eval_specs(preset, out, after=False)
     before = Job(f"evals:{tag}", "evals", str(out / "evals" / tag / "base"),
                  dict(model=model, base=model, run="", evals=evals), deps=(pre.name,),

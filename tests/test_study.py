@@ -232,6 +232,10 @@ def test_cpu_words_10m_is_cpu_words_on_10m_tokens():
     base = [j for j in plan(more, Path("/tmp/x")) if j.kind == "baseline"]
     assert {j.params["shot_problems"] for j in base} == {((1, 400), (2, 400), (3, 400), (4, 400))}
     assert {j.total for j in base} == {2 * 800 + 4 * 400}
+    # costed as their prompts' length makes them (session 47: 44 s against the rung's
+    # before-RL evals' 12.5 s at 600k), so the scheduler orders them among the evals by it
+    evals = {j.name: j.cost for j in plan(more, Path("/tmp/x")) if j.kind == "evals"}
+    assert all(j.cost > 2 * evals[j.name.replace("baseline", "evals")] for j in base)
     jobs = [j for j in plan(more, Path("/tmp/x")) if j.kind == "pretrain"]
     assert len(jobs) == 4 and {j.params["schedule"] for j in jobs} == {"wsd"}
     assert all(PretrainConfig(**j.params).validate().budget_steps() == [j.total] for j in jobs)
