@@ -34,11 +34,14 @@ TORCH_FILE = $(PY) -m pip install -q --dry-run --no-deps --ignore-installed --re
 	2>/dev/null | $(PY) -c 'import json, sys; \
 	print(json.load(sys.stdin)["install"][0]["download_info"]["url"])' 2>/dev/null
 define install
-	url=$$($(TORCH_FILE)); case "$$url" in \
-	file://*) [ -x $(BIN)/uv ] || $(PY) -m pip --python $(BIN)/python install -q uv; \
-	    $(BIN)/uv pip install -q --python $(BIN)/python "torch @ $$url" $(1) ;; \
-	*) $(BIN)/python -m pip --version > /dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip > /dev/null; \
-	    $(BIN)/python -m pip install -q --no-compile $(TORCH) $(1) ;; esac
+	url=$$($(TORCH_FILE)); \
+	if case "$$url" in file://*) true ;; *) false ;; esac && { [ -x $(BIN)/uv ] || \
+	    $(PY) -m pip --python $(BIN)/python install -q uv 2>/dev/null; }; then \
+	  $(BIN)/uv pip install -q --python $(BIN)/python "torch @ $$url" $(1); \
+	else \
+	  $(BIN)/python -m pip --version > /dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip > /dev/null; \
+	  $(BIN)/python -m pip install -q --no-compile $(TORCH) $(1); \
+	fi
 endef
 
 $(BIN)/.installed: pyproject.toml
