@@ -301,11 +301,13 @@ def analyse(data: dict, transfer_task: str, n_boot: int = 100,
     with cf.ThreadPoolExecutor(1) as pool:
         extrapolation = pool.submit(L.size_extrapolation, data["curves"], n_boot=n_boot)
         fits, table, fitted = _analyse(data, transfer_task, n_boot, transfer_more)
-        table.insert(4, extrapolation.result())
+        after = next(i for i, f in enumerate(table) if f["id"] == "law_fit") + 1
+        table.insert(after, extrapolation.result())  # the table's order: the law's findings
     return fits, table, fitted
 
 
 def _analyse(data: dict, transfer_task: str, n_boot: int, transfer_more: tuple):
+    """analyse() but the size extrapolation: the fits, the other findings, the fitted objects."""
     fits, fitted = {}, {}
     for name, x in (("loglinear_kn_C", "C_paper"), ("loglinear_kn_D", "D")):
         fits[name], law, pts, boot = L.fit_kn(data["curves"], x, n_boot=n_boot)
