@@ -16,6 +16,7 @@ import sys
 from rlscale import __version__
 from rlscale.checks import check
 from rlscale.errors import UserError
+from rlscale.procs import keep_freed_memory
 
 # name -> (module exposing configure/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    keep_freed_memory()  # train, pretrain, eval: a step's freed memory serves the next one
     try:
         check(args.command, args)
         return int(args._run(args) or 0)

@@ -4,6 +4,10 @@
 asks the kernel for SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG), so killing
 `rlscale study` with SIGKILL leaves no worker computing beside a restarted study.
 
+`keep_freed_memory()` runs first thing in a process that trains or evaluates: it asks glibc's
+malloc to keep the memory a step frees for the next step instead of handing it back to the kernel
+and faulting it in again, zeroed, a page at a time (docs/benchmarks.md, `malloc_reuse`).
+
 `dir_lock(dir, what)` holds an flock on DIR/.rlscale.lock for the life of a command: a second
 command on the same directory refuses with one line. The kernel drops an flock when its holder
 dies, so a killed holder never blocks the next run (no stale lock files to clean up).
@@ -23,6 +27,9 @@ from rlscale.errors import UserError
 
 LOCK_NAME = ".rlscale.lock"
 _PR_SET_PDEATHSIG = 1
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks under it come from the heap, reusable
+TRIM_THRESHOLD = 1 << 30  # free memory at the heap's top kept up to this before trimming
 
 
 def die_with_parent(parent_pid: int | None = None) -> bool:
@@ -39,6 +46,28 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)  # orphaned before the request took effect: the parent is gone
     return True
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc reuse freed blocks instead of returning them to the kernel.
+
+    By default glibc serves a large block (an activation, a logits tensor) by mmap and unmaps it
+    on free, or trims the heap's top once its free part passes twice the last such size; the
+    next step's tensors then fault their pages in afresh, each one zeroed by the kernel. A
+    training step frees and reallocates the same sizes every step, so those faults are the
+    whole of it: fixed thresholds (both above any one step's churn) keep the memory in the
+    process. Process-wide and for the process's life; results do not change (where a tensor's
+    memory comes from is not its value). False where there is no glibc mallopt (not Linux, or
+    a C library without it), which changes nothing but speed.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
 
 
 @contextlib.contextmanager

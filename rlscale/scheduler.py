@@ -171,10 +171,11 @@ def _worker_init() -> None:
     import multiprocessing
     import signal
 
-    from rlscale.procs import die_with_parent
+    from rlscale.procs import die_with_parent, keep_freed_memory
 
     signal.signal(signal.SIGINT, _on_sigint)
     die_with_parent(multiprocessing.parent_process().pid)  # no orphan computing if we are killed
+    keep_freed_memory()
 
 
 def _interrupt_workers(pool) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from rlscale.checks import model_spec, require, task_spec
 from rlscale.errors import UserError
-from rlscale.procs import die_with_parent, dir_lock
+from rlscale.procs import die_with_parent, dir_lock, keep_freed_memory
 from rlscale.store import STATUSES, Store, add_db_flag, check_db, config_hash, default_db, import_run_dir
 
 MAX_RUNS = 10_000  # grid points: far above a sweep one would run, far below a hang
@@ -155,6 +155,7 @@ def run_task(run_id: str, config: dict, run_dir: str, db_path: str, kill_hook: s
     from rlscale.grpo.trainer import train
 
     die_with_parent()  # a worker outlives neither its raylet nor a killed local driver
+    keep_freed_memory()
     run_dir_p = Path(run_dir)
     run_dir_p.mkdir(parents=True, exist_ok=True)
     with Store(db_path) as store:
