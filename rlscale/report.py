@@ -20,7 +20,7 @@ from rlscale import findings_evals as E
 from rlscale import findings_law as L
 from rlscale.arith import question_style, word_values
 from rlscale.chains import answer_styles, chain_stats, mean_stats, mean_styles
-from rlscale.evaluate import problem_pass_at_k
+from rlscale.eval_metrics import problem_pass_at_k
 from rlscale.files import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from rlscale.rundir import policy_dir, read_run
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from rlscale.arith import STYLE_NAMES
-from rlscale.evaluate import level_key
+from rlscale.eval_metrics import level_key
 from rlscale.findings_evals import edge_bins
 from rlscale.scaling.plots import plot_curves, plot_k, save_png
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from rlscale.arith import STYLE_NAMES as _STYLE
-from rlscale.evaluate import level_key
+from rlscale.eval_metrics import level_key
 from rlscale.findings_evals import transfer_families, transfer_pair
 
 

@@ -11,7 +11,8 @@ import pytest
 
 import rlscale.evaluate as ev
 from rlscale.cli import main
-from rlscale.evaluate import EvalConfig, evaluate, heldout_test_loss, pass_at_k, summarize
+from rlscale.eval_metrics import pass_at_k, summarize
+from rlscale.evaluate import EvalConfig, evaluate, heldout_test_loss
 from rlscale.files import read_jsonl
 from rlscale.tasks import load_task
 
@@ -36,7 +37,7 @@ def test_pass_at_k_edges():
 
 
 def test_problem_pass_at_k_averages_to_the_summarys():
-    from rlscale.evaluate import problem_pass_at_k, summarize
+    from rlscale.eval_metrics import problem_pass_at_k, summarize
 
     rng = random.Random(1)
     recs = [{"shots": s, "index": i, "completions": ["x"] * 8, "clipped": [False] * 8,
