@@ -1,4 +1,5 @@
-"""Processes that end with their parent, and one process at a time per output directory.
+"""Processes that end with their parent, one process at a time per output directory, and
+what a worker process asks of glibc's malloc and Python's collector.
 
 `die_with_parent()` runs first thing in a worker (a study job, a sweep's Ray task): on Linux it
 asks the kernel for SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG), so killing
@@ -7,6 +8,11 @@ asks the kernel for SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG), so ki
 `keep_freed_memory()` runs first thing in a process that trains or evaluates: it asks glibc's
 malloc to keep the memory a step frees for the next step instead of handing it back to the kernel
 and faulting it in again, zeroed, a page at a time (docs/benchmarks.md, `malloc_reuse`).
+
+`freeze_imports()` (a study worker, once its imports are done) and `gc_paused()` (around bulk
+builders of acyclic containers: a corpus's token id lists, a task file's rows) keep Python's
+cyclic collector off what it cannot free: otherwise the heap's growth triggers full collections
+that walk every object and free nothing (docs/benchmarks.md, session 48).
 
 `dir_lock(dir, what)` holds an flock on DIR/.rlscale.lock for the life of a command: a second
 command on the same directory refuses with one line. The kernel drops an flock when its holder
@@ -18,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import gc
 import os
 import signal
 import sys
@@ -68,6 +75,30 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+
+
+def freeze_imports() -> None:
+    """Move every object alive now (in a worker just started: its imported modules, ~190,000
+    objects with torch and transformers) out of the cyclic collector's reach for good: each
+    later full collection then walks only what the jobs made. Those objects live as long as
+    the process anyway; reference counting still frees them."""
+    gc.collect()  # what is garbage already goes now, not into the frozen set
+    gc.freeze()
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """No cyclic garbage collection inside the block (reference counting still frees what it
+    drops): for builders of many acyclic containers. The block's objects are collected as
+    usual afterwards; nesting is safe (the collector is re-enabled only by the block that
+    disabled it)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @contextlib.contextmanager

@@ -171,11 +171,19 @@ def _worker_init() -> None:
     import multiprocessing
     import signal
 
-    from rlscale.procs import die_with_parent, keep_freed_memory
+    from rlscale.procs import die_with_parent, freeze_imports, keep_freed_memory
 
     signal.signal(signal.SIGINT, _on_sigint)
     die_with_parent(multiprocessing.parent_process().pid)  # no orphan computing if we are killed
     keep_freed_memory()
+    try:  # what the jobs import, once per worker, then out of the collector's reach
+        import rlscale.evaluate  # noqa: F401
+        import rlscale.grpo.trainer  # noqa: F401  (torch)
+        import rlscale.pretrain_loop  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:  # a job's own import then raises it, where the study reports errors
+        pass
+    freeze_imports()
 
 
 def _interrupt_workers(pool) -> None:

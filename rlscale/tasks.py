@@ -25,6 +25,7 @@ from rlscale.arith import arith_problems, parse_arith_spec
 from rlscale.errors import UserError
 from rlscale.files import parse_json, read_json
 from rlscale.problem import Problem
+from rlscale.procs import gc_paused
 from rlscale.rewards import last_boxed
 
 STOP_STRINGS = ("\n\nQuestion:", "Question:")  # a base model would go on with a new question
@@ -214,8 +215,9 @@ def read_problems(path: str | Path) -> tuple[list[Problem], str]:
         if suffix == ".json" and raw.lstrip().startswith("["):
             items = [(f"{path}:item {i + 1}", r) for i, r in enumerate(read_json(path))]
         else:
-            items = [(f"{path}:{i + 1}", parse_json(line, f"{path}:{i + 1}"))
-                     for i, line in enumerate(raw.split("\n")) if line.strip()]
+            with gc_paused():  # one dict per line, none of them cyclic
+                items = [(f"{path}:{i + 1}", parse_json(line, f"{path}:{i + 1}"))
+                         for i, line in enumerate(raw.split("\n")) if line.strip()]
     else:
         raise UserError(f"{path}: unknown data file type {suffix!r}; use .jsonl, .json or "
                         f".parquet")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from rlscale.files import atomic_write_text
+from rlscale.procs import gc_paused
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -34,8 +35,9 @@ NUMBERS = ("digits", "spaced")  # what a space before a number becomes (module d
 def encode_ids(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[list[int]]:
     """`tokenizer(texts)["input_ids"]`: the same ids, without the attention masks and type ids
     a call builds by default (a pre-training corpus of 20,000 solutions: 1.26 -> 1.04 s)."""
-    return tokenizer(list(texts), add_special_tokens=add_special_tokens,
-                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    with gc_paused():  # 20,000 id lists: full collections that free nothing (docs/benchmarks.md)
+        return tokenizer(list(texts), add_special_tokens=add_special_tokens,
+                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
 # apply_chat_template's own arguments, which rlscale sets: not a template's variables
