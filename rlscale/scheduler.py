@@ -5,6 +5,7 @@ longest first, one progress bar per running job (read from the job's own log), r
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,9 @@ def run_job(kind: str, out: str, params: dict, threads: int) -> dict:
     hf_logging.disable_progress_bar()  # the study draws its own bars
     if threads:
         torch.set_num_threads(threads)
+    if threads == 1:  # one core per worker: the tokenizer's thread pool too (docs/benchmarks.md:
+        # its threads spin on every batch encode and decode, beside the other worker's job)
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     if kind == "pretrain":
         from rlscale.pretrain import PretrainConfig, pretrain
 

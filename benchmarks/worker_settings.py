@@ -1,0 +1,159 @@
+"""What a study worker's process settings buy its jobs: each job run twice at once, with and
+without one setting.
+
+    --setting malloc     rlscale.procs.keep_freed_memory: glibc's malloc keeps a step's freed
+                         memory for the next step instead of returning it to the kernel (then
+                         faulted in again, zeroed, a page at a time)
+    --setting tokenizer  TOKENIZERS_PARALLELISM=false, as `rlscale.scheduler.run_job` sets it
+                         for a one-thread worker: without it the tokenizer's own thread pool
+                         runs every batch encode and decode (a rollout's prompts, its stop
+                         checks) on threads that spin beside the other worker's job
+
+Every other setting is the study's on both sides (one torch thread; the tokenizer's pool off and
+keep_freed_memory on, but for the one compared). The jobs are the default study's
+(cpu-words-10m): a pre-training run of a rung (the study's parameters but --tokens) and a GRPO
+run (the study's parameters but --rl-steps, on a model this script pre-trains first). Each
+round starts the two sides together, one per core (as the study's two workers run), the launch
+order alternating, so a drift of the machine hits both; each side is a fresh process timed
+around the job alone (imports and the task's files before).
+
+Printed per round and job: the wall time of each side, their ratio (speedup = without over
+with), each side's minor page faults and system time, and its CPU seconds on threads other than
+the main one (the tokenizer pool's); then the median speedup per job.
+
+    .venv/bin/python benchmarks/worker_settings.py --setting malloc|tokenizer [--rung 600k]
+        [--tokens 400000] [--rl-steps 20] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PRESET = "cpu-words-10m"
+SETTINGS = ("malloc", "tokenizer")
+
+
+def _job(root: Path, name: str, budget: int, model: str) -> tuple[str, dict]:
+    from rlscale.study_plan import plan
+    from rlscale.study_presets import PRESETS
+
+    job = next(j for j in plan(PRESETS[PRESET], root) if j.name == name)
+    if job.kind == "pretrain":
+        return job.kind, dict(job.params, tokens=budget, checkpoint_every=10**9)
+    return job.kind, dict(job.params, steps=budget, model=model, checkpoint_every=10**9)
+
+
+def _other_threads_cpu() -> float:
+    """CPU seconds of this process's threads but the main one (Linux /proc; 0 elsewhere)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").glob("*"):
+        if task.name != str(os.getpid()):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def child(root: Path, name: str, budget: int, model: str, out: str, setting: str,
+          on: bool) -> None:
+    """One side of a round: the job in this fresh process; prints its timing as JSON."""
+    import torch
+
+    from rlscale.procs import keep_freed_memory
+    from rlscale.scheduler import run_job
+
+    torch.set_num_threads(1)
+    if on or setting != "tokenizer":
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    if on or setting != "malloc":
+        keep_freed_memory()
+    kind, params = _job(root, name, budget, model)
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    c0 = _other_threads_cpu()
+    run_job(kind, out, params, threads=0)  # 0: run_job leaves threads and the pool as set here
+    t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps(dict(wall=t1 - t0, sys=r1.ru_stime - r0.ru_stime,
+                          faults=r1.ru_minflt - r0.ru_minflt,
+                          other_threads_s=_other_threads_cpu() - c0)))
+
+
+def _side(root, name, budget, model, out, setting, on) -> subprocess.Popen:
+    argv = [sys.executable, __file__, "--child", str(root), name, str(budget), model, out,
+            setting, "on" if on else "off"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+
+def _round(root: Path, name: str, budget: int, model: str, setting: str,
+           r: int) -> dict[bool, dict]:
+    tag = name.replace(":", "-")
+    order = (True, False) if r % 2 == 0 else (False, True)
+    procs = {on: _side(root, name, budget, model, str(root / f"{tag}-{r}-{on}"), setting, on)
+             for on in order}
+    res = {}
+    for on, p in procs.items():
+        out, _ = p.communicate()
+        if p.returncode:
+            sys.exit(f"worker_settings: the {name} side ({setting} {'on' if on else 'off'}) "
+                     f"failed, exit {p.returncode}")
+        res[on] = json.loads(out.strip().splitlines()[-1])
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--setting", choices=SETTINGS, required=True)
+    ap.add_argument("--rung", default="600k")
+    ap.add_argument("--tokens", type=int, default=400_000, help="pre-training tokens per side")
+    ap.add_argument("--rl-steps", type=int, default=20, help="GRPO steps per side")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="worker_settings-"))
+    try:
+        _measure(root, args)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _measure(root: Path, args) -> None:
+    from rlscale.study_plan import write_task
+    from rlscale.study_presets import PRESETS
+
+    write_task(PRESETS[PRESET], root)
+    model_run = root / "model-run"  # the GRPO job's starting point (its quality is beside the point)
+    p = _side(root, f"pretrain:{args.rung}", args.tokens, "", str(model_run), args.setting, True)
+    if p.wait():
+        sys.exit(f"worker_settings: pre-training the GRPO job's model failed, exit {p.returncode}")
+    jobs = [(f"pretrain:{args.rung}", args.tokens), (f"rl:{args.rung}", args.rl_steps)]
+    ratios: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        for name, budget in jobs:
+            res = _round(root, name, budget, str(model_run / "model"), args.setting, r)
+            off, on = res[False], res[True]
+            speedup = off["wall"] / on["wall"]
+            ratios.setdefault(name, []).append(speedup)
+            print(f"worker_settings setting={args.setting} round={r} job={name} "
+                  f"off_s={off['wall']:.2f} on_s={on['wall']:.2f} speedup={speedup:.3f} "
+                  f"off_faults={off['faults']} on_faults={on['faults']} "
+                  f"off_sys_s={off['sys']:.2f} on_sys_s={on['sys']:.2f} "
+                  f"off_other_threads_s={off['other_threads_s']:.2f} "
+                  f"on_other_threads_s={on['other_threads_s']:.2f}", flush=True)
+    for name, rs in ratios.items():
+        print(f"worker_settings setting={args.setting} job={name} rounds={len(rs)} "
+              f"median_speedup={statistics.median(rs):.3f} min={min(rs):.3f} max={max(rs):.3f}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        root, name, budget, model, out, setting, mode = sys.argv[2:9]
+        child(Path(root), name, int(budget), model, out, setting, mode == "on")
+    else:
+        main()
