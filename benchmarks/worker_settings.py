@@ -17,9 +17,11 @@ round starts the two sides together, one per core (as the study's two workers ru
 order alternating, so a drift of the machine hits both; each side is a fresh process timed
 around the job alone (imports and the task's files before).
 
-Printed per round and job: the wall time of each side, their ratio (speedup = without over
-with), each side's minor page faults and system time, and its CPU seconds on threads other than
-the main one (the tokenizer pool's); then the median speedup per job.
+Printed per round and job: the wall time of each side and their ratio (speedup = without over
+with), each side's CPU seconds (all its threads: with two busy workers on two cores, a thread
+pool's extra CPU is taken from the other worker's job, so the CPU ratio is the one that counts
+for the tokenizer's pool), minor page faults, system time, and CPU seconds on threads other than
+the main one (the tokenizer pool's); then the medians per job.
 
     .venv/bin/python benchmarks/worker_settings.py --setting malloc|tokenizer [--rung 600k]
         [--tokens 400000] [--rl-steps 20] [--rounds 3]
@@ -81,7 +83,8 @@ def child(root: Path, name: str, budget: int, model: str, out: str, setting: str
     c0 = _other_threads_cpu()
     run_job(kind, out, params, threads=0)  # 0: run_job leaves threads and the pool as set here
     t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps(dict(wall=t1 - t0, sys=r1.ru_stime - r0.ru_stime,
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)  # all threads
+    print(json.dumps(dict(wall=t1 - t0, cpu=cpu, sys=r1.ru_stime - r0.ru_stime,
                           faults=r1.ru_minflt - r0.ru_minflt,
                           other_threads_s=_other_threads_cpu() - c0)))
 
@@ -134,21 +137,25 @@ def _measure(root: Path, args) -> None:
         sys.exit(f"worker_settings: pre-training the GRPO job's model failed, exit {p.returncode}")
     jobs = [(f"pretrain:{args.rung}", args.tokens), (f"rl:{args.rung}", args.rl_steps)]
     ratios: dict[str, list[float]] = {}
+    cpu_ratios: dict[str, list[float]] = {}
     for r in range(args.rounds):
         for name, budget in jobs:
             res = _round(root, name, budget, str(model_run / "model"), args.setting, r)
             off, on = res[False], res[True]
             speedup = off["wall"] / on["wall"]
             ratios.setdefault(name, []).append(speedup)
+            cpu_ratios.setdefault(name, []).append(off["cpu"] / on["cpu"])
             print(f"worker_settings setting={args.setting} round={r} job={name} "
                   f"off_s={off['wall']:.2f} on_s={on['wall']:.2f} speedup={speedup:.3f} "
+                  f"off_cpu_s={off['cpu']:.2f} on_cpu_s={on['cpu']:.2f} "
                   f"off_faults={off['faults']} on_faults={on['faults']} "
                   f"off_sys_s={off['sys']:.2f} on_sys_s={on['sys']:.2f} "
                   f"off_other_threads_s={off['other_threads_s']:.2f} "
                   f"on_other_threads_s={on['other_threads_s']:.2f}", flush=True)
     for name, rs in ratios.items():
         print(f"worker_settings setting={args.setting} job={name} rounds={len(rs)} "
-              f"median_speedup={statistics.median(rs):.3f} min={min(rs):.3f} max={max(rs):.3f}")
+              f"median_speedup={statistics.median(rs):.3f} min={min(rs):.3f} max={max(rs):.3f} "
+              f"median_cpu_ratio={statistics.median(cpu_ratios[name]):.3f}")
 
 
 if __name__ == "__main__":
