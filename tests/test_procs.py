@@ -1,10 +1,11 @@
-"""keep_freed_memory: freed blocks serve the next allocations without faulting pages in again.
+"""What a worker process asks of glibc and Python (rlscale.procs) and of the tokenizer (run_job).
 
 (die_with_parent and dir_lock are tested with the other process-level failures, test_fuzz.py.)
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,21 @@ def test_freeze_imports_takes_the_live_objects_out_of_collection():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["True", "True"]
+
+
+def test_a_one_thread_study_worker_runs_the_tokenizer_without_its_pool(monkeypatch):
+    """run_job in a one-core worker turns the tokenizers' thread pool off (its threads would
+    run beside the other worker's job); with threads 0 (a GPU study) the default stays."""
+    import torch
+
+    from rlscale.scheduler import run_job
+
+    before = torch.get_num_threads()
+    try:
+        for threads, expected in ((0, None), (1, "false")):
+            monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+            with pytest.raises(ValueError):  # an unknown kind: the settings come first
+                run_job("no-such-kind", "unused", {}, threads)
+            assert os.environ.get("TOKENIZERS_PARALLELISM") == expected
+    finally:
+        torch.set_num_threads(before)
