@@ -131,7 +131,7 @@ def _measure(root: Path, args) -> None:
     from rlscale.study_presets import PRESETS
 
     write_task(PRESETS[PRESET], root)
-    model_run = root / "model-run"  # the GRPO job's starting point (its quality is beside the point)
+    model_run = root / "model-run"  # the GRPO job's model (its quality is beside the point)
     p = _side(root, f"pretrain:{args.rung}", args.tokens, "", str(model_run), args.setting, True)
     if p.wait():
         sys.exit(f"worker_settings: pre-training the GRPO job's model failed, exit {p.returncode}")

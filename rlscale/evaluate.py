@@ -3,8 +3,9 @@
 `rlscale eval` writes one JSONL line per (shots, problem) as it goes (prompt, completions,
 scores per check, clipped flags), so an interrupted eval resumes where it stopped and any metric
 can be recomputed: summary.json is exactly `summarize(read_jsonl(completions.jsonl))` plus the
-run's settings (`summarize`, pass@k and the checks' scores: rlscale.eval_metrics). `heldout_test_loss` is the same measurement, in memory and zero-shot, for the
-GRPO trainer's periodic held-out eval.
+run's settings (`summarize`, pass@k and the checks' scores live in rlscale.eval_metrics).
+`heldout_test_loss` is the same measurement, in memory and zero-shot, for the GRPO trainer's
+periodic held-out eval.
 """
 
 from __future__ import annotations

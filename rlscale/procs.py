@@ -7,7 +7,8 @@ asks the kernel for SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG), so ki
 
 `keep_freed_memory()` runs first thing in a process that trains or evaluates: it asks glibc's
 malloc to keep the memory a step frees for the next step instead of handing it back to the kernel
-and faulting it in again, zeroed, a page at a time (docs/benchmarks.md; `benchmarks/worker_settings.py`).
+and faulting it in again, zeroed, a page at a time (docs/benchmarks.md,
+`benchmarks/worker_settings.py`).
 
 `freeze_imports()` (a study worker, once its imports are done) and `gc_paused()` (around bulk
 builders of acyclic containers: a corpus's token id lists, a task file's rows) keep Python's

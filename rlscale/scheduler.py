@@ -22,8 +22,8 @@ def run_job(kind: str, out: str, params: dict, threads: int) -> dict:
     hf_logging.disable_progress_bar()  # the study draws its own bars
     if threads:
         torch.set_num_threads(threads)
-    if threads == 1:  # one core per worker: the tokenizer's thread pool too (docs/benchmarks.md:
-        # its threads spin on every batch encode and decode, beside the other worker's job)
+    if threads == 1:  # one core per worker: the tokenizer's thread pool too (its threads would
+        # run every batch encode and decode on the other worker's core; docs/benchmarks.md)
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     if kind == "pretrain":
         from rlscale.pretrain import PretrainConfig, pretrain
