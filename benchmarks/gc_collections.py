@@ -23,15 +23,14 @@ import argparse
 import contextlib
 import gc
 import json
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-PRESET = "cpu-words-10m"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # worker_settings: the study's jobs
+from worker_settings import PRESET, common_args, in_scratch, study_job  # noqa: E402
 
 
 def child(root: Path, name: str, budget: int, model: str, out: str, settled: bool) -> None:
@@ -42,18 +41,13 @@ def child(root: Path, name: str, budget: int, model: str, out: str, settled: boo
     import rlscale.tasks as tasks_mod
     from rlscale.procs import freeze_imports, keep_freed_memory
     from rlscale.scheduler import run_job
-    from rlscale.study_plan import plan
-    from rlscale.study_presets import PRESETS
 
     keep_freed_memory()
     if settled:
         freeze_imports()
     else:
         tok_mod.gc_paused = tasks_mod.gc_paused = contextlib.nullcontext
-    job = next(j for j in plan(PRESETS[PRESET], root) if j.name == name)
-    over = {"pretrain": dict(tokens=budget, checkpoint_every=10**9),
-            "rl": dict(steps=budget, model=model, checkpoint_every=10**9),
-            "baseline": dict(n_problems=budget, model=model)}[job.kind]
+    kind, params = study_job(root, name, budget, model)
     stats = {"full": 0, "full_s": 0.0, "all_s": 0.0}
     start = [0.0]
 
@@ -69,7 +63,7 @@ def child(root: Path, name: str, budget: int, model: str, out: str, settled: boo
 
     gc.callbacks.append(timer)
     t0 = time.perf_counter()
-    run_job(job.kind, out, dict(job.params, **over), threads=1)
+    run_job(kind, out, params, threads=1)
     print(json.dumps(dict(stats, wall=time.perf_counter() - t0)))
 
 
@@ -114,17 +108,8 @@ def _measure(root: Path, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rung", default="600k")
-    ap.add_argument("--tokens", type=int, default=100_000, help="pre-training tokens per run")
-    ap.add_argument("--rl-steps", type=int, default=3, help="GRPO steps per run")
     ap.add_argument("--problems", type=int, default=50, help="the baseline's problems per run")
-    ap.add_argument("--rounds", type=int, default=2)
-    args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="gc_collections-"))
-    try:
-        _measure(root, args)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    in_scratch(_measure, common_args(ap, tokens=100_000, rl_steps=3, rounds=2), "gc_collections-")
 
 
 if __name__ == "__main__":

@@ -45,14 +45,35 @@ PRESET = "cpu-words-10m"
 SETTINGS = ("malloc", "tokenizer")
 
 
-def _job(root: Path, name: str, budget: int, model: str) -> tuple[str, dict]:
+def study_job(root: Path, name: str, budget: int, model: str) -> tuple[str, dict]:
+    """(kind, params) of the default study's job `name` under root, cut to budget (tokens,
+    GRPO steps or the baseline's problems) and, but for pre-training, on `model`."""
     from rlscale.study_plan import plan
     from rlscale.study_presets import PRESETS
 
     job = next(j for j in plan(PRESETS[PRESET], root) if j.name == name)
-    if job.kind == "pretrain":
-        return job.kind, dict(job.params, tokens=budget, checkpoint_every=10**9)
-    return job.kind, dict(job.params, steps=budget, model=model, checkpoint_every=10**9)
+    over = {"pretrain": dict(tokens=budget, checkpoint_every=10**9),
+            "rl": dict(steps=budget, model=model, checkpoint_every=10**9),
+            "baseline": dict(n_problems=budget, model=model)}[job.kind]
+    return job.kind, dict(job.params, **over)
+
+
+def common_args(ap, tokens: int, rl_steps: int, rounds: int):
+    """The flags both process-setting benchmarks take; returns the parsed arguments."""
+    ap.add_argument("--rung", default="600k")
+    ap.add_argument("--tokens", type=int, default=tokens, help="pre-training tokens per run")
+    ap.add_argument("--rl-steps", type=int, default=rl_steps, help="GRPO steps per run")
+    ap.add_argument("--rounds", type=int, default=rounds)
+    return ap.parse_args()
+
+
+def in_scratch(measure, args, prefix: str) -> None:
+    """measure(root, args) in a fresh temporary directory, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        measure(root, args)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _other_threads_cpu() -> float:
@@ -78,7 +99,7 @@ def child(root: Path, name: str, budget: int, model: str, out: str, setting: str
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     if on or setting != "malloc":
         keep_freed_memory()
-    kind, params = _job(root, name, budget, model)
+    kind, params = study_job(root, name, budget, model)
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     c0 = _other_threads_cpu()
     run_job(kind, out, params, threads=0)  # 0: run_job leaves threads and the pool as set here
@@ -114,16 +135,7 @@ def _round(root: Path, name: str, budget: int, model: str, setting: str,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setting", choices=SETTINGS, required=True)
-    ap.add_argument("--rung", default="600k")
-    ap.add_argument("--tokens", type=int, default=400_000, help="pre-training tokens per side")
-    ap.add_argument("--rl-steps", type=int, default=20, help="GRPO steps per side")
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="worker_settings-"))
-    try:
-        _measure(root, args)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    in_scratch(_measure, common_args(ap, tokens=400_000, rl_steps=20, rounds=3), "worker_settings-")
 
 
 def _measure(root: Path, args) -> None:
