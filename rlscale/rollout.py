@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rlscale.models.tokenizer import batch_decoder, encode_ids
+from rlscale.models.tokenizer import batch_decoder, encode_ids, stop_end_tokens
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,14 @@ class _Stopper:
         self.tok, self.stops = tokenizer, stops
         self.window = max(len(s) for s in stops) + 8 if stops else 0
         self.decode_batch = batch_decoder(tokenizer)
+        self.ends = stop_end_tokens(tokenizer, stops)  # None: every live row is checked
+
+    def may_end(self, tok: torch.Tensor) -> torch.Tensor:
+        """Which new tokens can complete a stop string (ids past the tokenizer's: all)."""
+        if self.ends.device != tok.device:
+            self.ends = self.ends.to(tok.device)  # once per batch: the cached mask stays put
+        n = len(self.ends)
+        return (tok >= n) | self.ends[tok.clamp(max=n - 1)]
 
     def hits(self, tails: list[list[int]], rows: list[int]) -> list[int]:
         """The rows whose tail (last `window` tokens) holds a stop string."""
@@ -285,11 +293,13 @@ def _finish_step(tok, done, step, eos_t, stopper, buf, length):
     """Mark rows that just produced EOS or completed a stop string; record their lengths."""
     fin = torch.isin(tok, eos_t) & ~done if eos_t is not None else torch.zeros_like(done)
     if stopper.stops:
-        live = (~done).nonzero().squeeze(1).tolist()
-        tails = buf[live, max(0, step + 1 - stopper.window): step + 1].tolist()
-        hit = stopper.hits(tails, live)
-        if hit:
-            fin[hit] = True
+        live = ~done if stopper.ends is None else ~done & stopper.may_end(tok)
+        live = live.nonzero().squeeze(1).tolist()
+        if live:
+            tails = buf[live, max(0, step + 1 - stopper.window): step + 1].tolist()
+            hit = stopper.hits(tails, live)
+            if hit:
+                fin[hit] = True
     length.masked_fill_(fin, step + 1)
     return done | fin
 

@@ -342,6 +342,56 @@ def test_eos_stop_strings_and_clipping(tok):
     assert g.n_clipped == sum(g.clipped)
 
 
+@pytest.mark.parametrize("path", ["native", "generic"])
+def test_stop_check_decodes_only_rows_whose_new_token_can_end_a_stop(tok, monkeypatch, path):
+    """The stop-string check decodes a row's tail only at a step whose new token holds a stop
+    string's last character (models.tokenizer.stop_end_tokens); sampled rows of raw bytes
+    (byte pieces that are no whole character included) stop at the same tokens with the same
+    texts as when every live row is decoded at every step."""
+    from rlscale import rollout
+    from rlscale.models.tokenizer import stop_end_tokens
+
+    if path == "generic":
+        monkeypatch.setattr(fast, "supports", lambda m: False)
+    model = lively_qwen3(tok, seed=7)
+    stops = ("\n\nQuestion:", "Question:", "s ", "7", "\xe9:")
+    p = SamplingParams(max_new_tokens=24, temperature=1.3, stop_strings=stops, suppress_eos=True)
+    prompts = [x for x in PROMPTS for _ in range(8)]
+    ends = stop_end_tokens(tok, stops)
+    texts = tok.batch_decode([[i] for i in range(len(tok))], skip_special_tokens=True)
+    assert ends.tolist() == [any(c in t for c in ": 7") for t in texts]
+    assert 0 < int(ends.sum()) < len(tok)
+    raw, run_batch = [], rollout._run_batch  # the rows as the loop ended them, before the cut
+    monkeypatch.setattr(rollout, "_run_batch", lambda *a, **k: raw.append(run_batch(*a, **k))
+                        or raw[-1])
+    a = generate(model, tok, prompts, p, seed=3)
+    monkeypatch.setattr(rollout, "stop_end_tokens", lambda t, s: None)  # every row, every step
+    b = generate(model, tok, prompts, p, seed=3)
+    assert (a.completion_ids, a.texts, a.finish) == (b.completion_ids, b.texts, b.finish)
+    assert raw[0] == raw[1]  # each row ended at the same step
+    assert 0 < a.finish.count("stop") < len(prompts)
+    assert any("\ufffd" in tok.decode(c) for c in a.completion_ids)  # byte pieces were drawn
+
+
+def test_stop_end_tokens_only_where_the_prefilter_is_exact(tok):
+    """None (every live row is decoded) for a stop string ending in a non-ASCII character, a
+    tokenizer that cleans up spaces, and a decoder that is not byte-level; one mask per
+    tokenizer and last characters."""
+    from types import SimpleNamespace
+
+    from rlscale.models.tokenizer import stop_end_tokens
+
+    assert stop_end_tokens(tok, ("Question:",)) is stop_end_tokens(tok, ("Answer:", ":"))
+    assert stop_end_tokens(tok, ()) is None
+    assert stop_end_tokens(tok, ("Question:", "caf\u00e9")) is None
+    cleaning = SimpleNamespace(backend_tokenizer=tok.backend_tokenizer,
+                               clean_up_tokenization_spaces=True)
+    assert stop_end_tokens(cleaning, ("Question:",)) is None
+    other = SimpleNamespace(backend_tokenizer=SimpleNamespace(decoder=object()),
+                            clean_up_tokenization_spaces=False)
+    assert stop_end_tokens(other, ("Question:",)) is None
+
+
 def test_sequence_logprobs_are_the_sampling_policy(tok):
     """log-probs of sampled completions in one left-padded forward = those of each sequence
     alone: the trained policy is the sampled one."""

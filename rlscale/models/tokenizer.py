@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -170,6 +171,40 @@ def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
             tokenizer, "clean_up_tokenization_spaces", True) is False:
         return lambda seqs: backend.decode_batch(seqs, skip_special_tokens=True)
     return lambda seqs: tokenizer.batch_decode(seqs, skip_special_tokens=True)
+
+
+_STOP_ENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {chars: mask}
+
+
+def stop_end_tokens(tokenizer, stops: tuple[str, ...]):
+    """A bool tensor over the tokenizer's ids: True where a token's own text holds the last
+    character of some stop string; None where that test is not exact for this tokenizer.
+
+    A stop string can first appear in a row's decoded tail only at a step whose new token
+    carries the string's last character: in a byte-level decode (`batch_decoder`'s backend
+    path) an ASCII byte always decodes to itself whatever surrounds it, so an occurrence that
+    ends in earlier tokens' bytes was already in the previous step's tail, whose check found
+    none; special tokens add no text. So the stop-string check needs to decode only the rows
+    whose new token is marked (the same hits, the same texts: tests/test_rollout.py). Exact
+    for ASCII last characters and a ByteLevel decoder without cleanup; None otherwise (every
+    live row is decoded, as before)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (not stops or any(not s or not s[-1].isascii() for s in stops) or backend is None
+            or type(backend.decoder).__name__ != "ByteLevel"
+            or getattr(tokenizer, "clean_up_tokenization_spaces", True) is not False):
+        return None
+    key = "".join(sorted({s[-1] for s in stops}))
+    try:
+        held = _STOP_ENDS.setdefault(tokenizer, {})
+    except TypeError:  # not weakly referable: built per call (one batched decode)
+        held = {}
+    if key not in held:
+        import torch
+
+        texts = backend.decode_batch([[i] for i in range(len(tokenizer))],
+                                     skip_special_tokens=True)
+        held[key] = torch.tensor([any(c in t for c in key) for t in texts], dtype=torch.bool)
+    return held[key]
 
 
 def cache_dir() -> Path:
