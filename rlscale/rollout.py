@@ -191,7 +191,7 @@ class _Stopper:
         lo, hi = 1, len(ids)  # smallest prefix whose text holds the stop string at i
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.tok.decode(ids[:mid], skip_special_tokens=True).find(s, i) == i:
+            if self.decode_batch([ids[:mid]])[0].find(s, i) == i:
                 hi = mid
             else:
                 lo = mid + 1
@@ -373,8 +373,7 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams | None
     eos = set(eos_ids(model, tokenizer))
     gen = Generation(prompt_ids=enc, completion_ids=[], texts=[], clipped=[], finish=[],
                      entropies=[] if entropy else None)
-    for ids, h in zip(completions, ents):
-        text = tokenizer.decode(ids, skip_special_tokens=True)
+    for ids, h, text in zip(completions, ents, stopper.decode_batch(completions)):
         ids, text, stopped = stopper.cut(ids, text)
         if stopped:
             reason = "stop"
