@@ -5,11 +5,17 @@ step's time goes, op by op. A profile, not a benchmark: speed claims are benchma
                                   study's pre-trained RUNG (its model dir), ROWS x LEN, fp32
     grpo RUN                      five GRPO steps of a finished study's run directory (its
                                   config.json), restarted in a scratch directory
+    rollout STUDY RUNG            a GRPO rollout as the study samples it (16 train prompts x 8,
+                                  temperature 1, the study's stop strings) from the pre-trained
+                                  RUNG, under cProfile: the Python side (the stop-string check,
+                                  the tokenizer calls) that the torch profiler does not show
 
     .venv/bin/python experiments/profile_step.py pretrain /tmp/s34/run14 20k 32 128
     .venv/bin/python experiments/profile_step.py grpo /tmp/s34/run14/runs/60k
+    .venv/bin/python experiments/profile_step.py rollout /tmp/s34/run14 60k
 
-One thread, as a study worker; prints the mean step time, then the 22 ops of most self time.
+One thread, as a study worker; prints the mean step time, then the 22 ops (functions, for
+rollout) of most self time.
 """
 import json
 import shutil
@@ -53,11 +59,32 @@ def grpo_step(run: str):
     return lambda i: tr.step(), scratch
 
 
+def rollout_step(study: str, rung: str):
+    from rlscale.models import load_model
+    from rlscale.rollout import SamplingParams, generate
+    from rlscale.tasks import STOP_STRINGS, format_prompt, load_task
+
+    model, tok = load_model(f"{study}/pretrain/{rung}/model", "cpu", "fp32")
+    prompts = [format_prompt(p) for p in load_task(f"{study}/task").train[:16] for _ in range(8)]
+    params = SamplingParams(96, 1.0, 1.0, STOP_STRINGS)
+    return lambda i: generate(model.eval(), tok, prompts, params, seed=i), None
+
+
+def cprofile(step) -> None:
+    import cProfile
+    import pstats
+
+    pr = cProfile.Profile()
+    pr.runcall(lambda: [step(i) for i in range(5)])
+    pstats.Stats(pr).sort_stats("tottime").print_stats(22)
+
+
 def main() -> None:
     torch.set_num_threads(1)
     kind, args = sys.argv[1], sys.argv[2:]
     step, scratch = (pretrain_step(args[0], args[1], int(args[2]), int(args[3]))
-                     if kind == "pretrain" else grpo_step(args[0]))
+                     if kind == "pretrain" else rollout_step(args[0], args[1])
+                     if kind == "rollout" else grpo_step(args[0]))
     try:
         for i in range(2):
             step(i)
@@ -65,6 +92,8 @@ def main() -> None:
         for i in range(5):
             step(i)
         print(f"{kind} {' '.join(args)} s/step {(time.perf_counter() - t0) / 5:.4f}")
+        if kind == "rollout":
+            return cprofile(step)
         with profile() as p:
             for i in range(5):
                 step(i)
