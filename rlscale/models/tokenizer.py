@@ -201,8 +201,7 @@ def stop_end_tokens(tokenizer, stops: tuple[str, ...]):
     if key not in held:
         import torch
 
-        texts = backend.decode_batch([[i] for i in range(len(tokenizer))],
-                                     skip_special_tokens=True)
+        texts = batch_decoder(tokenizer)([[i] for i in range(len(tokenizer))])
         held[key] = torch.tensor([any(c in t for c in key) for t in texts], dtype=torch.bool)
     return held[key]
 
