@@ -77,10 +77,12 @@ class PretrainConfig:
     schedule: str = "cosine"  # cosine | wsd (warm-up, stable, then a short decay per budget)
     budgets: str = ""  # wsd: more token budgets ("5e5,1e6"), each a decay branch off one run
     decay_frac: float = 0.2  # wsd: each budget's decay branch, as a share of its steps
-    matmul_precision: str = "highest"  # torch's fp32 matmul precision in the training step:
-    # highest (fp32) | medium (inputs rounded to bf16, fp32 sums and outputs: oneDNN on CPUs
-    # with bf16 instructions, 1.2-1.4x a step on AMX; fp32 where the CPU has none, and
-    # pretrain.json's matmul_bf16 says which ran; docs/benchmarks.md)
+    matmul_precision: str = "highest"  # the training step's matrix products:
+    # highest (fp32) | medium (torch's fp32 precision "medium": inputs rounded to bf16, fp32
+    # sums and outputs where oneDNN has bf16 instructions, 1.2-1.4x a step on AMX; fp32 where it
+    # does not, and pretrain.json's matmul_bf16 says which ran) | bf16 (the products' inputs
+    # and outputs in bf16 on every machine, as bf16 autocast; weights, AdamW, norms, attention
+    # and loss fp32: 1.05-1.6x a step on AVX512-BF16; docs/benchmarks.md)
 
     def steps(self) -> int:
         return max(1, int(self.tokens) // (self.batch_size * self.seq_len))
@@ -144,8 +146,9 @@ class PretrainConfig:
             bad("loss_on", "choose all or answer")
         if self.schedule not in ("cosine", "wsd"):
             bad("schedule", "choose cosine or wsd")
-        if self.matmul_precision not in ("highest", "medium"):
-            bad("matmul_precision", "choose highest (fp32) or medium (bf16 inputs)")
+        if self.matmul_precision not in ("highest", "medium", "bf16"):
+            bad("matmul_precision", "choose highest (fp32), medium (bf16 inputs where the CPU "
+                "has bf16 products) or bf16 (bf16 products)")
         if not 0 < self.decay_frac <= 1:
             bad("decay_frac", "must be in (0, 1]")
         try:
@@ -268,7 +271,8 @@ HELP = {
     "numbers": "tokenizer: a space before a number stays its own token (digits) or joins the "
                "first digit (spaced)",
     "matmul_precision": "highest (fp32) | medium: matmul inputs rounded to bf16, fp32 sums, "
-                        "where the CPU has bf16 products (pretrain.json's matmul_bf16 says)",
+                        "where the CPU has bf16 products (pretrain.json's matmul_bf16 says) | "
+                        "bf16: the products' inputs and outputs in bf16, the rest fp32",
 }
 
 

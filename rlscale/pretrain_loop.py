@@ -116,8 +116,12 @@ def bf16_matmuls(precision: str, device: str = "cpu") -> bool:
     """Whether fp32 matmuls of a training step's size round their inputs to bf16 under
     `precision` here: torch takes "medium" as leave to, where the hardware has bf16 products
     (oneDNN on CPUs with AVX512-BF16 or AMX), and computes fp32 elsewhere. 1 + 2^-10 is exact in
-    fp32 and rounds to 1 in bf16, so a sum of 96 of them tells the two apart."""
+    fp32 and rounds to 1 in bf16, so a sum of 96 of them tells the two apart. "bf16" (the
+    products in bf16 tensors, on any hardware) is True by construction."""
     import torch
+
+    if precision == "bf16":
+        return True
 
     a = torch.full((64, 96), 1 + 2 ** -10, device=device)
     with matmul_precision(precision):
@@ -127,7 +131,8 @@ def bf16_matmuls(precision: str, device: str = "cpu") -> bool:
 
 class Loop:
     """The training step of one model and optimizer (fp32 weights, gradients and AdamW state;
-    matmul inputs bf16 where cfg.matmul_precision is medium), run over step ranges that checkpoint
+    matmul inputs bf16 where cfg.matmul_precision is medium, the products' inputs and outputs
+    where it is bf16), run over step ranges that checkpoint
     into a run directory (the trunk's or a branch's) and save the last finished step when
     interrupted."""
 
@@ -153,10 +158,15 @@ class Loop:
         except (RuntimeError, TypeError):
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
         kind = torch.device(device).type
+        self.precision = getattr(cfg, "matmul_precision", "highest")
+        # "bf16": the compact forward rounds its products' inputs and outputs to bf16 and keeps
+        # the rest fp32 on the fused kernels (bf16 autocast would send those to torch's slower
+        # bf16 ops); transformers' forward gets bf16 autocast for the same products
+        self.products = torch.bfloat16 if self.precision == "bf16" else None
         on = kind == "cuda" if bf16 is None else bf16
+        on = on or (self.products is not None and not self.fast)
         self.amp = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if on \
             else contextlib.nullcontext
-        self.precision = getattr(cfg, "matmul_precision", "highest")
         self.matmul_bf16 = bf16_matmuls(self.precision, device)
         self.clean = True  # the weights are those of a finished step
 
@@ -189,7 +199,8 @@ class Loop:
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
-        with matmul_precision(self.precision):  # the backward's products too
+        # the backward's products too ("bf16" sets the products' dtype, not torch's precision)
+        with matmul_precision("highest" if self.products is not None else self.precision):
             with self.amp():
                 logits = self.forward(x).float().flatten(0, 1)
             if native_train.usable(logits):  # one pass, gradient included (native_train)
@@ -215,7 +226,8 @@ class Loop:
 
         from rlscale.models.fast import FastDecoder
 
-        dec = FastDecoder(self.model, grad=True)  # fused weights: rebuilt after every update
+        # fused weights: rebuilt after every update
+        dec = FastDecoder(self.model, grad=True, products=self.products)
         S = x.shape[1]
         if self._rope is None or self._rope[0].shape[0] < S:
             with torch.no_grad():

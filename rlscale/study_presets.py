@@ -56,8 +56,9 @@ class Preset:
     direct_frac_other: float = 0.0  # with direct_style: the other style's share answered bare
     numbers: str = "digits"  # micro tokenizer: "spaced" joins a number's leading space to its
     # first digit (rlscale.models.tokenizer); the study presets use it (docs/study.md, session 7)
-    pretrain_matmul: str = "highest"  # pre-training's fp32 matmul precision: highest | medium
-    # (bf16 inputs, fp32 sums; rlscale.pretrain's matmul_precision)
+    pretrain_matmul: str = "highest"  # pre-training's products: highest (fp32) | medium (bf16
+    # inputs, fp32 sums, where oneDNN has them) | bf16 (bf16 products; rlscale.pretrain's
+    # matmul_precision)
     pretrain_schedule: str = "cosine"  # pre-training's lr schedule: cosine | wsd (one decay
     # branch at the rung's budget: warm-up, the peak lr held, decay_frac 0.2 at the end)
     token_power: float = 0.0  # the budget rule: rung tokens = the largest rung's x (N_largest /
@@ -296,6 +297,14 @@ PRESETS["cpu-words-tilt"] = replace(
 # draws (session 44).
 PRESETS["cpu-words-10m-e20"] = replace(PRESETS["cpu-words-10m"], name="cpu-words-10m-e20",
                                        eval_every=20)
+
+# cpu-words-10m-bf16 (session 50): cpu-words-10m with pre-training's matrix products on bf16
+# inputs and outputs (pretrain_matmul "bf16": fp32 weights, AdamW, norms, attention and loss on
+# the fused kernels), nothing else, chosen by cost alone for the 20-minute bar on the AMD kind:
+# its AVX512-BF16 products run 2.5x fp32's, a pre-training step 1.05x (20k) to 1.6x (600k).
+# RL, baselines and evaluations stay fp32. Its rule and draws: docs/study.md, session 50.
+PRESETS["cpu-words-10m-bf16"] = replace(PRESETS["cpu-words-10m"], name="cpu-words-10m-bf16",
+                                        pretrain_matmul="bf16")
 
 # The default of `rlscale study` and `make study`: cpu-words-10m (sessions 32-42, and again since
 # session 44). In session 43 cpu-words-10m-e20 (its models, sparser curves) took its place by a

@@ -209,7 +209,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     (dict(tokens=0), "tokens"), (dict(lr=-1.0), "lr"), (dict(loss_on="prompt"), "loss-on"),
     (dict(direct_frac=0.7, slip_frac=0.5), "slip-frac"), (dict(rung="micro:3t"), "micro rung"),
     (dict(slip_frac=0.5, plain_frac=0.6), "plain-frac"),
-    (dict(matmul_precision="bf16"), "matmul-precision"),
+    (dict(matmul_precision="fp16"), "matmul-precision"),
 ])
 def test_bad_settings_name_the_field(kw, field, tmp_path):
     with pytest.raises(UserError, match=field):
@@ -405,13 +405,18 @@ def test_matmul_precision_is_scoped_to_the_step_and_recorded(tmp_path):
     corpus, tok = _corpus()
     model = build_micro("micro:20k", tok, seed=0).train()
     runs = {}
-    for p in ("highest", "medium"):
+    for p in ("highest", "medium", "bf16"):
         cfg = copy.copy(corpus.cfg)
         cfg.matmul_precision = p
         loop = Loop(cfg, corpus, copy.deepcopy(model), "cpu", _Bar())
         runs[p] = (loop.matmul_bf16, [loop.step(s, 3e-3) for s in range(3)])
         assert torch.get_float32_matmul_precision() == "highest"
+        assert all(w.dtype == torch.float32 for w in loop.model.parameters())  # fp32 masters
+        assert all(v.dtype == torch.float32 for st in loop.opt.state.values() for v in st.values())
     assert runs["highest"][0] is False and runs["medium"][0] is bf16_matmuls("medium")
+    # bf16 products on every machine: rounded, so not fp32's numbers, but the same step
+    assert runs["bf16"][0] is True and runs["bf16"][1] != runs["highest"][1]
+    assert runs["bf16"][1] == pytest.approx(runs["highest"][1], rel=2e-2)
     (_, a), (bf16, b) = runs["highest"], runs["medium"]
     assert a[0] == pytest.approx(b[0], rel=1e-2)  # same weights and rows: rounding only
     if bf16:  # bf16 inputs: not the fp32 numbers

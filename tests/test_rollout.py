@@ -154,6 +154,51 @@ def test_causal_logits_and_grads_match_hf(tok, make):
         assert (p.grad - want[n]).abs().max() < 1e-4 * (1 + want[n].abs().max()), n
 
 
+@pytest.mark.parametrize("make", [qwen3, lively_qwen3, qwen2, lambda t: qwen3(t, kv_heads=4)])
+def test_causal_logits_with_bf16_products(tok, make, monkeypatch):
+    """products=bf16 (pre-training's matmul_precision "bf16"): the linear layers compute in bf16
+    as under bf16 autocast, everything else in fp32 on the fused kernels where they apply;
+    gradients reach the fp32 parameters, near fp32's but not equal to them."""
+    from rlscale.models import native_train
+
+    model = make(tok).train()
+    ids = torch.randint(2, len(tok), (3, 21), generator=torch.Generator().manual_seed(0))
+    w = torch.randn(3, 21, len(tok), generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for products in (None, torch.bfloat16):
+        model.zero_grad(set_to_none=True)
+        dec = fast.FastDecoder(model, grad=True, products=products)
+        assert all(L["wqkv"].dtype == (products or torch.float32) for L in dec.layers)
+        with torch.no_grad():
+            rope = dec.rope_tables(21)
+        seen = []
+        real = native_train.rms_norm
+        monkeypatch.setattr(native_train, "rms_norm", lambda x, e: seen.append(x.dtype) or real(x, e))
+        out = dec.causal_logits(ids, rope)
+        monkeypatch.setattr(native_train, "rms_norm", real)
+        assert out.dtype == torch.float32 and set(seen) <= {torch.float32}
+        assert bool(seen) == (native_train.usable(out))  # the fused kernels still serve the rest
+        (out * w).sum().backward()
+        grads[products] = (out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = model(input_ids=ids, use_cache=False).logits.float()
+    (ref * w).sum().backward()
+    g_ref = {n: p.grad for n, p in model.named_parameters()}
+    (fp32, g32), (bf16, g16) = grads[None], grads[torch.bfloat16]
+    assert (bf16 - fp32).abs().max() > 1e-4 * (1 + fp32.abs().max())  # rounded: not fp32's
+
+    def off(g: dict) -> float:  # relative distance of all gradients from fp32's
+        return float(sum(((g[n] - g32[n]) ** 2).sum() for n in g32) ** 0.5 /
+                     sum((g32[n] ** 2).sum() for n in g32) ** 0.5)
+    # no further from fp32 than bf16 autocast of the HF forward, which rounds more (attention
+    # and the element-wise parts in bf16 too). Not lively_qwen2: its amplified biases put both
+    # 15-20% off fp32's gradients, a comparison of noise
+    assert (bf16 - fp32).abs().mean() < (ref - fp32).abs().mean()
+    assert all(g.dtype == torch.float32 for g in g16.values())
+    assert 0 < off(g16) < off(g_ref)
+
+
 def test_fast_path_not_used_where_it_would_differ(tok):
     assert not fast.supports(llama(tok))
     m = qwen3(tok)

@@ -27,7 +27,7 @@ def _n(rung: str) -> int:
 @pytest.mark.parametrize("name", ["cpu", "cpu-edge", "cpu-tilt", "cpu-words", "cpu-long",
                                   "cpu-words-2m", "cpu-words-7m", "cpu-words-10m",
                                   "cpu-words-7m-wsd", "cpu-words-tilt", "cpu-words-10m-e20",
-                                  "gpu"])
+                                  "cpu-words-10m-bf16", "gpu"])
 def test_presets_span_the_ladder_and_hold_both_arms(name, tmp_path):
     preset = PRESETS[name]
     sizes = [_n(r.name) for r in preset.rungs]
@@ -206,6 +206,18 @@ def test_cpu_words_10m_e20_is_cpu_words_10m_with_sparser_curves():
     e20, ten = PRESETS["cpu-words-10m-e20"], PRESETS["cpu-words-10m"]
     assert e20.eval_every == 20 and ten.eval_every == 10
     assert dataclasses.replace(e20, name=ten.name, eval_every=ten.eval_every) == ten
+
+
+def test_cpu_words_10m_bf16_is_cpu_words_10m_with_bf16_products_in_pretraining(tmp_path):
+    """cpu-words-10m-bf16 (session 50): cpu-words-10m with pre-training's products in bf16 and
+    nothing else; its pre-training jobs carry the setting, its RL runs do not."""
+    bf, ten = PRESETS["cpu-words-10m-bf16"], PRESETS["cpu-words-10m"]
+    assert (bf.pretrain_matmul, ten.pretrain_matmul) == ("bf16", "highest")
+    assert dataclasses.replace(bf, name=ten.name, pretrain_matmul="highest") == ten
+    jobs = plan(bf, tmp_path)
+    assert {j.params["matmul_precision"] for j in jobs if j.kind == "pretrain"} == {"bf16"}
+    assert not any("matmul_precision" in j.params or j.params.get("autocast")
+                   for j in jobs if j.kind != "pretrain")
 
 
 def test_cpu_words_10m_is_cpu_words_on_10m_tokens():

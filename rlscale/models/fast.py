@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from rlscale.models import native, native_train
 
 SUPPORTED = ("Qwen3ForCausalLM", "Qwen2ForCausalLM")
+MATRICES = ("wqkv", "bqkv", "wo", "bo", "wgu", "wd")  # a layer's products: `products` casts them
 
 
 def supports(model) -> bool:
@@ -68,9 +69,12 @@ class _RMSNorm(torch.autograd.Function):
 class FastDecoder:
     """Weights of an HF Qwen3/Qwen2 causal LM, laid out for a fast batched forward."""
 
-    def __init__(self, model, grad: bool = False):
+    def __init__(self, model, grad: bool = False, products: torch.dtype | None = None):
         """grad: build the fused weights inside autograd, so that a forward through this
-        decoder back-propagates into the model's parameters (training); else without."""
+        decoder back-propagates into the model's parameters (training); else without.
+        products: the dtype of the linear layers' products (bf16: their inputs and outputs are
+        rounded to bf16 as under bf16 autocast, while the weights, norms, attention and
+        residual stream stay in the model's dtype; None: the model's dtype throughout)."""
         cfg = model.config
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
@@ -89,6 +93,11 @@ class FastDecoder:
         self.rope_scale = float(getattr(inner.rotary_emb, "attention_scaling", 1.0))
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             self.layers = [self._layer(layer) for layer in inner.layers]
+            if products is not None and products != self.dtype:  # cast once per build
+                for L in self.layers:
+                    for key in MATRICES:
+                        L[key] = None if L[key] is None else L[key].to(products)
+                self.lm_head = self.lm_head.to(products)
 
     def _layer(self, layer) -> dict:
         """Fused weights of one layer. RMSNorm weights are folded into the next projection
@@ -148,7 +157,7 @@ class FastDecoder:
     def _qkv(self, L, x, B, S, cos, sin):
         """q [B, S, nh, hd] (scaled by 1/sqrt(hd)), k, v [B, S, nkv, hd] after norms and RoPE."""
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        qkv = F.linear(self._rms(x), L["wqkv"], L["bqkv"]).view(B, S, nh + 2 * nkv, hd)
+        qkv = self._lin(self._rms(x), L["wqkv"], L["bqkv"]).view(B, S, nh + 2 * nkv, hd)
         # split, not slices: in the backward a split is one cat of the parts' gradients, where
         # each slice zero-fills a whole-size gradient and adds them (same values)
         qk, v = qkv.split([nh + nkv, nkv], 2)
@@ -164,17 +173,32 @@ class FastDecoder:
 
     def _mlp_out(self, L, x, o):
         """Residual stream after the attention output o [T, nh*hd] and the SwiGLU MLP."""
-        if L["bo"] is None:  # addmm: the residual add rides along with the matmul
-            x = torch.addmm(x, o, L["wo"].t())
+        if L["bo"] is None:
+            x = self._addmm(x, o, L["wo"])
         else:
-            x = x + F.linear(o, L["wo"], L["bo"])
-        gu = F.linear(self._rms(x), L["wgu"])
+            x = x + self._lin(o, L["wo"], L["bo"])
+        gu = self._lin(self._rms(x), L["wgu"])
         if self._train_native(gu):
             act = native_train.swiglu(gu)
         else:
             g, u = gu.chunk(2, -1)
             act = F.silu(g) * u
-        return torch.addmm(x, act, L["wd"].t())
+        return self._addmm(x, act, L["wd"])
+
+    @staticmethod
+    def _lin(x, w, b=None):
+        """x w^T + b in the weights' dtype, returned in x's (`products`: bf16 weights, fp32
+        activations)."""
+        if w.dtype == x.dtype:
+            return F.linear(x, w, b)
+        return F.linear(x.to(w.dtype), w, b).to(x.dtype)
+
+    @staticmethod
+    def _addmm(x, a, w):
+        """x + a w^T, as `_lin` for the dtypes."""
+        if w.dtype == x.dtype:  # addmm: the residual add rides along with the matmul
+            return torch.addmm(x, a, w.t())
+        return x + F.linear(a.to(w.dtype), w).to(x.dtype)
 
     @staticmethod
     def _train_native(t) -> bool:
@@ -185,7 +209,7 @@ class FastDecoder:
         return self._rms(x) * self.norm
 
     def _logits(self, x):
-        return F.linear(self.final_norm(x), self.lm_head)
+        return self._lin(self.final_norm(x), self.lm_head)
 
     def prefill(self, ids, pos, valid, rope, last_only: bool = True):
         """Forward of left-padded prompts ids [U, P] at positions pos, pad mask valid [U, P].
