@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STUDY_OUT ?= studies/micro
-PRESET ?= cpu-words-10m
+PRESET ?= cpu-words-10m-bf16
 SEED ?=
 
 VERL_VENV := .venv-verl
