@@ -15,6 +15,10 @@ corpus, AdamW with the same hyper-parameters, grad clip 1.0, fp32 on the CPU):
              printed as fused_loss_speedup
     rlscale_bf16  rlscale's loop with its forward under bf16 autocast (--bf16 only): what the
              CPU's bf16 matrix units (AMX) buy a whole step; printed as a ratio to rlscale
+    rlscale_bf16_products, hf_bf16  (--bf16 only) rlscale's loop at matmul_precision "bf16" (the
+             products' inputs and outputs in bf16, the rest fp32 on the fused kernels) and its
+             like-for-like peer, the plain transformers loop under bf16 autocast: printed as
+             bf16_products_vs_rlscale (over the fp32 loop) and bf16_products_vs_hf_bf16
     hf_medium, rlscale_medium  hf and rlscale with torch's fp32 matmul precision "medium" (matmul
              inputs rounded to bf16, fp32 sums: the `matmul_precision` of rlscale pretrain):
              printed as medium_speedup (hf_medium over rlscale_medium, the like-for-like peer),
@@ -96,6 +100,17 @@ def at_medium(step):
     return run
 
 
+def under_autocast(step):
+    """A step under bf16 autocast on the CPU."""
+    import torch
+
+    def run(i):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return step(i)
+
+    return run
+
+
 def swapped(step, module, name: str, value):
     """A step run with module.name set to value (restored after, whatever happens)."""
     def run(i):
@@ -148,7 +163,7 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
     sides = {"hf": None, "rlscale": None, "rlscale_hf_forward": None, "rlscale_sdpa": None,
              "rlscale_torch_loss": None, "hf_medium": None, "rlscale_medium": None}
     if bf16:
-        sides["rlscale_bf16"] = None
+        sides.update(rlscale_bf16=None, rlscale_bf16_products=None, hf_bf16=None)
     models = {k: copy.deepcopy(model) for k in sides}
     sides["hf"] = hf_labels_side(models["hf"], cfg)
     sides["rlscale"] = rlscale_side(models["rlscale"], cfg, corpus)
@@ -162,6 +177,10 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
                                            corpus)
     if bf16:
         sides["rlscale_bf16"] = rlscale_side(models["rlscale_bf16"], cfg, corpus, bf16=True)
+        sides["rlscale_bf16_products"] = rlscale_side(
+            models["rlscale_bf16_products"], dataclasses.replace(cfg, matmul_precision="bf16"),
+            corpus)
+        sides["hf_bf16"] = under_autocast(hf_labels_side(models["hf_bf16"], cfg))
     times: dict[str, list[float]] = {k: [] for k in sides}
     order = list(sides)
     for r in range(rounds):
@@ -190,7 +209,10 @@ def bench(rung: str, batch: int, seq: int, rounds: int, steps: int, warmup: int,
           f"medium_speedup={med['hf_medium'] / med['rlscale_medium']:.2f} "
           f"bf16_matmul_speedup={med['rlscale'] / med['rlscale_medium']:.2f} "
           f"rlscale_medium_mfu={mfu['rlscale_medium']:.3f}"
-          + (f" bf16_vs_rlscale={med['rlscale'] / med['rlscale_bf16']:.2f}" if bf16 else ""),
+          + (f" bf16_vs_rlscale={med['rlscale'] / med['rlscale_bf16']:.2f} "
+             f"bf16_products_vs_rlscale={med['rlscale'] / med['rlscale_bf16_products']:.2f} "
+             f"bf16_products_vs_hf_bf16={med['hf_bf16'] / med['rlscale_bf16_products']:.2f}"
+             if bf16 else ""),
           flush=True)
 
 
@@ -204,7 +226,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per side and round")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--bf16", action="store_true",
-                    help="add rlscale's loop under bf16 autocast (ratio to the fp32 loop)")
+                    help="add rlscale's loop under bf16 autocast and at matmul_precision bf16, "
+                    "and the transformers loop under bf16 autocast (ratios)")
     args = ap.parse_args()
     import torch
 
