@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STUDY_OUT ?= studies/micro
-PRESET ?= cpu-words-10m-bf16
+PRESET ?= cpu-words-10m
 SEED ?=
 
 VERL_VENV := .venv-verl

@@ -321,4 +321,4 @@ PRESETS["cpu-words-10m-bf16"] = replace(PRESETS["cpu-words-10m"], name="cpu-word
 # the side of the 20-minute bar; summary.json `machine` records it), and the AMD kind is ~1.2x
 # slower: cpu-words (5M tokens, the default of sessions 17-31, ~14 min) stays under its name as
 # the 20-minute choice, its 20k rung gaining in 1 of 11 Intel seeds.
-DEFAULT_PRESET = "cpu-words-10m-bf16"
+DEFAULT_PRESET = "cpu-words-10m"

@@ -78,7 +78,7 @@ def test_the_default_preset_is_cpu_words_10m_in_the_cli_and_the_makefile():
 
     p = argparse.ArgumentParser()
     configure(p)
-    assert DEFAULT_PRESET == "cpu-words-10m-bf16" and p.parse_args([]).preset == DEFAULT_PRESET
+    assert DEFAULT_PRESET == "cpu-words-10m" and p.parse_args([]).preset == DEFAULT_PRESET
     make = (Path(__file__).parents[1] / "Makefile").read_text()
     assert re.search(r"^PRESET \?= (\S+)$", make, re.M).group(1) == DEFAULT_PRESET
 
