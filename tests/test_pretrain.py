@@ -417,6 +417,13 @@ def test_matmul_precision_is_scoped_to_the_step_and_recorded(tmp_path):
     # bf16 products on every machine: rounded, so not fp32's numbers, but the same step
     assert runs["bf16"][0] is True and runs["bf16"][1] != runs["highest"][1]
     assert runs["bf16"][1] == pytest.approx(runs["highest"][1], rel=2e-2)
+    # where the compact forward does not apply, transformers' forward under bf16 autocast
+    cfg = copy.copy(corpus.cfg)
+    cfg.matmul_precision = "bf16"
+    hf = Loop(cfg, corpus, copy.deepcopy(model), "cpu", _Bar(), fast=False)
+    with hf.amp():
+        assert torch.is_autocast_enabled("cpu")
+    assert hf.step(0, 3e-3) == pytest.approx(runs["highest"][1][0], rel=2e-2)
     (_, a), (bf16, b) = runs["highest"], runs["medium"]
     assert a[0] == pytest.approx(b[0], rel=1e-2)  # same weights and rows: rounding only
     if bf16:  # bf16 inputs: not the fp32 numbers
