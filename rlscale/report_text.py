@@ -29,8 +29,7 @@ def _verdict(v) -> str:
 def _speed(s: dict) -> str:
     """The machine's measured speed beside the wall time (summary.json `machine`)."""
     m, bf16 = s.get("machine") or {}, sum(bool(r.get("pretrain_matmul_bf16")) for r in s["rungs"])
-    text = "" if not bf16 else (f"; pre-training's matmuls took bf16 inputs (fp32 sums; outputs "
-                                f"rounded to bf16 too under `matmul_precision` bf16) on {bf16} "
+    text = "" if not bf16 else (f"; pre-training's matmuls took bf16 inputs (fp32 sums) on {bf16} "
                                 f"of {len(s['rungs'])} rungs")
     if not m.get("matmul_peak_gflops"):
         return text
