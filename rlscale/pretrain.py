@@ -82,7 +82,7 @@ class PretrainConfig:
     # sums and outputs where oneDNN has bf16 instructions, 1.2-1.4x a step on AMX; fp32 where it
     # does not, and pretrain.json's matmul_bf16 says which ran) | bf16 (the products' inputs
     # and outputs in bf16 on every machine, as bf16 autocast; weights, AdamW, norms, attention
-    # and loss fp32: 1.05-1.6x a step on AVX512-BF16; docs/benchmarks.md)
+    # and loss fp32: 1.2-1.6x a step on AVX512-BF16; docs/benchmarks.md)
 
     def steps(self) -> int:
         return max(1, int(self.tokens) // (self.batch_size * self.seq_len))

@@ -301,7 +301,7 @@ PRESETS["cpu-words-10m-e20"] = replace(PRESETS["cpu-words-10m"], name="cpu-words
 # cpu-words-10m-bf16 (session 50): cpu-words-10m with pre-training's matrix products on bf16
 # inputs and outputs (pretrain_matmul "bf16": fp32 weights, AdamW, norms, attention and loss on
 # the fused kernels), nothing else, chosen by cost alone for the 20-minute bar on the AMD kind:
-# its AVX512-BF16 products run 2.5x fp32's, a pre-training step 1.05x (20k) to 1.6x (600k).
+# its AVX512-BF16 products run 2-4x fp32's, a pre-training step 1.2x (20k) to 1.6x (600k).
 # RL, baselines and evaluations stay fp32. A fresh clone took 16:34 on the AMD kind, but issue
 # 10's five checks held in 2 of its 3 draws (seed 33: 60k -> 200k +0.009) against the 3 of 3
 # its rule asked before they ran, so it is not the default. Rule and draws: docs/study.md,
