@@ -89,26 +89,27 @@ def rlscale_side(model, cfg, corpus, fast=None, bf16=False):
     return lambda step: loop.step(step, cfg.lr)
 
 
+def within(context, step):
+    """A step run inside a fresh `context()` each time (a precision scope, autocast)."""
+    def run(i):
+        with context():
+            return step(i)
+
+    return run
+
+
 def at_medium(step):
     """A step under torch's fp32 matmul precision "medium" (restored after)."""
     from rlscale.pretrain_loop import matmul_precision
 
-    def run(i):
-        with matmul_precision("medium"):
-            return step(i)
-
-    return run
+    return within(lambda: matmul_precision("medium"), step)
 
 
 def under_autocast(step):
     """A step under bf16 autocast on the CPU."""
     import torch
 
-    def run(i):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return step(i)
-
-    return run
+    return within(lambda: torch.autocast("cpu", dtype=torch.bfloat16), step)
 
 
 def swapped(step, module, name: str, value):
